@@ -1,0 +1,226 @@
+//! The `cvm` command line.
+
+use crate::error::{CliError, one_line};
+use crate::exit::ExitCode;
+use crate::output::{Format, Output, write_json};
+use crate::probe::{self, Arch, SystemDevices, Tee};
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// cvm: launch confidential VMs, compute their launch measurements, verify their evidence.
+#[derive(Debug, Parser)]
+#[command(name = "cvm", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Output format: text for people, or one JSON object on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report which TEEs this host can launch, and why not for the others.
+    Probe(ProbeArgs),
+}
+
+/// Arguments of `cvm probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Read sysfs, procfs and device nodes below this directory instead of `/` (to
+    /// examine a copy of another host's /sys and /proc; device queries are still real
+    /// ioctls on ROOT/dev/kvm).
+    #[arg(long, value_name = "ROOT", default_value = "/")]
+    pub root: PathBuf,
+    /// Exit with the platform-unavailable code unless this TEE is available
+    /// (repeatable).
+    #[arg(long, value_enum, value_name = "TEE")]
+    pub require: Vec<Tee>,
+}
+
+/// Runs `cvm` with `args` (including the program name), writing results to `stdout` and
+/// diagnostics to `stderr`. Returns the process exit code.
+pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e, stdout, stderr),
+    };
+    let format = cli.format;
+    let (output, result) = dispatch(cli.command);
+    let mut code = ExitCode::Success;
+    if let Some(output) = &output
+        && let Err(e) = output.write(format, stdout)
+    {
+        return report_error(&CliError::Output(e), None, stderr);
+    }
+    if let Err(e) = result {
+        // In JSON mode, a command that produced no result still prints one object.
+        let json_out = (format == Format::Json && output.is_none()).then_some(&mut *stdout);
+        code = report_error(&e, json_out, stderr);
+    }
+    code
+}
+
+fn dispatch(command: Command) -> (Option<Output>, Result<(), CliError>) {
+    match command {
+        Command::Probe(args) => probe_cmd(&args),
+    }
+}
+
+fn probe_cmd(args: &ProbeArgs) -> (Option<Output>, Result<(), CliError>) {
+    let facts = probe::gather(&args.root, Arch::current(), &SystemDevices);
+    let report = probe::assess(&facts);
+    let output = match Output::new(&report) {
+        Ok(o) => o,
+        Err(e) => return (None, Err(e)),
+    };
+    let unavailable: Vec<String> = args
+        .require
+        .iter()
+        .filter_map(|&tee| {
+            let st = report.status(tee)?;
+            (!st.available).then(|| format!("{tee}: {}", st.reason.as_deref().unwrap_or("")))
+        })
+        .collect();
+    let result = if unavailable.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::PlatformUnavailable(format!(
+            "required TEE unavailable: {}",
+            unavailable.join(" | ")
+        )))
+    };
+    (Some(output), result)
+}
+
+/// Prints `err` as one line on stderr (and, in JSON mode, as an object on stdout).
+fn report_error(
+    err: &CliError,
+    json_out: Option<&mut dyn Write>,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    let code = err.exit_code();
+    let line = one_line(err);
+    let _ = writeln!(stderr, "cvm: error: {line}");
+    if let Some(out) = json_out {
+        let value = serde_json::json!({
+            "error": { "code": code.code(), "kind": code.name(), "message": line }
+        });
+        let _ = write_json(&value, out);
+    }
+    code
+}
+
+fn clap_error(e: &clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = write!(stdout, "{}", e.render());
+            ExitCode::Success
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = write!(stderr, "{}", e.render());
+            ExitCode::Usage
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let _ = writeln!(stderr, "cvm: error: {first} (see 'cvm --help')");
+            ExitCode::Usage
+        }
+    }
+}
+
+/// Sets up logging on stderr for the given `-v` count.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    // Ignore a second initialisation (tests call `run` repeatedly in one process).
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .try_init();
+}
+
+/// The `cvm` binary's entry point.
+pub fn main() -> std::process::ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Logging is set up before parsing so that it covers everything; the level comes
+    // from a cheap pre-scan (clap validates the flags properly afterwards).
+    init_logging(verbosity(&args));
+    let code = run(
+        args,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    code.into()
+}
+
+fn verbosity(args: &[OsString]) -> u8 {
+    let mut n: u8 = 0;
+    for a in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if a == "--verbose" {
+            n = n.saturating_add(1);
+        } else if let Some(flags) = a.strip_prefix('-')
+            && !flags.starts_with('-')
+            && flags.chars().all(|c| c == 'v')
+        {
+            n = n.saturating_add(u8::try_from(flags.len()).unwrap_or(u8::MAX));
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn verbosity_prescan() {
+        assert_eq!(verbosity(&os(&["cvm", "probe"])), 0);
+        assert_eq!(verbosity(&os(&["cvm", "-vv", "probe", "--verbose"])), 3);
+        assert_eq!(verbosity(&os(&["cvm", "probe", "--format", "json"])), 0);
+    }
+
+    #[test]
+    fn unknown_flag_is_a_usage_error_on_one_line() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(["cvm", "probe", "--bogus"], &mut out, &mut err);
+        assert_eq!(code, ExitCode::Usage);
+        assert!(out.is_empty());
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--bogus"), "{err}");
+    }
+
+    #[test]
+    fn help_goes_to_stdout_with_success() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(
+            run(["cvm", "--help"], &mut out, &mut err),
+            ExitCode::Success
+        );
+        assert!(String::from_utf8(out).unwrap().contains("probe"));
+    }
+}

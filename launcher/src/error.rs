@@ -1,0 +1,70 @@
+//! The top-level error of the `cvm` command and its mapping to exit codes.
+
+use crate::exit::ExitCode;
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can stop a `cvm` command. Each variant maps to one [`ExitCode`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The command line is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// An input file could not be read.
+    #[error("cannot read {}", path.display())]
+    ReadInput {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A platform the command needs is not available on this host.
+    #[error("{0}")]
+    PlatformUnavailable(String),
+    /// Writing the result failed (a closed pipe, a full disk).
+    #[error("cannot write the output")]
+    Output(#[source] io::Error),
+    /// A result could not be serialised (a bug).
+    #[error("cannot serialise the result")]
+    Serialize(#[source] serde_json::Error),
+}
+
+impl CliError {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) | CliError::ReadInput { .. } => ExitCode::Usage,
+            CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
+            CliError::Output(_) | CliError::Serialize(_) => ExitCode::Internal,
+        }
+    }
+}
+
+/// The error and its chain of causes on one line: `a: b: c`.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = write!(line, ": {cause}");
+        source = cause.source();
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_is_printed_once_on_one_line() {
+        let e = CliError::ReadInput {
+            path: "/x/fw.fd".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "No such file"),
+        };
+        assert_eq!(one_line(&e), "cannot read /x/fw.fd: No such file");
+        assert_eq!(e.exit_code(), ExitCode::Usage);
+    }
+}
