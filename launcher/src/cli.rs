@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// cvm: launch confidential VMs, compute their launch measurements, verify their evidence.
 #[derive(Debug, Parser)]
-#[command(name = "cvm", version, about, max_term_width = 100)]
+#[command(name = "cvm", version, max_term_width = 100)]
 pub struct Cli {
     /// Output format: text for people, or one JSON object on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
