@@ -1,13 +1,13 @@
 //! The `cvm` command line.
 
+use crate::cmd::{self, CmdResult};
+use crate::cmd::{inspect::InspectArgs, measure::MeasureArgs, probe::ProbeArgs};
 use crate::error::{CliError, one_line};
 use crate::exit::ExitCode;
-use crate::output::{Format, Output, write_json};
-use crate::probe::{self, Arch, SystemDevices, Tee};
-use clap::{Args, Parser, Subcommand};
+use crate::output::{Format, write_json};
+use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 
 /// cvm: launch confidential VMs, compute their launch measurements, verify their evidence.
 #[derive(Debug, Parser)]
@@ -29,20 +29,11 @@ pub struct Cli {
 pub enum Command {
     /// Report which TEEs this host can launch, and why not for the others.
     Probe(ProbeArgs),
-}
-
-/// Arguments of `cvm probe`.
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    /// Read sysfs, procfs and device nodes below this directory instead of `/` (to
-    /// examine a copy of another host's /sys and /proc; device queries are still real
-    /// ioctls on ROOT/dev/kvm).
-    #[arg(long, value_name = "ROOT", default_value = "/")]
-    pub root: PathBuf,
-    /// Exit with the platform-unavailable code unless this TEE is available
-    /// (repeatable).
-    #[arg(long, value_enum, value_name = "TEE")]
-    pub require: Vec<Tee>,
+    /// Compute the launch measurement a guest will report, before launching it.
+    Measure(MeasureArgs),
+    /// Show the structure of a firmware image.
+    #[command(subcommand)]
+    Inspect(InspectArgs),
 }
 
 /// Runs `cvm` with `args` (including the program name), writing results to `stdout` and
@@ -72,36 +63,12 @@ where
     code
 }
 
-fn dispatch(command: Command) -> (Option<Output>, Result<(), CliError>) {
+fn dispatch(command: Command) -> CmdResult {
     match command {
-        Command::Probe(args) => probe_cmd(&args),
+        Command::Probe(args) => cmd::probe::run(&args),
+        Command::Measure(args) => cmd::measure::run(&args),
+        Command::Inspect(args) => cmd::inspect::run(&args),
     }
-}
-
-fn probe_cmd(args: &ProbeArgs) -> (Option<Output>, Result<(), CliError>) {
-    let facts = probe::gather(&args.root, Arch::current(), &SystemDevices);
-    let report = probe::assess(&facts);
-    let output = match Output::new(&report) {
-        Ok(o) => o,
-        Err(e) => return (None, Err(e)),
-    };
-    let unavailable: Vec<String> = args
-        .require
-        .iter()
-        .filter_map(|&tee| {
-            let st = report.status(tee)?;
-            (!st.available).then(|| format!("{tee}: {}", st.reason.as_deref().unwrap_or("")))
-        })
-        .collect();
-    let result = if unavailable.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::PlatformUnavailable(format!(
-            "required TEE unavailable: {}",
-            unavailable.join(" | ")
-        )))
-    };
-    (Some(output), result)
 }
 
 /// Prints `err` as one line on stderr (and, in JSON mode, as an object on stdout).
@@ -134,10 +101,15 @@ fn clap_error(e: &clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -
             ExitCode::Usage
         }
         _ => {
+            // clap's message, without the usage block, folded onto one line.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            let _ = writeln!(stderr, "cvm: error: {first} (see 'cvm --help')");
+            let message = rendered
+                .split("\n\nUsage:")
+                .next()
+                .unwrap_or("invalid arguments");
+            let message = message.strip_prefix("error: ").unwrap_or(message);
+            let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let _ = writeln!(stderr, "cvm: error: {line} (see 'cvm --help')");
             ExitCode::Usage
         }
     }

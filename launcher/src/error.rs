@@ -21,6 +21,15 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
+    /// A firmware or boot image is malformed, or cannot be launched as asked.
+    #[error("{}", path.display())]
+    Firmware {
+        /// The file (or the inputs) concerned.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: cvm_firmware::FirmwareError,
+    },
     /// A platform the command needs is not available on this host.
     #[error("{0}")]
     PlatformUnavailable(String),
@@ -37,6 +46,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) | CliError::ReadInput { .. } => ExitCode::Usage,
+            CliError::Firmware { .. } => ExitCode::MalformedInput,
             CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
             CliError::Output(_) | CliError::Serialize(_) => ExitCode::Internal,
         }

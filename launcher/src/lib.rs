@@ -13,6 +13,7 @@
 //! ```
 
 pub mod cli;
+pub mod cmd;
 pub mod error;
 pub mod exit;
 pub mod output;

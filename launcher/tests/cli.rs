@@ -3,6 +3,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stderr,
     clippy::tests_outside_test_module,
     reason = "an integration test crate: every function is test code"
 )]
@@ -145,4 +146,250 @@ fn verbose_logs_go_to_stderr_only() {
     let out = cvm(&["-vvv", "probe", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     stdout_json(&out);
+}
+
+fn reference_inputs() -> Option<PathBuf> {
+    let dir = std::env::var_os("CVM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+        .join("reference/inputs");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: {} is absent", dir.display());
+        None
+    }
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cvm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn one_error_line(out: &Output) -> String {
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("cvm: error: "), "{err}");
+    err
+}
+
+#[test]
+fn measure_json_is_the_reference_digest() {
+    let Some(inputs) = reference_inputs() else {
+        return;
+    };
+    let p = |rel: &str| inputs.join(rel).display().to_string();
+    // Row sev-003 of sev_ref.tsv (sev-snp-measure 0.0.13 and snpguest agree).
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "snp",
+        "--firmware",
+        &p("sid/OVMF.amdsev.fd"),
+        "--kernel",
+        &p("amd64/vmlinuz-6.1.0-56-cloud-amd64"),
+        "--initrd",
+        &p("initrd-small.img"),
+        "--cmdline",
+        "console=ttyS0 root=/dev/vda1 ro",
+        "--vcpus",
+        "1",
+        "--vcpu-type",
+        "EPYC-v4",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout_json(&out);
+    assert_eq!(json["tee"], "snp");
+    assert_eq!(
+        json["measurement"],
+        "01213fed0d4158c786b485b59cbaa4eb0de519582835451b03e8acf5165e59133aebd3ba09da1c86c363820e7c65b061"
+    );
+    assert_eq!(
+        json["kernel"]["sha256"],
+        "51349501a3d1ff83836437d2b365fd2d57f2feb8642d315e5181dec23d4c3275"
+    );
+    assert!(
+        json.get("components").is_none(),
+        "components only with --explain"
+    );
+}
+
+#[test]
+fn measure_explain_lists_components_ending_in_the_measurement() {
+    let Some(inputs) = reference_inputs() else {
+        return;
+    };
+    let fw = inputs.join("sid/OVMF.amdsev.fd").display().to_string();
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "snp",
+        "--firmware",
+        &fw,
+        "--vcpus",
+        "2",
+        "--vcpu-type",
+        "EPYC-Milan",
+        "--explain",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let json = stdout_json(&out);
+    let comps = json["components"].as_array().unwrap();
+    assert_eq!(comps[0]["name"], "firmware");
+    assert_eq!(comps.iter().filter(|c| c["page_type"] == "vmsa").count(), 2);
+    assert_eq!(comps.last().unwrap()["launch_digest"], json["measurement"]);
+    assert_eq!(comps[0]["launch_digest"], json["firmware_digest"]);
+}
+
+#[test]
+fn measure_bad_inputs_exit_2_with_one_line() {
+    let short = temp_file("short.fd", &[0u8; 1000]);
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "sev",
+        "--firmware",
+        short.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("image size"));
+
+    let Some(inputs) = reference_inputs() else {
+        return;
+    };
+    let p = |rel: &str| inputs.join(rel).display().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        // A kernel with firmware that cannot measure it (the tools refuse too).
+        (
+            &[
+                "--tee",
+                "snp",
+                "--firmware",
+                &p("bookworm/OVMF.fd"),
+                "--kernel",
+                &p("amd64/vmlinuz-6.1.0-56-cloud-amd64"),
+                "--vcpu-type",
+                "EPYC-v4",
+            ],
+            "SNP_KERNEL_HASHES",
+        ),
+        // A kernel that is not a bzImage.
+        (
+            &[
+                "--tee",
+                "sev",
+                "--firmware",
+                &p("sid/OVMF.amdsev.fd"),
+                "--kernel",
+                &p("initrd-small.img"),
+            ],
+            "not a bzImage",
+        ),
+        (
+            &[
+                "--tee",
+                "snp",
+                "--firmware",
+                &p("sid/OVMF.amdsev.fd"),
+                "--vcpu-type",
+                "Pentium",
+            ],
+            "unknown vCPU type",
+        ),
+        (
+            &[
+                "--tee",
+                "snp",
+                "--firmware",
+                &p("sid/OVMF.amdsev.fd"),
+                "--vcpu-type",
+                "EPYC",
+                "--vcpus",
+                "0",
+            ],
+            "at least one vCPU",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["measure"];
+        all.extend_from_slice(args);
+        let out = cvm(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let line = one_error_line(&out);
+        assert!(line.contains(needle), "{line}");
+    }
+}
+
+#[test]
+fn measure_usage_errors_exit_1() {
+    for args in [
+        &[
+            "measure",
+            "--tee",
+            "sev",
+            "--firmware",
+            "x.fd",
+            "--initrd",
+            "i",
+        ][..],
+        &[
+            "measure",
+            "--tee",
+            "snp",
+            "--firmware",
+            "/nonexistent/x.fd",
+            "--vcpu-type",
+            "EPYC",
+        ][..],
+        &[
+            "measure",
+            "--tee",
+            "snp",
+            "--firmware",
+            "x",
+            "--vcpu-type",
+            "EPYC",
+            "--vcpu-sig",
+            "1",
+        ][..],
+    ] {
+        let out = cvm(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        one_error_line(&out);
+    }
+}
+
+#[test]
+fn inspect_firmware_reports_metadata() {
+    let Some(inputs) = reference_inputs() else {
+        return;
+    };
+    let fw = inputs.join("sid/OVMF.amdsev.fd").display().to_string();
+    let out = cvm(&["inspect", "firmware", &fw, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json = stdout_json(&out);
+    // As listed in shared/reference/ovmf_footer_tables.txt for this image.
+    assert_eq!(json["footer_table"].as_array().unwrap().len(), 6);
+    assert_eq!(json["sev_es_reset_eip"], 0x80b004);
+    assert_eq!(
+        json["sev_hashes_table"],
+        serde_json::json!([0x810c00, 0x400])
+    );
+    let sections = json["sev_metadata"]["sections"].as_array().unwrap();
+    assert_eq!(sections.len(), 7);
+    assert_eq!(sections[6]["kind"], "SNP_KERNEL_HASHES");
+    assert_eq!(json["tdvf"]["sections"].as_array().unwrap().len(), 7);
 }

@@ -3,6 +3,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stderr,
     clippy::tests_outside_test_module,
     reason = "an integration test crate: every function is test code"
 )]

@@ -1,0 +1,106 @@
+//! Bounds-checked little-endian reads from untrusted images.
+
+use crate::error::{FirmwareError, Result};
+
+/// A view of an image that names itself in errors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Image<'a> {
+    pub name: &'static str,
+    pub data: &'a [u8],
+}
+
+impl<'a> Image<'a> {
+    pub fn new(name: &'static str, data: &'a [u8]) -> Self {
+        Image { name, data }
+    }
+
+    pub fn len(&self) -> u64 {
+        to_u64(self.data.len())
+    }
+
+    /// `len` bytes at `offset`.
+    pub fn bytes(&self, offset: u64, len: u64, field: &'static str) -> Result<&'a [u8]> {
+        let truncated = || FirmwareError::Truncated {
+            image: self.name,
+            field,
+            offset,
+            needed: len,
+            len: self.len(),
+        };
+        let start = usize::try_from(offset).map_err(|_| truncated())?;
+        let n = usize::try_from(len).map_err(|_| truncated())?;
+        let end = start.checked_add(n).ok_or_else(truncated)?;
+        self.data.get(start..end).ok_or_else(truncated)
+    }
+
+    pub fn array<const N: usize>(&self, offset: u64, field: &'static str) -> Result<[u8; N]> {
+        let b = self.bytes(offset, to_u64(N), field)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    pub fn u8(&self, offset: u64, field: &'static str) -> Result<u8> {
+        Ok(u8::from_le_bytes(self.array(offset, field)?))
+    }
+
+    pub fn u16(&self, offset: u64, field: &'static str) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array(offset, field)?))
+    }
+
+    pub fn u32(&self, offset: u64, field: &'static str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(offset, field)?))
+    }
+
+    pub fn u64(&self, offset: u64, field: &'static str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(offset, field)?))
+    }
+
+    pub fn invalid(
+        &self,
+        field: &'static str,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> FirmwareError {
+        FirmwareError::Invalid {
+            image: self.name,
+            field,
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `usize` to `u64`: lossless on every target Rust supports (pointer width <= 64).
+pub(crate) fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Little-endian writes into a fixed buffer at offsets known to be in range (used to
+/// build structures whose layout is defined by the code, never by input).
+pub(crate) fn put(buf: &mut [u8], offset: usize, value: &[u8]) {
+    if let Some(dst) = offset
+        .checked_add(value.len())
+        .and_then(|end| buf.get_mut(offset..end))
+    {
+        dst.copy_from_slice(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_bounds_checked() {
+        let img = Image::new("firmware", &[1, 2, 3, 4, 5]);
+        assert_eq!(img.u32(1, "x").unwrap(), 0x0504_0302);
+        let err = img.u32(2, "entry size").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "firmware: entry size at offset 0x2 needs 4 bytes, but the image is 5 bytes"
+        );
+        assert!(img.bytes(u64::MAX, 2, "x").is_err());
+        assert!(img.bytes(4, u64::MAX, "x").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! SEV-SNP, SEV-ES and SEV launch digests.
+//!
+//! SNP (SEV-SNP ABI, SNP_LAUNCH_UPDATE): the launch digest starts as 48 zero bytes and
+//! every page updates it to SHA-384 of a 0x70-byte PAGE_INFO: the previous digest, the
+//! page's contents digest (SHA-384 of the page for NORMAL and VMSA pages, zeros for the
+//! other types), length 0x70, page type, IMI 0, VMPL permissions 0, and the GPA.
+//! SEV-ES and SEV (LAUNCH_MEASURE): SHA-256 over the loaded data, then the VMSAs.
+
+use super::Component;
+use crate::hex::encode;
+use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
+use crate::sev::vmsa;
+use sha2::{Digest, Sha256, Sha384};
+
+/// The result of measuring a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measurement {
+    /// The platform.
+    pub platform: Platform,
+    /// The launch digest (48 bytes for SNP, 32 for SEV-ES and SEV).
+    pub digest: Vec<u8>,
+    /// SNP: the launch digest after the firmware pages alone (what `--firmware-digest`
+    /// takes, to skip hashing the firmware next time).
+    pub firmware_digest: Option<[u8; 48]>,
+    /// Every contributing component, when asked for.
+    pub components: Vec<Component>,
+}
+
+/// How to measure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// SNP: the launch digest after the firmware pages, computed earlier; the firmware
+    /// pages are then not hashed again.
+    pub firmware_digest: Option<[u8; 48]>,
+    /// Record every component (costs an extra SHA-256 per component).
+    pub explain: bool,
+}
+
+/// Measures `plan`.
+pub fn measure(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
+    match plan.platform {
+        Platform::Snp => snp(plan, opts),
+        Platform::SevEs | Platform::Sev => sev(plan, opts),
+    }
+}
+
+const PAGE: usize = 4096;
+const PAGE_INFO_LEN: u16 = 0x70;
+
+struct SnpDigest([u8; 48]);
+
+impl SnpDigest {
+    fn update(&mut self, contents: &[u8; 48], page_type: u8, gpa: u64) {
+        let mut h = Sha384::new();
+        h.update(self.0);
+        h.update(contents);
+        h.update(PAGE_INFO_LEN.to_le_bytes());
+        h.update([page_type, 0, 0, 0, 0, 0]); // IMI, VMPL3/2/1 permissions, reserved
+        h.update(gpa.to_le_bytes());
+        self.0 = h.finalize().into();
+    }
+}
+
+fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
+    let mut ld = SnpDigest([0u8; 48]);
+    let mut components = Vec::new();
+    let mut firmware_digest = None;
+    for step in &plan.steps {
+        match (step.origin, opts.firmware_digest) {
+            (Origin::Firmware, Some(seed)) => ld.0 = seed,
+            _ => snp_step(&mut ld, step),
+        }
+        if step.origin == Origin::Firmware {
+            firmware_digest = Some(ld.0);
+        }
+        if opts.explain {
+            components.push(component(plan, step, Some(&ld.0)));
+        }
+    }
+    for (i, vcpu) in plan.vcpus.iter().enumerate() {
+        let page = vmsa::page(vcpu, plan.sev_features);
+        ld.update(&Sha384::digest(&page[..]).into(), 2, vmsa::VMSA_GPA);
+        if opts.explain {
+            components.push(vmsa_component(i, &page[..], Some(&ld.0)));
+        }
+    }
+    Measurement {
+        platform: plan.platform,
+        digest: ld.0.to_vec(),
+        firmware_digest,
+        components,
+    }
+}
+
+fn snp_step(ld: &mut SnpDigest, step: &Step<'_>) {
+    let ty = step.kind.snp_page_type();
+    let pages = step.len / 4096;
+    if step.kind == PageKind::Normal {
+        for (i, page) in (0u64..).zip(step.data.chunks(PAGE)) {
+            ld.update(
+                &Sha384::digest(page).into(),
+                ty,
+                step.gpa.saturating_add(i.saturating_mul(4096)),
+            );
+        }
+    } else {
+        for i in 0..pages {
+            ld.update(
+                &[0u8; 48],
+                ty,
+                step.gpa.saturating_add(i.saturating_mul(4096)),
+            );
+        }
+    }
+}
+
+fn sev(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
+    let mut h = Sha256::new();
+    let mut components = Vec::new();
+    for step in &plan.steps {
+        h.update(&step.data);
+        if opts.explain {
+            components.push(component(plan, step, None));
+        }
+    }
+    for (i, vcpu) in plan.vcpus.iter().enumerate() {
+        let page = vmsa::page(vcpu, plan.sev_features);
+        h.update(&page[..]);
+        if opts.explain {
+            components.push(vmsa_component(i, &page[..], None));
+        }
+    }
+    Measurement {
+        platform: plan.platform,
+        digest: h.finalize().to_vec(),
+        firmware_digest: None,
+        components,
+    }
+}
+
+fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> Component {
+    let name = match step.origin {
+        Origin::Firmware => "firmware".to_owned(),
+        Origin::SevMetadata { index, section } => {
+            format!("SEV metadata section {index} ({section:?})")
+        }
+        Origin::KernelHashes => match plan.kernel_hashes {
+            Some(k) => format!(
+                "kernel hashes table (kernel sha256 {}, initrd sha256 {}, cmdline sha256 {})",
+                encode(&k.kernel),
+                encode(&k.initrd),
+                encode(&k.cmdline)
+            ),
+            None => "kernel hashes table".to_owned(),
+        },
+    };
+    Component {
+        name,
+        gpa: Some(step.gpa),
+        len: step.len,
+        page_type: kind_name(step.kind),
+        sha256: (step.kind == PageKind::Normal).then(|| encode(&Sha256::digest(&step.data))),
+        launch_digest: ld.map(|d| encode(d)),
+    }
+}
+
+fn vmsa_component(i: usize, page: &[u8], ld: Option<&[u8; 48]>) -> Component {
+    Component {
+        name: format!("VMSA vCPU {i}"),
+        gpa: ld.map(|_| vmsa::VMSA_GPA),
+        len: 4096,
+        page_type: "vmsa",
+        sha256: Some(encode(&Sha256::digest(page))),
+        launch_digest: ld.map(|d| encode(d)),
+    }
+}
+
+fn kind_name(k: PageKind) -> &'static str {
+    match k {
+        PageKind::Normal => "normal",
+        PageKind::Zero => "zero",
+        PageKind::Unmeasured => "unmeasured",
+        PageKind::Secrets => "secrets",
+        PageKind::Cpuid => "cpuid",
+    }
+}

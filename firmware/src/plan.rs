@@ -1,0 +1,120 @@
+//! The launch plan: the ordered list of what a launch loads, and the vCPUs it starts.
+//!
+//! A plan is built once from the inputs; `measure` folds it into a digest and the
+//! launcher's backends execute it step by step. Nothing else is measured or launched.
+
+use crate::ovmf::SevSectionType;
+use crate::vcpu::VcpuState;
+use serde::Serialize;
+use std::borrow::Cow;
+
+/// The kind of protected guest a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Platform {
+    /// AMD SEV-SNP.
+    Snp,
+    /// AMD SEV-ES.
+    SevEs,
+    /// AMD SEV.
+    Sev,
+}
+
+impl Platform {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Snp => "snp",
+            Platform::SevEs => "sev-es",
+            Platform::Sev => "sev",
+        }
+    }
+}
+
+/// How a range of guest memory is handed to the hardware. For SNP these are the
+/// SNP_LAUNCH_UPDATE page types; SEV and SEV-ES only have [`PageKind::Normal`] data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PageKind {
+    /// Contents loaded and measured.
+    Normal,
+    /// Zero pages, measured as such.
+    Zero,
+    /// Pages that are validated but whose contents are not measured.
+    Unmeasured,
+    /// The SNP secrets page (filled by the firmware).
+    Secrets,
+    /// The SNP CPUID page (filled by the VMM, checked by the firmware).
+    Cpuid,
+}
+
+impl PageKind {
+    /// The SNP page type value (SEV-SNP ABI, PAGE_INFO.PAGE_TYPE).
+    pub fn snp_page_type(self) -> u8 {
+        match self {
+            PageKind::Normal => 1,
+            PageKind::Zero => 3,
+            PageKind::Unmeasured => 4,
+            PageKind::Secrets => 5,
+            PageKind::Cpuid => 6,
+        }
+    }
+}
+
+/// Where a step's contents come from (for `--explain` and `inspect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum Origin {
+    /// The firmware image.
+    Firmware,
+    /// A section of the firmware's SEV metadata.
+    SevMetadata {
+        /// Its index in the metadata table.
+        index: usize,
+        /// Its type.
+        section: SevSectionType,
+    },
+    /// The kernel hashes table (QEMU's `SEV_HASH_TABLE`).
+    KernelHashes,
+}
+
+/// One step of a launch: a range of guest memory and how it is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step<'a> {
+    /// Guest physical address of the first byte.
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// How the hardware receives it.
+    pub kind: PageKind,
+    /// The contents, for [`PageKind::Normal`] (empty for every other kind).
+    pub data: Cow<'a, [u8]>,
+    /// Where it comes from.
+    pub origin: Origin,
+}
+
+/// The SHA-256 digests QEMU puts in the kernel hashes table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelHashes {
+    /// SHA-256 of the command line with its NUL terminator.
+    pub cmdline: [u8; 32],
+    /// SHA-256 of the initrd (of nothing, when there is none).
+    pub initrd: [u8; 32],
+    /// SHA-256 of the kernel file.
+    pub kernel: [u8; 32],
+}
+
+/// Everything a launch loads and starts, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchPlan<'a> {
+    /// The platform.
+    pub platform: Platform,
+    /// Memory, in the order it is loaded.
+    pub steps: Vec<Step<'a>>,
+    /// The vCPUs, BSP first, in the order they are created.
+    pub vcpus: Vec<VcpuState>,
+    /// The VMSA `SEV_FEATURES` (SNP); zero for SEV-ES and SEV.
+    pub sev_features: u64,
+    /// The kernel hashes, when the plan carries a kernel hashes table.
+    pub kernel_hashes: Option<KernelHashes>,
+}

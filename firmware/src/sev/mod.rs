@@ -1,0 +1,269 @@
+//! AMD SEV, SEV-ES and SEV-SNP launch plans built from OVMF and optional direct-boot
+//! inputs, as QEMU (or EC2, or GCE) performs the launch.
+
+pub mod cpu;
+pub mod hashes;
+pub mod vmsa;
+
+use crate::bzimage::BzImage;
+use crate::error::{FirmwareError, Result};
+use crate::ovmf::{OvmfImage, SevSectionType};
+use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
+use std::borrow::Cow;
+pub use vmsa::VmmType;
+
+const PAGE: u64 = 4096;
+
+/// Direct-boot inputs: the kernel, and optionally an initrd and a command line.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectBoot<'a> {
+    /// The kernel (a bzImage).
+    pub kernel: &'a [u8],
+    /// The initrd.
+    pub initrd: Option<&'a [u8]>,
+    /// The command line.
+    pub cmdline: Option<&'a str>,
+}
+
+/// What an SEV-family launch is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct SevConfig<'a> {
+    /// SNP, SEV-ES or SEV.
+    pub platform: Platform,
+    /// The firmware.
+    pub firmware: &'a OvmfImage<'a>,
+    /// Direct-boot inputs, measured through the kernel hashes table.
+    pub direct_boot: Option<DirectBoot<'a>>,
+    /// Number of vCPUs (at least 1).
+    pub vcpus: u32,
+    /// CPUID signature the VMM reports in RDX at reset.
+    pub vcpu_sig: u32,
+    /// Whose reset conventions to follow.
+    pub vmm: VmmType,
+    /// The VMSA `SEV_FEATURES` for SNP (ignored for SEV-ES and SEV, which use 0).
+    pub guest_features: u64,
+}
+
+/// Builds the launch plan for `cfg`.
+pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
+    if cfg.vcpus == 0 {
+        return Err(FirmwareError::Unsupported(
+            "at least one vCPU is needed".into(),
+        ));
+    }
+    let fw = cfg.firmware;
+    let kernel_hashes = match cfg.direct_boot {
+        Some(db) => {
+            BzImage::parse(db.kernel)?;
+            Some(hashes::kernel_hashes(db.kernel, db.initrd, db.cmdline))
+        }
+        None => None,
+    };
+    let mut steps = vec![Step {
+        gpa: fw.gpa(),
+        len: crate::bytes::to_u64(fw.data().len()),
+        kind: PageKind::Normal,
+        data: Cow::Borrowed(fw.data()),
+        origin: Origin::Firmware,
+    }];
+    let table = kernel_hashes.as_ref().map(hashes::table);
+
+    match cfg.platform {
+        Platform::Snp => snp_metadata_steps(cfg, table.as_ref(), &mut steps)?,
+        Platform::SevEs | Platform::Sev => {
+            if let Some(table) = table {
+                let (gpa, len) = fw.sev_hashes_table()?.ok_or_else(|| {
+                    FirmwareError::Unsupported(
+                        "a kernel was given, but the firmware cannot measure it: it has no SEV \
+                         hashes table (footer entry SEV_HASH_TABLE_RV)"
+                            .into(),
+                    )
+                })?;
+                if u64::from(len) < crate::bytes::to_u64(hashes::PADDED_LEN) {
+                    return Err(FirmwareError::Unsupported(format!(
+                        "the firmware's SEV hashes table area is {len} bytes, smaller than the \
+                         {}-byte table",
+                        hashes::PADDED_LEN
+                    )));
+                }
+                steps.push(Step {
+                    gpa: u64::from(gpa),
+                    len: crate::bytes::to_u64(hashes::PADDED_LEN),
+                    kind: PageKind::Normal,
+                    data: Cow::Owned(table.to_vec()),
+                    origin: Origin::KernelHashes,
+                });
+            }
+        }
+    }
+
+    let vcpus = if cfg.platform == Platform::Sev {
+        // Plain SEV does not encrypt or measure register state.
+        Vec::new()
+    } else {
+        let ap_eip = fw.sev_es_reset_eip()?;
+        (0..cfg.vcpus)
+            .map(|i| {
+                let eip = if i == 0 {
+                    vmsa::BSP_EIP
+                } else {
+                    ap_eip.ok_or_else(|| {
+                        FirmwareError::Unsupported(
+                            "more than one vCPU needs the firmware's AP reset address, but it \
+                             has no SEV-ES reset block"
+                                .into(),
+                        )
+                    })?
+                };
+                Ok(vmsa::reset_state(cfg.vmm, eip, cfg.vcpu_sig))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let sev_features = if cfg.platform == Platform::Snp {
+        cfg.guest_features
+    } else {
+        0
+    };
+    if cfg.platform == Platform::Snp {
+        check_snp_layout(&steps)?;
+    }
+    Ok(LaunchPlan {
+        platform: cfg.platform,
+        steps,
+        vcpus,
+        sev_features,
+        kernel_hashes,
+    })
+}
+
+/// The SNP metadata sections, in table order (EC2 loads the CPUID pages last).
+fn snp_metadata_steps<'a>(
+    cfg: &SevConfig<'a>,
+    table: Option<&[u8; hashes::PADDED_LEN]>,
+    steps: &mut Vec<Step<'a>>,
+) -> Result<()> {
+    let fw = cfg.firmware;
+    let sections = fw
+        .sev_metadata()
+        .map(|m| m.sections.as_slice())
+        .unwrap_or(&[]);
+    if table.is_some()
+        && !sections
+            .iter()
+            .any(|s| s.kind == SevSectionType::SnpKernelHashes)
+    {
+        return Err(FirmwareError::Unsupported(
+            "a kernel was given, but the firmware cannot measure it: its SEV metadata has no \
+             SNP_KERNEL_HASHES section"
+                .into(),
+        ));
+    }
+    let mut deferred = Vec::new();
+    for (index, s) in sections.iter().enumerate() {
+        let origin = Origin::SevMetadata {
+            index,
+            section: s.kind,
+        };
+        let blank = |kind| Step {
+            gpa: u64::from(s.gpa),
+            len: u64::from(s.size),
+            kind,
+            data: Cow::Borrowed(&[][..]),
+            origin,
+        };
+        let step = match s.kind {
+            SevSectionType::SnpSecMem if cfg.vmm == VmmType::Gce => blank(PageKind::Unmeasured),
+            SevSectionType::SnpSecMem | SevSectionType::SvsmCaa => blank(PageKind::Zero),
+            SevSectionType::SnpSecrets => blank(PageKind::Secrets),
+            SevSectionType::Cpuid => blank(PageKind::Cpuid),
+            SevSectionType::SnpKernelHashes => match table {
+                None => blank(PageKind::Zero),
+                Some(table) => hashes_page(cfg, s.gpa, s.size, table)?,
+            },
+            SevSectionType::Unknown(t) => {
+                return Err(FirmwareError::Unsupported(format!(
+                    "SEV metadata section {index} has type {t:#x}, which cvm does not know how \
+                     to launch"
+                )));
+            }
+        };
+        if s.kind == SevSectionType::Cpuid && cfg.vmm == VmmType::Ec2 {
+            deferred.push(step);
+        } else {
+            steps.push(step);
+        }
+    }
+    steps.extend(deferred);
+    Ok(())
+}
+
+/// The one NORMAL page that carries the hashes table, at the offset the firmware's
+/// footer entry names within the SNP_KERNEL_HASHES section.
+fn hashes_page<'a>(
+    cfg: &SevConfig<'a>,
+    section_gpa: u32,
+    section_size: u32,
+    table: &[u8; hashes::PADDED_LEN],
+) -> Result<Step<'a>> {
+    let (table_gpa, _) = cfg.firmware.sev_hashes_table()?.ok_or_else(|| {
+        FirmwareError::Unsupported(
+            "the firmware has an SNP_KERNEL_HASHES section but no SEV hashes table location \
+             (footer entry SEV_HASH_TABLE_RV)"
+                .into(),
+        )
+    })?;
+    let page_gpa = u64::from(table_gpa) & !(PAGE - 1);
+    if u64::from(section_size) != PAGE || page_gpa != u64::from(section_gpa) {
+        return Err(FirmwareError::Unsupported(format!(
+            "the SEV hashes table at {table_gpa:#x} is not inside the one-page \
+             SNP_KERNEL_HASHES section at {section_gpa:#x} (size {section_size:#x})"
+        )));
+    }
+    let offset = usize::try_from(u64::from(table_gpa) & (PAGE - 1)).unwrap_or(usize::MAX);
+    let mut page = vec![0u8; 4096];
+    let dst = offset
+        .checked_add(table.len())
+        .and_then(|end| page.get_mut(offset..end))
+        .ok_or_else(|| {
+            FirmwareError::Unsupported(format!(
+                "the SEV hashes table at {table_gpa:#x} does not fit in its page"
+            ))
+        })?;
+    dst.copy_from_slice(table);
+    Ok(Step {
+        gpa: page_gpa,
+        len: PAGE,
+        kind: PageKind::Normal,
+        data: Cow::Owned(page),
+        origin: Origin::KernelHashes,
+    })
+}
+
+/// SNP_LAUNCH_UPDATE works on whole pages, and the PSP refuses to validate a page twice.
+fn check_snp_layout(steps: &[Step<'_>]) -> Result<()> {
+    let mut ranges = Vec::with_capacity(steps.len());
+    for s in steps {
+        if s.gpa % PAGE != 0 || s.len % PAGE != 0 || s.len == 0 {
+            return Err(FirmwareError::Unsupported(format!(
+                "{:?} at {:#x} (+{:#x}) is not a whole number of 4 KiB pages",
+                s.origin, s.gpa, s.len
+            )));
+        }
+        let end = s.gpa.checked_add(s.len).ok_or_else(|| {
+            FirmwareError::Unsupported(format!("{:?} at {:#x} wraps around", s.origin, s.gpa))
+        })?;
+        ranges.push((s.gpa, end, s.origin));
+    }
+    ranges.sort_by_key(|r| r.0);
+    for w in ranges.windows(2) {
+        if let [a, b] = w
+            && b.0 < a.1
+        {
+            return Err(FirmwareError::Unsupported(format!(
+                "{:?} at {:#x} overlaps {:?} at {:#x}..{:#x}",
+                b.2, b.0, a.2, a.0, a.1
+            )));
+        }
+    }
+    Ok(())
+}

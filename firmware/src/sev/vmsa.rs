@@ -1,0 +1,168 @@
+//! The SEV-ES save area (VMSA) and the reset state each VMM gives a vCPU.
+//!
+//! Layout: AMD64 APM vol. 2, table B-4 ("VMSA layout, state save area for SEV-ES"),
+//! as Linux's `struct sev_es_save_area`. Only the fields a launch sets are written;
+//! everything else is zero.
+
+use crate::bytes::put;
+use crate::vcpu::{Segment, VcpuState};
+use serde::Serialize;
+
+/// The size of a VMSA page.
+pub const VMSA_SIZE: usize = 4096;
+/// The GPA at which SNP measures VMSA pages (SEV-SNP ABI, SNP_LAUNCH_UPDATE).
+pub const VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
+/// The BSP's reset address.
+pub const BSP_EIP: u32 = 0xffff_fff0;
+
+/// Offsets of the fields cvm sets (APM vol. 2, table B-4).
+mod off {
+    pub const SEGMENTS: usize = 0x000; // es, cs, ss, ds, fs, gs, gdtr, ldtr, idtr, tr
+    pub const EFER: usize = 0x0d0;
+    pub const CR4: usize = 0x148;
+    pub const CR3: usize = 0x150;
+    pub const CR0: usize = 0x158;
+    pub const DR7: usize = 0x160;
+    pub const DR6: usize = 0x168;
+    pub const RFLAGS: usize = 0x170;
+    pub const RIP: usize = 0x178;
+    pub const RSP: usize = 0x1d8;
+    pub const G_PAT: usize = 0x268;
+    pub const RDX: usize = 0x310;
+    pub const RSI: usize = 0x330;
+    pub const SEV_FEATURES: usize = 0x3b0;
+    pub const XCR0: usize = 0x3e8;
+    pub const MXCSR: usize = 0x408;
+    pub const X87_FCW: usize = 0x410;
+}
+
+/// Encodes `s` as a VMSA page with `sev_features`.
+pub fn page(s: &VcpuState, sev_features: u64) -> Box<[u8; VMSA_SIZE]> {
+    let mut p = Box::new([0u8; VMSA_SIZE]);
+    let segs = [
+        s.es, s.cs, s.ss, s.ds, s.fs, s.gs, s.gdtr, s.ldtr, s.idtr, s.tr,
+    ];
+    for (i, seg) in segs.iter().enumerate() {
+        let at = off::SEGMENTS.saturating_add(i.saturating_mul(16));
+        put(&mut p[..], at, &seg.selector.to_le_bytes());
+        put(&mut p[..], at.saturating_add(2), &seg.attrib.to_le_bytes());
+        put(&mut p[..], at.saturating_add(4), &seg.limit.to_le_bytes());
+        put(&mut p[..], at.saturating_add(8), &seg.base.to_le_bytes());
+    }
+    for (at, v) in [
+        (off::EFER, s.efer),
+        (off::CR4, s.cr4),
+        (off::CR3, s.cr3),
+        (off::CR0, s.cr0),
+        (off::DR7, s.dr7),
+        (off::DR6, s.dr6),
+        (off::RFLAGS, s.rflags),
+        (off::RIP, s.rip),
+        (off::RSP, s.rsp),
+        (off::G_PAT, s.g_pat),
+        (off::RDX, s.rdx),
+        (off::RSI, s.rsi),
+        (off::SEV_FEATURES, sev_features),
+        (off::XCR0, s.xcr0),
+    ] {
+        put(&mut p[..], at, &v.to_le_bytes());
+    }
+    put(&mut p[..], off::MXCSR, &s.mxcsr.to_le_bytes());
+    put(&mut p[..], off::X87_FCW, &s.x87_fcw.to_le_bytes());
+    p
+}
+
+/// Whose conventions for the initial vCPU state a launch follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmmType {
+    /// QEMU/KVM (and cvm's own launcher, which reproduces it register for register).
+    #[default]
+    Qemu,
+    /// Amazon EC2.
+    Ec2,
+    /// Google Compute Engine.
+    Gce,
+}
+
+/// The architectural reset state the VMM gives a vCPU that starts at `eip`
+/// (`BSP_EIP` for the BSP, the firmware's AP reset address for the others).
+pub fn reset_state(vmm: VmmType, eip: u32, vcpu_sig: u32) -> VcpuState {
+    let eip64 = u64::from(eip);
+    let data = Segment::new(0, 0x93, 0xffff, 0);
+    let mut s = VcpuState {
+        es: data,
+        cs: Segment::new(0xf000, 0x9b, 0xffff, eip64 & 0xffff_0000),
+        ss: data,
+        ds: data,
+        fs: data,
+        gs: data,
+        gdtr: Segment::new(0, 0, 0xffff, 0),
+        ldtr: Segment::new(0, 0x82, 0xffff, 0),
+        idtr: Segment::new(0, 0, 0xffff, 0),
+        tr: Segment::new(0, 0x8b, 0xffff, 0),
+        efer: 0x1000, // KVM sets EFER.SVME
+        cr0: 0x10,
+        cr3: 0,
+        cr4: 0x40, // KVM sets CR4.MCE
+        dr6: 0xffff_0ff0,
+        dr7: 0x400,
+        rflags: 0x2,
+        rip: eip64 & 0xffff,
+        rsp: 0,
+        rdx: u64::from(vcpu_sig),
+        rsi: 0,
+        g_pat: 0x0007_0406_0007_0406,
+        xcr0: 0x1,
+        mxcsr: 0x1f80,
+        x87_fcw: 0x37f,
+    };
+    match vmm {
+        VmmType::Qemu => {}
+        VmmType::Ec2 => {
+            // EC2's VMM: CS not yet accessed on the BSP, SS and TR types differ, the
+            // FPU state is left at zero, and RDX carries 0x600 (sev-snp-measure 0.0.13
+            // follows Amazon's 2026 correction; the sev crate 8.0.0 still uses 0).
+            if eip == BSP_EIP {
+                s.cs.attrib = 0x9a;
+            }
+            s.ss.attrib = 0x92;
+            s.tr.attrib = 0x83;
+            s.rdx = 0x600;
+            s.mxcsr = 0;
+            s.x87_fcw = 0;
+        }
+        VmmType::Gce => {
+            s.rdx = 0x600;
+            s.g_pat = 0x0007_0106;
+            s.mxcsr = 0;
+            s.x87_fcw = 0;
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_bsp_fields_land_at_spec_offsets() {
+        let p = page(&reset_state(VmmType::Qemu, BSP_EIP, 0x00a0_0f11), 0x1);
+        let u64_at = |o: usize| u64::from_le_bytes(p[o..o + 8].try_into().unwrap());
+        // CS: selector f000, attrib 9b, limit ffff, base ffff0000.
+        assert_eq!(
+            &p[0x10..0x20],
+            &[
+                0x00, 0xf0, 0x9b, 0, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0
+            ]
+        );
+        assert_eq!(u64_at(0x178), 0xfff0);
+        assert_eq!(u64_at(0x310), 0x00a0_0f11);
+        assert_eq!(u64_at(0x3b0), 1);
+        assert_eq!(u64_at(0x3e8), 1);
+        assert_eq!(&p[0x408..0x40c], &0x1f80u32.to_le_bytes());
+        assert_eq!(&p[0x410..0x412], &0x37fu16.to_le_bytes());
+        assert!(p[0x420..].iter().all(|&b| b == 0));
+    }
+}

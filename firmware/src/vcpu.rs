@@ -1,0 +1,85 @@
+//! Initial vCPU register state, as a launch plan carries it.
+
+use serde::Serialize;
+
+/// A segment register in the VMCB/VMSA layout (`struct vmcb_seg`): the attribute field is
+/// the packed form, bits 0-7 = type, S, DPL, P and bits 8-11 = AVL, L, D/B, G.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// Selector.
+    pub selector: u16,
+    /// Packed attributes.
+    pub attrib: u16,
+    /// Limit.
+    pub limit: u32,
+    /// Base address.
+    pub base: u64,
+}
+
+impl Segment {
+    /// A segment from its four fields.
+    pub const fn new(selector: u16, attrib: u16, limit: u32, base: u64) -> Self {
+        Segment {
+            selector,
+            attrib,
+            limit,
+            base,
+        }
+    }
+}
+
+/// The architectural state a vCPU starts in: everything a launch sets and a measurement
+/// depends on. Registers not listed start at zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VcpuState {
+    /// ES.
+    pub es: Segment,
+    /// CS.
+    pub cs: Segment,
+    /// SS.
+    pub ss: Segment,
+    /// DS.
+    pub ds: Segment,
+    /// FS.
+    pub fs: Segment,
+    /// GS.
+    pub gs: Segment,
+    /// GDTR (base and limit only).
+    pub gdtr: Segment,
+    /// LDTR.
+    pub ldtr: Segment,
+    /// IDTR (base and limit only).
+    pub idtr: Segment,
+    /// TR.
+    pub tr: Segment,
+    /// EFER.
+    pub efer: u64,
+    /// CR0.
+    pub cr0: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// DR6.
+    pub dr6: u64,
+    /// DR7.
+    pub dr7: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// RIP.
+    pub rip: u64,
+    /// RSP.
+    pub rsp: u64,
+    /// RDX (the CPUID signature after reset).
+    pub rdx: u64,
+    /// RSI (the boot_params pointer on a Linux 64-bit entry).
+    pub rsi: u64,
+    /// The PAT MSR.
+    pub g_pat: u64,
+    /// XCR0.
+    pub xcr0: u64,
+    /// MXCSR.
+    pub mxcsr: u32,
+    /// The x87 control word.
+    pub x87_fcw: u16,
+}
