@@ -367,38 +367,90 @@ fn offset_from_end(img: &Image<'_>, e: &FooterEntry, field: &'static str) -> Res
     })
 }
 
-fn sev_metadata(img: &Image<'_>, e: &FooterEntry) -> Result<SevMetadata> {
-    let off = offset_from_end(img, e, "OVMF_SEV_METADATA")?;
-    let sig = img.array::<4>(off, "SEV metadata signature")?;
-    if &sig != b"ASEV" {
+/// A signed table that a footer entry points at: 4-byte signature, u32 length, u32
+/// version (1), u32 entry count, then fixed-size entries.
+struct TableSpec {
+    entry: &'static str,
+    signature: [u8; 4],
+    names: [&'static str; 5], // signature, length, version, count, whole table
+    entry_size: u64,
+}
+
+const ASEV: TableSpec = TableSpec {
+    entry: "OVMF_SEV_METADATA",
+    signature: *b"ASEV",
+    names: [
+        "SEV metadata signature",
+        "SEV metadata size",
+        "SEV metadata version",
+        "SEV metadata section count",
+        "SEV metadata",
+    ],
+    entry_size: 12,
+};
+
+const TDVF: TableSpec = TableSpec {
+    entry: "TDX_METADATA_OFFSET",
+    signature: *b"TDVF",
+    names: [
+        "TDVF descriptor signature",
+        "TDVF descriptor length",
+        "TDVF descriptor version",
+        "TDVF section count",
+        "TDVF descriptor",
+    ],
+    entry_size: 32,
+};
+
+/// Checks a table's header; returns its offset, version and the offsets of its entries.
+fn table(img: &Image<'_>, e: &FooterEntry, spec: &TableSpec) -> Result<(u64, u32, Vec<u64>)> {
+    let [sig_name, len_name, version_name, count_name, whole] = spec.names;
+    let off = offset_from_end(img, e, spec.entry)?;
+    let sig = img.array::<4>(off, sig_name)?;
+    if sig != spec.signature {
         return Err(img.invalid(
-            "SEV metadata signature",
+            sig_name,
             off,
-            format!("{sig:02x?} is not \"ASEV\""),
+            format!(
+                "{sig:02x?} is not {:?}",
+                String::from_utf8_lossy(&spec.signature)
+            ),
         ));
     }
-    let size = u64::from(img.u32(off.saturating_add(4), "SEV metadata size")?);
-    let version = img.u32(off.saturating_add(8), "SEV metadata version")?;
+    let len = u64::from(img.u32(off.saturating_add(4), len_name)?);
+    let version = img.u32(off.saturating_add(8), version_name)?;
     if version != 1 {
         return Err(img.invalid(
-            "SEV metadata version",
+            version_name,
             off.saturating_add(8),
             format!("{version}, expected 1"),
         ));
     }
-    let n = u64::from(img.u32(off.saturating_add(12), "SEV metadata section count")?);
-    let needed = n.checked_mul(12).and_then(|b| b.checked_add(16));
-    if needed.is_none_or(|needed| needed > size) {
+    let n = u64::from(img.u32(off.saturating_add(12), count_name)?);
+    let needed = n
+        .checked_mul(spec.entry_size)
+        .and_then(|b| b.checked_add(16));
+    if needed.is_none_or(|needed| needed > len) {
         return Err(img.invalid(
-            "SEV metadata size",
+            len_name,
             off.saturating_add(4),
-            format!("{size} bytes cannot hold {n} sections"),
+            format!("{len} bytes cannot hold {n} entries"),
         ));
     }
-    img.bytes(off, size, "SEV metadata")?;
+    img.bytes(off, len, whole)?;
+    let entries = (0..n)
+        .map(|i| {
+            off.saturating_add(16)
+                .saturating_add(i.saturating_mul(spec.entry_size))
+        })
+        .collect();
+    Ok((off, version, entries))
+}
+
+fn sev_metadata(img: &Image<'_>, e: &FooterEntry) -> Result<SevMetadata> {
+    let (off, version, entries) = table(img, e, &ASEV)?;
     let mut sections = Vec::new();
-    for i in 0..n {
-        let s = off.saturating_add(16).saturating_add(i.saturating_mul(12));
+    for s in entries {
         let gpa = img.u32(s, "SEV metadata section gpa")?;
         let size = img.u32(s.saturating_add(4), "SEV metadata section size")?;
         let kind =
@@ -420,37 +472,9 @@ fn sev_metadata(img: &Image<'_>, e: &FooterEntry) -> Result<SevMetadata> {
 }
 
 fn tdvf_descriptor(img: &Image<'_>, e: &FooterEntry) -> Result<TdvfDescriptor> {
-    let off = offset_from_end(img, e, "TDX_METADATA_OFFSET")?;
-    let sig = img.array::<4>(off, "TDVF descriptor signature")?;
-    if &sig != b"TDVF" {
-        return Err(img.invalid(
-            "TDVF descriptor signature",
-            off,
-            format!("{sig:02x?} is not \"TDVF\""),
-        ));
-    }
-    let len = u64::from(img.u32(off.saturating_add(4), "TDVF descriptor length")?);
-    let version = img.u32(off.saturating_add(8), "TDVF descriptor version")?;
-    if version != 1 {
-        return Err(img.invalid(
-            "TDVF descriptor version",
-            off.saturating_add(8),
-            format!("{version}, expected 1"),
-        ));
-    }
-    let n = u64::from(img.u32(off.saturating_add(12), "TDVF section count")?);
-    let needed = n.checked_mul(32).and_then(|b| b.checked_add(16));
-    if needed.is_none_or(|needed| needed > len) {
-        return Err(img.invalid(
-            "TDVF descriptor length",
-            off.saturating_add(4),
-            format!("{len} bytes cannot hold {n} sections"),
-        ));
-    }
-    img.bytes(off, len, "TDVF descriptor")?;
+    let (off, version, entries) = table(img, e, &TDVF)?;
     let mut sections = Vec::new();
-    for i in 0..n {
-        let s = off.saturating_add(16).saturating_add(i.saturating_mul(32));
+    for s in entries {
         let section = TdvfSection {
             data_offset: img.u32(s, "TDVF section DataOffset")?,
             raw_size: img.u32(s.saturating_add(4), "TDVF section RawSize")?,

@@ -26,6 +26,15 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
+fn assert_success(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn stdout_json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -38,12 +47,7 @@ fn stdout_json(out: &Output) -> serde_json::Value {
 #[test]
 fn probe_json_is_one_object_with_every_tee() {
     let out = cvm(&["probe", "--format", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = stdout_json(&out);
     assert_eq!(json["schema"], 1);
     let tees: Vec<_> = json["tees"]
@@ -110,12 +114,7 @@ fn require_available_tee_succeeds() {
         return;
     }
     let out = cvm(&["probe", "--require", "none"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 }
 
 #[test]
@@ -202,12 +201,7 @@ fn measure_json_is_the_reference_digest() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json = stdout_json(&out);
     assert_eq!(json["tee"], "snp");
     assert_eq!(
