@@ -17,6 +17,7 @@
 //!     vcpu_sig: sev::cpu::signature_of("EPYC-Milan")?,
 //!     vmm: sev::VmmType::Qemu,
 //!     guest_features: 0x1,
+//!     svsm: None,
 //! })?;
 //! let m = measure::sev::measure(&plan, &Default::default());
 //! assert_eq!(m.digest.len(), 48);

@@ -76,6 +76,15 @@ pub enum Origin {
     },
     /// The kernel hashes table (QEMU's `SEV_HASH_TABLE`).
     KernelHashes,
+    /// An SVSM image loaded below the firmware.
+    Svsm,
+    /// A section of the SVSM image's SEV metadata.
+    SvsmMetadata {
+        /// Its index in the metadata table.
+        index: usize,
+        /// Its type.
+        section: SevSectionType,
+    },
 }
 
 /// One step of a launch: a range of guest memory and how it is loaded.

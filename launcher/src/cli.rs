@@ -30,7 +30,7 @@ pub enum Command {
     /// Report which TEEs this host can launch, and why not for the others.
     Probe(ProbeArgs),
     /// Compute the launch measurement a guest will report, before launching it.
-    Measure(MeasureArgs),
+    Measure(Box<MeasureArgs>),
     /// Show the structure of a firmware image.
     #[command(subcommand)]
     Inspect(InspectArgs),

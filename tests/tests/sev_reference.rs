@@ -13,7 +13,8 @@ use cvm_firmware::hex;
 use cvm_firmware::measure::sev::{Options, measure};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::plan::Platform;
-use cvm_firmware::sev::{self, DirectBoot, SevConfig, VmmType, cpu};
+use cvm_firmware::sev::vmsa::X87_FCW_RESET;
+use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
 use cvm_tests::{read_tsv, reference_dir};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ struct Row {
     guest_features: u64,
     base64: bool,
     firmware_digest: Option<[u8; 48]>,
-    svsm: bool,
+    svsm: Option<(PathBuf, u64)>,
     firmware: PathBuf,
     expected: Option<Result<Vec<u8>, String>>,
     vmsa_sha256: Vec<String>,
@@ -88,9 +89,14 @@ fn parse_row(reference: &Path, r: &BTreeMap<String, String>) -> Row {
             "--guest-features" => row.guest_features = num(&value()),
             "--output-format" => row.base64 = value() == "base64",
             "--snp-ovmf-hash" => row.firmware_digest = hex::decode_exact(&value()),
-            "--svsm" | "--vars-size" => {
-                row.svsm = true;
-                value();
+            "--svsm" => {
+                let path = reference.join(value());
+                row.svsm = Some((path, row.svsm.map_or(0, |s| s.1)));
+            }
+            "--vars-size" => {
+                let size = value().parse().unwrap();
+                let path = row.svsm.take().map(|s| s.0).unwrap_or_default();
+                row.svsm = Some((path, size));
             }
             "--dump-vmsa" => {}
             other => panic!("{}: unknown option {other}", row.id),
@@ -139,11 +145,17 @@ struct Inputs {
 }
 
 /// Computes one row; `Err` is cvm's refusal.
-fn compute(row: &Row, inputs: &Inputs) -> Result<(Vec<u8>, Vec<String>), String> {
+fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<String>), String> {
     let image = std::fs::read(&row.firmware).unwrap();
     let fw = OvmfImage::parse(&image).map_err(|e| e.to_string())?;
+    let svsm_bytes = row.svsm.as_ref().map(|(p, _)| std::fs::read(p).unwrap());
+    let svsm_image = svsm_bytes
+        .as_deref()
+        .map(OvmfImage::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let platform = match row.mode.as_str() {
-        "snp" | "snp:ovmf-hash" => Platform::Snp,
+        "snp" | "snp:ovmf-hash" | "snp:svsm" => Platform::Snp,
         "seves" => Platform::SevEs,
         "sev" => Platform::Sev,
         other => panic!("{}: mode {other}", row.id),
@@ -160,6 +172,11 @@ fn compute(row: &Row, inputs: &Inputs) -> Result<(Vec<u8>, Vec<String>), String>
         vcpu_sig: row.vcpu_sig.unwrap_or(0),
         vmm: row.vmm,
         guest_features: row.guest_features,
+        svsm: svsm_image.as_ref().map(|image| Svsm {
+            image,
+            vars_size: row.svsm.as_ref().unwrap().1,
+            x87_fcw,
+        }),
     };
     let plan = sev::plan(&cfg).map_err(|e| e.to_string())?;
     let m = measure(
@@ -197,16 +214,15 @@ fn every_sev_reference_row_reproduces() {
         initrd: std::fs::read(reference.join("inputs/initrd-small.img")).unwrap(),
     };
     let mut failures = Vec::new();
-    let mut not_implemented = Vec::new();
     let mut checked = 0;
     for r in &table {
         let row = parse_row(&reference, r);
-        if row.svsm {
-            not_implemented.push(row.id.clone());
-            continue;
-        }
         checked += 1;
-        match (compute(&row, &inputs), row.expected.as_ref().unwrap()) {
+        // SVSM rows: sev-snp-measure 0.0.13 leaves the VMSA's x87 control word at 0 (a
+        // keyword typo); reproduce the table with that value here. cvm's default, the
+        // FPU reset value KVM loads, is checked against it in `svsm_default_models_kvm`.
+        let fcw = if row.svsm.is_some() { 0 } else { X87_FCW_RESET };
+        match (compute(&row, &inputs, fcw), row.expected.as_ref().unwrap()) {
             (Ok((got, vmsas)), Ok(want)) => {
                 if &got != want {
                     failures.push(format!(
@@ -234,7 +250,7 @@ fn every_sev_reference_row_reproduces() {
         }
     }
     eprintln!(
-        "sev_ref.tsv: {checked} rows checked, {} failed; not implemented yet: {not_implemented:?}",
+        "sev_ref.tsv: {checked} rows checked, {} failed",
         failures.len()
     );
     assert!(
@@ -243,6 +259,37 @@ fn every_sev_reference_row_reproduces() {
         failures.len(),
         failures.join("\n")
     );
-    // Only the SVSM rows may be left out, and only until SVSM launches are implemented.
-    assert!(not_implemented.len() <= 1, "{not_implemented:?}");
+}
+
+/// With cvm's default x87 control word (0x37f, what KVM syncs into every VMSA), the SVSM
+/// VMSA differs from sev-snp-measure's in exactly that field, and so does the digest.
+#[test]
+fn svsm_default_models_kvm() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let table = read_tsv(&reference.join("sev_ref.tsv"));
+    let r = table
+        .iter()
+        .find(|r| r["mode"] == "snp:svsm")
+        .expect("an SVSM row");
+    let row = parse_row(&reference, r);
+    let inputs = Inputs {
+        kernel: Vec::new(),
+        initrd: Vec::new(),
+    };
+    let (tool_digest, tool_vmsas) = compute(&row, &inputs, 0).unwrap();
+    let (kvm_digest, kvm_vmsas) = compute(&row, &inputs, X87_FCW_RESET).unwrap();
+    assert_eq!(
+        &tool_digest,
+        row.expected.as_ref().unwrap().as_ref().unwrap()
+    );
+    assert_ne!(kvm_digest, tool_digest);
+    assert_ne!(kvm_vmsas, tool_vmsas);
+    let mut state = cvm_firmware::sev::vmsa::svsm_state(0xffff_fff0, 0, X87_FCW_RESET);
+    let with = cvm_firmware::sev::vmsa::page(&state, 1);
+    state.x87_fcw = 0;
+    let without = cvm_firmware::sev::vmsa::page(&state, 1);
+    let differing: Vec<usize> = (0..4096).filter(|&i| with[i] != without[i]).collect();
+    assert_eq!(differing, [0x410, 0x411], "only x87_fcw differs");
 }

@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
             vcpu_sig: 0x00a0_0f11,
             vmm: VmmType::Ec2,
             guest_features: 1,
+            svsm: None,
         };
         if let Ok(plan) = sev::plan(&cfg) {
             let _ = measure(&plan, &Default::default());

@@ -153,6 +153,10 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
             ),
             None => "kernel hashes table".to_owned(),
         },
+        Origin::Svsm => "SVSM".to_owned(),
+        Origin::SvsmMetadata { index, section } => {
+            format!("SVSM SEV metadata section {index} ({section:?})")
+        }
     };
     Component {
         name,

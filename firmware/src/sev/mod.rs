@@ -25,6 +25,21 @@ pub struct DirectBoot<'a> {
     pub cmdline: Option<&'a str>,
 }
 
+/// An SVSM launched with the firmware (SNP with QEMU only): the SVSM image ends
+/// `vars_size` bytes below the firmware, every vCPU starts in the SVSM, and the SVSM's
+/// own SEV metadata lays out the private pages. Every vCPU starts at the SVSM's first
+/// byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Svsm<'a> {
+    /// The SVSM image (with its own footer table and SEV metadata).
+    pub image: &'a OvmfImage<'a>,
+    /// Size of the firmware variable store between the SVSM and the firmware.
+    pub vars_size: u64,
+    /// The x87 control word in the VMSAs ([`vmsa::X87_FCW_RESET`] models KVM;
+    /// 0 reproduces sev-snp-measure 0.0.13).
+    pub x87_fcw: u16,
+}
+
 /// What an SEV-family launch is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct SevConfig<'a> {
@@ -42,6 +57,8 @@ pub struct SevConfig<'a> {
     pub vmm: VmmType,
     /// The VMSA `SEV_FEATURES` for SNP (ignored for SEV-ES and SEV, which use 0).
     pub guest_features: u64,
+    /// An SVSM to launch with the firmware.
+    pub svsm: Option<Svsm<'a>>,
 }
 
 /// Builds the launch plan for `cfg`.
@@ -50,6 +67,9 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         return Err(FirmwareError::Unsupported(
             "at least one vCPU is needed".into(),
         ));
+    }
+    if let Some(svsm) = cfg.svsm {
+        return svsm_plan(cfg, &svsm);
     }
     let fw = cfg.firmware;
     let kernel_hashes = match cfg.direct_boot {
@@ -69,7 +89,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
     let table = kernel_hashes.as_ref().map(hashes::table);
 
     match cfg.platform {
-        Platform::Snp => snp_metadata_steps(cfg, table.as_ref(), &mut steps)?,
+        Platform::Snp => snp_metadata_steps(cfg, fw, false, table.as_ref(), &mut steps)?,
         Platform::SevEs | Platform::Sev => {
             if let Some(table) = table {
                 let (gpa, len) = fw.sev_hashes_table()?.ok_or_else(|| {
@@ -139,10 +159,11 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
 /// The SNP metadata sections, in table order (EC2 loads the CPUID pages last).
 fn snp_metadata_steps<'a>(
     cfg: &SevConfig<'a>,
+    fw: &OvmfImage<'_>,
+    is_svsm: bool,
     table: Option<&[u8; hashes::PADDED_LEN]>,
     steps: &mut Vec<Step<'a>>,
 ) -> Result<()> {
-    let fw = cfg.firmware;
     let sections = fw
         .sev_metadata()
         .map(|m| m.sections.as_slice())
@@ -160,9 +181,16 @@ fn snp_metadata_steps<'a>(
     }
     let mut deferred = Vec::new();
     for (index, s) in sections.iter().enumerate() {
-        let origin = Origin::SevMetadata {
-            index,
-            section: s.kind,
+        let origin = if is_svsm {
+            Origin::SvsmMetadata {
+                index,
+                section: s.kind,
+            }
+        } else {
+            Origin::SevMetadata {
+                index,
+                section: s.kind,
+            }
         };
         let blank = |kind| Step {
             gpa: u64::from(s.gpa),
@@ -195,6 +223,66 @@ fn snp_metadata_steps<'a>(
     }
     steps.extend(deferred);
     Ok(())
+}
+
+/// The plan of an SNP launch with an SVSM (sev-snp-measure's `snp:svsm`): firmware
+/// pages, SVSM pages, the SVSM's metadata pages, and every vCPU starting in the SVSM.
+fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>> {
+    let unsupported = |m: &str| Err(FirmwareError::Unsupported(m.to_owned()));
+    if cfg.platform != Platform::Snp {
+        return unsupported("an SVSM is launched with SNP only");
+    }
+    if cfg.vmm != VmmType::Qemu {
+        return unsupported("SVSM launches are modelled for QEMU only");
+    }
+    if cfg.direct_boot.is_some() {
+        return unsupported("direct kernel boot is not measured with an SVSM");
+    }
+    let fw = cfg.firmware;
+    let image = svsm.image;
+    let len = crate::bytes::to_u64(image.data().len());
+    let gpa = fw
+        .gpa()
+        .checked_sub(svsm.vars_size)
+        .and_then(|end| end.checked_sub(len))
+        .ok_or_else(|| {
+            FirmwareError::Unsupported(format!(
+                "an SVSM of {len:#x} bytes and {:#x} bytes of variables do not fit below the \
+                 firmware at {:#x}",
+                svsm.vars_size,
+                fw.gpa()
+            ))
+        })?;
+    // Every vCPU enters the SVSM at its first byte, in 32-bit protected mode.
+    let eip = u32::try_from(gpa).map_err(|_| {
+        FirmwareError::Unsupported(format!("the SVSM entry point {gpa:#x} is above 4 GiB"))
+    })?;
+    let mut steps = vec![
+        Step {
+            gpa: fw.gpa(),
+            len: crate::bytes::to_u64(fw.data().len()),
+            kind: PageKind::Normal,
+            data: Cow::Borrowed(fw.data()),
+            origin: Origin::Firmware,
+        },
+        Step {
+            gpa,
+            len,
+            kind: PageKind::Normal,
+            data: Cow::Borrowed(image.data()),
+            origin: Origin::Svsm,
+        },
+    ];
+    snp_metadata_steps(cfg, image, true, None, &mut steps)?;
+    check_snp_layout(&steps)?;
+    let state = vmsa::svsm_state(eip, cfg.vcpu_sig, svsm.x87_fcw);
+    Ok(LaunchPlan {
+        platform: Platform::Snp,
+        steps,
+        vcpus: (0..cfg.vcpus).map(|_| state).collect(),
+        sev_features: cfg.guest_features,
+        kernel_hashes: None,
+    })
 }
 
 /// The one NORMAL page that carries the hashes table, at the offset the firmware's

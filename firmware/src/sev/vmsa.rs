@@ -142,6 +142,43 @@ pub fn reset_state(vmm: VmmType, eip: u32, vcpu_sig: u32) -> VcpuState {
     s
 }
 
+/// The state every vCPU starts in when an SVSM is launched below the firmware: 32-bit
+/// protected mode with flat segments, at the SVSM's entry point (sev-snp-measure's
+/// `VMSA_SVSM`). `x87_fcw` is the x87 control word the VMM loads: 0x37f is the FPU
+/// reset value that KVM syncs into the VMSA (with KVM_SEV_INIT2); sev-snp-measure 0.0.13
+/// leaves it at 0 (its `fcw=` keyword never reaches the `x87_fcw` field).
+pub fn svsm_state(eip: u32, vcpu_sig: u32, x87_fcw: u16) -> VcpuState {
+    let flat = |selector, attrib| Segment::new(selector, attrib, 0xffff_ffff, 0);
+    VcpuState {
+        es: flat(16, 0xc93),
+        cs: flat(8, 0xc9b),
+        ss: flat(16, 0xc93),
+        ds: flat(16, 0xc93),
+        fs: flat(16, 0xc93),
+        gs: Segment::new(0, 0x93, 0xffff, 0),
+        gdtr: Segment::new(0, 0, 0xffff, 0),
+        ldtr: Segment::new(0, 0x82, 0xffff, 0),
+        idtr: Segment::new(0, 0, 0xffff, 0),
+        tr: Segment::new(0, 0x8b, 0xffff, 0),
+        efer: 0x1000,
+        cr0: 0x11,
+        cr4: 0x40,
+        dr6: 0xffff_0ff0,
+        dr7: 0x400,
+        rflags: 0x2,
+        rip: u64::from(eip),
+        rdx: u64::from(vcpu_sig),
+        g_pat: 0x0007_0406_0007_0406,
+        xcr0: 0x1,
+        mxcsr: 0x1f80,
+        x87_fcw,
+        ..VcpuState::default()
+    }
+}
+
+/// The x87 control word after reset (FNINIT), which KVM syncs into VMSAs.
+pub const X87_FCW_RESET: u16 = 0x37f;
+
 #[cfg(test)]
 mod tests {
     use super::*;

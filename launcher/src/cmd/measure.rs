@@ -10,7 +10,8 @@ use cvm_firmware::measure::Component;
 use cvm_firmware::measure::sev::{Options, measure};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::plan::Platform;
-use cvm_firmware::sev::{self, DirectBoot, SevConfig, VmmType, cpu};
+use cvm_firmware::sev::vmsa::X87_FCW_RESET;
+use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{self, Write};
@@ -85,6 +86,17 @@ pub struct MeasureArgs {
     /// `firmware_digest`), to skip hashing the firmware.
     #[arg(long, value_name = "HEX", value_parser = parse_digest48)]
     pub firmware_digest: Option<[u8; 48]>,
+    /// SNP: an SVSM image launched below the firmware (every vCPU starts in the SVSM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "vars_size",
+        conflicts_with = "kernel"
+    )]
+    pub svsm: Option<PathBuf>,
+    /// With --svsm: bytes of firmware variable store between the SVSM and the firmware.
+    #[arg(long, value_name = "N", requires = "svsm")]
+    pub vars_size: Option<u64>,
     /// List every contributing component with its own digest.
     #[arg(long)]
     pub explain: bool,
@@ -163,6 +175,9 @@ pub struct MeasureReport {
     /// The command line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
+    /// The SVSM image, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svsm: Option<InputFile>,
     /// Every contributing component (with `--explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<Component>,
@@ -220,12 +235,17 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     }
     let fw_bytes = read_file(&args.firmware)?;
     let kernel = args.kernel.as_deref().map(read_file).transpose()?;
+    let svsm_bytes = args.svsm.as_deref().map(read_file).transpose()?;
     let initrd = args.initrd.as_deref().map(read_file).transpose()?;
     let firmware_err = |path: &Path| {
         let path = path.to_owned();
         move |source| CliError::Firmware { path, source }
     };
     let fw = OvmfImage::parse(&fw_bytes).map_err(firmware_err(&args.firmware))?;
+    let svsm_image = match (&args.svsm, &svsm_bytes) {
+        (Some(path), Some(bytes)) => Some(OvmfImage::parse(bytes).map_err(firmware_err(path))?),
+        _ => None,
+    };
     let vcpu_sig = vcpu_signature(args, platform, vmm)?;
     let cfg = SevConfig {
         platform,
@@ -239,10 +259,16 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         vcpu_sig: vcpu_sig.unwrap_or(0),
         vmm,
         guest_features: args.guest_features,
+        svsm: svsm_image.as_ref().map(|image| Svsm {
+            image,
+            vars_size: args.vars_size.unwrap_or(0),
+            x87_fcw: X87_FCW_RESET,
+        }),
     };
     let plan = sev::plan(&cfg).map_err(|source| {
         let path = match (source.image(), &args.kernel) {
             (Some("kernel"), Some(k)) => k.clone(),
+            (Some(_), _) if args.svsm.is_some() => PathBuf::from("--svsm/--firmware"),
             (Some(_), _) => args.firmware.clone(),
             (None, _) => PathBuf::from(format!("{} launch plan", platform.name())),
         };
@@ -278,6 +304,11 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             .zip(initrd.as_deref())
             .map(|(p, d)| InputFile::new(p, d)),
         cmdline: args.cmdline.clone(),
+        svsm: args
+            .svsm
+            .as_deref()
+            .zip(svsm_bytes.as_deref())
+            .map(|(p, d)| InputFile::new(p, d)),
         components: m.components,
     })
 }
