@@ -135,9 +135,14 @@ pub struct InputFile {
 
 impl InputFile {
     fn new(path: &Path, data: &[u8]) -> Self {
+        Self::with_digest(path, data, &Sha256::digest(data).into())
+    }
+
+    /// For a file whose SHA-256 is already known (the plan's kernel hashes).
+    fn with_digest(path: &Path, data: &[u8], sha256: &[u8; 32]) -> Self {
         InputFile {
             path: path.to_owned(),
-            sha256: hex::encode(&Sha256::digest(data)),
+            sha256: hex::encode(sha256),
             size: u64::try_from(data.len()).unwrap_or(u64::MAX),
         }
     }
