@@ -79,13 +79,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         }
         None => None,
     };
-    let mut steps = vec![Step {
-        gpa: fw.gpa(),
-        len: crate::bytes::to_u64(fw.data().len()),
-        kind: PageKind::Normal,
-        data: Cow::Borrowed(fw.data()),
-        origin: Origin::Firmware,
-    }];
+    let mut steps = vec![firmware_step(fw)];
     let table = kernel_hashes.as_ref().map(hashes::table);
 
     match cfg.platform {
@@ -154,6 +148,17 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         sev_features,
         kernel_hashes,
     })
+}
+
+/// The firmware image, loaded whole so that it ends at 4 GiB.
+fn firmware_step<'a>(fw: &OvmfImage<'a>) -> Step<'a> {
+    Step {
+        gpa: fw.gpa(),
+        len: crate::bytes::to_u64(fw.data().len()),
+        kind: PageKind::Normal,
+        data: Cow::Borrowed(fw.data()),
+        origin: Origin::Firmware,
+    }
 }
 
 /// The SNP metadata sections, in table order (EC2 loads the CPUID pages last).
@@ -258,13 +263,7 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
         FirmwareError::Unsupported(format!("the SVSM entry point {gpa:#x} is above 4 GiB"))
     })?;
     let mut steps = vec![
-        Step {
-            gpa: fw.gpa(),
-            len: crate::bytes::to_u64(fw.data().len()),
-            kind: PageKind::Normal,
-            data: Cow::Borrowed(fw.data()),
-            origin: Origin::Firmware,
-        },
+        firmware_step(fw),
         Step {
             gpa,
             len,
