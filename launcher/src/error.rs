@@ -30,6 +30,14 @@ pub enum CliError {
         #[source]
         source: cvm_firmware::FirmwareError,
     },
+    /// A key file is malformed or holds the wrong kind of key.
+    #[error("{}: {reason}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A platform the command needs is not available on this host.
     #[error("{0}")]
     PlatformUnavailable(String),
@@ -46,7 +54,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) | CliError::ReadInput { .. } => ExitCode::Usage,
-            CliError::Firmware { .. } => ExitCode::MalformedInput,
+            CliError::Firmware { .. } | CliError::Key { .. } => ExitCode::MalformedInput,
             CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
             CliError::Output(_) | CliError::Serialize(_) => ExitCode::Internal,
         }

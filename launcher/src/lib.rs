@@ -16,5 +16,6 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod exit;
+pub mod keys;
 pub mod output;
 pub mod probe;

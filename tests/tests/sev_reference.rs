@@ -184,6 +184,13 @@ fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<Str
         &Options {
             firmware_digest: row.firmware_digest,
             explain: true,
+            // Every other row hashes pages on three threads: both paths must give the
+            // tools' digests.
+            threads: if row.id.bytes().last().is_some_and(|b| b % 2 == 0) {
+                3
+            } else {
+                1
+            },
         },
     );
     let vmsas = m

@@ -34,6 +34,9 @@ pub struct Options {
     pub firmware_digest: Option<[u8; 48]>,
     /// Record every component (costs an extra SHA-256 per component).
     pub explain: bool,
+    /// SNP: how many threads hash page contents (0 and 1 both mean the calling thread
+    /// only). The chain itself is sequential; the per-page SHA-384s are not.
+    pub threads: usize,
 }
 
 /// Measures `plan`.
@@ -68,7 +71,7 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
     for step in &plan.steps {
         match (step.origin, opts.firmware_digest) {
             (Origin::Firmware, Some(seed)) => ld.0 = seed,
-            _ => snp_step(&mut ld, step),
+            _ => snp_step(&mut ld, step, opts.threads),
         }
         if step.origin == Origin::Firmware {
             firmware_digest = Some(ld.0);
@@ -92,13 +95,13 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
     }
 }
 
-fn snp_step(ld: &mut SnpDigest, step: &Step<'_>) {
+fn snp_step(ld: &mut SnpDigest, step: &Step<'_>, threads: usize) {
     let ty = step.kind.snp_page_type();
     let pages = step.len / 4096;
     if step.kind == PageKind::Normal {
-        for (i, page) in (0u64..).zip(step.data.chunks(PAGE)) {
+        for (i, contents) in (0u64..).zip(page_digests(&step.data, threads)) {
             ld.update(
-                &Sha384::digest(page).into(),
+                &contents,
                 ty,
                 step.gpa.saturating_add(i.saturating_mul(4096)),
             );
@@ -113,6 +116,43 @@ fn snp_step(ld: &mut SnpDigest, step: &Step<'_>) {
         }
     }
 }
+
+/// SHA-384 of every page of `data`, in order, spread over up to `threads` threads.
+fn page_digests(data: &[u8], threads: usize) -> Vec<[u8; 48]> {
+    let hash_all =
+        |d: &[u8]| -> Vec<[u8; 48]> { d.chunks(PAGE).map(|p| Sha384::digest(p).into()).collect() };
+    let pages = data.len().div_ceil(PAGE);
+    let per_thread = pages.div_ceil(threads.max(1)).max(MIN_PAGES_PER_THREAD);
+    if per_thread >= pages {
+        return hash_all(data);
+    }
+    let parts: Vec<&[u8]> = data.chunks(per_thread.saturating_mul(PAGE)).collect();
+    std::thread::scope(|scope| {
+        let (first, rest) = parts
+            .split_first()
+            .map_or((&[][..], &[][..]), |(f, r)| (*f, r));
+        let handles: Vec<_> = rest
+            .iter()
+            .map(|part| scope.spawn(move || hash_all(part)))
+            .collect();
+        let mut out = hash_all(first);
+        for h in handles {
+            // A hashing thread cannot panic short of allocation failure; if one did,
+            // hash its part here rather than lose it.
+            match h.join() {
+                Ok(v) => out.extend(v),
+                Err(_) => out.clear(),
+            }
+        }
+        if out.len() != pages {
+            out = hash_all(data);
+        }
+        out
+    })
+}
+
+/// Below this many pages per thread, spawning costs more than it saves.
+const MIN_PAGES_PER_THREAD: usize = 64;
 
 fn sev(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
     let mut h = Sha256::new();

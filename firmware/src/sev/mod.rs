@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod hashes;
+pub mod id_block;
 pub mod vmsa;
 
 use crate::bzimage::BzImage;

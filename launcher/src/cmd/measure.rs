@@ -3,15 +3,20 @@
 
 use super::{CmdResult, read_file, simple};
 use crate::error::CliError;
+use crate::keys;
 use crate::output::{Output, Render};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, ValueEnum};
 use cvm_firmware::hex;
 use cvm_firmware::measure::Component;
 use cvm_firmware::measure::sev::{Options, measure};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::plan::Platform;
+use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock};
 use cvm_firmware::sev::vmsa::X87_FCW_RESET;
 use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
+use ring::rand::SystemRandom;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{self, Write};
@@ -100,6 +105,29 @@ pub struct MeasureArgs {
     /// List every contributing component with its own digest.
     #[arg(long)]
     pub explain: bool,
+    /// SNP: sign an ID block for this measurement with this ECDSA P-384 key (PEM,
+    /// PKCS#8 or SEC1), for QEMU's `id-block`/`id-auth`.
+    #[arg(long, value_name = "FILE")]
+    pub id_key: Option<PathBuf>,
+    /// With --id-key: an author key (PEM) that signs the ID key.
+    #[arg(long, value_name = "FILE", requires = "id_key")]
+    pub author_key: Option<PathBuf>,
+    /// With --id-key: FAMILY_ID, 16 bytes of hex (default zero).
+    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_id16)]
+    pub family_id: Option<[u8; 16]>,
+    /// With --id-key: IMAGE_ID, 16 bytes of hex (default zero).
+    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_id16)]
+    pub image_id: Option<[u8; 16]>,
+    /// With --id-key: GUEST_SVN.
+    #[arg(long, value_name = "N", requires = "id_key", default_value_t = 0)]
+    pub guest_svn: u32,
+    /// With --id-key: the guest policy the launch will use, hex (QEMU's default 0x30000).
+    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_hex_u64)]
+    pub policy: Option<u64>,
+}
+
+fn parse_id16(s: &str) -> Result<[u8; 16], String> {
+    hex::decode_exact(s).ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -121,6 +149,9 @@ fn parse_hex_u64(s: &str) -> Result<u64, String> {
 fn parse_digest48(s: &str) -> Result<[u8; 48], String> {
     hex::decode_exact(s).ok_or_else(|| format!("{s:?} is not 48 bytes of hex"))
 }
+
+/// Guest policy bit 17: reserved, must be one.
+const POLICY_RESERVED_ONE: u64 = 1 << 17;
 
 /// A measured input file.
 #[derive(Debug, Serialize)]
@@ -183,9 +214,36 @@ pub struct MeasureReport {
     /// The SVSM image, when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub svsm: Option<InputFile>,
+    /// The signed ID block (with `--id-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_block: Option<IdBlockReport>,
     /// Every contributing component (with `--explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<Component>,
+}
+
+/// A signed ID block, in the forms QEMU's `sev-snp-guest` object and a verifier take.
+#[derive(Debug, Serialize)]
+pub struct IdBlockReport {
+    /// The ID block, base64 (QEMU `id-block=`).
+    pub id_block: String,
+    /// The ID authentication structure, base64 (QEMU `id-auth=`).
+    pub id_auth: String,
+    /// Whether the launch must set AUTHOR_KEY_EN (QEMU `author-key-enabled=on`).
+    pub author_key_enabled: bool,
+    /// The report's ID_KEY_DIGEST, hex.
+    pub id_key_digest: String,
+    /// The report's AUTHOR_KEY_DIGEST, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_key_digest: Option<String>,
+    /// FAMILY_ID, hex.
+    pub family_id: String,
+    /// IMAGE_ID, hex.
+    pub image_id: String,
+    /// GUEST_SVN.
+    pub guest_svn: u32,
+    /// The guest policy the launch must use, hex.
+    pub policy: String,
 }
 
 impl Render for MeasureReport {
@@ -194,6 +252,18 @@ impl Render for MeasureReport {
         writeln!(out, "measurement: {}", self.measurement)?;
         if let Some(fd) = &self.firmware_digest {
             writeln!(out, "firmware digest: {fd}")?;
+        }
+        if let Some(b) = &self.id_block {
+            writeln!(out, "id key digest:     {}", b.id_key_digest)?;
+            if let Some(a) = &b.author_key_digest {
+                writeln!(out, "author key digest: {a}")?;
+            }
+            let author = if b.author_key_enabled { "on" } else { "off" };
+            writeln!(
+                out,
+                "qemu: policy={},id-block={},id-auth={},author-key-enabled={author}",
+                b.policy, b.id_block, b.id_auth
+            )?;
         }
         if self.components.is_empty() {
             return Ok(());
@@ -238,10 +308,21 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             "--firmware-digest applies to --tee snp only".into(),
         ));
     }
-    let fw_bytes = read_file(&args.firmware)?;
-    let kernel = args.kernel.as_deref().map(read_file).transpose()?;
-    let svsm_bytes = args.svsm.as_deref().map(read_file).transpose()?;
-    let initrd = args.initrd.as_deref().map(read_file).transpose()?;
+    // The kernel is the largest input: read it while the rest is read.
+    let (kernel, fw_bytes, svsm_bytes, initrd) = std::thread::scope(|scope| {
+        let kernel = scope.spawn(|| args.kernel.as_deref().map(read_file).transpose());
+        let rest = (|| {
+            Ok((
+                read_file(&args.firmware)?,
+                args.svsm.as_deref().map(read_file).transpose()?,
+                args.initrd.as_deref().map(read_file).transpose()?,
+            ))
+        })();
+        let kernel = kernel
+            .join()
+            .unwrap_or_else(|_| Err(CliError::Usage("reading the kernel failed".into())));
+        rest.and_then(|(f, s, i)| Ok((kernel?, f, s, i)))
+    })?;
     let firmware_err = |path: &Path| {
         let path = path.to_owned();
         move |source| CliError::Firmware { path, source }
@@ -279,13 +360,31 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         };
         CliError::Firmware { path, source }
     })?;
-    let m = measure(
-        &plan,
-        &Options {
-            firmware_digest: args.firmware_digest,
-            explain: args.explain,
-        },
-    );
+    // The firmware file's own SHA-256 (for the report) on one core while the plan is
+    // measured on the others.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (m, firmware_file) = std::thread::scope(|scope| {
+        let file = scope.spawn(|| InputFile::new(&args.firmware, &fw_bytes));
+        let m = measure(
+            &plan,
+            &Options {
+                firmware_digest: args.firmware_digest,
+                explain: args.explain,
+                threads: threads.saturating_sub(1).max(1),
+            },
+        );
+        let file = file
+            .join()
+            .unwrap_or_else(|_| InputFile::new(&args.firmware, &fw_bytes));
+        (m, file)
+    });
+    let id_block = match (&args.id_key, <[u8; 48]>::try_from(m.digest.as_slice())) {
+        (Some(id_key), Ok(launch_digest)) => Some(sign_id_block(args, id_key, launch_digest)?),
+        (Some(_), Err(_)) => {
+            return Err(CliError::Usage("ID blocks are for --tee snp only".into()));
+        }
+        (None, _) => None,
+    };
     Ok(MeasureReport {
         tee: platform.name(),
         measurement: hex::encode(&m.digest),
@@ -297,24 +396,71 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             .map(|s| format!("{s:#x}")),
         vmm,
         guest_features: (platform == Platform::Snp).then(|| format!("{:#x}", plan.sev_features)),
-        firmware: InputFile::new(&args.firmware, &fw_bytes),
-        kernel: args
-            .kernel
-            .as_deref()
-            .zip(kernel.as_deref())
-            .map(|(p, d)| InputFile::new(p, d)),
-        initrd: args
-            .initrd
-            .as_deref()
-            .zip(initrd.as_deref())
-            .map(|(p, d)| InputFile::new(p, d)),
+        firmware: firmware_file,
+        // The plan's kernel hashes are the files' SHA-256: reuse them.
+        kernel: args.kernel.as_deref().zip(kernel.as_deref()).map(|(p, d)| {
+            match &plan.kernel_hashes {
+                Some(h) => InputFile::with_digest(p, d, &h.kernel),
+                None => InputFile::new(p, d),
+            }
+        }),
+        initrd: args.initrd.as_deref().zip(initrd.as_deref()).map(|(p, d)| {
+            match &plan.kernel_hashes {
+                Some(h) => InputFile::with_digest(p, d, &h.initrd),
+                None => InputFile::new(p, d),
+            }
+        }),
         cmdline: args.cmdline.clone(),
         svsm: args
             .svsm
             .as_deref()
             .zip(svsm_bytes.as_deref())
             .map(|(p, d)| InputFile::new(p, d)),
+        id_block,
         components: m.components,
+    })
+}
+
+/// Signs the ID block for `launch_digest` with the keys named in `args`.
+fn sign_id_block(
+    args: &MeasureArgs,
+    id_key: &Path,
+    launch_digest: [u8; 48],
+) -> Result<IdBlockReport, CliError> {
+    let block = IdBlock {
+        launch_digest,
+        family_id: args.family_id.unwrap_or_default(),
+        image_id: args.image_id.unwrap_or_default(),
+        guest_svn: args.guest_svn,
+        policy: args.policy.unwrap_or(DEFAULT_POLICY),
+    };
+    if block.policy & POLICY_RESERVED_ONE == 0 {
+        return Err(CliError::Usage(format!(
+            "--policy {:#x}: bit 17 is reserved and must be set, or SNP_LAUNCH_START fails",
+            block.policy
+        )));
+    }
+    let rng = SystemRandom::new();
+    let id = keys::load_p384(id_key, "ID", &rng)?;
+    let author = args
+        .author_key
+        .as_deref()
+        .map(|p| keys::load_p384(p, "author", &rng))
+        .transpose()?;
+    let signed = id_block::sign(&block, &id, author.as_ref(), &rng).map_err(|e| CliError::Key {
+        path: id_key.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(IdBlockReport {
+        id_block: BASE64.encode(signed.id_block),
+        id_auth: BASE64.encode(&signed.id_auth[..]),
+        author_key_enabled: signed.author_key_digest.is_some(),
+        id_key_digest: hex::encode(&signed.id_key_digest),
+        author_key_digest: signed.author_key_digest.map(|d| hex::encode(&d)),
+        family_id: hex::encode(&block.family_id),
+        image_id: hex::encode(&block.image_id),
+        guest_svn: block.guest_svn,
+        policy: format!("{:#x}", block.policy),
     })
 }
 
