@@ -14,3 +14,11 @@
     clippy::arithmetic_side_effects,
     clippy::unwrap_used
 )]
+
+pub mod snp;
+pub mod time;
+pub mod verdict;
+pub mod x509;
+
+pub use time::Time;
+pub use verdict::{Category, Check, Outcome, Status, Verdict};

@@ -61,3 +61,67 @@ pub fn read_tsv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
         })
         .collect()
 }
+
+/// The vectors directory if present, or `None` with a message on stderr.
+pub fn vectors() -> Option<PathBuf> {
+    let dir = vectors_dir();
+    if dir.join("MANIFEST.tsv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no vectors at {} (set CVM_VECTORS or CVM_SHARED)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// The SNP evidence of one vector case directory: the report, the certificates by role,
+/// and the case's verification time.
+pub struct SnpCase {
+    /// The case directory name.
+    pub id: String,
+    /// report.bin.
+    pub report: Vec<u8>,
+    /// certs/, by role.
+    pub certs: cvm_attest::snp::certs::Supplied,
+}
+
+/// Loads `dir` (holding report.bin and certs/).
+pub fn snp_case(dir: &Path) -> SnpCase {
+    let report =
+        std::fs::read(dir.join("report.bin")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir.join("certs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        files.push((name, bytes));
+    }
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let (certs, _) = cvm_attest::snp::certs::Supplied::from_files(&refs)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    SnpCase {
+        id: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        report,
+        certs,
+    }
+}
+
+/// `verify_time` of a case.json.
+pub fn case_time(dir: &Path) -> cvm_attest::Time {
+    let text = std::fs::read_to_string(dir.join("case.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let t = v["verify_time"].as_str().unwrap_or_default();
+    cvm_attest::Time::parse_rfc3339(t).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}

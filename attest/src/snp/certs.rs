@@ -1,0 +1,463 @@
+//! AMD's certificate chains: ARK -> ASK -> VCEK and ARK -> ASVK -> VLEK.
+//!
+//! The ARKs are built in (pinned by SHA-256); an ARK supplied with the evidence is used
+//! only if it is byte for byte a trusted root. Every certificate's validity is checked at
+//! the verification time.
+
+use super::tcb::Product;
+use crate::time::Time;
+use crate::verdict::{Category, Checks};
+use crate::x509::{Cert, CertError, Crl};
+use der::Decode;
+use der::asn1::ObjectIdentifier;
+
+/// The built-in ARKs and ASKs (see `src/trust/amd/PROVENANCE.md`).
+const BUILTIN: [(Product, &[u8], &[u8]); 3] = [
+    (
+        Product::Milan,
+        include_bytes!("../trust/amd/milan-ark.pem"),
+        include_bytes!("../trust/amd/milan-ask.pem"),
+    ),
+    (
+        Product::Genoa,
+        include_bytes!("../trust/amd/genoa-ark.pem"),
+        include_bytes!("../trust/amd/genoa-ask.pem"),
+    ),
+    (
+        Product::Turin,
+        include_bytes!("../trust/amd/turin-ark.pem"),
+        include_bytes!("../trust/amd/turin-ask.pem"),
+    ),
+];
+
+/// The SHA-256 of each built-in ARK's DER, as AMD publishes them.
+pub const ARK_FINGERPRINTS: [(Product, &str); 3] = [
+    (
+        Product::Milan,
+        "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    ),
+    (
+        Product::Genoa,
+        "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    ),
+    (
+        Product::Turin,
+        "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+    ),
+];
+
+/// The trust anchors: AMD's ARKs, plus any root the caller names explicitly.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    roots: Vec<(Product, Cert)>,
+    asks: Vec<(Product, Cert)>,
+}
+
+impl Roots {
+    /// AMD's ARKs for Milan, Genoa and Turin (and their ASKs, for evidence that comes
+    /// with a VCEK alone).
+    pub fn amd() -> Result<Self, CertError> {
+        let mut roots = Vec::new();
+        let mut asks = Vec::new();
+        for (product, ark, ask) in BUILTIN {
+            roots.extend(
+                Cert::parse_file(ark, "built-in ARK")?
+                    .into_iter()
+                    .map(|c| (product, c)),
+            );
+            asks.extend(
+                Cert::parse_file(ask, "built-in ASK")?
+                    .into_iter()
+                    .map(|c| (product, c)),
+            );
+        }
+        Ok(Roots { roots, asks })
+    }
+
+    /// Trusts one more root (for test or pre-production AMD roots). Its product is read
+    /// from its subject (`ARK-<product>`).
+    pub fn add_root(&mut self, cert: Cert) -> Result<(), String> {
+        let cn = cert.subject_cn().unwrap_or_default();
+        let product = Product::ALL
+            .into_iter()
+            .find(|p| cn == format!("ARK-{}", p.name()))
+            .ok_or_else(|| format!("root {cn:?} is not named ARK-Milan, ARK-Genoa or ARK-Turin"))?;
+        self.roots.push((product, cert));
+        Ok(())
+    }
+
+    fn root_for(&self, child: &Cert) -> Option<&(Product, Cert)> {
+        self.roots.iter().find(|(_, r)| child.issued_by_name(r))
+    }
+
+    fn is_root(&self, cert: &Cert) -> bool {
+        self.roots.iter().any(|(_, r)| r.der() == cert.der())
+    }
+}
+
+/// The certificates supplied with one report, by role (from their file names).
+#[derive(Debug, Clone, Default)]
+pub struct Supplied {
+    /// `vcek.*`.
+    pub vcek: Option<Cert>,
+    /// `vlek.*`.
+    pub vlek: Option<Cert>,
+    /// `ask.*`.
+    pub ask: Option<Cert>,
+    /// `asvk.*`.
+    pub asvk: Option<Cert>,
+    /// `ark.*`.
+    pub ark: Option<Cert>,
+}
+
+impl Supplied {
+    /// Sorts certificate files by role from their names: `vcek`, `vlek`, `ask`, `asvk`,
+    /// `ark`, with any extension (`.der`, `.pem`, `.crt`, `.cer`), case-insensitive.
+    /// Files with other names are returned unused, so the caller can say so.
+    pub fn from_files<'n>(files: &[(&'n str, &[u8])]) -> Result<(Self, Vec<&'n str>), CertError> {
+        let mut s = Supplied::default();
+        let mut ignored = Vec::new();
+        for (name, bytes) in files {
+            let stem = name
+                .rsplit('/')
+                .next()
+                .unwrap_or(name)
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let slot = match stem.as_str() {
+                "vcek" => &mut s.vcek,
+                "vlek" => &mut s.vlek,
+                "ask" => &mut s.ask,
+                "asvk" => &mut s.asvk,
+                "ark" => &mut s.ark,
+                _ => {
+                    ignored.push(*name);
+                    continue;
+                }
+            };
+            let mut certs = Cert::parse_file(bytes, name)?;
+            if certs.len() != 1 {
+                return Err(CertError::Pem {
+                    what: (*name).to_owned(),
+                    reason: format!("{} certificates where one was expected", certs.len()),
+                });
+            }
+            *slot = certs.pop();
+        }
+        Ok((s, ignored))
+    }
+}
+
+/// Which kind of key signs the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafKind {
+    /// Versioned Chip Endorsement Key.
+    Vcek,
+    /// Versioned Loaded Endorsement Key.
+    Vlek,
+}
+
+impl LeafKind {
+    fn name(self) -> &'static str {
+        match self {
+            LeafKind::Vcek => "VCEK",
+            LeafKind::Vlek => "VLEK",
+        }
+    }
+    fn intermediate(self) -> &'static str {
+        match self {
+            LeafKind::Vcek => "ASK",
+            LeafKind::Vlek => "ASVK",
+        }
+    }
+}
+
+/// A leaf certificate whose chain verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedLeaf {
+    /// The leaf.
+    pub cert: Cert,
+    /// VCEK or VLEK.
+    pub kind: LeafKind,
+    /// The product of the root it chains to.
+    pub product: Product,
+}
+
+/// Verifies the chain for a `kind`-signed report, recording every step in `checks`.
+/// Returns the leaf only if the whole chain verified.
+pub fn verify_chain(
+    supplied: &Supplied,
+    roots: &Roots,
+    crl: Option<&Crl>,
+    at: Time,
+    kind: LeafKind,
+    checks: &mut Checks,
+) -> Option<VerifiedLeaf> {
+    let (leaf, intermediate) = match kind {
+        LeafKind::Vcek => (supplied.vcek.as_ref(), supplied.ask.as_ref()),
+        LeafKind::Vlek => (supplied.vlek.as_ref(), supplied.asvk.as_ref()),
+    };
+    let leaf_name = kind.name();
+    let Some(leaf) = leaf else {
+        checks.record(
+            "chain.leaf",
+            Category::Collateral,
+            Err(format!(
+                "the report is {leaf_name}-signed but no {leaf_name} certificate was supplied"
+            )),
+        );
+        return None;
+    };
+    let want_cn = format!("SEV-{leaf_name}");
+    let cn = leaf.subject_cn().unwrap_or_default();
+    if !checks.record(
+        "chain.leaf",
+        Category::Signature,
+        if cn == want_cn {
+            Ok(format!("{leaf_name} certificate (CN {cn})"))
+        } else {
+            Err(format!(
+                "the {leaf_name} certificate's subject CN is {cn:?}, not {want_cn:?}"
+            ))
+        },
+    ) {
+        return None;
+    }
+    // The intermediate: the supplied one, or (VCEK only) a built-in ASK with the right
+    // subject.
+    let builtin_ask = (kind == LeafKind::Vcek)
+        .then(|| {
+            roots
+                .asks
+                .iter()
+                .map(|(_, c)| c)
+                .find(|c| leaf.issued_by_name(c))
+        })
+        .flatten();
+    let inter_name = kind.intermediate();
+    let Some(inter) = intermediate.or(builtin_ask) else {
+        checks.record(
+            "chain.intermediate",
+            Category::Collateral,
+            Err(format!(
+                "no {inter_name} certificate was supplied for the {leaf_name} (issuer {:?})",
+                leaf.issuer_cn().unwrap_or_default()
+            )),
+        );
+        return None;
+    };
+    // The root.
+    if let Some(ark) = &supplied.ark
+        && !checks.record(
+            "chain.supplied_ark",
+            Category::Signature,
+            if roots.is_root(ark) {
+                Ok("the supplied ARK is a trusted root".into())
+            } else {
+                Err(format!(
+                    "the supplied ARK (CN {:?}, SHA-256 {}) is not a built-in AMD root or a \
+                     root named with --root",
+                    ark.subject_cn().unwrap_or_default(),
+                    cvm_firmware::hex::encode(&ark.fingerprint())
+                ))
+            },
+        )
+    {
+        return None;
+    }
+    let Some((product, root)) = roots.root_for(inter) else {
+        checks.record(
+            "chain.root",
+            Category::Signature,
+            Err(format!(
+                "the {inter_name} (CN {:?}) is issued by {:?}, which is not a trusted root",
+                inter.subject_cn().unwrap_or_default(),
+                inter.issuer_cn().unwrap_or_default()
+            )),
+        );
+        return None;
+    };
+    let root_cn = root.subject_cn().unwrap_or_default();
+    let mut ok = checks.record(
+        "chain.root",
+        Category::Signature,
+        root.verify_signed_by(root)
+            .map(|()| format!("{root_cn} (built-in or named root), self-signature valid"))
+            .map_err(|e| format!("{root_cn}: {e}")),
+    );
+    ok &= checks.record(
+        "chain.root.validity",
+        Category::Signature,
+        root.valid_at(at)
+            .map(|()| format!("{root_cn} valid at {at}"))
+            .map_err(|e| format!("{root_cn}: {e}")),
+    );
+    ok &= link(checks, "chain.intermediate", inter_name, inter, root, at);
+    ok &= link(checks, "chain.leaf.signature", leaf_name, leaf, inter, at);
+    match crl {
+        Some(crl) => ok &= check_crl(checks, crl, root, inter, inter_name, at),
+        None => checks.skip(
+            "chain.crl",
+            Category::Signature,
+            "no CRL given: revocation of the ASK/ASVK not checked",
+        ),
+    }
+    ok.then(|| VerifiedLeaf {
+        cert: leaf.clone(),
+        kind,
+        product: *product,
+    })
+}
+
+fn link(
+    checks: &mut Checks,
+    name: &str,
+    what: &str,
+    child: &Cert,
+    issuer: &Cert,
+    at: Time,
+) -> bool {
+    let issuer_cn = issuer.subject_cn().unwrap_or_default();
+    let signed = if child.issued_by_name(issuer) {
+        child
+            .verify_signed_by(issuer)
+            .map(|()| format!("{what} signed by {issuer_cn}"))
+            .map_err(|e| format!("{what} not signed by {issuer_cn}: {e}"))
+    } else {
+        Err(format!(
+            "{what}'s issuer {:?} is not {issuer_cn:?}",
+            child.issuer_cn().unwrap_or_default()
+        ))
+    };
+    let a = checks.record(name, Category::Signature, signed);
+    let b = checks.record(
+        &format!("{name}.validity"),
+        Category::Signature,
+        child
+            .valid_at(at)
+            .map(|()| format!("{what} valid at {at}"))
+            .map_err(|e| format!("{what}: {e}")),
+    );
+    a && b
+}
+
+fn check_crl(
+    checks: &mut Checks,
+    crl: &Crl,
+    root: &Cert,
+    inter: &Cert,
+    inter_name: &str,
+    at: Time,
+) -> bool {
+    let signed = checks.record(
+        "chain.crl.signature",
+        Category::Signature,
+        crl.verify_signed_by(root)
+            .map(|()| "CRL signed by the root".to_owned())
+            .map_err(|e| format!("CRL: {e}")),
+    );
+    let (this, next) = crl.window();
+    let current = checks.record(
+        "chain.crl.validity",
+        Category::Collateral,
+        if at < this {
+            Err(format!(
+                "CRL issued {this}, after the verification time {at}"
+            ))
+        } else if next.is_some_and(|n| at > n) {
+            Err(format!(
+                "CRL stale: its next update was due {} (verification time {at})",
+                next.map(|n| n.to_string()).unwrap_or_default()
+            ))
+        } else {
+            Ok(format!("CRL of {this} current at {at}"))
+        },
+    );
+    let not_revoked = checks.record(
+        "chain.crl.revocation",
+        Category::Signature,
+        if crl.revokes(inter) {
+            Err(format!("the {inter_name} is revoked by the CRL"))
+        } else {
+            Ok(format!("the {inter_name} is not revoked"))
+        },
+    );
+    signed && current && not_revoked
+}
+
+/// The AMD VCEK/VLEK extensions (OID arc 1.3.6.1.4.1.3704.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmdExtensions {
+    /// productName, e.g. "Milan-B0".
+    pub product_name: Option<String>,
+    /// blSPL.
+    pub bl: Option<u64>,
+    /// teeSPL.
+    pub tee: Option<u64>,
+    /// snpSPL.
+    pub snp: Option<u64>,
+    /// ucodeSPL.
+    pub ucode: Option<u64>,
+    /// fmcSPL (Turin).
+    pub fmc: Option<u64>,
+    /// hwID (VCEK only): 64 bytes, 8 on Turin.
+    pub hw_id: Option<Vec<u8>>,
+}
+
+const fn amd_oid(s: &str) -> ObjectIdentifier {
+    ObjectIdentifier::new_unwrap(s)
+}
+const OID_PRODUCT_NAME: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.2");
+const OID_BL: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.3.1");
+const OID_TEE: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.3.2");
+const OID_SNP: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.3.3");
+const OID_UCODE: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.3.8");
+const OID_FMC: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.3.9");
+const OID_HW_ID: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.4");
+
+impl AmdExtensions {
+    /// Reads the extensions of `cert`; a malformed value is an error naming its OID.
+    pub fn read(cert: &Cert) -> Result<Self, String> {
+        let int = |oid: &ObjectIdentifier| -> Result<Option<u64>, String> {
+            cert.extension(oid)
+                .map(|v| {
+                    let i = der::asn1::Uint::from_der(v)
+                        .map_err(|e| format!("extension {oid}: not a DER INTEGER ({e})"))?;
+                    let bytes = i.as_bytes();
+                    if bytes.len() > 8 {
+                        return Err(format!("extension {oid}: integer too large"));
+                    }
+                    Ok(bytes.iter().fold(0u64, |acc, b| {
+                        acc.checked_shl(8).unwrap_or(0) | u64::from(*b)
+                    }))
+                })
+                .transpose()
+        };
+        let product_name = cert
+            .extension(&OID_PRODUCT_NAME)
+            .map(|v| {
+                der::asn1::Ia5StringRef::from_der(v)
+                    .map(|s| s.as_str().to_owned())
+                    .map_err(|e| format!("extension {OID_PRODUCT_NAME}: not an IA5String ({e})"))
+            })
+            .transpose()?;
+        let hw_id = cert.extension(&OID_HW_ID).map(|v| {
+            // Raw bytes as AMD's KDS issues them; some issuers wrap them in an OCTET STRING.
+            match der::asn1::OctetStringRef::from_der(v) {
+                Ok(inner) if v.len() != 64 && v.len() != 8 => inner.as_bytes().to_vec(),
+                _ => v.to_vec(),
+            }
+        });
+        Ok(AmdExtensions {
+            product_name,
+            bl: int(&OID_BL)?,
+            tee: int(&OID_TEE)?,
+            snp: int(&OID_SNP)?,
+            ucode: int(&OID_UCODE)?,
+            fmc: int(&OID_FMC)?,
+            hw_id,
+        })
+    }
+}

@@ -1,0 +1,339 @@
+//! X.509 certificates and CRLs as vendors' chains use them: decoded with `x509-cert`, but
+//! every signature is checked over the **raw** to-be-signed bytes taken from the input,
+//! never over a re-encoding of the decoded structure.
+
+use crate::time::Time;
+use der::asn1::ObjectIdentifier;
+use der::{Decode, Reader, SliceReader};
+use ring::signature::{self, UnparsedPublicKey};
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
+
+/// RSASSA-PSS (RFC 4055).
+pub const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+/// ecdsa-with-SHA384.
+pub const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+/// id-ecPublicKey.
+pub const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// secp384r1.
+pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// commonName.
+const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// Why a certificate or CRL was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// Not DER, or not an X.509 structure.
+    #[error("{what}: malformed DER ({reason})")]
+    Malformed {
+        /// Which certificate.
+        what: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A PEM file could not be decoded.
+    #[error("{what}: malformed PEM ({reason})")]
+    Pem {
+        /// Which file.
+        what: String,
+        /// The decoder's message.
+        reason: String,
+    },
+}
+
+/// A decoded certificate with the exact bytes it was decoded from.
+#[derive(Debug, Clone)]
+pub struct Cert {
+    der: Vec<u8>,
+    tbs: std::ops::Range<usize>,
+    /// The decoded certificate.
+    pub cert: Certificate,
+}
+
+impl Cert {
+    /// Decodes one DER certificate. `what` names it in errors.
+    pub fn from_der(der: &[u8], what: &str) -> Result<Self, CertError> {
+        let malformed = |e: der::Error| CertError::Malformed {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        };
+        let cert = Certificate::from_der(der).map_err(malformed)?;
+        let tbs = signed_range(der).map_err(malformed)?;
+        Ok(Cert {
+            der: der.to_vec(),
+            tbs,
+            cert,
+        })
+    }
+
+    /// Decodes every certificate in a PEM file, or one DER certificate.
+    pub fn parse_file(bytes: &[u8], what: &str) -> Result<Vec<Self>, CertError> {
+        if !bytes.starts_with(b"-----BEGIN") && !bytes.trim_ascii_start().starts_with(b"-----") {
+            return Ok(vec![Cert::from_der(bytes, what)?]);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| CertError::Pem {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut out = Vec::new();
+        for block in pem_blocks(text) {
+            let (label, der) =
+                der::pem::decode_vec(block.as_bytes()).map_err(|e| CertError::Pem {
+                    what: what.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            if label == "CERTIFICATE" {
+                out.push(Cert::from_der(&der, what)?);
+            }
+        }
+        if out.is_empty() {
+            return Err(CertError::Pem {
+                what: what.to_owned(),
+                reason: "no CERTIFICATE block".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The DER the certificate was decoded from.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// SHA-256 of the DER (the certificate's fingerprint).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        Sha256::digest(&self.der).into()
+    }
+
+    /// The subject's common name.
+    pub fn subject_cn(&self) -> Option<String> {
+        common_name(&self.cert.tbs_certificate.subject)
+    }
+
+    /// The issuer's common name.
+    pub fn issuer_cn(&self) -> Option<String> {
+        common_name(&self.cert.tbs_certificate.issuer)
+    }
+
+    /// Whether `issuer`'s subject is this certificate's issuer (compared as encoded).
+    pub fn issued_by_name(&self, issuer: &Cert) -> bool {
+        self.cert.tbs_certificate.issuer == issuer.cert.tbs_certificate.subject
+    }
+
+    /// The validity window in seconds since the epoch.
+    pub fn validity(&self) -> (Time, Time) {
+        let v = &self.cert.tbs_certificate.validity;
+        (
+            Time::from_der_time(&v.not_before),
+            Time::from_der_time(&v.not_after),
+        )
+    }
+
+    /// Checks the validity window at `at`.
+    pub fn valid_at(&self, at: Time) -> Result<(), String> {
+        let (from, to) = self.validity();
+        if at < from {
+            Err(format!("not valid before {from} (verification time {at})"))
+        } else if at > to {
+            Err(format!("expired at {to} (verification time {at})"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Verifies that `issuer` signed this certificate (RSASSA-PSS with SHA-384, as AMD's
+    /// ARK, ASK and ASVK sign; or ECDSA P-384 with SHA-384).
+    pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
+        let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
+        verify_signature(
+            issuer,
+            &self.cert.signature_algorithm.oid,
+            tbs,
+            self.cert.signature.as_bytes(),
+        )
+    }
+
+    /// The subject public key's raw bits (PKCS#1 RSAPublicKey for RSA, the uncompressed
+    /// point for EC).
+    pub fn public_key_bits(&self) -> &[u8] {
+        self.cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes()
+    }
+
+    /// The uncompressed P-384 point of an EC P-384 subject key.
+    pub fn p384_public_key(&self) -> Result<&[u8], String> {
+        let spki = &self.cert.tbs_certificate.subject_public_key_info;
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        if spki.algorithm.oid != EC_PUBLIC_KEY || curve != Some(SECP384R1) {
+            return Err("the subject key is not an EC P-384 key".into());
+        }
+        Ok(self.public_key_bits())
+    }
+
+    /// The value of the extension `oid` (the contents of its extnValue OCTET STRING).
+    pub fn extension(&self, oid: &ObjectIdentifier) -> Option<&[u8]> {
+        self.cert
+            .tbs_certificate
+            .extensions
+            .as_ref()?
+            .iter()
+            .find(|e| &e.extn_id == oid)
+            .map(|e| e.extn_value.as_bytes())
+    }
+
+    /// The serial number's bytes.
+    pub fn serial(&self) -> &[u8] {
+        self.cert.tbs_certificate.serial_number.as_bytes()
+    }
+}
+
+/// A decoded CRL with the exact bytes it was decoded from.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    der: Vec<u8>,
+    tbs: std::ops::Range<usize>,
+    /// The decoded CRL.
+    pub crl: CertificateList,
+}
+
+impl Crl {
+    /// Decodes a CRL (DER or PEM `X509 CRL`).
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, CertError> {
+        let der = if bytes.trim_ascii_start().starts_with(b"-----") {
+            let (_, der) = der::pem::decode_vec(bytes).map_err(|e| CertError::Pem {
+                what: what.to_owned(),
+                reason: e.to_string(),
+            })?;
+            der
+        } else {
+            bytes.to_vec()
+        };
+        let malformed = |e: der::Error| CertError::Malformed {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        };
+        let crl = CertificateList::from_der(&der).map_err(malformed)?;
+        let tbs = signed_range(&der).map_err(malformed)?;
+        Ok(Crl { der, tbs, crl })
+    }
+
+    /// Verifies that `issuer` signed this CRL.
+    pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
+        if self.crl.tbs_cert_list.issuer != issuer.cert.tbs_certificate.subject {
+            return Err("the CRL's issuer is not the root's subject".into());
+        }
+        let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
+        verify_signature(
+            issuer,
+            &self.crl.signature_algorithm.oid,
+            tbs,
+            self.crl.signature.as_bytes(),
+        )
+    }
+
+    /// The validity window: thisUpdate and nextUpdate (if any).
+    pub fn window(&self) -> (Time, Option<Time>) {
+        let t = &self.crl.tbs_cert_list;
+        (
+            Time::from_der_time(&t.this_update),
+            t.next_update.as_ref().map(Time::from_der_time),
+        )
+    }
+
+    /// Whether the CRL lists `cert`'s serial number.
+    pub fn revokes(&self, cert: &Cert) -> bool {
+        self.crl
+            .tbs_cert_list
+            .revoked_certificates
+            .iter()
+            .flatten()
+            .any(|r| r.serial_number.as_bytes() == cert.serial())
+    }
+}
+
+fn verify_signature(
+    issuer: &Cert,
+    algorithm: &ObjectIdentifier,
+    tbs: &[u8],
+    sig: Option<&[u8]>,
+) -> Result<(), String> {
+    let sig = sig.ok_or("the signature BIT STRING has unused bits")?;
+    let alg: &dyn signature::VerificationAlgorithm = if *algorithm == RSASSA_PSS {
+        // ring's PSS verification fixes MGF1 to the same hash and the salt to the hash
+        // length: exactly AMD's parameters (SHA-384, MGF1-SHA-384, salt 48).
+        &signature::RSA_PSS_2048_8192_SHA384
+    } else if *algorithm == ECDSA_WITH_SHA384 {
+        &signature::ECDSA_P384_SHA384_ASN1
+    } else {
+        return Err(format!("unsupported signature algorithm {algorithm}"));
+    };
+    UnparsedPublicKey::new(alg, issuer.public_key_bits())
+        .verify(tbs, sig)
+        .map_err(|_| "the signature does not verify".to_owned())
+}
+
+/// The byte range of the first element inside the outer SEQUENCE (the to-be-signed part
+/// of a certificate or CRL), exactly as it appears in the input.
+fn signed_range(der: &[u8]) -> der::Result<std::ops::Range<usize>> {
+    let mut outer = SliceReader::new(der)?;
+    let header = der::Header::decode(&mut outer)?;
+    header.tag.assert_eq(der::Tag::Sequence)?;
+    let start = usize::try_from(outer.position())?;
+    let tbs = outer.tlv_bytes()?;
+    let end = start
+        .checked_add(tbs.len())
+        .ok_or(der::ErrorKind::Overflow)?;
+    Ok(start..end)
+}
+
+fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|atv| atv.oid == COMMON_NAME)
+        .and_then(|atv| {
+            atv.value
+                .decode_as::<der::asn1::Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_owned())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<der::asn1::PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_owned())
+                })
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<der::asn1::Ia5StringRef<'_>>()
+                        .map(|s| s.as_str().to_owned())
+                })
+                .ok()
+        })
+}
+
+/// Splits PEM text into its BEGIN..END blocks.
+fn pem_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(block) = current.as_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+        if line.starts_with("-----END ") {
+            blocks.extend(current.take());
+        }
+    }
+    blocks
+}

@@ -1,0 +1,141 @@
+//! Every SNP case in shared/vectors passes at its verification time; every SNP negative
+//! fails, for the reason its `expected` names.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+use cvm_attest::snp::appraise::Policy;
+use cvm_attest::snp::certs::Roots;
+use cvm_attest::snp::claims::Claims;
+use cvm_attest::{Outcome, Status, Time, Verdict};
+use cvm_tests::{case_time, snp_case, vectors};
+
+fn verify(dir: &std::path::Path, at: Time) -> Verdict<Claims> {
+    verify_with(dir, at, &Policy::default())
+}
+
+fn verify_with(dir: &std::path::Path, at: Time, policy: &Policy) -> Verdict<Claims> {
+    let case = snp_case(dir);
+    cvm_attest::snp::verify(
+        &case.report,
+        &case.certs,
+        &Roots::amd().unwrap(),
+        None,
+        None,
+        policy,
+        at,
+    )
+}
+
+fn failed(v: &Verdict<Claims>) -> Vec<String> {
+    v.checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect()
+}
+
+#[test]
+fn every_snp_case_passes_at_its_time() {
+    let Some(vectors) = vectors() else { return };
+    let mut n = 0;
+    for entry in std::fs::read_dir(vectors.join("snp")).unwrap() {
+        let dir = entry.unwrap().path();
+        // The vectors assert authenticity (signature, chain, TCB and chip match); one
+        // of them is a debug guest, which the default policy rightly refuses.
+        let lenient = Policy {
+            allow_debug: true,
+            ..Policy::default()
+        };
+        let v = verify_with(&dir, case_time(&dir), &lenient);
+        assert_eq!(
+            v.verdict,
+            Status::Pass,
+            "{}: {:#?}",
+            dir.display(),
+            failed(&v)
+        );
+        assert!(v.product.is_some());
+        let v = verify(&dir, case_time(&dir));
+        let debug = v.claims.as_ref().unwrap().policy.debug;
+        let expect: Vec<String> = if debug {
+            vec!["policy.debug: the guest policy allows debugging (the host can read guest memory); policy forbids it".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(failed(&v), expect, "{}", dir.display());
+        n += 1;
+    }
+    assert!(n >= 12, "only {n} SNP cases");
+}
+
+#[test]
+fn the_vlek_is_expired_today() {
+    let Some(vectors) = vectors() else { return };
+    let dir = vectors.join("snp/snp-milan-v3-vlek-aws");
+    let v = verify(&dir, Time::parse_rfc3339("2026-11-21T00:00:00Z").unwrap());
+    assert_eq!(v.verdict, Status::Fail);
+    let f = failed(&v);
+    assert!(
+        f.iter()
+            .any(|c| c.starts_with("chain.leaf.signature.validity: VLEK: expired")),
+        "{f:#?}"
+    );
+}
+
+/// The checks that must fail for each `expected` text of negatives.json.
+fn must_fail(expected: &str) -> Vec<&'static str> {
+    let rules: [(&str, &[&str]); 11] = [
+        ("REJECT malformed", &["report.parse"]),
+        ("report signature", &["report.signature"]),
+        ("chip_id != hwID", &["leaf.chip_id"]),
+        ("TCB != VCEK", &["leaf.tcb"]),
+        ("signature encoding", &["report.structure"]),
+        ("strict: reserved must be zero", &["report.structure"]),
+        ("unsupported algo", &["report.structure"]),
+        ("VCEK not signed by ASK", &["chain.leaf.signature"]),
+        ("REJECT chain", &["chain."]),
+        ("VCEK signature (chain)", &["chain.leaf.signature"]),
+        ("VLEK expired", &["chain.leaf.signature.validity"]),
+    ];
+    let names: Vec<&str> = rules
+        .iter()
+        .filter(|(k, _)| expected.contains(k))
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    assert!(!names.is_empty(), "no rule for expected {expected:?}");
+    names
+}
+
+#[test]
+fn every_snp_negative_fails_for_its_reason() {
+    let Some(vectors) = vectors() else { return };
+    let list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors.join("neg/negatives.json")).unwrap())
+            .unwrap();
+    let mut n = 0;
+    for neg in list.as_array().unwrap() {
+        if neg["tech"] != "snp" {
+            continue;
+        }
+        let id = neg["id"].as_str().unwrap();
+        let expected = neg["expected"].as_str().unwrap();
+        let at = Time::parse_rfc3339(neg["verify_time"].as_str().unwrap()).unwrap();
+        let v = verify(&vectors.join("neg/snp").join(id), at);
+        assert_eq!(v.verdict, Status::Fail, "{id} passed");
+        let f = failed(&v);
+        for name in must_fail(expected) {
+            assert!(
+                f.iter().any(|c| c.starts_with(name)),
+                "{id} ({expected}): no failed {name}* check in {f:#?}"
+            );
+        }
+        n += 1;
+    }
+    assert!(n >= 30, "only {n} SNP negatives");
+}
