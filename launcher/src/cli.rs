@@ -1,7 +1,9 @@
 //! The `cvm` command line.
 
 use crate::cmd::{self, CmdResult};
-use crate::cmd::{inspect::InspectArgs, measure::MeasureArgs, probe::ProbeArgs};
+use crate::cmd::{
+    inspect::InspectArgs, measure::MeasureArgs, probe::ProbeArgs, verify::VerifyArgs,
+};
 use crate::error::{CliError, one_line};
 use crate::exit::ExitCode;
 use crate::output::{Format, write_json};
@@ -31,6 +33,9 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Compute the launch measurement a guest will report, before launching it.
     Measure(Box<MeasureArgs>),
+    /// Verify attestation evidence against AMD's roots, reference values and a policy;
+    /// exit 0 only for a pass.
+    Verify(Box<VerifyArgs>),
     /// Show the structure of a firmware image.
     #[command(subcommand)]
     Inspect(InspectArgs),
@@ -68,6 +73,7 @@ fn dispatch(command: Command) -> CmdResult {
         Command::Probe(args) => cmd::probe::run(&args),
         Command::Measure(args) => cmd::measure::run(&args),
         Command::Inspect(args) => cmd::inspect::run(&args),
+        Command::Verify(args) => cmd::verify::run(&args),
     }
 }
 

@@ -38,6 +38,30 @@ pub enum CliError {
         /// What is wrong.
         reason: String,
     },
+    /// Evidence or its certificates are malformed.
+    #[error("{}: {reason}", path.display())]
+    Evidence {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A reference-value, policy or root file is malformed.
+    #[error("{}: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Verification completed and the evidence was rejected.
+    #[error("verification failed: {first}")]
+    Rejected {
+        /// The most severe kind of failure.
+        category: cvm_attest::Category,
+        /// The first failed check.
+        first: String,
+    },
     /// A platform the command needs is not available on this host.
     #[error("{0}")]
     PlatformUnavailable(String),
@@ -54,7 +78,11 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) | CliError::ReadInput { .. } => ExitCode::Usage,
-            CliError::Firmware { .. } | CliError::Key { .. } => ExitCode::MalformedInput,
+            CliError::Firmware { .. }
+            | CliError::Key { .. }
+            | CliError::Evidence { .. }
+            | CliError::Config { .. } => ExitCode::MalformedInput,
+            CliError::Rejected { category, .. } => crate::cmd::verify::category_exit(*category),
             CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
             CliError::Output(_) | CliError::Serialize(_) => ExitCode::Internal,
         }

@@ -88,6 +88,29 @@ fn the_vlek_is_expired_today() {
     );
 }
 
+#[test]
+fn a_vlek_without_its_asvk_is_missing_collateral() {
+    let Some(vectors) = vectors() else { return };
+    let dir = vectors.join("snp/snp-milan-v3-vlek-aws");
+    let mut case = snp_case(&dir);
+    case.certs.asvk = None;
+    let v = cvm_attest::snp::verify(
+        &case.report,
+        &case.certs,
+        &Roots::amd().unwrap(),
+        None,
+        None,
+        &Policy::default(),
+        case_time(&dir),
+    );
+    assert_eq!(v.failure(), Some(cvm_attest::Category::Collateral));
+    assert!(
+        failed(&v)[0].starts_with("chain.intermediate: no ASVK"),
+        "{:#?}",
+        failed(&v)
+    );
+}
+
 /// The checks that must fail for each `expected` text of negatives.json.
 fn must_fail(expected: &str) -> Vec<&'static str> {
     let rules: [(&str, &[&str]); 11] = [

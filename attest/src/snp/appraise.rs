@@ -491,10 +491,10 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
         checks,
         "policy.signing_key",
         key.is_some_and(|k| policy.signing_keys.contains(&k)),
-        &format!("signed by {:?}", report.signing_key()),
+        &format!("signed by the {}", key_name(report.signing_key())),
         &format!(
-            "signing key {:?} not accepted by the policy",
-            report.signing_key()
+            "signing key {} not accepted by the policy",
+            key_name(report.signing_key())
         ),
     );
     if let Some(min) = &policy.min_tcb {
@@ -519,6 +519,15 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
                 }
             }
         }
+    }
+}
+
+fn key_name(k: SigningKey) -> String {
+    match k {
+        SigningKey::Vcek => "VCEK".into(),
+        SigningKey::Vlek => "VLEK".into(),
+        SigningKey::None => "none".into(),
+        SigningKey::Reserved(v) => format!("reserved value {v}"),
     }
 }
 

@@ -183,10 +183,15 @@ pub struct VerifiedLeaf {
     pub kind: LeafKind,
     /// The product of the root it chains to.
     pub product: Product,
+    /// Whether every link, validity and revocation check passed (the leaf is returned
+    /// even when one failed, so that the report can still be checked against it and the
+    /// verdict lists every problem; the verdict fails either way).
+    pub chain_ok: bool,
 }
 
 /// Verifies the chain for a `kind`-signed report, recording every step in `checks`.
-/// Returns the leaf only if the whole chain verified.
+/// Returns the leaf once it is anchored in a trusted root, with whether every check of
+/// the chain passed.
 pub fn verify_chain(
     supplied: &Supplied,
     roots: &Roots,
@@ -304,10 +309,11 @@ pub fn verify_chain(
             "no CRL given: revocation of the ASK/ASVK not checked",
         ),
     }
-    ok.then(|| VerifiedLeaf {
+    Some(VerifiedLeaf {
         cert: leaf.clone(),
         kind,
         product: *product,
+        chain_ok: ok,
     })
 }
 
@@ -459,5 +465,36 @@ impl AmdExtensions {
             fmc: int(&OID_FMC)?,
             hw_id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_arks_are_the_pinned_ones() {
+        let roots = Roots::amd().unwrap();
+        assert_eq!(roots.roots.len(), 3);
+        for (product, pin) in ARK_FINGERPRINTS {
+            let (_, ark) = roots.roots.iter().find(|(p, _)| *p == product).unwrap();
+            assert_eq!(cvm_firmware::hex::encode(&ark.fingerprint()), pin);
+            assert_eq!(ark.subject_cn().unwrap(), format!("ARK-{product}"));
+            ark.verify_signed_by(ark).unwrap();
+        }
+        for (product, ask) in &roots.asks {
+            let (_, ark) = roots.roots.iter().find(|(p, _)| p == product).unwrap();
+            ask.verify_signed_by(ark).unwrap();
+        }
+    }
+
+    #[test]
+    fn file_roles_come_from_names() {
+        let ark = BUILTIN[0].1;
+        let (s, ignored) =
+            Supplied::from_files(&[("ARK.pem", ark), ("README", b"x".as_slice())]).unwrap();
+        assert!(s.ark.is_some() && s.vcek.is_none());
+        assert_eq!(ignored, ["README"]);
+        assert!(Supplied::from_files(&[("vcek.der", b"junk".as_slice())]).is_err());
     }
 }

@@ -4,6 +4,7 @@
 pub mod inspect;
 pub mod measure;
 pub mod probe;
+pub mod verify;
 
 use crate::error::CliError;
 use crate::output::Output;

@@ -1,0 +1,200 @@
+//! `cvm verify` on real SNP vectors: exit codes per failure kind, reference hand-off from
+//! `cvm measure`, policies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vectors() -> Option<PathBuf> {
+    let dir = std::env::var_os("CVM_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CVM_SHARED")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+                .join("vectors")
+        });
+    if dir.join("snp").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no vectors at {}", dir.display());
+        None
+    }
+}
+
+fn verify(case: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "verify".to_owned(),
+        "--tee".into(),
+        "snp".into(),
+        "--evidence".into(),
+        case.join("report.bin").display().to_string(),
+        "--certs".into(),
+        case.join("certs").display().to_string(),
+        "--at".into(),
+        "2026-03-01T00:00:00Z".into(),
+        "--format".into(),
+        "json".into(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .args(&args)
+        .output()
+        .expect("run cvm")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn temp(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cvm-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+/// The measurement case.json records for a case (written by the vector's curator from
+/// the upstream source, not by cvm).
+fn case_fact(case: &Path, key: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    let facts = v["facts"].as_str().unwrap().to_owned();
+    facts
+        .split("; ")
+        .find_map(|f| f.strip_prefix(&format!("{key}=")))
+        .unwrap()
+        .to_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+#[test]
+fn pass_with_reference_values_and_exit_codes_per_failure() {
+    let Some(v) = vectors() else { return };
+    let case = v.join("snp/snp-milan-v3-oak-oc-release");
+    let m = case_fact(&case, "measurement");
+    let rd = case_fact(&case, "report_data");
+
+    // TOML reference values with the right measurement (one of two).
+    let good = temp(
+        "good.toml",
+        &format!(
+            "measurement = [\"{}\", \"{m}\"]\nreport_data = \"{rd}\"\n",
+            "00".repeat(48)
+        ),
+    );
+    let out = verify(&case, &["--reference", good.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let j = json(&out);
+    assert_eq!(j["verdict"], "pass");
+    assert_eq!(j["product"], "Milan");
+    assert_eq!(j["claims"]["measurement"], m.as_str());
+
+    // cvm measure's JSON as reference values: a different image fails the policy (5).
+    let handoff = temp(
+        "measure.json",
+        &format!(
+            r#"{{"tee": "snp", "measurement": "{}", "vcpus": 1, "vmm": "qemu", "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
+            "ab".repeat(48)
+        ),
+    );
+    let out = verify(&case, &["--reference", handoff.to_str().unwrap()]);
+    assert_eq!(code(&out), 5);
+    let j = json(&out);
+    assert_eq!(j["verdict"], "fail");
+    let failed: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["reference.measurement"]);
+
+    // A wrong nonce: policy (5).
+    let out = verify(
+        &case,
+        &["--no-reference", "--report-data", &"11".repeat(64)],
+    );
+    assert_eq!(code(&out), 5);
+
+    // A policy demanding newer microcode than the report's: policy (5).
+    let strict = temp("strict.toml", "[min_tcb]\nucode = 255\n");
+    let out = verify(
+        &case,
+        &["--no-reference", "--policy", strict.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 5);
+    // A policy with a typo is a malformed input (2), not a silent default.
+    let typo = temp("typo.toml", "allow_debugg = true\n");
+    let out = verify(
+        &case,
+        &["--no-reference", "--policy", typo.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_debugg"));
+
+    // Neither --reference nor --no-reference: usage (1).
+    let out = verify(&case, &[]);
+    assert_eq!(code(&out), 1);
+}
+
+#[test]
+fn signature_malformed_and_missing_collateral_have_their_own_codes() {
+    let Some(v) = vectors() else { return };
+    let neg = v.join("neg/snp");
+    assert_eq!(
+        code(&verify(
+            &neg.join("snp-neg-measurement-bitflip"),
+            &["--no-reference"]
+        )),
+        3
+    );
+    assert_eq!(
+        code(&verify(
+            &neg.join("snp-neg-truncated-1183"),
+            &["--no-reference"]
+        )),
+        2
+    );
+    assert_eq!(
+        code(&verify(
+            &neg.join("snp-neg-unsigned-tail-nonzero"),
+            &["--no-reference"]
+        )),
+        2
+    );
+    // No VCEK supplied: collateral unavailable (4).
+    let case = v.join("snp/snp-genoa-v5-oak");
+    let empty = std::env::temp_dir().join(format!("cvm-verify-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .args(["verify", "--evidence"])
+        .arg(case.join("report.bin"))
+        .arg("--certs")
+        .arg(&empty)
+        .args(["--at", "2026-03-01T00:00:00Z", "--no-reference"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no VCEK certificate"), "{err}");
+}
