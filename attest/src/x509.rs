@@ -70,7 +70,7 @@ impl Cert {
 
     /// Decodes every certificate in a PEM file, or one DER certificate.
     pub fn parse_file(bytes: &[u8], what: &str) -> Result<Vec<Self>, CertError> {
-        if !bytes.starts_with(b"-----BEGIN") && !bytes.trim_ascii_start().starts_with(b"-----") {
+        if !is_pem(bytes) {
             return Ok(vec![Cert::from_der(bytes, what)?]);
         }
         let text = std::str::from_utf8(bytes).map_err(|e| CertError::Pem {
@@ -208,7 +208,7 @@ pub struct Crl {
 impl Crl {
     /// Decodes a CRL (DER or PEM `X509 CRL`).
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, CertError> {
-        let der = if bytes.trim_ascii_start().starts_with(b"-----") {
+        let der = if is_pem(bytes) {
             let (_, der) = der::pem::decode_vec(bytes).map_err(|e| CertError::Pem {
                 what: what.to_owned(),
                 reason: e.to_string(),
@@ -316,6 +316,11 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
                 })
                 .ok()
         })
+}
+
+/// Whether `bytes` look like PEM text rather than DER.
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.trim_ascii_start().starts_with(b"-----")
 }
 
 /// Splits PEM text into its BEGIN..END blocks.

@@ -8,15 +8,11 @@
     reason = "an integration test crate: every function is test code"
 )]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn cvm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvm"))
-        .args(args)
-        .output()
-        .expect("run cvm")
-}
+use common::{cvm, shared, stdout_json, temp_file};
+use std::path::PathBuf;
+use std::process::Output;
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,15 +29,6 @@ fn assert_success(out: &Output) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn stdout_json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON value ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 #[test]
@@ -135,7 +122,7 @@ fn usage_errors_exit_1_with_one_line() {
 
 #[test]
 fn no_subcommand_prints_help_and_exits_1() {
-    let out = cvm(&[]);
+    let out = cvm::<&str>(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: cvm"));
 }
@@ -147,27 +134,6 @@ fn verbose_logs_go_to_stderr_only() {
     stdout_json(&out);
 }
 
-fn reference_inputs() -> Option<PathBuf> {
-    let dir = std::env::var_os("CVM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-        .join("reference/inputs");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is absent", dir.display());
-        None
-    }
-}
-
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cvm-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
 fn one_error_line(out: &Output) -> String {
     let err = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -177,7 +143,7 @@ fn one_error_line(out: &Output) -> String {
 
 #[test]
 fn measure_json_is_the_reference_digest() {
-    let Some(inputs) = reference_inputs() else {
+    let Some(inputs) = shared("reference/inputs") else {
         return;
     };
     let p = |rel: &str| inputs.join(rel).display().to_string();
@@ -220,7 +186,7 @@ fn measure_json_is_the_reference_digest() {
 
 #[test]
 fn measure_explain_lists_components_ending_in_the_measurement() {
-    let Some(inputs) = reference_inputs() else {
+    let Some(inputs) = shared("reference/inputs") else {
         return;
     };
     let fw = inputs.join("sid/OVMF.amdsev.fd").display().to_string();
@@ -249,7 +215,7 @@ fn measure_explain_lists_components_ending_in_the_measurement() {
 
 #[test]
 fn measure_bad_inputs_exit_2_with_one_line() {
-    let short = temp_file("short.fd", &[0u8; 1000]);
+    let short = temp_file("short.fd", [0u8; 1000]);
     let out = cvm(&[
         "measure",
         "--tee",
@@ -260,7 +226,7 @@ fn measure_bad_inputs_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("image size"));
 
-    let Some(inputs) = reference_inputs() else {
+    let Some(inputs) = shared("reference/inputs") else {
         return;
     };
     let p = |rel: &str| inputs.join(rel).display().to_string();
@@ -368,7 +334,7 @@ fn measure_usage_errors_exit_1() {
 
 #[test]
 fn inspect_firmware_reports_metadata() {
-    let Some(inputs) = reference_inputs() else {
+    let Some(inputs) = shared("reference/inputs") else {
         return;
     };
     let fw = inputs.join("sid/OVMF.amdsev.fd").display().to_string();

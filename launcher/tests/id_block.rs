@@ -14,7 +14,11 @@ use cvm_firmware::hex;
 use cvm_firmware::sev::id_block::{self, IdBlock};
 use ring::rand::SystemRandom;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+
+use common::{cvm, shared};
 
 fn key_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -82,24 +86,8 @@ fn id_block_matches_sev_snp_measure() {
     }
 }
 
-fn cvm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvm"))
-        .args(args)
-        .output()
-        .expect("run cvm")
-}
-
 fn firmware() -> Option<String> {
-    let fw = std::env::var_os("CVM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-        .join("reference/inputs/sid/OVMF.amdsev.fd");
-    if fw.is_file() {
-        Some(fw.display().to_string())
-    } else {
-        eprintln!("SKIPPED: {} is absent", fw.display());
-        None
-    }
+    shared("reference/inputs/sid/OVMF.amdsev.fd").map(|p| p.display().to_string())
 }
 
 fn measure_with(fw: &str, extra: &[&str]) -> Output {

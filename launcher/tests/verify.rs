@@ -9,25 +9,11 @@
     reason = "an integration test crate: every function is test code"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn vectors() -> Option<PathBuf> {
-    let dir = std::env::var_os("CVM_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CVM_SHARED")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-                .join("vectors")
-        });
-    if dir.join("snp").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: no vectors at {}", dir.display());
-        None
-    }
-}
+use common::{cvm, stdout_json, temp_file, vectors};
+use std::path::Path;
+use std::process::Output;
 
 fn verify(case: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -44,28 +30,7 @@ fn verify(case: &Path, extra: &[&str]) -> Output {
         "json".into(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Command::new(env!("CARGO_BIN_EXE_cvm"))
-        .args(&args)
-        .output()
-        .expect("run cvm")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn temp(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cvm-verify-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
+    cvm(&args)
 }
 
 /// The measurement case.json records for a case (written by the vector's curator from
@@ -93,31 +58,31 @@ fn pass_with_reference_values_and_exit_codes_per_failure() {
     let rd = case_fact(&case, "report_data");
 
     // TOML reference values with the right measurement (one of two).
-    let good = temp(
+    let good = temp_file(
         "good.toml",
-        &format!(
+        format!(
             "measurement = [\"{}\", \"{m}\"]\nreport_data = \"{rd}\"\n",
             "00".repeat(48)
         ),
     );
     let out = verify(&case, &["--reference", good.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let j = json(&out);
+    let j = stdout_json(&out);
     assert_eq!(j["verdict"], "pass");
     assert_eq!(j["product"], "Milan");
     assert_eq!(j["claims"]["measurement"], m.as_str());
 
     // cvm measure's JSON as reference values: a different image fails the policy (5).
-    let handoff = temp(
+    let handoff = temp_file(
         "measure.json",
-        &format!(
+        format!(
             r#"{{"tee": "snp", "measurement": "{}", "vcpus": 1, "vmm": "qemu", "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
             "ab".repeat(48)
         ),
     );
     let out = verify(&case, &["--reference", handoff.to_str().unwrap()]);
     assert_eq!(code(&out), 5);
-    let j = json(&out);
+    let j = stdout_json(&out);
     assert_eq!(j["verdict"], "fail");
     let failed: Vec<&str> = j["checks"]
         .as_array()
@@ -136,14 +101,14 @@ fn pass_with_reference_values_and_exit_codes_per_failure() {
     assert_eq!(code(&out), 5);
 
     // A policy demanding newer microcode than the report's: policy (5).
-    let strict = temp("strict.toml", "[min_tcb]\nucode = 255\n");
+    let strict = temp_file("strict.toml", "[min_tcb]\nucode = 255\n");
     let out = verify(
         &case,
         &["--no-reference", "--policy", strict.to_str().unwrap()],
     );
     assert_eq!(code(&out), 5);
     // A policy with a typo is a malformed input (2), not a silent default.
-    let typo = temp("typo.toml", "allow_debugg = true\n");
+    let typo = temp_file("typo.toml", "allow_debugg = true\n");
     let out = verify(
         &case,
         &["--no-reference", "--policy", typo.to_str().unwrap()],
@@ -185,14 +150,16 @@ fn signature_malformed_and_missing_collateral_have_their_own_codes() {
     let case = v.join("snp/snp-genoa-v5-oak");
     let empty = std::env::temp_dir().join(format!("cvm-verify-empty-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cvm"))
-        .args(["verify", "--evidence"])
-        .arg(case.join("report.bin"))
-        .arg("--certs")
-        .arg(&empty)
-        .args(["--at", "2026-03-01T00:00:00Z", "--no-reference"])
-        .output()
-        .unwrap();
+    let out = cvm(&[
+        "verify".as_ref(),
+        "--evidence".as_ref(),
+        case.join("report.bin").as_os_str(),
+        "--certs".as_ref(),
+        empty.as_os_str(),
+        "--at".as_ref(),
+        "2026-03-01T00:00:00Z".as_ref(),
+        "--no-reference".as_ref(),
+    ]);
     assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stdout));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

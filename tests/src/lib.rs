@@ -79,8 +79,6 @@ pub fn vectors() -> Option<PathBuf> {
 /// The SNP evidence of one vector case directory: the report, the certificates by role,
 /// and the case's verification time.
 pub struct SnpCase {
-    /// The case directory name.
-    pub id: String,
     /// report.bin.
     pub report: Vec<u8>,
     /// certs/, by role.
@@ -91,30 +89,9 @@ pub struct SnpCase {
 pub fn snp_case(dir: &Path) -> SnpCase {
     let report =
         std::fs::read(dir.join("report.bin")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir.join("certs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let bytes = std::fs::read(entry.path()).unwrap_or_default();
-        files.push((name, bytes));
-    }
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let (certs, _) = cvm_attest::snp::certs::Supplied::from_files(&refs)
+    let certs = cvm_launcher::cmd::verify::read_certs(&dir.join("certs"))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    SnpCase {
-        id: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        report,
-        certs,
-    }
+    SnpCase { report, certs }
 }
 
 /// `verify_time` of a case.json.

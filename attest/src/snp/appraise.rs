@@ -116,15 +116,9 @@ impl Reference {
                 serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))?
             }
         } else {
-            toml::from_str(text).map_err(|e| ConfigError(format!("TOML: {e}")))?
+            from_toml(text)?
         };
-        if let Some(tee) = &r.tee
-            && tee != "snp"
-        {
-            return Err(ConfigError(format!(
-                "reference values for {tee:?}, not \"snp\""
-            )));
-        }
+        check_tee(r.tee.as_deref(), "reference values")?;
         if r.measurement.is_none() && !r.skip_measurement {
             return Err(ConfigError(
                 "no measurement: give `measurement`, or `skip_measurement = true` to accept any"
@@ -238,14 +232,22 @@ impl Policy {
         let p: Policy = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?
         } else {
-            toml::from_str(text).map_err(|e| ConfigError(format!("TOML: {e}")))?
+            from_toml(text)?
         };
-        if let Some(tee) = &p.tee
-            && tee != "snp"
-        {
-            return Err(ConfigError(format!("a policy for {tee:?}, not \"snp\"")));
-        }
+        check_tee(p.tee.as_deref(), "a policy")?;
         Ok(p)
+    }
+}
+
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError(format!("TOML: {e}")))
+}
+
+/// A file that names its TEE must name SNP.
+fn check_tee(tee: Option<&str>, what: &str) -> Result<(), ConfigError> {
+    match tee {
+        Some(t) if t != "snp" => Err(ConfigError(format!("{what} for {t:?}, not \"snp\""))),
+        _ => Ok(()),
     }
 }
 

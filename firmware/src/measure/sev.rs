@@ -126,26 +126,20 @@ fn page_digests(data: &[u8], threads: usize) -> Vec<[u8; 48]> {
     if per_thread >= pages {
         return hash_all(data);
     }
-    let parts: Vec<&[u8]> = data.chunks(per_thread.saturating_mul(PAGE)).collect();
     std::thread::scope(|scope| {
-        let (first, rest) = parts
-            .split_first()
-            .map_or((&[][..], &[][..]), |(f, r)| (*f, r));
-        let handles: Vec<_> = rest
-            .iter()
+        let mut parts = data.chunks(per_thread.saturating_mul(PAGE));
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts
             .map(|part| scope.spawn(move || hash_all(part)))
             .collect();
         let mut out = hash_all(first);
         for h in handles {
-            // A hashing thread cannot panic short of allocation failure; if one did,
-            // hash its part here rather than lose it.
             match h.join() {
                 Ok(v) => out.extend(v),
-                Err(_) => out.clear(),
+                // A hashing thread cannot panic short of allocation failure; if one
+                // did, hash everything here rather than lose its part.
+                Err(_) => return hash_all(data),
             }
-        }
-        if out.len() != pages {
-            out = hash_all(data);
         }
         out
     })

@@ -13,7 +13,7 @@ use cvm_firmware::measure::Component;
 use cvm_firmware::measure::sev::{Options, measure};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::plan::Platform;
-use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock};
+use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock, SigningKey};
 use cvm_firmware::sev::vmsa::X87_FCW_RESET;
 use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
 use ring::rand::SystemRandom;
@@ -166,14 +166,17 @@ pub struct InputFile {
 
 impl InputFile {
     fn new(path: &Path, data: &[u8]) -> Self {
-        Self::with_digest(path, data, &Sha256::digest(data).into())
+        Self::with_digest(path, data, None)
     }
 
-    /// For a file whose SHA-256 is already known (the plan's kernel hashes).
-    fn with_digest(path: &Path, data: &[u8], sha256: &[u8; 32]) -> Self {
+    /// For a file whose SHA-256 may already be known (the plan's kernel hashes).
+    fn with_digest(path: &Path, data: &[u8], sha256: Option<&[u8; 32]>) -> Self {
         InputFile {
             path: path.to_owned(),
-            sha256: hex::encode(sha256),
+            sha256: match sha256 {
+                Some(h) => hex::encode(h),
+                None => hex::encode(&Sha256::digest(data)),
+            },
             size: u64::try_from(data.len()).unwrap_or(u64::MAX),
         }
     }
@@ -308,6 +311,12 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             "--firmware-digest applies to --tee snp only".into(),
         ));
     }
+    // Check the ID block's inputs and load its keys before any hashing.
+    let id_signer = args
+        .id_key
+        .as_deref()
+        .map(|path| IdSigner::new(args, path, platform))
+        .transpose()?;
     // The kernel is the largest input: read it while the rest is read.
     let (kernel, fw_bytes, svsm_bytes, initrd) = std::thread::scope(|scope| {
         let kernel = scope.spawn(|| args.kernel.as_deref().map(read_file).transpose());
@@ -378,13 +387,8 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             .unwrap_or_else(|_| InputFile::new(&args.firmware, &fw_bytes));
         (m, file)
     });
-    let id_block = match (&args.id_key, <[u8; 48]>::try_from(m.digest.as_slice())) {
-        (Some(id_key), Ok(launch_digest)) => Some(sign_id_block(args, id_key, launch_digest)?),
-        (Some(_), Err(_)) => {
-            return Err(CliError::Usage("ID blocks are for --tee snp only".into()));
-        }
-        (None, _) => None,
-    };
+    let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
+    let hashes = plan.kernel_hashes.as_ref();
     Ok(MeasureReport {
         tee: platform.name(),
         measurement: hex::encode(&m.digest),
@@ -398,18 +402,16 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         guest_features: (platform == Platform::Snp).then(|| format!("{:#x}", plan.sev_features)),
         firmware: firmware_file,
         // The plan's kernel hashes are the files' SHA-256: reuse them.
-        kernel: args.kernel.as_deref().zip(kernel.as_deref()).map(|(p, d)| {
-            match &plan.kernel_hashes {
-                Some(h) => InputFile::with_digest(p, d, &h.kernel),
-                None => InputFile::new(p, d),
-            }
-        }),
-        initrd: args.initrd.as_deref().zip(initrd.as_deref()).map(|(p, d)| {
-            match &plan.kernel_hashes {
-                Some(h) => InputFile::with_digest(p, d, &h.initrd),
-                None => InputFile::new(p, d),
-            }
-        }),
+        kernel: args
+            .kernel
+            .as_deref()
+            .zip(kernel.as_deref())
+            .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.kernel))),
+        initrd: args
+            .initrd
+            .as_deref()
+            .zip(initrd.as_deref())
+            .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.initrd))),
         cmdline: args.cmdline.clone(),
         svsm: args
             .svsm
@@ -421,47 +423,76 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     })
 }
 
-/// Signs the ID block for `launch_digest` with the keys named in `args`.
-fn sign_id_block(
-    args: &MeasureArgs,
-    id_key: &Path,
-    launch_digest: [u8; 48],
-) -> Result<IdBlockReport, CliError> {
-    let block = IdBlock {
-        launch_digest,
-        family_id: args.family_id.unwrap_or_default(),
-        image_id: args.image_id.unwrap_or_default(),
-        guest_svn: args.guest_svn,
-        policy: args.policy.unwrap_or(DEFAULT_POLICY),
-    };
-    if block.policy & POLICY_RESERVED_ONE == 0 {
-        return Err(CliError::Usage(format!(
-            "--policy {:#x}: bit 17 is reserved and must be set, or SNP_LAUNCH_START fails",
-            block.policy
-        )));
+/// An ID block's fields and keys, checked and loaded before the measurement is computed.
+struct IdSigner {
+    block: IdBlock,
+    id: SigningKey,
+    id_path: PathBuf,
+    author: Option<SigningKey>,
+    rng: SystemRandom,
+}
+
+impl IdSigner {
+    fn new(args: &MeasureArgs, id_key: &Path, platform: Platform) -> Result<Self, CliError> {
+        if platform != Platform::Snp {
+            return Err(CliError::Usage("ID blocks are for --tee snp only".into()));
+        }
+        let block = IdBlock {
+            launch_digest: [0; 48],
+            family_id: args.family_id.unwrap_or_default(),
+            image_id: args.image_id.unwrap_or_default(),
+            guest_svn: args.guest_svn,
+            policy: args.policy.unwrap_or(DEFAULT_POLICY),
+        };
+        if block.policy & POLICY_RESERVED_ONE == 0 {
+            return Err(CliError::Usage(format!(
+                "--policy {:#x}: bit 17 is reserved and must be set, or SNP_LAUNCH_START fails",
+                block.policy
+            )));
+        }
+        let rng = SystemRandom::new();
+        let id = keys::load_p384(id_key, "ID", &rng)?;
+        let author = args
+            .author_key
+            .as_deref()
+            .map(|p| keys::load_p384(p, "author", &rng))
+            .transpose()?;
+        Ok(IdSigner {
+            block,
+            id,
+            id_path: id_key.to_owned(),
+            author,
+            rng,
+        })
     }
-    let rng = SystemRandom::new();
-    let id = keys::load_p384(id_key, "ID", &rng)?;
-    let author = args
-        .author_key
-        .as_deref()
-        .map(|p| keys::load_p384(p, "author", &rng))
-        .transpose()?;
-    let signed = id_block::sign(&block, &id, author.as_ref(), &rng).map_err(|e| CliError::Key {
-        path: id_key.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(IdBlockReport {
-        id_block: BASE64.encode(signed.id_block),
-        id_auth: BASE64.encode(&signed.id_auth[..]),
-        author_key_enabled: signed.author_key_digest.is_some(),
-        id_key_digest: hex::encode(&signed.id_key_digest),
-        author_key_digest: signed.author_key_digest.map(|d| hex::encode(&d)),
-        family_id: hex::encode(&block.family_id),
-        image_id: hex::encode(&block.image_id),
-        guest_svn: block.guest_svn,
-        policy: format!("{:#x}", block.policy),
-    })
+
+    /// Signs the ID block for the SNP launch digest `digest`.
+    fn sign(mut self, digest: &[u8]) -> Result<IdBlockReport, CliError> {
+        let key_error = |reason: String| CliError::Key {
+            path: self.id_path.clone(),
+            reason,
+        };
+        self.block.launch_digest = digest.try_into().map_err(|_| {
+            key_error(format!(
+                "a {}-byte digest is not an SNP digest",
+                digest.len()
+            ))
+        })?;
+        let block = &self.block;
+        let signed = id_block::sign(block, &self.id, self.author.as_ref(), &self.rng)
+            .map_err(|e| key_error(e.to_string()))?;
+        Ok(IdBlockReport {
+            id_block: BASE64.encode(signed.id_block),
+            id_auth: BASE64.encode(&signed.id_auth[..]),
+            author_key_enabled: signed.author_key_digest.is_some(),
+            id_key_digest: hex::encode(&signed.id_key_digest),
+            author_key_digest: signed.author_key_digest.map(|d| hex::encode(&d)),
+            family_id: hex::encode(&block.family_id),
+            image_id: hex::encode(&block.image_id),
+            guest_svn: block.guest_svn,
+            policy: format!("{:#x}", block.policy),
+        })
+    }
 }
 
 /// The CPUID signature QEMU puts in RDX. EC2 and GCE use a fixed value, and plain SEV

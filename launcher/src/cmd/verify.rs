@@ -207,7 +207,9 @@ fn read_text<T, E: std::fmt::Display>(
     parse(&text).map_err(|e| config(path, e.to_string()))
 }
 
-fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
+/// Reads the certificates in `dir`, by role from their file names (see
+/// [`Supplied::from_files`]); other files are ignored with a warning.
+pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CliError::ReadInput {
         path: dir.to_owned(),
         source,

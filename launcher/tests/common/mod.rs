@@ -1,0 +1,69 @@
+//! Helpers shared by the integration tests that run the real `cvm` binary.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "each test binary uses a subset of these test helpers"
+)]
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the `cvm` binary with `args`.
+pub fn cvm<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .args(args)
+        .output()
+        .expect("run cvm")
+}
+
+/// Parses stdout as one JSON value, showing both streams if it is not.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `rel` below the shared directory (`$CVM_SHARED`, or `../shared` beside the
+/// repository), or `None` with a message on stderr when it is absent.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("CVM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+        .join(rel);
+    present(path)
+}
+
+/// The vectors directory (`$CVM_VECTORS`, or `vectors` in the shared directory), or
+/// `None` with a message on stderr.
+pub fn vectors() -> Option<PathBuf> {
+    match std::env::var_os("CVM_VECTORS") {
+        Some(dir) => present(PathBuf::from(dir)),
+        None => shared("vectors"),
+    }
+}
+
+fn present(path: PathBuf) -> Option<PathBuf> {
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("SKIPPED: {} is absent", path.display());
+        None
+    }
+}
+
+/// Writes `contents` to a file named `name` in a directory private to this process.
+pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cvm-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
