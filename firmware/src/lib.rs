@@ -19,7 +19,7 @@
 //!     guest_features: 0x1,
 //!     svsm: None,
 //! })?;
-//! let m = measure::sev::measure(&plan, &Default::default());
+//! let m = measure::sev::measure(&plan, &Default::default())?;
 //! assert_eq!(m.digest.len(), 48);
 //! # Ok::<(), cvm_firmware::FirmwareError>(())
 //! ```
@@ -49,5 +49,6 @@ pub mod ovmf;
 pub mod plan;
 pub mod sev;
 pub mod vcpu;
+pub mod x86;
 
 pub use error::FirmwareError;

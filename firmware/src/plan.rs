@@ -18,6 +18,9 @@ pub enum Platform {
     SevEs,
     /// AMD SEV.
     Sev,
+    /// A plain, unprotected KVM guest (the `none` backend): nothing is measured.
+    #[serde(rename = "none")]
+    Plain,
 }
 
 impl Platform {
@@ -27,6 +30,7 @@ impl Platform {
             Platform::Snp => "snp",
             Platform::SevEs => "sev-es",
             Platform::Sev => "sev",
+            Platform::Plain => "none",
         }
     }
 }
@@ -85,6 +89,29 @@ pub enum Origin {
         /// Its type.
         section: SevSectionType,
     },
+    /// The boot GDT (plain direct boot).
+    Gdt,
+    /// Identity page tables (plain direct boot).
+    PageTables,
+    /// The MP table describing the vCPUs (plain direct boot).
+    MpTable,
+    /// The Linux zero page, `struct boot_params`.
+    BootParams,
+    /// The kernel command line.
+    CommandLine,
+    /// The protected-mode kernel of a bzImage.
+    Kernel,
+    /// The initrd.
+    Initrd,
+}
+
+/// A range of guest RAM the plan lays out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RamRange {
+    /// Guest physical address.
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u64,
 }
 
 /// One step of a launch: a range of guest memory and how it is loaded.
@@ -120,8 +147,15 @@ pub struct LaunchPlan<'a> {
     pub platform: Platform,
     /// Memory, in the order it is loaded.
     pub steps: Vec<Step<'a>>,
-    /// The vCPUs, BSP first, in the order they are created.
+    /// The initial register state of the first `vcpus.len()` vCPUs, BSP first (SEV-ES and
+    /// SNP: every vCPU's VMSA; plain SEV: none, since its register state is neither
+    /// encrypted nor measured; plain guests: the BSP only).
     pub vcpus: Vec<VcpuState>,
+    /// How many vCPUs the guest has. On plain guests, those past `vcpus` wait for a
+    /// start-up IPI, as on real hardware.
+    pub vcpu_count: u32,
+    /// Guest RAM as the plan lays it out (empty when the plan leaves it to the VMM).
+    pub ram: Vec<RamRange>,
     /// The VMSA `SEV_FEATURES` (SNP); zero for SEV-ES and SEV.
     pub sev_features: u64,
     /// The kernel hashes, when the plan carries a kernel hashes table.

@@ -29,6 +29,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Launch a guest: the built-in guest, a firmware image or a bzImage.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    Launch(Box<cmd::launch::LaunchArgs>),
     /// Report which TEEs this host can launch, and why not for the others.
     Probe(ProbeArgs),
     /// Compute the launch measurement a guest will report, before launching it.
@@ -53,7 +56,7 @@ where
         Err(e) => return clap_error(&e, stdout, stderr),
     };
     let format = cli.format;
-    let (output, result) = dispatch(cli.command);
+    let (output, result) = dispatch(cli.command, format);
     let mut code = ExitCode::Success;
     if let Some(output) = &output
         && let Err(e) = output.write(format, stdout)
@@ -68,8 +71,10 @@ where
     code
 }
 
-fn dispatch(command: Command) -> CmdResult {
+fn dispatch(command: Command, format: Format) -> CmdResult {
     match command {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        Command::Launch(args) => cmd::launch::run(&args, format),
         Command::Probe(args) => cmd::probe::run(&args),
         Command::Measure(args) => cmd::measure::run(&args),
         Command::Inspect(args) => cmd::inspect::run(&args),
@@ -143,11 +148,9 @@ pub fn main() -> std::process::ExitCode {
     // Logging is set up before parsing so that it covers everything; the level comes
     // from a cheap pre-scan (clap validates the flags properly afterwards).
     init_logging(verbosity(&args));
-    let code = run(
-        args,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
+    // Not locked for the whole run: the guest's serial output and the log are written
+    // from vCPU threads while `run` is in progress.
+    let code = run(args, &mut std::io::stdout(), &mut std::io::stderr());
     code.into()
 }
 

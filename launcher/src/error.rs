@@ -65,6 +65,13 @@ pub enum CliError {
     /// A platform the command needs is not available on this host.
     #[error("{0}")]
     PlatformUnavailable(String),
+    /// Launching the VM failed (KVM missing, or a launch step failing).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[error("launch failed")]
+    Launch(#[source] crate::vmm::LaunchError),
+    /// The guest stopped abnormally, or with a non-zero exit status.
+    #[error("{0}")]
+    GuestExit(String),
     /// Writing the result failed (a closed pipe, a full disk).
     #[error("cannot write the output")]
     Output(#[source] io::Error),
@@ -84,6 +91,13 @@ impl CliError {
             | CliError::Config { .. } => ExitCode::MalformedInput,
             CliError::Rejected { category, .. } => crate::cmd::verify::category_exit(*category),
             CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            CliError::Launch(crate::vmm::LaunchError::NoKvm { .. }) => {
+                ExitCode::PlatformUnavailable
+            }
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            CliError::Launch(_) => ExitCode::LaunchFailed,
+            CliError::GuestExit(_) => ExitCode::GuestAbnormalExit,
             CliError::Output(_) | CliError::Serialize(_) => ExitCode::Internal,
         }
     }

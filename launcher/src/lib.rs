@@ -16,6 +16,10 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod exit;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod guest;
 pub mod keys;
 pub mod output;
 pub mod probe;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod vmm;

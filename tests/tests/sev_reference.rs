@@ -192,7 +192,8 @@ fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<Str
                 1
             },
         },
-    );
+    )
+    .map_err(|e| e.to_string())?;
     let vmsas = m
         .components
         .iter()

@@ -7,6 +7,7 @@
 //! SEV-ES and SEV (LAUNCH_MEASURE): SHA-256 over the loaded data, then the VMSAs.
 
 use super::Component;
+use crate::error::{FirmwareError, Result};
 use crate::hex::encode;
 use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
 use crate::sev::vmsa;
@@ -39,11 +40,14 @@ pub struct Options {
     pub threads: usize,
 }
 
-/// Measures `plan`.
-pub fn measure(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
+/// Measures `plan`. A plain (unprotected) plan has no launch measurement.
+pub fn measure(plan: &LaunchPlan<'_>, opts: &Options) -> Result<Measurement> {
     match plan.platform {
-        Platform::Snp => snp(plan, opts),
-        Platform::SevEs | Platform::Sev => sev(plan, opts),
+        Platform::Snp => Ok(snp(plan, opts)),
+        Platform::SevEs | Platform::Sev => Ok(sev(plan, opts)),
+        Platform::Plain => Err(FirmwareError::Unsupported(
+            "a plain (unprotected) launch has no hardware measurement".into(),
+        )),
     }
 }
 
@@ -191,6 +195,13 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
         Origin::SvsmMetadata { index, section } => {
             format!("SVSM SEV metadata section {index} ({section:?})")
         }
+        Origin::Gdt => "GDT".to_owned(),
+        Origin::PageTables => "page tables".to_owned(),
+        Origin::MpTable => "MP table".to_owned(),
+        Origin::BootParams => "boot_params".to_owned(),
+        Origin::CommandLine => "command line".to_owned(),
+        Origin::Kernel => "kernel".to_owned(),
+        Origin::Initrd => "initrd".to_owned(),
     };
     Component {
         name,

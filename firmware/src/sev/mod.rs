@@ -64,6 +64,11 @@ pub struct SevConfig<'a> {
 
 /// Builds the launch plan for `cfg`.
 pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
+    if cfg.platform == Platform::Plain {
+        return Err(FirmwareError::Unsupported(
+            "an SEV plan needs an SEV platform, not a plain guest".into(),
+        ));
+    }
     if cfg.vcpus == 0 {
         return Err(FirmwareError::Unsupported(
             "at least one vCPU is needed".into(),
@@ -85,7 +90,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
 
     match cfg.platform {
         Platform::Snp => snp_metadata_steps(cfg, fw, false, table.as_ref(), &mut steps)?,
-        Platform::SevEs | Platform::Sev => {
+        Platform::SevEs | Platform::Sev | Platform::Plain => {
             if let Some(table) = table {
                 let (gpa, len) = fw.sev_hashes_table()?.ok_or_else(|| {
                     FirmwareError::Unsupported(
@@ -146,6 +151,8 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         platform: cfg.platform,
         steps,
         vcpus,
+        vcpu_count: cfg.vcpus,
+        ram: Vec::new(),
         sev_features,
         kernel_hashes,
     })
@@ -280,6 +287,8 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
         platform: Platform::Snp,
         steps,
         vcpus: (0..cfg.vcpus).map(|_| state).collect(),
+        vcpu_count: cfg.vcpus,
+        ram: Vec::new(),
         sev_features: cfg.guest_features,
         kernel_hashes: None,
     })

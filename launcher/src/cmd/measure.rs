@@ -387,6 +387,10 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             .unwrap_or_else(|_| InputFile::new(&args.firmware, &fw_bytes));
         (m, file)
     });
+    let m = m.map_err(|source| CliError::Firmware {
+        path: args.firmware.clone(),
+        source,
+    })?;
     let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
     let hashes = plan.kernel_hashes.as_ref();
     Ok(MeasureReport {

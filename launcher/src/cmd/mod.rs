@@ -2,6 +2,8 @@
 //! succeeded, so that a result is printed even when the command then fails.
 
 pub mod inspect;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod launch;
 pub mod measure;
 pub mod probe;
 pub mod verify;

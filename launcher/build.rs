@@ -1,0 +1,53 @@
+//! Builds the guest payloads in `guest/` with the system assembler and linker (GNU
+//! binutils): the built-in guest (a bzImage embedded in `cvm`) and the test firmware.
+//! Nothing prebuilt is committed.
+#![allow(clippy::print_stdout)] // a build script talks to Cargo through stdout
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PAYLOADS: &[&str] = &["builtin", "reset"];
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| {
+        format!(
+            "cannot run {:?} (GNU binutils is needed): {e}",
+            cmd.get_program()
+        )
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn build(dir: &Path, out: &Path, name: &str) -> Result<(), String> {
+    let src = dir.join(format!("{name}.s"));
+    let script = dir.join(format!("{name}.ld"));
+    let obj = out.join(format!("{name}.o"));
+    let bin = out.join(format!("{name}.bin"));
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-changed={}", script.display());
+    run(Command::new("as").arg("--64").arg("-o").arg(&obj).arg(&src))?;
+    run(Command::new("ld")
+        .arg("-m")
+        .arg("elf_x86_64")
+        .arg("-T")
+        .arg(&script)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&obj))
+}
+
+fn main() {
+    let dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("guest");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    for name in PAYLOADS {
+        if let Err(e) = build(&dir, &out, name) {
+            println!("cargo:warning=building guest payload {name}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

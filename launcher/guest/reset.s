@@ -1,0 +1,106 @@
+/*
+ * A 64 KiB firmware image for cvm's tests and the QEMU comparison: it starts at the reset
+ * vector (0xfffffff0, real mode), enters 32-bit protected mode, builds identity page
+ * tables in RAM at 0x1000-0x4fff, enters long mode, prints one line on the 16550 at 0x3f8,
+ * and writes 0 to the debug-exit port 0x501 (cvm: exit status 0; QEMU's isa-debug-exit at
+ * that port: exit status 1).
+ *
+ * Linked at 0xffff0000 so that it ends at 4 GiB; about 3000 instructions run at CPL0.
+ */
+        .intel_syntax noprefix
+        .set BASE, 0xffff0000
+        .set SERIAL, 0x3f8
+        .set DEBUG_EXIT, 0x501
+
+        .text
+        .code32
+start32:
+        mov ax, 0x10
+        mov ds, ax
+        mov es, ax
+        mov ss, ax
+        /* PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 (first GiB), PD 0x4000 (fourth GiB). */
+        mov edi, 0x1000
+        xor eax, eax
+        mov ecx, 0x1000
+        rep stosd
+        mov dword ptr ds:[0x1000], 0x2003
+        mov dword ptr ds:[0x2000], 0x3003
+        mov dword ptr ds:[0x2018], 0x4003
+        mov edi, 0x3000
+        mov eax, 0x83
+        call fill_pd
+        mov edi, 0x4000
+        mov eax, 0xc0000083
+        call fill_pd
+        mov eax, cr4
+        or eax, 0x20                    /* PAE */
+        mov cr4, eax
+        mov eax, 0x1000
+        mov cr3, eax
+        mov ecx, 0xc0000080             /* EFER.LME */
+        rdmsr
+        or eax, 0x100
+        wrmsr
+        mov eax, cr0
+        or eax, 0x80000000              /* PG */
+        mov cr0, eax
+        .byte 0xea                      /* jmp far 0x18:start64 */
+        .long start64
+        .word 0x18
+
+/* 512 2 MiB entries from eax at edi (needs a stack: 0x7000 in RAM). */
+fill_pd:
+        mov ecx, 512
+1:      mov dword ptr [edi], eax
+        add eax, 0x200000
+        add edi, 8
+        loop 1b
+        ret
+
+        .code64
+start64:
+        lea rsi, [rip + message]
+        mov dx, SERIAL
+1:      mov al, [rsi]
+        test al, al
+        jz 2f
+        out dx, al
+        inc rsi
+        jmp 1b
+2:      xor eax, eax
+        mov dx, DEBUG_EXIT
+        out dx, al
+3:      cli
+        hlt
+        jmp 3b
+
+message:
+        .asciz "cvm test firmware: reset vector, protected mode, long mode: ok\n"
+
+        .p2align 3
+gdt:    .quad 0
+        .quad 0x00cf9b000000ffff        /* 0x08: code32, flat */
+        .quad 0x00cf93000000ffff        /* 0x10: data, flat */
+        .quad 0x00af9b000000ffff        /* 0x18: code64 */
+gdtr:   .word 31
+        .long gdt
+
+/* Real mode, CS base 0xffff0000: load the GDT, set PE, jump to 32-bit code. */
+        .org 0xff00
+        .code16
+start16:
+        cli
+        .byte 0x66
+        lgdt cs:[gdtr - BASE]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        mov esp, 0x7000
+        .byte 0x66, 0xea                /* jmp far 0x08:start32 */
+        .long start32
+        .word 0x08
+
+        .org 0xfff0                     /* the reset vector */
+        jmp start16
+        .org 0x10000

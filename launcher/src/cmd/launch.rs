@@ -1,0 +1,345 @@
+//! `cvm launch`: boot a guest from the same `LaunchPlan` that `cvm measure` hashes.
+
+use super::{CmdResult, read_file};
+use crate::error::CliError;
+use crate::output::{Format, Output, Render};
+use crate::probe::{self, Arch, SystemDevices, Tee};
+use crate::vmm::{self, IrqChip, RunOptions, SerialOut};
+use clap::{Args, ValueEnum};
+use cvm_firmware::x86::{Boot, PlainConfig};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Arguments of `cvm launch`.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// The TEE: `auto` picks the strongest one `cvm probe` finds and fails when there is
+    /// none (an unprotected VM is never chosen silently); `none` is a plain, unprotected
+    /// KVM guest for development.
+    #[arg(long, value_enum, default_value_t = LaunchTee::Auto)]
+    pub tee: LaunchTee,
+    /// Boot this firmware image (mapped to end at 4 GiB; the BSP starts at the reset
+    /// vector).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd"])]
+    pub firmware: Option<PathBuf>,
+    /// Boot this bzImage directly (64-bit Linux boot protocol).
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// The initrd for --kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line (also read by the built-in guest).
+    #[arg(long, value_name = "STR", conflicts_with = "firmware")]
+    pub cmdline: Option<String>,
+    /// Guest RAM: bytes, or with a K, M or G suffix (powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_size)]
+    pub memory: u64,
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub vcpus: u32,
+    /// Where the guest's serial port (COM1) writes: `stdio`, `file:PATH` or `none`. With
+    /// --format json, `stdio` means stderr, so that stdout carries only the result.
+    #[arg(long, value_name = "DEST", default_value = "stdio", value_parser = parse_serial)]
+    pub serial: SerialDest,
+    /// Stop the guest after this long (`500ms`, `10s`, `2m`; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The interrupt controllers: all in KVM, or only the local APICs (split, as TDX
+    /// needs; no interrupt reaches the serial port then).
+    #[arg(long, value_enum, default_value_t = IrqChipArg::InKernel)]
+    pub irqchip: IrqChipArg,
+}
+
+/// The TEE to launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LaunchTee {
+    /// The strongest TEE this host has.
+    Auto,
+    /// A plain, unprotected KVM guest.
+    None,
+    /// AMD SEV-SNP.
+    Snp,
+    /// Intel TDX.
+    Tdx,
+    /// Arm CCA.
+    Cca,
+}
+
+/// `--irqchip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IrqChipArg {
+    /// PIC, I/O APIC, local APICs and PIT in KVM.
+    InKernel,
+    /// Local APICs in KVM only.
+    Split,
+}
+
+/// `--serial`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialDest {
+    /// stdout (stderr in JSON mode).
+    Stdio,
+    /// A file, created or truncated.
+    File(PathBuf),
+    /// Discarded.
+    None,
+}
+
+fn parse_serial(s: &str) -> Result<SerialDest, String> {
+    match s {
+        "stdio" => Ok(SerialDest::Stdio),
+        "none" => Ok(SerialDest::None),
+        _ => match s.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(SerialDest::File(PathBuf::from(p))),
+            _ => Err("expected stdio, file:PATH or none".into()),
+        },
+    }
+}
+
+/// Parses `128M`, `2G`, `4096`, `512KiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M or G)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// What `cvm launch` reports.
+#[derive(Debug, Serialize)]
+pub struct LaunchReport {
+    /// The TEE ("none").
+    pub tee: &'static str,
+    /// Whether the guest was protected from the host.
+    pub protected: bool,
+    /// `built-in`, `firmware` or `kernel`.
+    pub boot: &'static str,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Why the VM stopped.
+    pub stop: StopReport,
+    /// Time from the first vCPU start to the stop, in milliseconds.
+    pub elapsed_ms: f64,
+    /// Port and MMIO accesses that reached no device (ignored).
+    pub unknown_accesses: u64,
+}
+
+/// Why the VM stopped.
+#[derive(Debug, Serialize)]
+pub struct StopReport {
+    /// `debug-exit`, `reset`, `triple-fault`, `timeout`, `signal`, `internal-error`, ...
+    pub reason: &'static str,
+    /// The guest's exit status, when it stopped by itself.
+    pub guest_status: Option<u8>,
+    /// One line for people.
+    pub message: String,
+}
+
+impl Render for LaunchReport {
+    fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "cvm: {} after {:.1} ms ({} vCPUs, {} MiB{}{})",
+            self.stop.message,
+            self.elapsed_ms,
+            self.vcpus,
+            self.memory >> 20,
+            if self.protected { "" } else { ", unprotected" },
+            if self.unknown_accesses > 0 {
+                format!(", {} accesses to no device ignored", self.unknown_accesses)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// Runs `cvm launch`.
+pub fn run(args: &LaunchArgs, format: Format) -> CmdResult {
+    match launch(args, format) {
+        Ok((report, result)) => match Output::new(&report) {
+            Ok(out) => (Some(out), result),
+            Err(e) => (None, Err(e)),
+        },
+        Err(e) => (None, Err(e)),
+    }
+}
+
+fn launch(
+    args: &LaunchArgs,
+    format: Format,
+) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    choose_backend(args.tee)?;
+    tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
+
+    let (boot_name, path, image) = match (&args.firmware, &args.kernel) {
+        (Some(fw), _) => ("firmware", fw.clone(), read_file(fw)?),
+        (None, Some(k)) => ("kernel", k.clone(), read_file(k)?),
+        (None, None) => (
+            "built-in",
+            PathBuf::from("<built-in guest>"),
+            crate::guest::BUILTIN_GUEST.to_vec(),
+        ),
+    };
+    let initrd = args.initrd.as_deref().map(read_file).transpose()?;
+    let cmdline = args.cmdline.as_deref().unwrap_or("");
+    let boot = if boot_name == "firmware" {
+        Boot::Firmware(&image)
+    } else {
+        Boot::Linux {
+            kernel: &image,
+            initrd: initrd.as_deref(),
+            cmdline,
+        }
+    };
+    let plan = cvm_firmware::x86::plan(&PlainConfig {
+        boot,
+        memory: args.memory,
+        vcpus: args.vcpus,
+    })
+    .map_err(|source| CliError::Firmware { path, source })?;
+
+    let serial = serial_out(&args.serial, format)?;
+    let outcome = vmm::run(
+        &plan,
+        RunOptions {
+            serial,
+            timeout: args.timeout,
+            irqchip: match args.irqchip {
+                IrqChipArg::InKernel => IrqChip::InKernel,
+                IrqChipArg::Split => IrqChip::Split,
+            },
+        },
+    )
+    .map_err(CliError::Launch)?;
+
+    let status = outcome.reason.guest_status();
+    let result = if status == Some(0) {
+        Ok(())
+    } else {
+        Err(CliError::GuestExit(outcome.reason.to_string()))
+    };
+    let report = LaunchReport {
+        tee: "none",
+        protected: false,
+        boot: boot_name,
+        memory: args.memory,
+        vcpus: args.vcpus,
+        stop: StopReport {
+            reason: outcome.reason.kind(),
+            guest_status: status,
+            message: outcome.reason.to_string(),
+        },
+        elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
+        unknown_accesses: outcome.unknown_accesses,
+    };
+    Ok((report, result))
+}
+
+/// `--tee`: only `none` is launched today; `auto` never falls back to it.
+fn choose_backend(tee: LaunchTee) -> Result<(), CliError> {
+    let want = match tee {
+        LaunchTee::None => return Ok(()),
+        LaunchTee::Auto => None,
+        LaunchTee::Snp => Some(Tee::Snp),
+        LaunchTee::Tdx => Some(Tee::Tdx),
+        LaunchTee::Cca => Some(Tee::Cca),
+    };
+    let report = probe::assess(&probe::gather(
+        Path::new("/"),
+        Arch::current(),
+        &SystemDevices,
+    ));
+    let tee = match want.or_else(|| report.best_confidential()) {
+        Some(t) => t,
+        None => {
+            return Err(CliError::PlatformUnavailable(
+                "--tee auto: this host has no TEE cvm can launch ('cvm probe' says why); \
+                 use --tee none for an unprotected development VM"
+                    .into(),
+            ));
+        }
+    };
+    match report.status(tee) {
+        Some(st) if !st.available => Err(CliError::PlatformUnavailable(format!(
+            "{tee} is not available on this host: {}",
+            st.reason.as_deref().unwrap_or("see 'cvm probe'")
+        ))),
+        _ => Err(CliError::PlatformUnavailable(format!(
+            "{tee} is available on this host, but cvm's {tee} launch backend is not built yet"
+        ))),
+    }
+}
+
+fn serial_out(dest: &SerialDest, format: Format) -> Result<SerialOut, CliError> {
+    Ok(match (dest, format) {
+        (SerialDest::Stdio, Format::Text) => Box::new(io::stdout()),
+        (SerialDest::Stdio, Format::Json) => Box::new(io::stderr()),
+        (SerialDest::None, _) => Box::new(io::sink()),
+        (SerialDest::File(p), _) => Box::new(std::fs::File::create(p).map_err(|e| {
+            CliError::Usage(format!(
+                "cannot create the serial output file {}: {e}",
+                p.display()
+            ))
+        })?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("128M"), Ok(128 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1y").is_err());
+        assert_eq!(
+            parse_serial("file:/tmp/x"),
+            Ok(SerialDest::File("/tmp/x".into()))
+        );
+        assert!(parse_serial("file:").is_err());
+        assert!(parse_serial("tcp:1").is_err());
+    }
+}

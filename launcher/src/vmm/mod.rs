@@ -1,0 +1,598 @@
+//! The VMM core every backend shares: guest memory from the plan, the in-kernel (or split)
+//! irqchip and PIT, vCPU threads started in the plan's register state, the devices, and a
+//! lifecycle that always tears down: the VM stops on the guest's request, on a fatal exit,
+//! on the timeout or on SIGINT/SIGTERM, and every vCPU thread is joined before `run`
+//! returns. The only `unsafe` is in [`sys`].
+
+mod devices;
+mod sys;
+mod vcpu;
+
+pub use devices::{DEBUG_EXIT_PORT, SERIAL_IRQ, SERIAL_PORT, SerialOut};
+
+use cvm_firmware::plan::{LaunchPlan, PageKind};
+use devices::Devices;
+use kvm_bindings::{
+    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap,
+    kvm_pit_config,
+};
+use kvm_ioctls::{Kvm, VmFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+/// KVM's real-mode TSS (three pages) and identity-map page, just below the 16 MiB that
+/// firmware may occupy under 4 GiB (QEMU's addresses).
+const TSS_ADDR: usize = 0xfeff_d000;
+const IDENTITY_MAP_ADDR: u64 = 0xfeff_c000;
+/// The environment variable naming the KVM device node (default `/dev/kvm`).
+pub const KVM_DEVICE_ENV: &str = "CVM_KVM_DEVICE";
+/// I/O APIC pins for the split irqchip.
+const SPLIT_IOAPIC_PINS: u64 = 24;
+
+/// Which interrupt controllers KVM emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IrqChip {
+    /// PIC, I/O APIC and local APICs in the kernel, with the PIT.
+    #[default]
+    InKernel,
+    /// Local APICs in the kernel, the rest left to the VMM (TDX requires it). cvm emulates
+    /// no I/O APIC yet, so the serial port raises no interrupt in this mode.
+    Split,
+}
+
+/// How to run a plan.
+pub struct RunOptions {
+    /// Where the serial port writes.
+    pub serial: SerialOut,
+    /// Stop the guest after this long.
+    pub timeout: Option<Duration>,
+    /// The interrupt controllers.
+    pub irqchip: IrqChip,
+}
+
+/// Why the VM stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest wrote its exit status to the debug-exit port.
+    DebugExit {
+        /// The status.
+        status: u8,
+        /// The vCPU that wrote it.
+        vcpu: u32,
+    },
+    /// The guest asked for a reset (cvm does not reboot guests; the VM stops).
+    Reset {
+        /// The port it used.
+        via: &'static str,
+    },
+    /// A triple fault (`KVM_EXIT_SHUTDOWN`).
+    Shutdown {
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// `KVM_EXIT_SYSTEM_EVENT`.
+    SystemEvent {
+        /// The event type.
+        kind: u32,
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// `KVM_EXIT_HLT` (a halt the kernel did not handle).
+    Halted {
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// `KVM_EXIT_FAIL_ENTRY`.
+    FailEntry {
+        /// The hardware's entry failure reason.
+        reason: u64,
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// `KVM_EXIT_INTERNAL_ERROR`, e.g. an instruction KVM cannot emulate.
+    InternalError {
+        /// The suberror (1: emulation failure).
+        suberror: u32,
+        /// The instruction bytes, when the kernel reports them.
+        insn: Vec<u8>,
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// An exit cvm has no handler for.
+    Unhandled {
+        /// Its name.
+        exit: &'static str,
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// `KVM_RUN` failed.
+    RunFailed {
+        /// The errno.
+        errno: i32,
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// The timeout expired.
+    Timeout(Duration),
+    /// SIGINT or SIGTERM.
+    Signal,
+}
+
+impl StopReason {
+    /// The guest's exit status when it stopped normally: its debug-exit status, or 0 for a
+    /// reset request.
+    pub fn guest_status(&self) -> Option<u8> {
+        match self {
+            StopReason::DebugExit { status, .. } => Some(*status),
+            StopReason::Reset { .. } => Some(0),
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StopReason::DebugExit { .. } => "debug-exit",
+            StopReason::Reset { .. } => "reset",
+            StopReason::Shutdown { .. } => "triple-fault",
+            StopReason::SystemEvent { .. } => "system-event",
+            StopReason::Halted { .. } => "halted",
+            StopReason::FailEntry { .. } => "entry-failed",
+            StopReason::InternalError { .. } => "internal-error",
+            StopReason::Unhandled { .. } => "unhandled-exit",
+            StopReason::RunFailed { .. } => "run-failed",
+            StopReason::Timeout(_) => "timeout",
+            StopReason::Signal => "signal",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::DebugExit { status, vcpu } => {
+                write!(
+                    f,
+                    "the guest wrote exit status {status} to the debug-exit port (vCPU {vcpu})"
+                )
+            }
+            StopReason::Reset { via } => write!(f, "the guest requested a reset through {via}"),
+            StopReason::Shutdown { vcpu } => {
+                write!(f, "vCPU {vcpu} triple-faulted (KVM_EXIT_SHUTDOWN)")
+            }
+            StopReason::SystemEvent { kind, vcpu } => {
+                write!(
+                    f,
+                    "vCPU {vcpu} raised system event {kind} (KVM_EXIT_SYSTEM_EVENT)"
+                )
+            }
+            StopReason::Halted { vcpu } => write!(f, "vCPU {vcpu} halted (KVM_EXIT_HLT)"),
+            StopReason::FailEntry { reason, vcpu } => {
+                write!(
+                    f,
+                    "vCPU {vcpu} could not enter the guest (KVM_EXIT_FAIL_ENTRY, reason {reason:#x})"
+                )
+            }
+            StopReason::InternalError {
+                suberror,
+                insn,
+                vcpu,
+            } => {
+                write!(f, "vCPU {vcpu}: KVM internal error, suberror {suberror}")?;
+                if *suberror == 1 {
+                    write!(f, " (emulation failure")?;
+                    if !insn.is_empty() {
+                        write!(f, ", instruction bytes {}", cvm_firmware::hex::encode(insn))?;
+                    }
+                    write!(f, ")")?;
+                }
+                Ok(())
+            }
+            StopReason::Unhandled { exit, vcpu } => {
+                write!(f, "vCPU {vcpu}: {exit}, which cvm does not handle")
+            }
+            StopReason::RunFailed { errno, vcpu } => {
+                write!(
+                    f,
+                    "vCPU {vcpu}: KVM_RUN failed: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )
+            }
+            StopReason::Timeout(d) => write!(f, "the guest did not stop within {d:?}"),
+            StopReason::Signal => write!(f, "stopped by SIGINT or SIGTERM"),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Why the VM stopped.
+    pub reason: StopReason,
+    /// From the first `KVM_RUN` to the stop.
+    pub elapsed: Duration,
+    /// Port and MMIO accesses that reached no device.
+    pub unknown_accesses: u64,
+}
+
+/// Why a launch failed; everything created before the failing step is torn down.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The KVM device cannot be opened.
+    #[error("KVM is not available: cannot open {path}")]
+    NoKvm {
+        /// The device node.
+        path: String,
+        /// Why.
+        source: kvm_ioctls::Error,
+    },
+    /// A KVM call failed.
+    #[error("{step}")]
+    Kvm {
+        /// The step.
+        step: &'static str,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+    /// A step failed for another reason.
+    #[error("{0}: {1}")]
+    Step(&'static str, String),
+}
+
+impl LaunchError {
+    fn kvm(step: &'static str) -> impl Fn(kvm_ioctls::Error) -> LaunchError {
+        move |source| LaunchError::Kvm { step, source }
+    }
+}
+
+/// The stop decision, shared by the vCPU threads and the main thread.
+pub(crate) struct Control {
+    stopping: AtomicBool,
+    reason: Mutex<Option<StopReason>>,
+    wake: EventFd,
+}
+
+impl Control {
+    /// Records the first reason to stop and wakes the main thread.
+    fn stop(&self, reason: StopReason) {
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_none()
+        {
+            *r = Some(reason);
+        }
+        self.stopping.store(true, Ordering::Release);
+        if let Err(e) = self.wake.write(1) {
+            tracing::error!("cannot wake the VMM's main thread: {e}");
+        }
+    }
+}
+
+/// The VM's resources, dropped in this order: vCPU threads are joined first (see
+/// [`Vm::shutdown`]), then the VM fd closes, then the guest memory is unmapped.
+struct Vm {
+    threads: Vec<JoinHandle<()>>,
+    vm: VmFd,
+    memory: GuestMemoryMmap<()>,
+}
+
+/// Written by the SIGINT/SIGTERM handler.
+static SIGNAL_EVENT: OnceLock<EventFd> = OnceLock::new();
+
+extern "C" fn on_stop_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if let Some(e) = SIGNAL_EVENT.get() {
+        // Nothing to do if the write fails: the eventfd counter is already non-zero.
+        let _ = e.write(1);
+    }
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+/// Runs `plan` as a plain KVM guest until it stops; every resource is released before
+/// this returns, on success and on error alike.
+pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchError> {
+    let kvm = open_kvm()?;
+    let vm_fd = kvm.create_vm().map_err(LaunchError::kvm("create the VM"))?;
+    let memory = guest_memory(plan)?;
+    let mut vm = Vm {
+        threads: Vec::new(),
+        vm: vm_fd,
+        memory,
+    };
+    let result = vm.launch(&kvm, plan, opts);
+    // Whatever happened, no vCPU thread outlives this function.
+    vm.shutdown();
+    result
+}
+
+/// Opens `/dev/kvm`, or the node `CVM_KVM_DEVICE` names.
+fn open_kvm() -> Result<Kvm, LaunchError> {
+    let path = std::env::var_os(KVM_DEVICE_ENV).unwrap_or_else(|| "/dev/kvm".into());
+    let c_path = std::ffi::CString::new(path.as_encoded_bytes().to_vec())
+        .map_err(|_| LaunchError::Step("open KVM", format!("{KVM_DEVICE_ENV} contains a NUL")))?;
+    Kvm::new_with_path(&c_path).map_err(|e| LaunchError::NoKvm {
+        path: path.to_string_lossy().into_owned(),
+        source: e,
+    })
+}
+
+impl Vm {
+    fn launch(
+        &mut self,
+        kvm: &Kvm,
+        plan: &LaunchPlan<'_>,
+        opts: RunOptions,
+    ) -> Result<Outcome, LaunchError> {
+        for (slot, region) in self.memory.iter().enumerate() {
+            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            sys::set_memory_region(&self.vm, slot, region)
+                .map_err(LaunchError::kvm("register guest memory"))?;
+        }
+        load(plan, &self.memory)?;
+
+        self.vm
+            .set_tss_address(TSS_ADDR)
+            .map_err(LaunchError::kvm("set the TSS address"))?;
+        self.vm
+            .set_identity_map_address(IDENTITY_MAP_ADDR)
+            .map_err(LaunchError::kvm("set the identity map address"))?;
+        match opts.irqchip {
+            IrqChip::InKernel => {
+                self.vm
+                    .create_irq_chip()
+                    .map_err(LaunchError::kvm("create the in-kernel irqchip"))?;
+                let pit = kvm_pit_config {
+                    flags: KVM_PIT_SPEAKER_DUMMY,
+                    ..Default::default()
+                };
+                self.vm
+                    .create_pit2(pit)
+                    .map_err(LaunchError::kvm("create the PIT"))?;
+            }
+            IrqChip::Split => {
+                let mut cap = kvm_enable_cap {
+                    cap: KVM_CAP_SPLIT_IRQCHIP,
+                    ..Default::default()
+                };
+                if let Some(a) = cap.args.first_mut() {
+                    *a = SPLIT_IOAPIC_PINS;
+                }
+                self.vm
+                    .enable_cap(&cap)
+                    .map_err(LaunchError::kvm("enable the split irqchip"))?;
+            }
+        }
+
+        let irq = EventFd::new(EFD_NONBLOCK)
+            .map_err(|e| LaunchError::Step("create the serial irqfd", e.to_string()))?;
+        if opts.irqchip == IrqChip::InKernel {
+            self.vm
+                .register_irqfd(&irq, SERIAL_IRQ)
+                .map_err(LaunchError::kvm("connect the serial port's interrupt"))?;
+        }
+        let devices = Arc::new(Devices::new(opts.serial, irq));
+        let control = Arc::new(Control {
+            stopping: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            wake: EventFd::new(EFD_NONBLOCK)
+                .map_err(|e| LaunchError::Step("create the stop event", e.to_string()))?,
+        });
+
+        // Every vCPU is created and configured before any runs.
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(LaunchError::kvm("read the supported CPUID"))?;
+        let mut vcpus = Vec::new();
+        for id in 0..plan.vcpu_count {
+            let fd = self
+                .vm
+                .create_vcpu(u64::from(id))
+                .map_err(LaunchError::kvm("create a vCPU"))?;
+            fd.set_cpuid2(&vcpu::cpuid_for(&supported, id)?)
+                .map_err(LaunchError::kvm("set a vCPU's CPUID"))?;
+            if let Some(state) = usize::try_from(id).ok().and_then(|i| plan.vcpus.get(i)) {
+                vcpu::set_state(&fd, state)?;
+            }
+            vcpus.push(fd);
+        }
+
+        let wait = Waiter::new(&control)?;
+        register_signal_handler(kick_signal(), on_kick)
+            .map_err(|e| LaunchError::Step("install the vCPU kick handler", e.to_string()))?;
+        let start = Instant::now();
+        for (id, fd) in (0u32..).zip(vcpus) {
+            let (d, c) = (Arc::clone(&devices), Arc::clone(&control));
+            let t = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || vcpu::run(fd, id, d, c))
+                .map_err(|e| LaunchError::Step("start a vCPU thread", e.to_string()))?;
+            self.threads.push(t);
+        }
+
+        let reason = wait.until_stop(&control, start, opts.timeout);
+        let elapsed = start.elapsed();
+        control.stop(reason.clone());
+        self.shutdown();
+        let reason = control
+            .reason
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .unwrap_or(reason);
+        Ok(Outcome {
+            reason,
+            elapsed,
+            unknown_accesses: devices.unknown_accesses(),
+        })
+    }
+
+    /// Stops every vCPU thread: each is signalled until it has left `KVM_RUN` and
+    /// finished (a signal that lands just before it enters `KVM_RUN` is repeated).
+    fn shutdown(&mut self) {
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            for t in self.threads.iter().filter(|t| !t.is_finished()) {
+                if let Err(e) = t.kill(kick_signal()) {
+                    tracing::debug!("kicking a vCPU thread: {e}");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a vCPU thread panicked");
+            }
+        }
+    }
+}
+
+/// Waits for a vCPU's stop, a stop signal, or the deadline.
+struct Waiter {
+    epoll: Epoll,
+}
+
+const WAKE_VCPU: u64 = 1;
+const WAKE_SIGNAL: u64 = 2;
+
+impl Waiter {
+    fn new(control: &Control) -> Result<Self, LaunchError> {
+        let step = "set up the VMM's event loop";
+        let err = |e: std::io::Error| LaunchError::Step(step, e.to_string());
+        let epoll = Epoll::new().map_err(err)?;
+        let sig = match SIGNAL_EVENT.get() {
+            Some(e) => e,
+            None => {
+                let e = EventFd::new(EFD_NONBLOCK).map_err(err)?;
+                SIGNAL_EVENT.get_or_init(|| e)
+            }
+        };
+        for num in [libc::SIGINT, libc::SIGTERM] {
+            register_signal_handler(num, on_stop_signal)
+                .map_err(|e| LaunchError::Step(step, e.to_string()))?;
+        }
+        use std::os::fd::AsRawFd;
+        for (fd, tag) in [
+            (control.wake.as_raw_fd(), WAKE_VCPU),
+            (sig.as_raw_fd(), WAKE_SIGNAL),
+        ] {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN, tag),
+                )
+                .map_err(err)?;
+        }
+        Ok(Waiter { epoll })
+    }
+
+    fn until_stop(
+        &self,
+        control: &Control,
+        start: Instant,
+        timeout: Option<Duration>,
+    ) -> StopReason {
+        let deadline = timeout.map(|t| start + t);
+        let mut events = [EpollEvent::default(); 2];
+        loop {
+            if control.stopping.load(Ordering::Acquire) {
+                return StopReason::Signal; // replaced by the vCPU's recorded reason
+            }
+            let timeout_ms = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return StopReason::Timeout(timeout.unwrap_or_default());
+                    }
+                    i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX)
+                }
+                None => -1,
+            };
+            let n = match self.epoll.wait(timeout_ms, &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!("event loop: {e}");
+                    return StopReason::Signal;
+                }
+            };
+            for ev in events.iter().take(n) {
+                if ev.data() == WAKE_SIGNAL {
+                    return StopReason::Signal;
+                }
+            }
+        }
+    }
+}
+
+/// Guest memory: the plan's RAM, plus a region for every step outside it (firmware).
+fn guest_memory(plan: &LaunchPlan<'_>) -> Result<GuestMemoryMmap<()>, LaunchError> {
+    let step = "lay out guest memory";
+    let mut ranges: Vec<(u64, u64)> = plan.ram.iter().map(|r| (r.gpa, r.len)).collect();
+    for s in &plan.steps {
+        let end = s.gpa.saturating_add(s.len);
+        let inside = ranges
+            .iter()
+            .any(|(g, l)| s.gpa >= *g && end <= g.saturating_add(*l));
+        if inside {
+            continue;
+        }
+        let overlaps = ranges
+            .iter()
+            .any(|(g, l)| s.gpa < g.saturating_add(*l) && end > *g);
+        if overlaps {
+            return Err(LaunchError::Step(
+                step,
+                format!("{:?} at {:#x} straddles the end of RAM", s.origin, s.gpa),
+            ));
+        }
+        let start = s.gpa & !0xfff;
+        let aligned_end = end.saturating_add(0xfff) & !0xfff;
+        ranges.push((start, aligned_end.saturating_sub(start)));
+    }
+    let ranges = ranges
+        .into_iter()
+        .map(|(g, l)| {
+            Ok((
+                GuestAddress(g),
+                usize::try_from(l).map_err(|e| LaunchError::Step(step, e.to_string()))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, LaunchError>>()?;
+    GuestMemoryMmap::from_ranges(&ranges)
+        .map_err(|e| LaunchError::Step("map guest memory", e.to_string()))
+}
+
+/// Copies the plan's steps into guest memory, in order.
+fn load(plan: &LaunchPlan<'_>, memory: &GuestMemoryMmap<()>) -> Result<(), LaunchError> {
+    for s in &plan.steps {
+        match s.kind {
+            PageKind::Normal => memory
+                .write_slice(&s.data, GuestAddress(s.gpa))
+                .map_err(|e| {
+                    LaunchError::Step(
+                        "load the plan into guest memory",
+                        format!("{:?} at {:#x}: {e}", s.origin, s.gpa),
+                    )
+                })?,
+            // Fresh anonymous memory is already zero.
+            PageKind::Zero => {}
+            other => {
+                return Err(LaunchError::Step(
+                    "load the plan into guest memory",
+                    format!("{other:?} pages need a confidential backend"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

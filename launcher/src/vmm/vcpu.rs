@@ -1,0 +1,190 @@
+//! vCPUs: the plan's register state loaded into KVM, CPUID filtered for the guest, and the
+//! run loop that turns exits into device accesses or a reason to stop.
+
+use super::devices::{DeviceStop, Devices};
+use super::{Control, LaunchError, StopReason};
+use cvm_firmware::vcpu::{Segment, VcpuState};
+use kvm_bindings::{CpuId, kvm_dtable, kvm_segment};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Loads `state` into `vcpu`: segments, descriptor tables, control registers and EFER,
+/// general registers, and the x87/SSE control words. The APIC base and everything else
+/// keep KVM's reset values.
+pub(super) fn set_state(vcpu: &VcpuFd, state: &VcpuState) -> Result<(), LaunchError> {
+    let step = "set the vCPU's registers";
+    let mut sregs = vcpu.get_sregs().map_err(LaunchError::kvm(step))?;
+    sregs.cs = segment(&state.cs);
+    sregs.ds = segment(&state.ds);
+    sregs.es = segment(&state.es);
+    sregs.fs = segment(&state.fs);
+    sregs.gs = segment(&state.gs);
+    sregs.ss = segment(&state.ss);
+    sregs.tr = segment(&state.tr);
+    sregs.ldt = segment(&state.ldtr);
+    sregs.gdt = dtable(&state.gdtr);
+    sregs.idt = dtable(&state.idtr);
+    sregs.cr0 = state.cr0;
+    sregs.cr3 = state.cr3;
+    sregs.cr4 = state.cr4;
+    sregs.efer = state.efer;
+    vcpu.set_sregs(&sregs).map_err(LaunchError::kvm(step))?;
+
+    let mut regs = vcpu.get_regs().map_err(LaunchError::kvm(step))?;
+    regs.rip = state.rip;
+    regs.rsp = state.rsp;
+    regs.rflags = state.rflags;
+    regs.rdx = state.rdx;
+    regs.rsi = state.rsi;
+    vcpu.set_regs(&regs).map_err(LaunchError::kvm(step))?;
+
+    let mut fpu = vcpu.get_fpu().map_err(LaunchError::kvm(step))?;
+    fpu.fcw = state.x87_fcw;
+    fpu.mxcsr = state.mxcsr;
+    vcpu.set_fpu(&fpu).map_err(LaunchError::kvm(step))
+}
+
+/// A plan segment (VMCB attribute packing) as KVM's `kvm_segment`.
+fn segment(s: &Segment) -> kvm_segment {
+    let a = s.attrib;
+    let bit = |n: u16| u8::from(a & (1 << n) != 0);
+    let present = bit(7);
+    kvm_segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: u8::try_from(a & 0xf).unwrap_or(0),
+        present,
+        dpl: u8::try_from((a >> 5) & 0x3).unwrap_or(0),
+        db: bit(10),
+        s: bit(4),
+        l: bit(9),
+        g: bit(11),
+        avl: bit(8),
+        unusable: u8::from(present == 0),
+        padding: 0,
+    }
+}
+
+fn dtable(s: &Segment) -> kvm_dtable {
+    kvm_dtable {
+        base: s.base,
+        limit: u16::try_from(s.limit).unwrap_or(u16::MAX),
+        padding: [0; 3],
+    }
+}
+
+/// The supported CPUID, made per-vCPU: the initial APIC ID in leaf 1 EBX[31:24] and the
+/// x2APIC ID in leaves 0xb and 0x1f EDX, and the hypervisor bit (leaf 1 ECX[31]) set.
+pub(super) fn cpuid_for(supported: &CpuId, apic_id: u32) -> Result<CpuId, LaunchError> {
+    let mut entries = supported.as_slice().to_vec();
+    for e in &mut entries {
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x00ff_ffff) | ((apic_id & 0xff) << 24);
+                e.ecx |= 1 << 31;
+            }
+            0xb | 0x1f => e.edx = apic_id,
+            _ => {}
+        }
+    }
+    CpuId::from_entries(&entries)
+        .map_err(|e| LaunchError::Step("build the guest's CPUID", format!("{e:?}")))
+}
+
+/// Runs `vcpu` until the VM stops; returns why this vCPU stopped it, if it did.
+pub(super) fn run(mut vcpu: VcpuFd, id: u32, devices: Arc<Devices>, control: Arc<Control>) {
+    while !control.stopping.load(Ordering::Acquire) {
+        let reason = match vcpu.run() {
+            Ok(exit) => match exit {
+                VcpuExit::IoOut(port, data) => match devices.pio_out(port, data) {
+                    Some(DeviceStop::DebugExit(status)) => {
+                        Some(StopReason::DebugExit { status, vcpu: id })
+                    }
+                    Some(DeviceStop::Reset(via)) => Some(StopReason::Reset { via }),
+                    None => None,
+                },
+                VcpuExit::IoIn(port, data) => {
+                    devices.pio_in(port, data);
+                    None
+                }
+                VcpuExit::MmioRead(addr, data) => {
+                    devices.mmio_read(addr, data);
+                    None
+                }
+                VcpuExit::MmioWrite(addr, data) => {
+                    devices.mmio_write(addr, data);
+                    None
+                }
+                VcpuExit::Intr => None,
+                VcpuExit::Shutdown => Some(StopReason::Shutdown { vcpu: id }),
+                VcpuExit::SystemEvent(kind, _) => Some(StopReason::SystemEvent { kind, vcpu: id }),
+                VcpuExit::Hlt => Some(StopReason::Halted { vcpu: id }),
+                VcpuExit::FailEntry(reason, _) => Some(StopReason::FailEntry { reason, vcpu: id }),
+                VcpuExit::InternalError => {
+                    let (suberror, insn) = super::sys::internal_error(&mut vcpu);
+                    Some(StopReason::InternalError {
+                        suberror,
+                        insn,
+                        vcpu: id,
+                    })
+                }
+                other => Some(StopReason::Unhandled {
+                    exit: exit_name(&other),
+                    vcpu: id,
+                }),
+            },
+            // A kick (signal) from the VMM's main thread, or a signal for the process.
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
+            Err(e) => Some(StopReason::RunFailed {
+                errno: e.errno(),
+                vcpu: id,
+            }),
+        };
+        if let Some(r) = reason {
+            control.stop(r);
+            break;
+        }
+    }
+}
+
+fn exit_name(exit: &VcpuExit<'_>) -> &'static str {
+    match exit {
+        VcpuExit::Unknown => "KVM_EXIT_UNKNOWN",
+        VcpuExit::Exception => "KVM_EXIT_EXCEPTION",
+        VcpuExit::Hypercall(_) => "KVM_EXIT_HYPERCALL",
+        VcpuExit::Debug(_) => "KVM_EXIT_DEBUG",
+        VcpuExit::IrqWindowOpen => "KVM_EXIT_IRQ_WINDOW_OPEN",
+        VcpuExit::SetTpr => "KVM_EXIT_SET_TPR",
+        VcpuExit::TprAccess => "KVM_EXIT_TPR_ACCESS",
+        VcpuExit::Nmi => "KVM_EXIT_NMI",
+        VcpuExit::IoapicEoi(_) => "KVM_EXIT_IOAPIC_EOI",
+        VcpuExit::Hyperv => "KVM_EXIT_HYPERV",
+        VcpuExit::MemoryFault { .. } => "KVM_EXIT_MEMORY_FAULT",
+        VcpuExit::X86Rdmsr(_) => "KVM_EXIT_X86_RDMSR",
+        VcpuExit::X86Wrmsr(_) => "KVM_EXIT_X86_WRMSR",
+        _ => "an exit cvm does not handle",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_unpack_the_vmcb_attributes() {
+        let cs = segment(&Segment::new(0x10, 0xa9b, 0xffff_ffff, 0));
+        assert_eq!((cs.type_, cs.s, cs.dpl, cs.present), (0xb, 1, 0, 1));
+        assert_eq!((cs.avl, cs.l, cs.db, cs.g, cs.unusable), (0, 1, 0, 1, 0));
+        let ds = segment(&Segment::new(0x18, 0xc93, 0xffff_ffff, 0));
+        assert_eq!((ds.type_, ds.l, ds.db, ds.g), (0x3, 0, 1, 1));
+        let ldt = segment(&Segment::new(0, 0, 0, 0));
+        assert_eq!(ldt.unusable, 1);
+        let real = segment(&Segment::new(0xf000, 0x9b, 0xffff, 0xffff_0000));
+        assert_eq!(
+            (real.base, real.limit, real.g, real.db),
+            (0xffff_0000, 0xffff, 0, 0)
+        );
+    }
+}
