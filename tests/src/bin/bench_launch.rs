@@ -1,0 +1,179 @@
+//! Benchmark: `cvm launch --tee none` against Debian's `qemu-system-x86_64 -enable-kvm`
+//! booting the same payload (the test firmware from `launcher/guest/reset.s`: reset vector
+//! to long mode, one line on COM1, debug-exit) to its exit, side by side in one run.
+//! Prints the median wall times, their ratio, and each VMM's peak RSS (from GNU time);
+//! asserts nothing about time.
+//!
+//! Run through `bench/launch.sh`, which builds cvm in release mode and passes the paths.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark program that reports on stdout"
+)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 15;
+const MEMORY: &str = "128M";
+
+struct Vmm {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    /// The exit status that means the payload ran to its end.
+    ok_status: i32,
+}
+
+impl Vmm {
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args).stdin(Stdio::null());
+        c
+    }
+
+    /// One run: wall time, and the serial output it printed.
+    fn run(&self) -> (Duration, String) {
+        let start = Instant::now();
+        let out = self.command().output().expect("run the VMM");
+        let wall = start.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(self.ok_status),
+            "{}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (wall, String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Peak RSS in KiB, through GNU time.
+    fn peak_rss_kib(&self) -> u64 {
+        let out = Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("%M")
+            .arg(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .expect("run /usr/bin/time (Debian package `time`)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        err.lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no RSS from /usr/bin/time: {err}"))
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut cvm, mut qemu, mut firmware) = (None, None, None);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--cvm" => cvm = args.next().map(PathBuf::from),
+            "--qemu" => qemu = args.next().map(PathBuf::from),
+            "--firmware" => firmware = args.next(),
+            _ => panic!("usage: bench_launch --cvm PATH --qemu PATH --firmware PATH"),
+        }
+    }
+    let (cvm, qemu, firmware) = (cvm.unwrap(), qemu.unwrap(), firmware.unwrap());
+    let cvm_args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "launch",
+            "--tee",
+            "none",
+            "--memory",
+            MEMORY,
+            "--firmware",
+            &firmware,
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let vmms = [
+        Vmm {
+            name: "cvm launch --tee none",
+            program: cvm.clone(),
+            args: cvm_args(&[]),
+            ok_status: 0,
+        },
+        Vmm {
+            name: "cvm launch --tee none --pit off",
+            program: cvm,
+            args: cvm_args(&["--pit", "off"]),
+            ok_status: 0,
+        },
+        Vmm {
+            name: "qemu-system-x86_64 -enable-kvm",
+            program: qemu,
+            args: [
+                "-enable-kvm",
+                "-cpu",
+                "host,-arch-capabilities",
+                "-machine",
+                "pc",
+                "-m",
+                MEMORY,
+                "-nodefaults",
+                "-nographic",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-bios",
+                &firmware,
+                "-device",
+                "isa-debug-exit,iobase=0x501,iosize=1",
+                "-no-reboot",
+            ]
+            .map(String::from)
+            .to_vec(),
+            // isa-debug-exit turns the guest's 0 into (0 << 1) | 1.
+            ok_status: 1,
+        },
+    ];
+    // Interleaved runs, so that both see the same machine state.
+    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..RUNS {
+        for (i, v) in vmms.iter().enumerate() {
+            let (t, serial) = v.run();
+            assert!(serial.contains("long mode: ok"), "{}: {serial}", v.name);
+            times[i].push(t);
+        }
+    }
+    let [cvm_t, cvm_nopit_t, qemu_t] = times.map(median);
+    let rss: Vec<u64> = vmms.iter().map(Vmm::peak_rss_kib).collect();
+    println!(
+        "payload: launcher/guest/reset.s (64 KiB firmware), {MEMORY} guest RAM, medians of {RUNS} interleaved runs"
+    );
+    for ((v, t), r) in vmms.iter().zip([cvm_t, cvm_nopit_t, qemu_t]).zip(&rss) {
+        println!(
+            "{:32} {:8.2} ms   peak RSS {:6.1} MiB",
+            v.name,
+            t.as_secs_f64() * 1000.0,
+            *r as f64 / 1024.0
+        );
+    }
+    let ratio = |t: Duration| t.as_secs_f64() / qemu_t.as_secs_f64();
+    println!(
+        "cvm / QEMU wall time: {:.3} with the same devices (in-kernel PIT, as QEMU's pc machine), {:.3} without the PIT (target: under 0.2)",
+        ratio(cvm_t),
+        ratio(cvm_nopit_t)
+    );
+    println!(
+        "cvm's peak RSS: {:.1} MiB, guest RAM touched included (target: under 10 MiB beyond guest RAM)",
+        rss[0] as f64 / 1024.0
+    );
+}
