@@ -282,6 +282,7 @@ impl Control {
 /// [`Vm::shutdown`]), then the VM fd closes, then the guest memory is unmapped.
 struct Vm {
     threads: Vec<JoinHandle<()>>,
+    control: Arc<Control>,
     memory: GuestMemoryMmap<()>,
     vm: VmFd,
 }
@@ -308,8 +309,15 @@ pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchErr
     let kvm = open_kvm()?;
     let vm_fd = kvm.create_vm().map_err(LaunchError::kvm("create the VM"))?;
     let memory = guest_memory(plan)?;
+    let control = Arc::new(Control {
+        stopping: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        wake: EventFd::new(EFD_NONBLOCK)
+            .map_err(|e| LaunchError::Step("create the stop event", e.to_string()))?,
+    });
     let mut vm = Vm {
         threads: Vec::new(),
+        control,
         vm: vm_fd,
         memory,
     };
@@ -387,12 +395,7 @@ impl Vm {
                 .map_err(LaunchError::kvm("connect the serial port's interrupt"))?;
         }
         let devices = Arc::new(Devices::new(opts.serial, irq));
-        let control = Arc::new(Control {
-            stopping: AtomicBool::new(false),
-            reason: Mutex::new(None),
-            wake: EventFd::new(EFD_NONBLOCK)
-                .map_err(|e| LaunchError::Step("create the stop event", e.to_string()))?,
-        });
+        let control = Arc::clone(&self.control);
 
         // Every vCPU is created and configured before any runs.
         let supported = kvm
@@ -425,16 +428,19 @@ impl Vm {
             self.threads.push(t);
         }
 
-        let reason = wait.until_stop(&control, start, opts.timeout);
+        let waited = wait.until_stop(&control, start, opts.timeout);
         let elapsed = start.elapsed();
-        control.stop(reason.clone());
+        if let Ok(Some(reason)) = &waited {
+            control.stop(reason.clone());
+        }
         self.shutdown();
+        waited?;
         let reason = control
             .reason
             .lock()
             .ok()
             .and_then(|mut r| r.take())
-            .unwrap_or(reason);
+            .ok_or_else(|| LaunchError::Step("wait for the guest", "no stop reason".into()))?;
         Ok(Outcome {
             reason,
             elapsed,
@@ -445,6 +451,7 @@ impl Vm {
     /// Stops every vCPU thread: each is signalled until it has left `KVM_RUN` and
     /// finished (a signal that lands just before it enters `KVM_RUN` is repeated).
     fn shutdown(&mut self) {
+        self.control.stopping.store(true, Ordering::Release);
         while self.threads.iter().any(|t| !t.is_finished()) {
             for t in self.threads.iter().filter(|t| !t.is_finished()) {
                 if let Err(e) = t.kill(kick_signal()) {
@@ -506,18 +513,18 @@ impl Waiter {
         control: &Control,
         start: Instant,
         timeout: Option<Duration>,
-    ) -> StopReason {
+    ) -> Result<Option<StopReason>, LaunchError> {
         let deadline = timeout.map(|t| start + t);
         let mut events = [EpollEvent::default(); 2];
         loop {
             if control.stopping.load(Ordering::Acquire) {
-                return StopReason::Signal; // replaced by the vCPU's recorded reason
+                return Ok(None); // a vCPU recorded why
             }
             let timeout_ms = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return StopReason::Timeout(timeout.unwrap_or_default());
+                        return Ok(Some(StopReason::Timeout(timeout.unwrap_or_default())));
                     }
                     i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX)
                 }
@@ -526,14 +533,11 @@ impl Waiter {
             let n = match self.epoll.wait(timeout_ms, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::error!("event loop: {e}");
-                    return StopReason::Signal;
-                }
+                Err(e) => return Err(LaunchError::Step("wait for the guest", e.to_string())),
             };
             for ev in events.iter().take(n) {
                 if ev.data() == WAKE_SIGNAL {
-                    return StopReason::Signal;
+                    return Ok(Some(StopReason::Signal));
                 }
             }
         }
@@ -601,4 +605,67 @@ fn load(plan: &LaunchPlan<'_>, memory: &GuestMemoryMmap<()>) -> Result<(), Launc
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cvm_firmware::plan::{Origin, Platform, RamRange, Step};
+    use std::borrow::Cow;
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            serial: Box::new(std::io::sink()),
+            timeout: Some(Duration::from_secs(5)),
+            irqchip: IrqChip::InKernel,
+            pit: false,
+        }
+    }
+
+    fn plan_with(kind: PageKind, gpa: u64) -> LaunchPlan<'static> {
+        LaunchPlan {
+            platform: Platform::Plain,
+            steps: vec![Step {
+                gpa,
+                len: 4096,
+                kind,
+                data: Cow::Owned(if kind == PageKind::Normal {
+                    vec![0xf4; 4096]
+                } else {
+                    Vec::new()
+                }),
+                origin: Origin::Firmware,
+            }],
+            vcpus: Vec::new(),
+            vcpu_count: 1,
+            ram: vec![RamRange {
+                gpa: 0,
+                len: 2 << 20,
+            }],
+            sev_features: 0,
+            kernel_hashes: None,
+        }
+    }
+
+    #[test]
+    fn a_failing_step_is_named_and_the_launch_returns() {
+        if std::fs::metadata("/dev/kvm").is_err() {
+            eprintln!("SKIPPED: no /dev/kvm");
+            return;
+        }
+        // The none backend cannot load SNP secrets pages: the load step fails, after the
+        // VM and its memory exist, and everything is released.
+        let err = run(&plan_with(PageKind::Secrets, 0x1000), opts()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("load the plan into guest memory"),
+            "{err}"
+        );
+        // A step that straddles the end of RAM is refused before any mapping.
+        let err = run(&plan_with(PageKind::Normal, (2 << 20) - 2048), opts()).unwrap_err();
+        assert!(
+            err.to_string().contains("straddles the end of RAM"),
+            "{err}"
+        );
+    }
 }
