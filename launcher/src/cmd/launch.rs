@@ -52,8 +52,8 @@ pub struct LaunchArgs {
     #[arg(long, value_enum, default_value_t = IrqChipArg::InKernel)]
     pub irqchip: IrqChipArg,
     /// Emulate the 8254 PIT in KVM (`on`, the default, with the in-kernel irqchip) or not
-    /// (`off`: for guests that need no PIT, such as the built-in guest; saves the PIT
-    /// thread's teardown).
+    /// (`off`: for guests that need no PIT, such as the built-in guest and the test
+    /// firmware).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub pit: bool,

@@ -55,8 +55,8 @@ pub struct RunOptions {
     /// The interrupt controllers.
     pub irqchip: IrqChip,
     /// Whether KVM emulates the 8254 PIT (in-kernel irqchip only). OVMF and Linux
-    /// without kvmclock time themselves with it; stopping KVM's PIT thread at teardown
-    /// costs about 17 ms on the nested KVM of the development machines.
+    /// without kvmclock time themselves with it; stopping KVM's PIT thread makes closing
+    /// the VM take about 20 ms on the nested KVM of the development machines.
     pub pit: bool,
 }
 
