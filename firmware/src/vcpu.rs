@@ -83,3 +83,35 @@ pub struct VcpuState {
     /// The x87 control word.
     pub x87_fcw: u16,
 }
+
+impl VcpuState {
+    /// The architectural state after RESET or INIT (Intel SDM vol. 3 table 10-1, AMD APM
+    /// vol. 2 table 14-1): real mode, executing at `eip` through CS base `eip & !0xffff`
+    /// and IP `eip & 0xffff` (`0xfffffff0`: the reset vector).
+    pub fn reset(eip: u32) -> Self {
+        let eip = u64::from(eip);
+        let data = Segment::new(0, 0x93, 0xffff, 0);
+        VcpuState {
+            es: data,
+            cs: Segment::new(0xf000, 0x9b, 0xffff, eip & 0xffff_0000),
+            ss: data,
+            ds: data,
+            fs: data,
+            gs: data,
+            gdtr: Segment::new(0, 0, 0xffff, 0),
+            ldtr: Segment::new(0, 0x82, 0xffff, 0),
+            idtr: Segment::new(0, 0, 0xffff, 0),
+            tr: Segment::new(0, 0x8b, 0xffff, 0),
+            cr0: 0x6000_0010,
+            dr6: 0xffff_0ff0,
+            dr7: 0x400,
+            rflags: 0x2,
+            rip: eip & 0xffff,
+            g_pat: 0x0007_0406_0007_0406,
+            xcr0: 0x1,
+            mxcsr: 0x1f80,
+            x87_fcw: 0x37f,
+            ..VcpuState::default()
+        }
+    }
+}

@@ -88,34 +88,12 @@ pub enum VmmType {
 /// The architectural reset state the VMM gives a vCPU that starts at `eip`
 /// (`BSP_EIP` for the BSP, the firmware's AP reset address for the others).
 pub fn reset_state(vmm: VmmType, eip: u32, vcpu_sig: u32) -> VcpuState {
-    let eip64 = u64::from(eip);
-    let data = Segment::new(0, 0x93, 0xffff, 0);
     let mut s = VcpuState {
-        es: data,
-        cs: Segment::new(0xf000, 0x9b, 0xffff, eip64 & 0xffff_0000),
-        ss: data,
-        ds: data,
-        fs: data,
-        gs: data,
-        gdtr: Segment::new(0, 0, 0xffff, 0),
-        ldtr: Segment::new(0, 0x82, 0xffff, 0),
-        idtr: Segment::new(0, 0, 0xffff, 0),
-        tr: Segment::new(0, 0x8b, 0xffff, 0),
         efer: 0x1000, // KVM sets EFER.SVME
-        cr0: 0x10,
-        cr3: 0,
-        cr4: 0x40, // KVM sets CR4.MCE
-        dr6: 0xffff_0ff0,
-        dr7: 0x400,
-        rflags: 0x2,
-        rip: eip64 & 0xffff,
-        rsp: 0,
+        cr0: 0x10,    // as KVM syncs it into the VMSA (CD and NW clear)
+        cr4: 0x40,    // KVM sets CR4.MCE
         rdx: u64::from(vcpu_sig),
-        rsi: 0,
-        g_pat: 0x0007_0406_0007_0406,
-        xcr0: 0x1,
-        mxcsr: 0x1f80,
-        x87_fcw: 0x37f,
+        ..VcpuState::reset(eip)
     };
     match vmm {
         VmmType::Qemu => {}

@@ -62,6 +62,8 @@ pub const FIRMWARE_LOWEST: u64 = 0xff00_0000;
 /// The smallest guest cvm lays out.
 pub const MIN_MEMORY: u64 = 2 << 20;
 
+/// Where the BSP starts after reset.
+const RESET_VECTOR: u32 = 0xffff_fff0;
 const PAGE: u64 = 4096;
 const PDPT_GPA: u64 = 0xa000;
 const PD_GPA: u64 = 0xb000;
@@ -121,7 +123,7 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
     }
     let ram = ram_ranges(cfg.memory);
     let (steps, bsp) = match cfg.boot {
-        Boot::Firmware(image) => (vec![firmware_step(image)?], reset_state()),
+        Boot::Firmware(image) => (vec![firmware_step(image)?], VcpuState::reset(RESET_VECTOR)),
         Boot::Linux {
             kernel,
             initrd,
@@ -182,34 +184,6 @@ fn firmware_step(image: &[u8]) -> Result<Step<'_>> {
         data: Cow::Borrowed(image),
         origin: Origin::Firmware,
     })
-}
-
-/// The architectural reset state (Intel SDM vol. 3 table 9-1): real mode, CS base
-/// `0xffff0000`, IP `0xfff0`.
-fn reset_state() -> VcpuState {
-    let data = Segment::new(0, 0x93, 0xffff, 0);
-    VcpuState {
-        es: data,
-        cs: Segment::new(0xf000, 0x9b, 0xffff, 0xffff_0000),
-        ss: data,
-        ds: data,
-        fs: data,
-        gs: data,
-        gdtr: Segment::new(0, 0, 0xffff, 0),
-        ldtr: Segment::new(0, 0x82, 0xffff, 0),
-        idtr: Segment::new(0, 0, 0xffff, 0),
-        tr: Segment::new(0, 0x8b, 0xffff, 0),
-        cr0: 0x6000_0010,
-        dr6: 0xffff_0ff0,
-        dr7: 0x400,
-        rflags: 0x2,
-        rip: 0xfff0,
-        g_pat: 0x0007_0406_0007_0406,
-        xcr0: 0x1,
-        mxcsr: 0x1f80,
-        x87_fcw: 0x37f,
-        ..VcpuState::default()
-    }
 }
 
 /// 64-bit mode with the boot GDT's flat segments and the identity page tables.

@@ -249,6 +249,8 @@ fn launch(
     .map_err(|source| CliError::Firmware { path, source })?;
 
     let serial = serial_out(&args.serial, format)?;
+    // KVM's PIT needs the in-kernel irqchip.
+    let pit = args.pit && args.irqchip == IrqChipArg::InKernel;
     let outcome = vmm::run(
         &plan,
         RunOptions {
@@ -258,7 +260,7 @@ fn launch(
                 IrqChipArg::InKernel => IrqChip::InKernel,
                 IrqChipArg::Split => IrqChip::Split,
             },
-            pit: args.pit && args.irqchip == IrqChipArg::InKernel,
+            pit,
         },
     )
     .map_err(CliError::Launch)?;
@@ -275,7 +277,7 @@ fn launch(
         boot: boot_name,
         memory: args.memory,
         vcpus: args.vcpus,
-        pit: args.pit && args.irqchip == IrqChipArg::InKernel,
+        pit,
         stop: StopReport {
             reason: outcome.reason.kind(),
             guest_status: status,

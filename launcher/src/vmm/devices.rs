@@ -70,21 +70,23 @@ impl Devices {
     /// A port write.
     pub fn pio_out(&self, port: u16, data: &[u8]) -> Option<DeviceStop> {
         let first = data.first().copied().unwrap_or(0);
-        match port {
-            DEBUG_EXIT_PORT => return Some(DeviceStop::DebugExit(first)),
-            I8042_COMMAND if first == 0xfe => return Some(DeviceStop::Reset("i8042")),
-            RESET_CONTROL if data.len() == 1 && first & 0x4 != 0 => {
+        match (port, serial_offset(port)) {
+            (DEBUG_EXIT_PORT, _) => return Some(DeviceStop::DebugExit(first)),
+            (I8042_COMMAND, _) if first == 0xfe => return Some(DeviceStop::Reset("i8042")),
+            (RESET_CONTROL, _) if data.len() == 1 && first & 0x4 != 0 => {
                 return Some(DeviceStop::Reset("0xcf9"));
             }
-            RESET_CONTROL | I8042_COMMAND | I8042_DATA | POST_PORT => {}
-            p if serial_offset(p).is_some() => {
-                if let (Some(off), Ok(mut s)) = (serial_offset(p), self.serial.lock())
+            (RESET_CONTROL | I8042_COMMAND | I8042_DATA | POST_PORT, _) => {}
+            (p, Some(off)) => {
+                if let Ok(mut s) = self.serial.lock()
                     && s.write(off, first).is_err()
                 {
                     self.note_unknown(format_args!("serial output failed at port {p:#x}"));
                 }
             }
-            p => self.note_unknown(format_args!("write of {data:02x?} to unknown port {p:#x}")),
+            (p, None) => {
+                self.note_unknown(format_args!("write of {data:02x?} to unknown port {p:#x}"));
+            }
         }
         None
     }
