@@ -102,3 +102,9 @@ pub fn case_time(dir: &Path) -> cvm_attest::Time {
     let t = v["verify_time"].as_str().unwrap_or_default();
     cvm_attest::Time::parse_rfc3339(t).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
+
+/// The median of benchmark timings (the upper one of an even count); zero for none.
+pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}

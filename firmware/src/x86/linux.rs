@@ -268,54 +268,43 @@ mod tests {
         assert_eq!(p.vcpus[0].rsi, ZERO_PAGE_GPA);
     }
 
+    /// The error of a direct-boot plan that must fail.
+    fn rejection(
+        kernel: &[u8],
+        initrd: Option<&[u8]>,
+        cmdline: &str,
+        memory: u64,
+        vcpus: u32,
+    ) -> String {
+        plan(&PlainConfig {
+            boot: Boot::Linux {
+                kernel,
+                initrd,
+                cmdline,
+            },
+            memory,
+            vcpus,
+        })
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    }
+
     #[test]
     fn sizes_are_checked() {
         let k = kernel();
-        let boot = |cmdline, initrd, memory| {
-            plan(&PlainConfig {
-                boot: Boot::Linux {
-                    kernel: &k,
-                    initrd,
-                    cmdline,
-                },
-                memory,
-                vcpus: 1,
-            })
-            .map(|_| ())
-            .unwrap_err()
-            .to_string()
-        };
         let long = "x".repeat(3000);
-        assert!(boot(&long, None, 8 << 20).contains("at most 2048"));
+        assert!(rejection(&k, None, &long, 8 << 20, 1).contains("at most 2048"));
         let big = vec![0u8; 7 << 20];
-        assert!(boot("", Some(&big), 8 << 20).contains("memory too small for the initrd"));
+        let e = rejection(&k, Some(&big), "", 8 << 20, 1);
+        assert!(e.contains("memory too small for the initrd"), "{e}");
         let mut huge_init = kernel();
         huge_init[0x260..0x264].copy_from_slice(&(64u32 << 20).to_le_bytes());
-        let e = plan(&PlainConfig {
-            boot: Boot::Linux {
-                kernel: &huge_init,
-                initrd: None,
-                cmdline: "",
-            },
-            memory: 8 << 20,
-            vcpus: 1,
-        })
-        .unwrap_err()
-        .to_string();
+        let e = rejection(&huge_init, None, "", 8 << 20, 1);
         assert!(e.contains("memory too small for the kernel"), "{e}");
         let mut k32 = kernel();
         k32[0x236] = 0;
-        let e = plan(&PlainConfig {
-            boot: Boot::Linux {
-                kernel: &k32,
-                initrd: None,
-                cmdline: "",
-            },
-            memory: 8 << 20,
-            vcpus: 1,
-        })
-        .unwrap_err()
-        .to_string();
+        let e = rejection(&k32, None, "", 8 << 20, 1);
         assert!(e.contains("XLF_KERNEL_64"), "{e}");
     }
 
@@ -337,18 +326,7 @@ mod tests {
 
     #[test]
     fn too_many_vcpus_for_the_mp_table() {
-        let k = kernel();
-        let e = plan(&PlainConfig {
-            boot: Boot::Linux {
-                kernel: &k,
-                initrd: None,
-                cmdline: "",
-            },
-            memory: 8 << 20,
-            vcpus: 64,
-        })
-        .unwrap_err()
-        .to_string();
+        let e = rejection(&kernel(), None, "", 8 << 20, 64);
         assert!(e.contains("MP table"), "{e}");
     }
 }

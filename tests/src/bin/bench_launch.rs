@@ -14,6 +14,7 @@
     reason = "a benchmark program that reports on stdout"
 )]
 
+use cvm_tests::median;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,11 +69,6 @@ impl Vmm {
             .and_then(|l| l.trim().parse().ok())
             .unwrap_or_else(|| panic!("no RSS from /usr/bin/time: {err}"))
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -13,6 +13,7 @@
     reason = "a benchmark program that reports on stdout"
 )]
 
+use cvm_tests::median;
 use sha2::{Digest, Sha256, Sha384};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,11 +21,6 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 7;
 const CMDLINE: &str = "console=ttyS0 root=/dev/vda1 ro";
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn time_command(program: &Path, args: &[String]) -> (Duration, String) {
     let mut times = Vec::new();
