@@ -46,8 +46,10 @@ pub mod guid;
 pub mod hex;
 pub mod measure;
 pub mod ovmf;
+pub mod pe;
 pub mod plan;
 pub mod sev;
+pub mod tdx;
 pub mod vcpu;
 pub mod x86;
 

@@ -3,7 +3,7 @@
 //! A plan is built once from the inputs; `measure` folds it into a digest and the
 //! launcher's backends execute it step by step. Nothing else is measured or launched.
 
-use crate::ovmf::SevSectionType;
+use crate::ovmf::{SevSectionType, TdvfSectionType};
 use crate::vcpu::VcpuState;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -18,6 +18,8 @@ pub enum Platform {
     SevEs,
     /// AMD SEV.
     Sev,
+    /// Intel TDX.
+    Tdx,
     /// A plain, unprotected KVM guest (the `none` backend): nothing is measured.
     #[serde(rename = "none")]
     Plain,
@@ -30,13 +32,16 @@ impl Platform {
             Platform::Snp => "snp",
             Platform::SevEs => "sev-es",
             Platform::Sev => "sev",
+            Platform::Tdx => "tdx",
             Platform::Plain => "none",
         }
     }
 }
 
 /// How a range of guest memory is handed to the hardware. For SNP these are the
-/// SNP_LAUNCH_UPDATE page types; SEV and SEV-ES only have [`PageKind::Normal`] data.
+/// SNP_LAUNCH_UPDATE page types; SEV and SEV-ES only have [`PageKind::Normal`] data. TDX
+/// uses [`PageKind::Normal`] (TDH.MEM.PAGE.ADD then TDH.MR.EXTEND, page by page), and
+/// the TDX-only [`PageKind::Added`], [`PageKind::Extended`] and [`PageKind::Augmented`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PageKind {
@@ -50,17 +55,41 @@ pub enum PageKind {
     Secrets,
     /// The SNP CPUID page (filled by the VMM, checked by the firmware).
     Cpuid,
+    /// TDX: contents loaded with TDH.MEM.PAGE.ADD only; the GPAs are measured, the
+    /// contents are not.
+    Added,
+    /// TDX: TDH.MR.EXTEND, in 256-byte chunks, of pages an earlier [`PageKind::Added`]
+    /// step loaded with the same contents (the two-pass order of QEMU 8.x).
+    Extended,
+    /// TDX: nothing is added at launch (PAGE_AUG); the guest accepts the memory later.
+    Augmented,
 }
 
 impl PageKind {
-    /// The SNP page type value (SEV-SNP ABI, PAGE_INFO.PAGE_TYPE).
-    pub fn snp_page_type(self) -> u8 {
+    /// The name used in `--explain` output.
+    pub fn name(self) -> &'static str {
         match self {
-            PageKind::Normal => 1,
-            PageKind::Zero => 3,
-            PageKind::Unmeasured => 4,
-            PageKind::Secrets => 5,
-            PageKind::Cpuid => 6,
+            PageKind::Normal => "normal",
+            PageKind::Zero => "zero",
+            PageKind::Unmeasured => "unmeasured",
+            PageKind::Secrets => "secrets",
+            PageKind::Cpuid => "cpuid",
+            PageKind::Added => "added",
+            PageKind::Extended => "extended",
+            PageKind::Augmented => "augmented",
+        }
+    }
+
+    /// The SNP page type value (SEV-SNP ABI, PAGE_INFO.PAGE_TYPE); `None` for the
+    /// TDX-only kinds.
+    pub fn snp_page_type(self) -> Option<u8> {
+        match self {
+            PageKind::Normal => Some(1),
+            PageKind::Zero => Some(3),
+            PageKind::Unmeasured => Some(4),
+            PageKind::Secrets => Some(5),
+            PageKind::Cpuid => Some(6),
+            PageKind::Added | PageKind::Extended | PageKind::Augmented => None,
         }
     }
 }
@@ -95,6 +124,16 @@ pub enum Origin {
     PageTables,
     /// The MP table describing the vCPUs (plain direct boot).
     MpTable,
+    /// A section of the firmware's TDVF descriptor.
+    Tdvf {
+        /// Its index in the descriptor.
+        index: usize,
+        /// Its type.
+        section: TdvfSectionType,
+        /// Bytes of the section the image holds (`RawSize`); the step's data may be
+        /// longer, since the VMM loads the whole section from the image.
+        raw_size: u32,
+    },
     /// The Linux zero page, `struct boot_params`.
     BootParams,
     /// The kernel command line.
@@ -112,6 +151,16 @@ pub struct RamRange {
     pub gpa: u64,
     /// Length in bytes.
     pub len: u64,
+}
+
+/// A file the VMM hands to the firmware through QEMU's fw_cfg interface, which the
+/// firmware measures (TDX: into the RTMRs) before it uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwCfgFile<'a> {
+    /// The fw_cfg name ("etc/acpi/tables", "kernel", ...).
+    pub name: &'static str,
+    /// The contents, exactly as served.
+    pub data: Cow<'a, [u8]>,
 }
 
 /// One step of a launch: a range of guest memory and how it is loaded.
@@ -160,4 +209,17 @@ pub struct LaunchPlan<'a> {
     pub sev_features: u64,
     /// The kernel hashes, when the plan carries a kernel hashes table.
     pub kernel_hashes: Option<KernelHashes>,
+    /// The fw_cfg files the VMM serves to the firmware, for the measurements the firmware
+    /// takes at boot (TDX RTMRs); empty when nothing measured comes through fw_cfg.
+    pub fw_cfg: Vec<FwCfgFile<'a>>,
+}
+
+impl<'a> LaunchPlan<'a> {
+    /// The fw_cfg file `name`, if the plan serves it.
+    pub fn fw_cfg_file(&self, name: &str) -> Option<&[u8]> {
+        self.fw_cfg
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.data.as_ref())
+    }
 }

@@ -1,6 +1,7 @@
 //! Launch measurement: a fold over a [`LaunchPlan`](crate::plan::LaunchPlan).
 
 pub mod sev;
+pub mod tdx;
 
 use serde::Serialize;
 

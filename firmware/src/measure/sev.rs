@@ -43,7 +43,19 @@ pub struct Options {
 /// Measures `plan`. A plain (unprotected) plan has no launch measurement.
 pub fn measure(plan: &LaunchPlan<'_>, opts: &Options) -> Result<Measurement> {
     match plan.platform {
-        Platform::Snp => Ok(snp(plan, opts)),
+        Platform::Snp => {
+            if let Some(s) = plan.steps.iter().find(|s| s.kind.snp_page_type().is_none()) {
+                return Err(FirmwareError::Unsupported(format!(
+                    "an SNP plan cannot hold {} pages (at {:#x})",
+                    s.kind.name(),
+                    s.gpa
+                )));
+            }
+            Ok(snp(plan, opts))
+        }
+        Platform::Tdx => Err(FirmwareError::Unsupported(
+            "a TDX plan is measured by measure::tdx".into(),
+        )),
         Platform::SevEs | Platform::Sev => Ok(sev(plan, opts)),
         Platform::Plain => Err(FirmwareError::Unsupported(
             "a plain (unprotected) launch has no hardware measurement".into(),
@@ -100,7 +112,8 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
 }
 
 fn snp_step(ld: &mut SnpDigest, step: &Step<'_>, threads: usize) {
-    let ty = step.kind.snp_page_type();
+    // `measure` checked that every step of an SNP plan has an SNP page type.
+    let ty = step.kind.snp_page_type().unwrap_or_default();
     let pages = step.len / 4096;
     if step.kind == PageKind::Normal {
         for (i, contents) in (0u64..).zip(page_digests(&step.data, threads)) {
@@ -202,12 +215,13 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
         Origin::CommandLine => "command line".to_owned(),
         Origin::Kernel => "kernel".to_owned(),
         Origin::Initrd => "initrd".to_owned(),
+        Origin::Tdvf { index, section, .. } => format!("TDVF section {index} ({section:?})"),
     };
     Component {
         name,
         gpa: Some(step.gpa),
         len: step.len,
-        page_type: kind_name(step.kind),
+        page_type: step.kind.name(),
         sha256: (step.kind == PageKind::Normal).then(|| encode(&Sha256::digest(&step.data))),
         launch_digest: ld.map(|d| encode(d)),
     }
@@ -221,15 +235,5 @@ fn vmsa_component(i: usize, page: &[u8], ld: Option<&[u8; 48]>) -> Component {
         page_type: "vmsa",
         sha256: Some(encode(&Sha256::digest(page))),
         launch_digest: ld.map(|d| encode(d)),
-    }
-}
-
-fn kind_name(k: PageKind) -> &'static str {
-    match k {
-        PageKind::Normal => "normal",
-        PageKind::Zero => "zero",
-        PageKind::Unmeasured => "unmeasured",
-        PageKind::Secrets => "secrets",
-        PageKind::Cpuid => "cpuid",
     }
 }

@@ -64,10 +64,11 @@ pub struct SevConfig<'a> {
 
 /// Builds the launch plan for `cfg`.
 pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
-    if cfg.platform == Platform::Plain {
-        return Err(FirmwareError::Unsupported(
-            "an SEV plan needs an SEV platform, not a plain guest".into(),
-        ));
+    if matches!(cfg.platform, Platform::Plain | Platform::Tdx) {
+        return Err(FirmwareError::Unsupported(format!(
+            "an SEV plan needs an SEV platform, not {}",
+            cfg.platform.name()
+        )));
     }
     if cfg.vcpus == 0 {
         return Err(FirmwareError::Unsupported(
@@ -90,7 +91,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
 
     match cfg.platform {
         Platform::Snp => snp_metadata_steps(cfg, fw, false, table.as_ref(), &mut steps)?,
-        Platform::SevEs | Platform::Sev | Platform::Plain => {
+        Platform::SevEs | Platform::Sev | Platform::Plain | Platform::Tdx => {
             if let Some(table) = table {
                 let (gpa, len) = fw.sev_hashes_table()?.ok_or_else(|| {
                     FirmwareError::Unsupported(
@@ -155,6 +156,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         ram: Vec::new(),
         sev_features,
         kernel_hashes,
+        fw_cfg: Vec::new(),
     })
 }
 
@@ -291,6 +293,7 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
         ram: Vec::new(),
         sev_features: cfg.guest_features,
         kernel_hashes: None,
+        fw_cfg: Vec::new(),
     })
 }
 

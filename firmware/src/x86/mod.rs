@@ -138,6 +138,7 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
         ram,
         sev_features: 0,
         kernel_hashes: None,
+        fw_cfg: Vec::new(),
     })
 }
 

@@ -644,6 +644,7 @@ mod tests {
             }],
             sev_features: 0,
             kernel_hashes: None,
+            fw_cfg: Vec::new(),
         }
     }
 

@@ -1,0 +1,403 @@
+//! Intel TDX: MRTD and RTMR 0-3, folded from a TDX [`LaunchPlan`].
+//!
+//! MRTD (TDX module ABI, TDH.MEM.PAGE.ADD and TDH.MR.EXTEND): SHA-384 over, for every
+//! page added, a 128-byte record "MEM.PAGE.ADD" with the page's GPA at byte 16, and for
+//! every 256-byte chunk extended, a 128-byte record "MR.EXTEND" with the chunk's GPA,
+//! followed by the chunk. The plan's step order is the order of those calls.
+//!
+//! RTMRs (TDVF direct boot): every event extends `RTMR = SHA-384(RTMR || digest)` from
+//! zero. RTMR 0: the TD HOB, the CFV, the Secure Boot variables, the separator, the three
+//! ACPI fw_cfg files, BootOrder and Boot0000. RTMR 1: the kernel's Authenticode digest and
+//! the boot-service events. RTMR 2: the command line (UTF-16, with " initrd=initrd" when
+//! an initrd is served), the initrd. RTMR 3 is never extended by the firmware.
+
+use crate::error::{FirmwareError, Result};
+use crate::guid::Guid;
+use crate::ovmf::TdvfSectionType;
+use crate::pe;
+use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
+use crate::tdx::varstore::{self, SecureBootVariable};
+use crate::tdx::{HOB_END_LEN, MR_EXTEND_CHUNK, PAGE, fw_cfg};
+use serde::Serialize;
+use sha2::{Digest, Sha384};
+
+/// A 48-byte SHA-384 value.
+pub type Digest48 = [u8; 48];
+
+/// A TCG event type, as TDVF logs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventType {
+    /// EV_SEPARATOR (0x4).
+    #[serde(rename = "EV_SEPARATOR")]
+    Separator,
+    /// EV_EVENT_TAG (0x6).
+    #[serde(rename = "EV_EVENT_TAG")]
+    EventTag,
+    /// EV_PLATFORM_CONFIG_FLAGS (0xa).
+    #[serde(rename = "EV_PLATFORM_CONFIG_FLAGS")]
+    PlatformConfigFlags,
+    /// EV_EFI_VARIABLE_DRIVER_CONFIG (0x80000001).
+    #[serde(rename = "EV_EFI_VARIABLE_DRIVER_CONFIG")]
+    VariableDriverConfig,
+    /// EV_EFI_VARIABLE_BOOT (0x80000002).
+    #[serde(rename = "EV_EFI_VARIABLE_BOOT")]
+    VariableBoot,
+    /// EV_EFI_BOOT_SERVICES_APPLICATION (0x80000003).
+    #[serde(rename = "EV_EFI_BOOT_SERVICES_APPLICATION")]
+    BootServicesApplication,
+    /// EV_EFI_ACTION (0x80000007).
+    #[serde(rename = "EV_EFI_ACTION")]
+    Action,
+    /// EV_EFI_PLATFORM_FIRMWARE_BLOB2 (0x8000000a).
+    #[serde(rename = "EV_EFI_PLATFORM_FIRMWARE_BLOB2")]
+    FirmwareBlob2,
+}
+
+impl EventType {
+    /// The TCG PC Client value.
+    pub fn value(self) -> u32 {
+        match self {
+            EventType::Separator => 0x4,
+            EventType::EventTag => 0x6,
+            EventType::PlatformConfigFlags => 0xa,
+            EventType::VariableDriverConfig => 0x8000_0001,
+            EventType::VariableBoot => 0x8000_0002,
+            EventType::BootServicesApplication => 0x8000_0003,
+            EventType::Action => 0x8000_0007,
+            EventType::FirmwareBlob2 => 0x8000_000a,
+        }
+    }
+}
+
+/// One extension of an RTMR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// The RTMR index (0-3).
+    pub rtmr: u8,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The SHA-384 extended into the RTMR, hex.
+    #[serde(with = "hex48")]
+    pub digest: Digest48,
+    /// What was measured.
+    pub description: String,
+}
+
+mod hex48 {
+    pub fn serialize<S: serde::Serializer>(d: &[u8; 48], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::hex::encode(d))
+    }
+}
+
+/// The TDX measurement of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxMeasurement {
+    /// MRTD.
+    pub mrtd: Digest48,
+    /// RTMR 0-3; `None` where the plan does not determine it (RTMR 0 without the ACPI
+    /// tables, RTMR 1 and 2 without direct boot).
+    pub rtmr: [Option<Digest48>; 4],
+    /// Every RTMR event, in order.
+    pub events: Vec<Event>,
+    /// The Secure Boot variables measured into RTMR 0.
+    pub secure_boot: Vec<SecureBootVariable>,
+}
+
+const ADD_TAG: &[u8] = b"MEM.PAGE.ADD";
+const EXTEND_TAG: &[u8] = b"MR.EXTEND";
+
+/// MRTD of `plan`: the fold of its steps.
+pub fn mrtd(plan: &LaunchPlan<'_>) -> Result<Digest48> {
+    let mut h = Sha384::new();
+    for step in &plan.steps {
+        match step.kind {
+            PageKind::Normal => {
+                for page in pages(step) {
+                    record(&mut h, ADD_TAG, page);
+                    extend_page(&mut h, step, page);
+                }
+            }
+            PageKind::Added => pages(step).for_each(|page| record(&mut h, ADD_TAG, page)),
+            PageKind::Extended => pages(step).for_each(|page| extend_page(&mut h, step, page)),
+            PageKind::Augmented => {}
+            other => {
+                return Err(FirmwareError::Unsupported(format!(
+                    "a TDX plan cannot hold {} pages (at {:#x})",
+                    other.name(),
+                    step.gpa
+                )));
+            }
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+fn pages(step: &Step<'_>) -> impl Iterator<Item = u64> {
+    let gpa = step.gpa;
+    (0..step.len / PAGE).map(move |i| gpa.saturating_add(i.saturating_mul(PAGE)))
+}
+
+fn record(h: &mut Sha384, tag: &[u8], gpa: u64) {
+    let mut buf = [0u8; 128];
+    crate::bytes::put(&mut buf, 0, tag);
+    crate::bytes::put(&mut buf, 16, &gpa.to_le_bytes());
+    h.update(buf);
+}
+
+/// TDH.MR.EXTEND of the 16 chunks of the page at `page`; contents past the step's data
+/// are zero, as the page the VMM added.
+fn extend_page(h: &mut Sha384, step: &Step<'_>, page: u64) {
+    const ZERO: [u8; 256] = [0; 256];
+    for i in 0..PAGE / MR_EXTEND_CHUNK {
+        let gpa = page.saturating_add(i.saturating_mul(MR_EXTEND_CHUNK));
+        record(h, EXTEND_TAG, gpa);
+        let chunk = usize::try_from(gpa.saturating_sub(step.gpa))
+            .ok()
+            .and_then(|at| step.data.get(at..at.checked_add(256)?));
+        h.update(chunk.unwrap_or(&ZERO));
+    }
+}
+
+/// Extends `rtmr` with `digest`.
+pub fn extend(rtmr: &Digest48, digest: &Digest48) -> Digest48 {
+    let mut h = Sha384::new();
+    h.update(rtmr);
+    h.update(digest);
+    h.finalize().into()
+}
+
+fn sha384(data: &[u8]) -> Digest48 {
+    Sha384::digest(data).into()
+}
+
+fn utf16(s: &str) -> impl Iterator<Item = u8> + '_ {
+    s.encode_utf16().flat_map(u16::to_le_bytes)
+}
+
+/// The UEFI_VARIABLE_DATA that EV_EFI_VARIABLE_* events digest.
+fn variable_data(guid: &Guid, name: &str, data: &[u8]) -> Vec<u8> {
+    let chars = u64::try_from(name.encode_utf16().count()).unwrap_or(u64::MAX);
+    let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    let mut v = Vec::with_capacity(32usize.saturating_add(data.len()));
+    v.extend_from_slice(&guid.0);
+    v.extend_from_slice(&chars.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend(utf16(name));
+    v.extend_from_slice(data);
+    v
+}
+
+/// OVMF's Boot0000 for direct boot: the UiApp load option
+/// (LOAD_OPTION_ACTIVE | HIDDEN | CATEGORY_APP, "UiApp", device path MEDIA_FV(DXEFV)
+/// MEDIA_FV_FILE(UiApp) END).
+fn boot0000() -> Vec<u8> {
+    /// OVMF's DXEFV volume name.
+    const DXEFV: Guid = Guid::new(
+        0x7cb8_bdc9,
+        0xf8eb,
+        0x4f34,
+        [0xaa, 0xea, 0x3e, 0xe4, 0xaf, 0x65, 0x16, 0xa1],
+    );
+    /// MdeModulePkg UiApp's FILE_GUID.
+    const UIAPP: Guid = Guid::new(
+        0x462c_aa21,
+        0x7614,
+        0x4503,
+        [0x83, 0x6e, 0x8a, 0xb6, 0xf4, 0x66, 0x23, 0x31],
+    );
+    let mut path = Vec::new();
+    path.extend_from_slice(&[0x04, 0x07, 0x14, 0x00]);
+    path.extend_from_slice(&DXEFV.0);
+    path.extend_from_slice(&[0x04, 0x06, 0x14, 0x00]);
+    path.extend_from_slice(&UIAPP.0);
+    path.extend_from_slice(&[0x7f, 0xff, 0x04, 0x00]);
+    let mut v = Vec::new();
+    v.extend_from_slice(&0x109u32.to_le_bytes());
+    v.extend_from_slice(&u16::try_from(path.len()).unwrap_or(0).to_le_bytes());
+    v.extend(utf16("UiApp\0"));
+    v.extend_from_slice(&path);
+    v
+}
+
+struct Log {
+    events: Vec<Event>,
+}
+
+impl Log {
+    fn push(&mut self, rtmr: u8, event_type: EventType, digest: Digest48, description: String) {
+        self.events.push(Event {
+            rtmr,
+            event_type,
+            digest,
+            description,
+        });
+    }
+}
+
+/// MRTD, the RTMRs and their events for `plan`.
+pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
+    if plan.platform != Platform::Tdx {
+        return Err(FirmwareError::Unsupported(format!(
+            "a {} plan has no TDX measurement",
+            plan.platform.name()
+        )));
+    }
+    let mrtd = mrtd(plan)?;
+    let mut log = Log { events: Vec::new() };
+    let section = |kind: TdvfSectionType| {
+        plan.steps.iter().find_map(|s| match s.origin {
+            Origin::Tdvf {
+                section, raw_size, ..
+            } if section == kind => Some((s, raw_size)),
+            _ => None,
+        })
+    };
+
+    // RTMR 0.
+    let acpi = [fw_cfg::TABLE_LOADER, fw_cfg::RSDP, fw_cfg::ACPI_TABLES]
+        .map(|name| plan.fw_cfg_file(name).map(|d| (name, d)));
+    let rtmr0_known = acpi.iter().all(Option::is_some);
+    if let Some((hob, _)) = section(TdvfSectionType::TdHob) {
+        let measured = hob
+            .data
+            .len()
+            .checked_sub(HOB_END_LEN)
+            .and_then(|n| hob.data.get(..n))
+            .unwrap_or_default();
+        log.push(
+            0,
+            EventType::PlatformConfigFlags,
+            sha384(measured),
+            format!("TD HOB, {} bytes at {:#x}", measured.len(), hob.gpa),
+        );
+    }
+    let mut vars = Vec::new();
+    if let Some((cfv, raw)) = section(TdvfSectionType::Cfv) {
+        let raw = usize::try_from(raw).unwrap_or(usize::MAX);
+        let bytes = cfv.data.get(..raw).unwrap_or(&cfv.data);
+        log.push(
+            0,
+            EventType::FirmwareBlob2,
+            sha384(bytes),
+            format!("CFV, {} bytes at {:#x}", bytes.len(), cfv.gpa),
+        );
+        vars = varstore::variables(bytes)?;
+    }
+    let secure_boot = varstore::secure_boot_variables(&vars);
+    for v in &secure_boot {
+        let data = v.data.as_deref().unwrap_or_default();
+        log.push(
+            0,
+            EventType::VariableDriverConfig,
+            sha384(&variable_data(&v.guid, v.name, data)),
+            format!("{} ({})", v.name, v.source),
+        );
+    }
+    log.push(
+        0,
+        EventType::Separator,
+        sha384(&[0; 4]),
+        "separator".to_owned(),
+    );
+    for (name, data) in acpi.iter().flatten() {
+        log.push(
+            0,
+            EventType::PlatformConfigFlags,
+            sha384(data),
+            format!("fw_cfg {name}, {} bytes", data.len()),
+        );
+    }
+    log.push(
+        0,
+        EventType::VariableBoot,
+        sha384(&[0, 0]),
+        "BootOrder: 0000".to_owned(),
+    );
+    log.push(
+        0,
+        EventType::VariableBoot,
+        sha384(&boot0000()),
+        "Boot0000: UiApp".to_owned(),
+    );
+
+    // RTMR 1 and 2: direct boot.
+    let kernel = plan.fw_cfg_file(fw_cfg::KERNEL);
+    if let Some(kernel) = kernel {
+        log.push(
+            1,
+            EventType::BootServicesApplication,
+            pe::authenticode_sha384(kernel, "kernel")?,
+            format!("kernel, Authenticode SHA-384 of {} bytes", kernel.len()),
+        );
+        for (ty, text) in [
+            (
+                EventType::Action,
+                &b"Calling EFI Application from Boot Option"[..],
+            ),
+            (EventType::Separator, &[0u8; 4][..]),
+            (EventType::Action, &b"Exit Boot Services Invocation"[..]),
+            (
+                EventType::Action,
+                &b"Exit Boot Services Returned with Success"[..],
+            ),
+        ] {
+            let description = match ty {
+                EventType::Separator => "separator".to_owned(),
+                _ => String::from_utf8_lossy(text).into_owned(),
+            };
+            log.push(1, ty, sha384(text), description);
+        }
+        let initrd = plan.fw_cfg_file(fw_cfg::INITRD);
+        let cmdline = plan
+            .fw_cfg_file(fw_cfg::CMDLINE)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let mut load_options = cmdline.into_owned();
+        if initrd.is_some() {
+            load_options.push_str(" initrd=initrd");
+        }
+        let mut bytes: Vec<u8> = utf16(&load_options).collect();
+        bytes.extend_from_slice(&[0, 0]);
+        log.push(
+            2,
+            EventType::EventTag,
+            sha384(&bytes),
+            format!("kernel command line {load_options:?} (UTF-16, NUL-terminated)"),
+        );
+        if let Some(initrd) = initrd {
+            log.push(
+                2,
+                EventType::EventTag,
+                sha384(initrd),
+                format!("initrd, {} bytes", initrd.len()),
+            );
+        }
+    }
+
+    let mut rtmr = [None; 4];
+    for (i, slot) in rtmr.iter_mut().enumerate() {
+        let known = match i {
+            0 => rtmr0_known,
+            1 | 2 => kernel.is_some(),
+            _ => true,
+        };
+        if known {
+            *slot = Some(
+                log.events
+                    .iter()
+                    .filter(|e| usize::from(e.rtmr) == i)
+                    .fold([0u8; 48], |r, e| extend(&r, &e.digest)),
+            );
+        }
+    }
+    if !rtmr0_known {
+        log.events.retain(|e| e.rtmr != 0);
+    }
+    Ok(TdxMeasurement {
+        mrtd,
+        rtmr,
+        events: log.events,
+        secure_boot,
+    })
+}
