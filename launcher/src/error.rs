@@ -72,6 +72,15 @@ pub enum CliError {
     /// The guest stopped abnormally, or with a non-zero exit status.
     #[error("{0}")]
     GuestExit(String),
+    /// An output file could not be written.
+    #[error("cannot write {}", path.display())]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// Writing the result failed (a closed pipe, a full disk).
     #[error("cannot write the output")]
     Output(#[source] io::Error),
@@ -98,7 +107,9 @@ impl CliError {
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             CliError::Launch(_) => ExitCode::LaunchFailed,
             CliError::GuestExit(_) => ExitCode::GuestAbnormalExit,
-            CliError::Output(_) | CliError::Serialize(_) => ExitCode::Internal,
+            CliError::WriteFile { .. } | CliError::Output(_) | CliError::Serialize(_) => {
+                ExitCode::Internal
+            }
         }
     }
 }

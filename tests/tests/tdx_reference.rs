@@ -171,3 +171,85 @@ fn every_row_matches_the_reference_tools() {
     );
     assert!(mrtds >= 80 && rtmr0s >= 50 && rtmr12s >= 70);
 }
+
+/// OVMF.inteltdx.ms.fd ships with Microsoft's keys enrolled in its variable store, so
+/// TDVF measures real PK, KEK, db and dbx contents (and SecureBoot = 1) where the
+/// reference tools measure empty variables. cvm's RTMR 0 differs from the table's, and
+/// only by those events: with them replaced by empty variables it is the table's value.
+#[test]
+fn enrolled_keys_rtmr0_measures_the_variable_store() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let rows = read_tsv(&reference.join("tdx_ref.tsv"));
+    let r = rows
+        .iter()
+        .find(|r| r["id"] == "tdx-001")
+        .expect("row tdx-001");
+    assert!(r["firmware"].ends_with("OVMF.inteltdx.ms.fd"));
+    let row = parse_row(r);
+    let got = compute(&reference, r, &row);
+    let ours = got.rtmr[0].clone().unwrap();
+    assert_ne!(ours, r["RTMR0"], "the enrolled keys must change RTMR 0");
+
+    let vars: Vec<&Event> = got
+        .events
+        .iter()
+        .filter(|e| e.event_type == tdx::EventType::VariableDriverConfig)
+        .collect();
+    let names: Vec<&str> = vars
+        .iter()
+        .map(|e| e.description.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["SecureBoot", "PK", "KEK", "db", "dbx"]);
+    for e in &vars {
+        eprintln!("measured {}", e.description);
+    }
+    assert!(vars[0].description.contains("PK enrolled"));
+    assert!(vars[1].description.contains("variable store at CFV offset"));
+
+    // The PK that was measured is an EFI_SIGNATURE_LIST of one X.509 certificate, read
+    // here straight from the image at the offset the event names.
+    let fw = std::fs::read(firmware_path(&reference, &r["firmware"])).unwrap();
+    let offset = vars[1].description.split("offset 0x").nth(1).unwrap();
+    let offset = usize::from_str_radix(offset.split(',').next().unwrap(), 16).unwrap();
+    let name_size = u32::from_le_bytes(fw[offset + 36..offset + 40].try_into().unwrap()) as usize;
+    let data_size = u32::from_le_bytes(fw[offset + 40..offset + 44].try_into().unwrap()) as usize;
+    let pk = &fw[offset + 60 + name_size..offset + 60 + name_size + data_size];
+    let x509 = cvm_firmware::guid::Guid::new(
+        0xa5c0_59a1,
+        0x94e4,
+        0x4aa7,
+        [0x87, 0xb5, 0xab, 0x15, 0x5c, 0x2b, 0xf0, 0x72],
+    );
+    assert_eq!(pk[..16], x509.0, "PK is an X.509 signature list");
+    assert_eq!(
+        u32::from_le_bytes(pk[16..20].try_into().unwrap()) as usize,
+        pk.len()
+    );
+    assert_eq!(
+        vars[1].digest,
+        tdx::variable_event_digest(&cvm_firmware::tdx::varstore::GLOBAL_VARIABLE, "PK", pk)
+    );
+
+    // With the variables measured empty, as the tools assume, the table's value.
+    let empty: Vec<[u8; 48]> = got
+        .events
+        .iter()
+        .filter(|e| e.rtmr == 0)
+        .map(|e| match e.event_type {
+            tdx::EventType::VariableDriverConfig => {
+                let name = e.description.split(' ').next().unwrap();
+                let guid = if name == "db" || name == "dbx" {
+                    cvm_firmware::tdx::varstore::IMAGE_SECURITY_DATABASE
+                } else {
+                    cvm_firmware::tdx::varstore::GLOBAL_VARIABLE
+                };
+                tdx::variable_event_digest(&guid, name, &[])
+            }
+            _ => e.digest,
+        })
+        .collect();
+    let tools = empty.iter().fold([0u8; 48], |r, d| tdx::extend(&r, d));
+    assert_eq!(hex::encode(&tools), r["RTMR0"]);
+}

@@ -175,6 +175,11 @@ fn utf16(s: &str) -> impl Iterator<Item = u8> + '_ {
     s.encode_utf16().flat_map(u16::to_le_bytes)
 }
 
+/// The digest of an EV_EFI_VARIABLE_* event: SHA-384 of its UEFI_VARIABLE_DATA.
+pub fn variable_event_digest(guid: &Guid, name: &str, data: &[u8]) -> Digest48 {
+    sha384(&variable_data(guid, name, data))
+}
+
 /// The UEFI_VARIABLE_DATA that EV_EFI_VARIABLE_* events digest.
 fn variable_data(guid: &Guid, name: &str, data: &[u8]) -> Vec<u8> {
     let chars = u64::try_from(name.encode_utf16().count()).unwrap_or(u64::MAX);
@@ -290,7 +295,7 @@ pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
         log.push(
             0,
             EventType::VariableDriverConfig,
-            sha384(&variable_data(&v.guid, v.name, data)),
+            variable_event_digest(&v.guid, v.name, data),
             format!("{} ({})", v.name, v.source),
         );
     }

@@ -1,6 +1,6 @@
 //! `cvm launch`: boot a guest from the same `LaunchPlan` that `cvm measure` hashes.
 
-use super::{CmdResult, read_file};
+use super::{CmdResult, parse_size, read_file};
 use crate::error::CliError;
 use crate::output::{Format, Output, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
@@ -111,23 +111,6 @@ fn parse_serial(s: &str) -> Result<SerialDest, String> {
             _ => Err("expected stdio, file:PATH or none".into()),
         },
     }
-}
-
-/// Parses `128M`, `2G`, `4096`, `512KiB`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M or G)")),
-    };
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.

@@ -31,6 +31,8 @@ pub enum MeasureTee {
     SevEs,
     /// AMD SEV: SHA-256 launch digest.
     Sev,
+    /// Intel TDX: MRTD and RTMR 0-3 (through TDVF).
+    Tdx,
 }
 
 /// Whose conventions the launch follows.
@@ -42,6 +44,15 @@ pub enum Vmm {
     Ec2,
     /// Google Compute Engine.
     Gce,
+}
+
+/// The order in which a TD's measured pages are added and extended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MrtdOrder {
+    /// Page by page (Linux 6.16+ KVM, QEMU 9+).
+    SinglePass,
+    /// All pages of a section, then all extends (QEMU 8.x).
+    TwoPass,
 }
 
 /// Arguments of `cvm measure`.
@@ -65,6 +76,22 @@ pub struct MeasureArgs {
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub vcpus: u32,
+    /// TDX: guest memory (the TD HOB and the kernel patch depend on it) [default: 2G].
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
+    pub memory: Option<u64>,
+    /// TDX: QEMU's ACPI tables blob (fw_cfg `etc/acpi/tables`), needed for RTMR 0.
+    #[arg(long, value_name = "FILE")]
+    pub acpi_tables: Option<PathBuf>,
+    /// TDX: serve the kernel with QEMU's setup-header patch (what OVMF before 2025.05
+    /// measures).
+    #[arg(long, requires = "kernel")]
+    pub patch_kernel: bool,
+    /// TDX: the order pages are added and extended in.
+    #[arg(long, value_enum, default_value_t = MrtdOrder::SinglePass)]
+    pub mrtd_order: MrtdOrder,
+    /// TDX: write the RTMR event log (JSON, see the README) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<PathBuf>,
     /// The QEMU CPU model (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, ...).
     #[arg(long, value_name = "NAME", group = "cpu")]
     pub vcpu_type: Option<String>,
@@ -165,7 +192,7 @@ pub struct InputFile {
 }
 
 impl InputFile {
-    fn new(path: &Path, data: &[u8]) -> Self {
+    pub(super) fn new(path: &Path, data: &[u8]) -> Self {
         Self::with_digest(path, data, None)
     }
 
@@ -291,7 +318,10 @@ impl Render for MeasureReport {
 
 /// Runs `cvm measure`.
 pub fn run(args: &MeasureArgs) -> CmdResult {
-    simple(|| Output::new(&report(args)?))
+    simple(|| match args.tee {
+        MeasureTee::Tdx => Output::new(&super::measure_tdx::report(args)?),
+        _ => Output::new(&report(args)?),
+    })
 }
 
 /// Computes the report for `args`.
@@ -300,7 +330,19 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         MeasureTee::Snp => Platform::Snp,
         MeasureTee::SevEs => Platform::SevEs,
         MeasureTee::Sev => Platform::Sev,
+        MeasureTee::Tdx => return Err(CliError::Usage("--tee tdx has its own report".into())),
     };
+    reject_other_tee_options(
+        args,
+        "tdx",
+        &[
+            ("--memory", args.memory.is_some()),
+            ("--acpi-tables", args.acpi_tables.is_some()),
+            ("--patch-kernel", args.patch_kernel),
+            ("--mrtd-order", args.mrtd_order != MrtdOrder::SinglePass),
+            ("--event-log", args.event_log.is_some()),
+        ],
+    )?;
     let vmm = match args.vmm {
         Vmm::Qemu => VmmType::Qemu,
         Vmm::Ec2 => VmmType::Ec2,
@@ -425,6 +467,24 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         id_block,
         components: m.components,
     })
+}
+
+/// Refuses options that belong to another TEE than `args.tee` (`owner`): a pipeline that
+/// passes them expects them to change the result.
+pub(super) fn reject_other_tee_options(
+    args: &MeasureArgs,
+    owner: &str,
+    given: &[(&str, bool)],
+) -> Result<(), CliError> {
+    match given.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => Err(CliError::Usage(format!(
+            "{flag} applies to --tee {owner} only, not --tee {}",
+            args.tee
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_owned())
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// An ID block's fields and keys, checked and loaded before the measurement is computed.

@@ -5,6 +5,7 @@ pub mod inspect;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod launch;
 pub mod measure;
+mod measure_tdx;
 pub mod probe;
 pub mod verify;
 
@@ -29,4 +30,21 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Parses `128M`, `2G`, `4096`, `512KiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M or G)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
