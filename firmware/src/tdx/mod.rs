@@ -463,3 +463,6 @@ fn td_hob(sections: &[TdvfSection], ram: &[RamRange]) -> Result<TdHob> {
     put(&mut bytes, 48, &end_of_list.to_le_bytes());
     Ok(TdHob { bytes })
 }
+
+#[cfg(test)]
+mod tests;

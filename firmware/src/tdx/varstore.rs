@@ -89,7 +89,8 @@ pub fn variables(cfv: &[u8]) -> Result<Vec<Variable>> {
         return Ok(Vec::new());
     };
     let store_size = u64::from(img.u32(store.saturating_add(16), "variable store size")?);
-    let store_end = store.saturating_add(store_size).min(img.len());
+    img.bytes(store, store_size, "variable store (its header's size)")?;
+    let store_end = store.saturating_add(store_size);
     let mut out: Vec<Variable> = Vec::new();
     let mut off = align4(store.saturating_add(STORE_HEADER_LEN));
     while off.saturating_add(var_header_len) <= store_end {

@@ -1,0 +1,203 @@
+//! `cvm measure --tee tdx` through the real binary: JSON, the event log, errors.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+mod common;
+
+use common::{cvm, shared, stdout_json, temp_file};
+use sha2::{Digest, Sha384};
+
+fn one_error_line(out: &std::process::Output) -> String {
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("cvm: error: "), "{err}");
+    err
+}
+
+/// Row tdx-024 of shared/reference/tdx_ref.tsv (fortanix/tdx-measure): trixie's OVMF,
+/// 4 vCPUs, 2 GiB, the canonical ACPI tables, the small initrd.
+#[test]
+fn json_and_event_log_match_the_reference_row() {
+    let Some(inputs) = shared("reference/inputs") else {
+        return;
+    };
+    let p = |rel: &str| inputs.join(rel).display().to_string();
+    let log = std::env::temp_dir().join(format!("cvm-tdx-events-{}.json", std::process::id()));
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "tdx",
+        "--firmware",
+        &p("trixie/OVMF.fd"),
+        "--kernel",
+        &p("amd64/vmlinuz-6.1.0-56-cloud-amd64"),
+        "--initrd",
+        &p("initrd-small.img"),
+        "--cmdline",
+        "console=ttyS0 root=/dev/vda1 ro",
+        "--vcpus",
+        "4",
+        "--memory",
+        "2048M",
+        "--acpi-tables",
+        &p("tdx-acpi/canonical-defaults/acpi_tables.bin"),
+        "--event-log",
+        log.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout_json(&out);
+    assert_eq!(json["tee"], "tdx");
+    assert_eq!(
+        json["mrtd"],
+        "bdc6fb145880f06f30c8b346b8dce2a99d9351b56892df22f80fcf6574caa9f9c31df8e8576d53b4d0cd1c3f28910e11"
+    );
+    let rtmr = json["rtmr"].as_array().unwrap();
+    assert_eq!(
+        rtmr[0],
+        "e1cf95c7fedaa78087b3eb237148869f804642b7939d59c8825db269ffadf190d4a7fd4f44d9b10ba7ff44c12dd564f5"
+    );
+    assert_eq!(
+        rtmr[1],
+        "7c8fc1156aa7d170c971af918b68aa22cda486113fbf513d3031b2dc792fc78a6c534d8382b9205b16b2aa2d16b6557c"
+    );
+    assert_eq!(
+        rtmr[2],
+        "a03a3b67b97d95710f76f6cb39c59a82a45980a5997f7f2fa18837969073d73110c27a5ccaaf05cf127ad7d73b4af508"
+    );
+    assert_eq!(rtmr[3], "0".repeat(96));
+    assert!(json.get("events").is_none(), "events only with --explain");
+
+    // The event log replays to the RTMRs: what a verifier does with it.
+    let text = std::fs::read(&log).unwrap();
+    std::fs::remove_file(&log).ok();
+    let log: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(log["format"], "cvm-tdx-event-log/1");
+    let events = log["events"].as_array().unwrap();
+    for (i, expected) in rtmr.iter().enumerate().take(3) {
+        let mut r = [0u8; 48];
+        for e in events.iter().filter(|e| e["rtmr"] == i) {
+            let d = hex_decode(e["digest"].as_str().unwrap());
+            let mut h = Sha384::new();
+            h.update(r);
+            h.update(d);
+            r = h.finalize().into();
+        }
+        assert_eq!(hex_encode(&r), *expected, "RTMR{i} replay");
+    }
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"].is_string() && e["description"].is_string())
+    );
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn bad_inputs_and_misplaced_options() {
+    // A firmware without a TDVF descriptor: malformed input, exit 2.
+    let plain = temp_file("plain.fd", vec![0u8; 8192]);
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "tdx",
+        "--firmware",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("no TDVF descriptor"));
+
+    // Options of the other TEE are usage errors, both ways.
+    for args in [
+        &[
+            "measure",
+            "--tee",
+            "tdx",
+            "--firmware",
+            "x",
+            "--vcpu-type",
+            "EPYC",
+        ][..],
+        &[
+            "measure",
+            "--tee",
+            "snp",
+            "--firmware",
+            "x",
+            "--memory",
+            "4G",
+        ][..],
+        &[
+            "measure",
+            "--tee",
+            "sev",
+            "--firmware",
+            "x",
+            "--acpi-tables",
+            "a",
+        ][..],
+    ] {
+        let out = cvm(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            one_error_line(&out).contains("applies to --tee"),
+            "{args:?}"
+        );
+    }
+
+    let Some(inputs) = shared("reference/inputs") else {
+        return;
+    };
+    let fw = inputs.join("trixie/OVMF.fd").display().to_string();
+    // A kernel that is not a PE image (the initrd, here).
+    let not_pe = inputs.join("initrd-small.img").display().to_string();
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "tdx",
+        "--firmware",
+        &fw,
+        "--kernel",
+        &not_pe,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("initrd-small.img") && err.contains("kernel"),
+        "{err}"
+    );
+    // Too little memory.
+    let out = cvm(&[
+        "measure",
+        "--tee",
+        "tdx",
+        "--firmware",
+        &fw,
+        "--memory",
+        "8M",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("at least 32 MiB"));
+}
