@@ -1,3 +1,9 @@
+#![allow(
+    clippy::as_conversions,
+    clippy::cast_possible_truncation,
+    reason = "test images are a few KiB: their sizes fit every integer type"
+)]
+
 use super::*;
 use crate::guid::known;
 use crate::measure::tdx as m;
