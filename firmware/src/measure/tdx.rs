@@ -248,7 +248,27 @@ pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
             plan.platform.name()
         )));
     }
-    let mrtd = mrtd(plan)?;
+    // MRTD and the RTMR events hash disjoint inputs: fold MRTD on a second thread.
+    std::thread::scope(|scope| {
+        let mrtd = scope.spawn(|| mrtd(plan));
+        let (rtmr, events, secure_boot) = rtmrs(plan)?;
+        let mrtd = mrtd
+            .join()
+            .unwrap_or_else(|_| Err(FirmwareError::Unsupported("the MRTD fold panicked".into())))?;
+        Ok(TdxMeasurement {
+            mrtd,
+            rtmr,
+            events,
+            secure_boot,
+        })
+    })
+}
+
+/// The RTMR values, their events and the Secure Boot variables measured.
+#[allow(clippy::type_complexity, reason = "a private helper's tuple")]
+fn rtmrs(
+    plan: &LaunchPlan<'_>,
+) -> Result<([Option<Digest48>; 4], Vec<Event>, Vec<SecureBootVariable>)> {
     let mut log = Log { events: Vec::new() };
     let section = |kind: TdvfSectionType| {
         plan.steps.iter().find_map(|s| match s.origin {
@@ -399,10 +419,5 @@ pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
     if !rtmr0_known {
         log.events.retain(|e| e.rtmr != 0);
     }
-    Ok(TdxMeasurement {
-        mrtd,
-        rtmr,
-        events: log.events,
-        secure_boot,
-    })
+    Ok((rtmr, log.events, secure_boot))
 }

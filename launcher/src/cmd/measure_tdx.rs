@@ -166,17 +166,32 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
         }
     };
     let plan = cvm_firmware::tdx::plan(&cfg).map_err(blame)?;
-    let m = tdx::measure(&plan).map_err(blame)?;
-    let mrtd = hex::encode(&m.mrtd);
-    let rtmr = m.rtmr.map(|r| r.map(|d| hex::encode(&d)));
-    if let Some(path) = &args.event_log {
-        write_event_log(path, &mrtd, &rtmr, &m.events)?;
-    }
     let file = |p: &Option<PathBuf>, d: &Option<Vec<u8>>| {
         p.as_deref()
             .zip(d.as_deref())
             .map(|(p, d)| InputFile::new(p, d))
     };
+    // The input files' own SHA-256s (for the report) while the plan is measured.
+    let (m, files) = std::thread::scope(|scope| {
+        let files = scope.spawn(|| {
+            (
+                InputFile::new(&args.firmware, &fw_bytes),
+                file(&args.kernel, &kernel),
+                file(&args.initrd, &initrd),
+                file(&args.acpi_tables, &acpi),
+            )
+        });
+        let m = tdx::measure(&plan);
+        (m, files.join())
+    });
+    let m = m.map_err(blame)?;
+    let (firmware, kernel_file, initrd_file, acpi_file) =
+        files.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
+    let mrtd = hex::encode(&m.mrtd);
+    let rtmr = m.rtmr.map(|r| r.map(|d| hex::encode(&d)));
+    if let Some(path) = &args.event_log {
+        write_event_log(path, &mrtd, &rtmr, &m.events)?;
+    }
     Ok(TdxReport {
         tee: "tdx",
         mrtd,
@@ -187,15 +202,15 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
         },
         vcpus: args.vcpus,
         memory,
-        firmware: InputFile::new(&args.firmware, &fw_bytes),
-        kernel: file(&args.kernel, &kernel),
+        firmware,
+        kernel: kernel_file,
         patch_kernel: args.patch_kernel,
-        initrd: file(&args.initrd, &initrd),
+        initrd: initrd_file,
         cmdline: args
             .kernel
             .as_ref()
             .map(|_| args.cmdline.clone().unwrap_or_default()),
-        acpi_tables: file(&args.acpi_tables, &acpi),
+        acpi_tables: acpi_file,
         secure_boot_variables: m
             .secure_boot
             .iter()

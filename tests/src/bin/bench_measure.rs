@@ -13,32 +13,13 @@
     reason = "a benchmark program that reports on stdout"
 )]
 
-use cvm_tests::median;
+use cvm_tests::{median, ms, ratio};
 use sha2::{Digest, Sha256, Sha384};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 7;
 const CMDLINE: &str = "console=ttyS0 root=/dev/vda1 ro";
-
-fn time_command(program: &Path, args: &[String]) -> (Duration, String) {
-    let mut times = Vec::new();
-    let mut output = String::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let out = Command::new(program).args(args).output().expect("run");
-        times.push(start.elapsed());
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            program.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        output = String::from_utf8_lossy(&out.stdout).into_owned();
-    }
-    (median(times), output)
-}
 
 /// SHA-384 of every measured page (firmware, hashes page, one VMSA per vCPU) and SHA-256
 /// of the kernel and initrd: the work no implementation can avoid.
@@ -101,7 +82,7 @@ fn main() {
     .iter()
     .map(|a| (*a).to_owned())
     .collect();
-    let (cvm_time, cvm_out) = time_command(&cvm, &cvm_args);
+    let (cvm_time, cvm_out) = cvm_tests::time_command(&cvm, &cvm_args, RUNS);
     let cvm_digest = cvm_out
         .lines()
         .find_map(|l| l.strip_prefix("measurement: "))
@@ -150,7 +131,7 @@ fn main() {
             .iter()
             .map(|a| (*a).to_owned())
             .collect();
-            let (tool_time, tool_out) = time_command(&tool, &tool_args);
+            let (tool_time, tool_out) = cvm_tests::time_command(&tool, &tool_args, RUNS);
             let tool_digest = tool_out.trim();
             assert_eq!(
                 tool_digest, cvm_digest,
@@ -167,12 +148,4 @@ fn main() {
         }
         None => println!("sev-snp-measure: not run (pass --reference-tool PATH)"),
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
