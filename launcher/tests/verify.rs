@@ -93,6 +93,19 @@ fn pass_with_reference_values_and_exit_codes_per_failure() {
         .collect();
     assert_eq!(failed, ["reference.measurement"]);
 
+    // `cvm measure --tee tdx` output is not an SNP reference: malformed input (2),
+    // naming the TEE.
+    let tdx = temp_file(
+        "tdx.json",
+        format!(
+            r#"{{"tee": "tdx", "mrtd": "{}", "rtmr": [null, null, null, null], "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
+            "ab".repeat(48)
+        ),
+    );
+    let out = verify(&case, &["--reference", tdx.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("for \"tdx\", not \"snp\""));
+
     // A wrong nonce: policy (5).
     let out = verify(
         &case,

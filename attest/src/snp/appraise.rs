@@ -100,6 +100,11 @@ impl Reference {
             let value: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
             if value.get("firmware").is_some() {
+                // Name the TEE first: a TDX report has no `measurement` to complain about.
+                check_tee(
+                    value.get("tee").and_then(serde_json::Value::as_str),
+                    "reference values",
+                )?;
                 let m: MeasureHandoff = serde_json::from_value(value)
                     .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
                 let id = m.id_block;
