@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{cvm, shared, stdout_json, temp_file};
+use common::{cvm, one_error_line, shared, stdout_json, temp_file};
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -132,13 +132,6 @@ fn verbose_logs_go_to_stderr_only() {
     let out = cvm(&["-vvv", "probe", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     stdout_json(&out);
-}
-
-fn one_error_line(out: &Output) -> String {
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("cvm: error: "), "{err}");
-    err
 }
 
 #[test]

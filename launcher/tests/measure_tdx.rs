@@ -10,15 +10,8 @@
 
 mod common;
 
-use common::{cvm, shared, stdout_json, temp_file};
+use common::{cvm, one_error_line, shared, stdout_json, temp_file};
 use sha2::{Digest, Sha384};
-
-fn one_error_line(out: &std::process::Output) -> String {
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("cvm: error: "), "{err}");
-    err
-}
 
 /// Row tdx-024 of shared/reference/tdx_ref.tsv (fortanix/tdx-measure): trixie's OVMF,
 /// 4 vCPUs, 2 GiB, the canonical ACPI tables, the small initrd.

@@ -55,7 +55,7 @@ pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the MMIO gap below 4 GiB.
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
 /// 4 GiB: where the firmware ends, and where RAM above the gap starts.
-pub const FOUR_GIB: u64 = 0x1_0000_0000;
+pub use crate::ovmf::FOUR_GIB;
 /// The lowest address firmware may occupy: at most 16 MiB end at 4 GiB (as with QEMU's
 /// flash), above the local APIC and the pages KVM needs for its real-mode TSS.
 pub const FIRMWARE_LOWEST: u64 = 0xff00_0000;

@@ -67,3 +67,11 @@ pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     std::fs::write(&path, contents).unwrap();
     path
 }
+
+/// The single `cvm: error: ...` line of a failed run's stderr.
+pub fn one_error_line(out: &Output) -> String {
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("cvm: error: "), "{err}");
+    err
+}
