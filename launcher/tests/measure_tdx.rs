@@ -194,3 +194,25 @@ fn bad_inputs_and_misplaced_options() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("at least 32 MiB"));
 }
+
+#[test]
+fn inspect_lists_the_variables_rtmr0_measures() {
+    let Some(inputs) = shared("reference/inputs") else {
+        return;
+    };
+    let ms = inputs.join("sid/OVMF.inteltdx.ms.fd").display().to_string();
+    let out = cvm(&["inspect", "firmware", &ms, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json = stdout_json(&out);
+    let names: Vec<&str> = json["cfv_variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["KEK", "PK", "db", "dbx"]);
+    // An image without enrolled keys has an empty store: the field is left out.
+    let plain = inputs.join("trixie/OVMF.fd").display().to_string();
+    let json = stdout_json(&cvm(&["inspect", "firmware", &plain, "--format", "json"]));
+    assert!(json.get("cfv_variables").is_none());
+}

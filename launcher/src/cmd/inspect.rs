@@ -5,7 +5,8 @@ use crate::error::CliError;
 use crate::output::{Output, Render};
 use clap::{Args, Subcommand};
 use cvm_firmware::hex;
-use cvm_firmware::ovmf::{FooterEntry, OvmfImage, SevMetadata, TdvfDescriptor};
+use cvm_firmware::ovmf::{FooterEntry, OvmfImage, SevMetadata, TdvfDescriptor, TdvfSectionType};
+use cvm_firmware::tdx::varstore;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -45,6 +46,22 @@ pub struct FirmwareReport {
     pub sev_metadata: Option<SevMetadata>,
     /// The TDVF descriptor.
     pub tdvf: Option<TdvfDescriptor>,
+    /// The UEFI variables in the TDVF configuration volume (what RTMR 0 measures of it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cfv_variables: Vec<VariableInfo>,
+}
+
+/// One variable of the configuration volume's store.
+#[derive(Debug, Serialize)]
+pub struct VariableInfo {
+    /// Its name.
+    pub name: String,
+    /// Its vendor GUID.
+    pub guid: String,
+    /// Offset of its header in the CFV.
+    pub offset: u64,
+    /// Bytes of data.
+    pub size: usize,
 }
 
 impl Render for FirmwareReport {
@@ -110,6 +127,20 @@ impl Render for FirmwareReport {
                 )?;
             }
         }
+        if !self.cfv_variables.is_empty() {
+            writeln!(
+                out,
+                "CFV variable store: {} variables",
+                self.cfv_variables.len()
+            )?;
+            for v in &self.cfv_variables {
+                writeln!(
+                    out,
+                    "  {} {:<12} @{:#x} {} bytes",
+                    v.guid, v.name, v.offset, v.size
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -128,6 +159,17 @@ fn firmware(args: &FirmwareArgs) -> Result<FirmwareReport, CliError> {
         source,
     };
     let fw = OvmfImage::parse(&bytes).map_err(err)?;
+    let cfv = fw
+        .tdvf()
+        .and_then(|t| t.sections.iter().find(|s| s.kind == TdvfSectionType::Cfv))
+        .and_then(|s| {
+            let start = usize::try_from(s.data_offset).ok()?;
+            bytes.get(start..start.checked_add(usize::try_from(s.raw_size).ok()?)?)
+        });
+    let cfv_variables = match cfv {
+        Some(cfv) => varstore::variables(cfv).map_err(err)?,
+        None => Vec::new(),
+    };
     Ok(FirmwareReport {
         path: args.file.clone(),
         size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
@@ -138,5 +180,14 @@ fn firmware(args: &FirmwareArgs) -> Result<FirmwareReport, CliError> {
         sev_secret_block: fw.sev_secret_block().map_err(err)?,
         sev_metadata: fw.sev_metadata().cloned(),
         tdvf: fw.tdvf().cloned(),
+        cfv_variables: cfv_variables
+            .into_iter()
+            .map(|v| VariableInfo {
+                guid: v.guid.to_string(),
+                offset: v.offset,
+                size: v.data.len(),
+                name: v.name,
+            })
+            .collect(),
     })
 }
