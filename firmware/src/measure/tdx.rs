@@ -355,23 +355,16 @@ fn rtmrs(
             pe::authenticode_sha384(kernel, "kernel")?,
             format!("kernel, Authenticode SHA-384 of {} bytes", kernel.len()),
         );
-        for (ty, text) in [
-            (
-                EventType::Action,
-                &b"Calling EFI Application from Boot Option"[..],
-            ),
-            (EventType::Separator, &[0u8; 4][..]),
-            (EventType::Action, &b"Exit Boot Services Invocation"[..]),
-            (
-                EventType::Action,
-                &b"Exit Boot Services Returned with Success"[..],
-            ),
+        const CALLING: &str = "Calling EFI Application from Boot Option";
+        const EBS: &str = "Exit Boot Services Invocation";
+        const EBS_OK: &str = "Exit Boot Services Returned with Success";
+        for (ty, data, description) in [
+            (EventType::Action, CALLING.as_bytes(), CALLING),
+            (EventType::Separator, &[0u8; 4][..], "separator"),
+            (EventType::Action, EBS.as_bytes(), EBS),
+            (EventType::Action, EBS_OK.as_bytes(), EBS_OK),
         ] {
-            let description = match ty {
-                EventType::Separator => "separator".to_owned(),
-                _ => String::from_utf8_lossy(text).into_owned(),
-            };
-            log.push(1, ty, sha384(text), description);
+            log.push(1, ty, sha384(data), description.to_owned());
         }
         let initrd = plan.fw_cfg_file(fw_cfg::INITRD);
         let cmdline = plan

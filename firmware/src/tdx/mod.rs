@@ -133,7 +133,8 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
     let ram = ram_ranges(cfg.memory);
     let low_end = ram.first().map_or(0, |r| r.len);
     check_sections(&desc.sections, desc.offset, to_u64(image.len()), low_end)?;
-    let hob = td_hob(&desc.sections, &ram)?;
+    // Exactly one TD_HOB section (checked): it takes the HOB.
+    let mut hob = Some(td_hob(&desc.sections, &ram)?);
 
     let mut steps = Vec::new();
     for (index, s) in desc.sections.iter().enumerate() {
@@ -146,7 +147,7 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
             TdvfSectionType::Bfv | TdvfSectionType::Cfv => {
                 Cow::Borrowed(section_bytes(image, s).unwrap_or_default())
             }
-            TdvfSectionType::TdHob => Cow::Owned(hob.bytes.clone()),
+            TdvfSectionType::TdHob => Cow::Owned(hob.take().unwrap_or_default()),
             _ => Cow::Borrowed(&[]),
         };
         let step = |kind, data| Step {
@@ -185,9 +186,10 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
                 QEMU_ACPI_DATA_SIZE,
             )?)
         } else {
-            crate::pe::authenticode_layout(db.kernel, "kernel")?;
             Cow::Borrowed(db.kernel)
         };
+        // TDVF starts the kernel as an EFI application: refuse one it cannot measure.
+        crate::pe::authenticode_layout(&kernel, "kernel")?;
         files.push(file(fw_cfg::KERNEL, kernel));
         if let Some(initrd) = db.initrd {
             files.push(file(fw_cfg::INITRD, Cow::Borrowed(initrd)));
@@ -260,7 +262,6 @@ fn check_sections(
         offset: entry_offset(i),
         reason: format!("section {i}: {reason}"),
     };
-    let mut count = [0usize; 3];
     for (i, s) in sections.iter().enumerate() {
         let end = s.mem_address.saturating_add(s.mem_size);
         if !s.mem_address.is_multiple_of(PAGE) || !s.mem_size.is_multiple_of(PAGE) {
@@ -295,7 +296,7 @@ fn check_sections(
                 ),
             ));
         }
-        let slot = match s.kind {
+        match s.kind {
             TdvfSectionType::Bfv | TdvfSectionType::Cfv => {
                 let data_end = u64::from(s.data_offset).saturating_add(s.mem_size);
                 if data_end > image_len {
@@ -310,7 +311,6 @@ fn check_sections(
                 if end > FOUR_GIB {
                     return Err(bad(i, format!("{:?} ends above 4 GiB", s.kind)));
                 }
-                usize::from(s.kind == TdvfSectionType::Cfv)
             }
             TdvfSectionType::TdHob | TdvfSectionType::TempMem => {
                 if s.raw_size != 0 {
@@ -326,7 +326,6 @@ fn check_sections(
                         s.kind, s.mem_address
                     )));
                 }
-                2
             }
             other => {
                 return Err(FirmwareError::Unsupported(format!(
@@ -334,9 +333,6 @@ fn check_sections(
                      TD_HOB, TEMP_MEM sections), not payload or permanent-memory sections"
                 )));
             }
-        };
-        if let Some(c) = count.get_mut(slot) {
-            *c = c.saturating_add(1);
         }
         for (j, t) in sections.iter().enumerate().take(i) {
             let t_end = t.mem_address.saturating_add(t.mem_size);
@@ -351,7 +347,12 @@ fn check_sections(
             }
         }
     }
-    let [bfv, cfv, _] = count;
+    let count = |kind| sections.iter().filter(|s| s.kind == kind).count();
+    let (bfv, cfv, hobs) = (
+        count(TdvfSectionType::Bfv),
+        count(TdvfSectionType::Cfv),
+        count(TdvfSectionType::TdHob),
+    );
     if bfv != 1 {
         return Err(bad(
             0,
@@ -364,10 +365,6 @@ fn check_sections(
             format!("{cfv} CFV sections; at most one is allowed"),
         ));
     }
-    let hobs = sections
-        .iter()
-        .filter(|s| s.kind == TdvfSectionType::TdHob)
-        .count();
     if hobs != 1 {
         return Err(bad(
             0,
@@ -375,13 +372,6 @@ fn check_sections(
         ));
     }
     Ok(())
-}
-
-/// The TD HOB the VMM writes into the TD_HOB section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TdHob {
-    /// The HOB list, with its end-of-list HOB.
-    pub bytes: Vec<u8>,
 }
 
 /// HOB types (UEFI PI spec vol. 3).
@@ -404,9 +394,9 @@ const RESOURCE_ATTRIBUTES: u32 = 7;
 /// Length of the end-of-list HOB that closes every HOB list.
 pub const HOB_END_LEN: usize = 8;
 
-/// Builds the TD HOB: a PHIT, a resource descriptor per RAM range (accepted ranges for
+/// Builds the TD HOB the VMM writes into the TD_HOB section: a PHIT, a resource descriptor per RAM range (accepted ranges for
 /// the TD_HOB and TEMP_MEM sections, the rest unaccepted), and the end of the list.
-fn td_hob(sections: &[TdvfSection], ram: &[RamRange]) -> Result<TdHob> {
+fn td_hob(sections: &[TdvfSection], ram: &[RamRange]) -> Result<Vec<u8>> {
     let hob_section = sections
         .iter()
         .find(|s| s.kind == TdvfSectionType::TdHob)
@@ -460,7 +450,7 @@ fn td_hob(sections: &[TdvfSection], ram: &[RamRange]) -> Result<TdHob> {
     // PHIT.EfiEndOfHobList: the first byte past the end-of-list HOB.
     let end_of_list = hob_section.mem_address.saturating_add(total);
     put(&mut bytes, 48, &end_of_list.to_le_bytes());
-    Ok(TdHob { bytes })
+    Ok(bytes)
 }
 
 #[cfg(test)]

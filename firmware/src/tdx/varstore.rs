@@ -114,13 +114,10 @@ pub fn variables(cfv: &[u8]) -> Result<Vec<Variable>> {
             ));
         }
         let units: Vec<u16> = name_bytes
-            .chunks_exact(2)
-            .map(|c| {
-                u16::from_le_bytes([
-                    c.first().copied().unwrap_or(0),
-                    c.get(1).copied().unwrap_or(0),
-                ])
-            })
+            .as_chunks::<2>()
+            .0
+            .iter()
+            .map(|c| u16::from_le_bytes(*c))
             .take_while(|&u| u != 0)
             .collect();
         let name = String::from_utf16(&units)
