@@ -15,7 +15,9 @@
     clippy::unwrap_used
 )]
 
+pub mod config;
 pub mod snp;
+pub mod tdx;
 pub mod time;
 pub mod verdict;
 pub mod x509;

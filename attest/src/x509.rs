@@ -14,10 +14,14 @@ use x509_cert::crl::CertificateList;
 pub const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
 /// ecdsa-with-SHA384.
 pub const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+/// ecdsa-with-SHA256.
+pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 /// id-ecPublicKey.
 pub const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 /// secp384r1.
 pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// prime256v1 (P-256).
+pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 /// commonName.
 const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 
@@ -144,7 +148,8 @@ impl Cert {
     }
 
     /// Verifies that `issuer` signed this certificate (RSASSA-PSS with SHA-384, as AMD's
-    /// ARK, ASK and ASVK sign; or ECDSA P-384 with SHA-384).
+    /// ARK, ASK and ASVK sign; ECDSA P-384 with SHA-384; or ECDSA P-256 with SHA-256, as
+    /// Intel's SGX root and CAs sign).
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
         let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
         verify_signature(
@@ -167,14 +172,23 @@ impl Cert {
 
     /// The uncompressed P-384 point of an EC P-384 subject key.
     pub fn p384_public_key(&self) -> Result<&[u8], String> {
+        self.ec_public_key(&SECP384R1, "P-384")
+    }
+
+    /// The uncompressed P-256 point of an EC P-256 subject key.
+    pub fn p256_public_key(&self) -> Result<&[u8], String> {
+        self.ec_public_key(&SECP256R1, "P-256")
+    }
+
+    fn ec_public_key(&self, want: &ObjectIdentifier, name: &str) -> Result<&[u8], String> {
         let spki = &self.cert.tbs_certificate.subject_public_key_info;
         let curve = spki
             .algorithm
             .parameters
             .as_ref()
             .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
-        if spki.algorithm.oid != EC_PUBLIC_KEY || curve != Some(SECP384R1) {
-            return Err("the subject key is not an EC P-384 key".into());
+        if spki.algorithm.oid != EC_PUBLIC_KEY || curve.as_ref() != Some(want) {
+            return Err(format!("the subject key is not an EC {name} key"));
         }
         Ok(self.public_key_bits())
     }
@@ -229,7 +243,7 @@ impl Crl {
     /// Verifies that `issuer` signed this CRL.
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
         if self.crl.tbs_cert_list.issuer != issuer.cert.tbs_certificate.subject {
-            return Err("the CRL's issuer is not the root's subject".into());
+            return Err("the CRL's issuer is not the expected signer's subject".into());
         }
         let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
         verify_signature(
@@ -273,6 +287,9 @@ fn verify_signature(
         &signature::RSA_PSS_2048_8192_SHA384
     } else if *algorithm == ECDSA_WITH_SHA384 {
         &signature::ECDSA_P384_SHA384_ASN1
+    } else if *algorithm == ECDSA_WITH_SHA256 {
+        // Intel's SGX/TDX PKI: P-256 keys throughout.
+        &signature::ECDSA_P256_SHA256_ASN1
     } else {
         return Err(format!("unsupported signature algorithm {algorithm}"));
     };

@@ -8,45 +8,10 @@ use super::claims::Claims;
 use super::report::{Report, SigningKey};
 use super::tcb::Tcb;
 use crate::verdict::{Category, Checks};
-use cvm_firmware::hex;
 use serde::Deserialize;
 
-/// Why a reference-value or policy file was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-/// A hex value of exactly `N` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bytes<const N: usize>(pub [u8; N]);
-
-impl<'de, const N: usize> Deserialize<'de> for Bytes<N> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode_exact::<N>(&s)
-            .map(Bytes)
-            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not {N} bytes of hex")))
-    }
-}
-
-/// One value or a list of acceptable values.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany<T> {
-    /// One.
-    One(T),
-    /// Any of these.
-    Many(Vec<T>),
-}
-
-impl<T> OneOrMany<T> {
-    fn as_slice(&self) -> &[T] {
-        match self {
-            OneOrMany::One(t) => std::slice::from_ref(t),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
+pub use crate::config::{Bytes, ConfigError, OneOrMany};
+use crate::config::{eq_check, flag, from_toml};
 
 /// Reference values for one guest image. Every field given must match; the measurement
 /// is required unless `skip_measurement` says otherwise.
@@ -244,43 +209,11 @@ impl Policy {
     }
 }
 
-fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError(format!("TOML: {e}")))
-}
-
 /// A file that names its TEE must name SNP.
 fn check_tee(tee: Option<&str>, what: &str) -> Result<(), ConfigError> {
     match tee {
         Some(t) if t != "snp" => Err(ConfigError(format!("{what} for {t:?}, not \"snp\""))),
         _ => Ok(()),
-    }
-}
-
-fn eq_check<const N: usize>(
-    checks: &mut Checks,
-    name: &str,
-    field: &str,
-    want: Option<&Bytes<N>>,
-    got: &[u8; N],
-    absent: &str,
-) {
-    match want {
-        None => checks.skip(name, Category::Policy, absent),
-        Some(w) => {
-            checks.record(
-                name,
-                Category::Policy,
-                if &w.0 == got {
-                    Ok(format!("{field} is {}", hex::encode(got)))
-                } else {
-                    Err(format!(
-                        "{field} is {}, expected {}",
-                        hex::encode(got),
-                        hex::encode(&w.0)
-                    ))
-                },
-            );
-        }
     }
 }
 
@@ -379,18 +312,6 @@ pub fn appraise(
         }
     }
     appraise_policy(report, claims, policy, checks);
-}
-
-fn flag(checks: &mut Checks, name: &str, ok: bool, pass: &str, fail: &str) {
-    checks.record(
-        name,
-        Category::Policy,
-        if ok {
-            Ok(pass.to_owned())
-        } else {
-            Err(fail.to_owned())
-        },
-    );
 }
 
 fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks: &mut Checks) {

@@ -1,0 +1,566 @@
+//! Intel DCAP quotes (TDX v4/v5, SGX v3): parse, verify the PCK chain to the built-in
+//! Intel SGX Root CA, the QE report and the quote signature, verify Intel's collateral
+//! (CRLs, TCB Info, QE Identity) at the given time, evaluate the TCB status, appraise the
+//! claims.
+//!
+//! ```no_run
+//! use cvm_attest::tdx::{Verifier, appraise::{Policy, Reference}, collateral::Collateral, pck::IntelRoot};
+//! use cvm_attest::time::Time;
+//! # let quote: Vec<u8> = vec![];
+//! # let collateral_json = "";
+//! let root = IntelRoot::builtin()?;
+//! let collateral = Collateral::parse_json(collateral_json)?;
+//! let policy = Policy::default();
+//! let verifier = Verifier {
+//!     root: &root,
+//!     collateral: Some(&collateral),
+//!     reference: None,
+//!     policy: &policy,
+//!     event_log: None,
+//!     at: Time::parse_rfc3339("2025-07-01T00:00:00Z")?,
+//! };
+//! println!("{}", serde_json::to_string(&verifier.verify(&quote))?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod appraise;
+pub mod claims;
+pub mod collateral;
+pub mod pck;
+pub mod quote;
+pub mod tcb;
+
+use crate::time::Time;
+use crate::verdict::{Category, Checks, Status, Verdict};
+use crate::x509::{Cert, Crl};
+use appraise::{EventLog, Policy, Reference};
+use claims::{Claims, PckClaims, TcbClaims};
+use collateral::{Collateral, QeIdentity, Signed, TcbInfo, TcbStatus};
+use cvm_firmware::hex;
+use pck::{IntelRoot, VerifiedPck};
+use quote::{INTEL_QE_VENDOR_ID, Quote, Tee};
+use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use sha2::{Digest, Sha256};
+use tcb::StatusAdvisories;
+
+/// Everything a verification needs besides the quote.
+#[derive(Debug, Clone, Copy)]
+pub struct Verifier<'a> {
+    /// The trust anchor (the built-in Intel SGX Root CA).
+    pub root: &'a IntelRoot,
+    /// Intel's collateral for the quote's platform; without it the signatures and the
+    /// chain are still verified, and the verdict fails for want of collateral.
+    pub collateral: Option<&'a Collateral>,
+    /// Reference values; `None` only when the caller said explicitly that it checks
+    /// authenticity alone.
+    pub reference: Option<&'a Reference>,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// An event log to replay against the RTMRs.
+    pub event_log: Option<&'a EventLog>,
+    /// The verification time.
+    pub at: Time,
+}
+
+impl Verifier<'_> {
+    /// Verifies one quote end to end.
+    pub fn verify(&self, quote_bytes: &[u8]) -> Verdict<Claims> {
+        let mut checks = Checks::default();
+        let quote = match Quote::parse(quote_bytes) {
+            Ok(q) => q,
+            Err(e) => {
+                checks.record("quote.parse", Category::Malformed, Err(e.to_string()));
+                return finish(checks, "tdx", None, None, self.at);
+            }
+        };
+        let mut claims = Claims::new(&quote);
+        structure(&quote, &mut checks);
+        let pck = pck::verify_chain(quote.pck_chain_pem, self.root, self.at, &mut checks);
+        if let Some(p) = &pck {
+            claims.pck = Some(PckClaims::new(&p.ext, p.ca_kind));
+            qe_report_signature(&quote, p, &mut checks);
+        }
+        qe_binding(&quote, &mut checks);
+        quote_signature(&quote, &mut checks);
+        match self.collateral {
+            None => {
+                checks.record(
+                    "collateral",
+                    Category::Collateral,
+                    Err(
+                        "no collateral given: revocation, the QE identity and the TCB status \
+                         cannot be decided (give --collateral)"
+                            .into(),
+                    ),
+                );
+            }
+            Some(c) => claims.tcb = self.with_collateral(&quote, pck.as_ref(), c, &mut checks),
+        }
+        appraise::appraise(
+            &quote.body,
+            self.reference,
+            self.policy,
+            self.event_log,
+            &mut checks,
+        );
+        let product = claims
+            .pck
+            .as_ref()
+            .map(|p| format!("FMSPC {} (PCK {:?} CA)", p.fmspc, p.ca));
+        finish(checks, quote.tee().name(), product, Some(claims), self.at)
+    }
+
+    fn with_collateral(
+        &self,
+        quote: &Quote<'_>,
+        pck: Option<&VerifiedPck>,
+        c: &Collateral,
+        checks: &mut Checks,
+    ) -> Option<TcbClaims> {
+        let at = self.at;
+        let anchor = self.root.cert();
+        crl_checks(
+            checks,
+            "root_ca_crl",
+            "Root CA CRL",
+            &c.root_ca_crl,
+            anchor,
+            "trusted Intel SGX Root CA",
+            at,
+        );
+        if let Some(p) = pck {
+            crl_checks(
+                checks,
+                "pck_crl",
+                "PCK CRL",
+                &c.pck_crl,
+                &p.ca,
+                "PCK certificate's CA",
+                at,
+            );
+            revocation(p, c, checks);
+        }
+        let tcb_info: Option<TcbInfo> = signed_item(
+            &c.tcb_info,
+            "tcb_info",
+            "TCB Info",
+            anchor,
+            &c.root_ca_crl,
+            at,
+            checks,
+        );
+        let qe_identity: Option<QeIdentity> = signed_item(
+            &c.qe_identity,
+            "qe_identity",
+            "QE Identity",
+            anchor,
+            &c.root_ca_crl,
+            at,
+            checks,
+        );
+        if let Some(info) = &tcb_info {
+            check_window(
+                checks,
+                "collateral.tcb_info.validity",
+                "TCB Info",
+                &info.issue_date,
+                &info.next_update,
+                at,
+            );
+            let (want_id, min_version) = match quote.tee() {
+                Tee::Tdx => ("TDX", 3),
+                Tee::Sgx => ("SGX", 3),
+            };
+            checks.record(
+                "collateral.tcb_info.kind",
+                Category::Collateral,
+                if info.id == want_id && info.version >= min_version {
+                    Ok(format!("{} TCB Info version {}", info.id, info.version))
+                } else {
+                    Err(format!(
+                        "TCB Info id {:?} version {}: a {} quote needs id {want_id:?} version >= {min_version}",
+                        info.id,
+                        info.version,
+                        quote.tee().name()
+                    ))
+                },
+            );
+        }
+        if let Some(id) = &qe_identity {
+            check_window(
+                checks,
+                "collateral.qe_identity.validity",
+                "QE Identity",
+                &id.issue_date,
+                &id.next_update,
+                at,
+            );
+            let want = match quote.tee() {
+                Tee::Tdx => "TD_QE",
+                Tee::Sgx => "QE",
+            };
+            checks.record(
+                "collateral.qe_identity.kind",
+                Category::Collateral,
+                if id.id == want && id.version == 2 {
+                    Ok(format!("{} identity version {}", id.id, id.version))
+                } else {
+                    Err(format!(
+                        "QE Identity id {:?} version {}: a {} quote needs {want:?} version 2",
+                        id.id,
+                        id.version,
+                        quote.tee().name()
+                    ))
+                },
+            );
+        }
+        let qe_status = qe_identity.as_ref().and_then(|id| {
+            checks.record(
+                "qe.identity",
+                Category::Signature,
+                tcb::qe_identity_matches(id, &quote.qe_report),
+            );
+            let status = tcb::qe_status(id, &quote.qe_report);
+            checks.record(
+                "qe.tcb",
+                Category::Signature,
+                status
+                    .as_ref()
+                    .map(|s| format!("QE ISVSVN {}: {}", quote.qe_report.isv_svn, s.status))
+                    .map_err(Clone::clone),
+            );
+            status.ok()
+        });
+        let (info, p) = (tcb_info?, pck?);
+        let fmspc_ok = checks.record(
+            "tcb.fmspc",
+            Category::Collateral,
+            match (
+                collateral::hex_field::<6>(&info.fmspc, "fmspc"),
+                collateral::hex_field::<2>(&info.pce_id, "pceId"),
+            ) {
+                (Ok(f), Ok(pce)) if f == p.ext.fmspc && pce == p.ext.pce_id => Ok(format!(
+                    "the TCB Info is for the platform's FMSPC {} and PCE ID {}",
+                    info.fmspc, info.pce_id
+                )),
+                (Ok(_), Ok(_)) => Err(format!(
+                    "the TCB Info is for FMSPC {} / PCE ID {}, the PCK certificate says {} / {}",
+                    info.fmspc,
+                    info.pce_id,
+                    hex::encode(&p.ext.fmspc).to_ascii_uppercase(),
+                    hex::encode(&p.ext.pce_id).to_ascii_uppercase()
+                )),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            },
+        );
+        if !fmspc_ok {
+            return None;
+        }
+        let td = quote.body.td();
+        let platform = tcb::platform_level(&info, &p.ext, td);
+        checks.record(
+            "tcb.platform",
+            Category::Policy,
+            platform
+                .as_ref()
+                .map(|(s, date)| format!("platform TCB level {} (tcbDate {date})", s.status))
+                .map_err(Clone::clone),
+        );
+        let module = td.map(|td| {
+            let m = tcb::module_status(&info, td);
+            checks.record(
+                "tcb.module",
+                Category::Signature,
+                m.as_ref().map(|(_, why)| why.clone()).map_err(Clone::clone),
+            );
+            m
+        });
+        let (platform, tcb_date) = platform.ok()?;
+        let module = match module {
+            Some(Ok((status, _))) => status,
+            Some(Err(_)) => return None,
+            None => None,
+        };
+        let qe = qe_status?;
+        let mut merged = platform.clone();
+        if let Some(m) = &module {
+            merged = merged.merge(m);
+        }
+        merged = merged.merge(&qe);
+        tcb_status(&merged, self.policy, checks);
+        Some(TcbClaims {
+            status: merged,
+            platform,
+            tcb_date,
+            module,
+            qe,
+            evaluation_data_number: info.tcb_evaluation_data_number,
+        })
+    }
+}
+
+fn finish(
+    checks: Checks,
+    tee: &'static str,
+    product: Option<String>,
+    claims: Option<Claims>,
+    at: Time,
+) -> Verdict<Claims> {
+    Verdict {
+        verdict: if checks.any_failed() {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
+        tee,
+        product,
+        verification_time: at,
+        checks: checks.0,
+        claims,
+    }
+}
+
+fn structure(quote: &Quote<'_>, checks: &mut Checks) {
+    let trailing = match quote.trailing {
+        0 => String::new(),
+        n => format!("; {n} bytes after its end ignored (not part of the quote)"),
+    };
+    checks.record(
+        "quote.structure",
+        Category::Malformed,
+        if quote.header.qe_vendor_id == INTEL_QE_VENDOR_ID {
+            Ok(format!(
+                "version {} {} quote, {}, {} bytes, Intel's QE{trailing}",
+                quote.header.version,
+                quote.tee().name().to_ascii_uppercase(),
+                quote.body.name(),
+                quote.len()
+            ))
+        } else {
+            Err(format!(
+                "QE vendor ID {} is not Intel's ({})",
+                hex::encode(&quote.header.qe_vendor_id),
+                hex::encode(&INTEL_QE_VENDOR_ID)
+            ))
+        },
+    );
+}
+
+fn p256_verify(key: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+        .verify(message, signature)
+        .is_ok()
+}
+
+fn qe_report_signature(quote: &Quote<'_>, p: &VerifiedPck, checks: &mut Checks) {
+    let result = p.leaf.p256_public_key().and_then(|key| {
+        if p256_verify(key, quote.qe_report_raw, &quote.qe_report_signature) {
+            Ok("ECDSA P-256/SHA-256 over the 384 bytes of the QE report, by the PCK key".into())
+        } else {
+            Err("the QE report's signature does not verify with the PCK certificate's key".into())
+        }
+    });
+    checks.record("qe.report_signature", Category::Signature, result);
+}
+
+fn qe_binding(quote: &Quote<'_>, checks: &mut Checks) {
+    let mut h = Sha256::new();
+    h.update(quote.attestation_key);
+    h.update(quote.qe_auth_data);
+    let digest: [u8; 32] = h.finalize().into();
+    let (head, tail) = quote.qe_report.report_data.split_at(32);
+    checks.record(
+        "qe.report_data",
+        Category::Signature,
+        if head == digest && tail.iter().all(|b| *b == 0) {
+            Ok("QE REPORTDATA = SHA-256(attestation key || QE authentication data) || 32 zero bytes".into())
+        } else {
+            Err(format!(
+                "QE REPORTDATA {} does not bind the attestation key: SHA-256(key || auth data) is {}",
+                hex::encode(&quote.qe_report.report_data),
+                hex::encode(&digest)
+            ))
+        },
+    );
+}
+
+fn quote_signature(quote: &Quote<'_>, checks: &mut Checks) {
+    let mut key = [0u8; 65];
+    let (prefix, point) = key.split_at_mut(1);
+    prefix.fill(0x04);
+    point.copy_from_slice(&quote.attestation_key);
+    let n = quote.signed_bytes().len();
+    checks.record(
+        "quote.signature",
+        Category::Signature,
+        if p256_verify(&key, quote.signed_bytes(), &quote.signature) {
+            Ok(format!(
+                "ECDSA P-256/SHA-256 over the header and body (bytes 0-{}), by the attestation key",
+                n.saturating_sub(1)
+            ))
+        } else {
+            Err(format!(
+                "the quote signature over bytes 0-{} does not verify with the attestation key",
+                n.saturating_sub(1)
+            ))
+        },
+    );
+}
+
+fn revocation(p: &VerifiedPck, c: &Collateral, checks: &mut Checks) {
+    let mut revoked = Vec::new();
+    if c.root_ca_crl.revokes(&p.ca) {
+        revoked.push("the PCK CA is revoked by the Root CA CRL");
+    }
+    if c.pck_crl.revokes(&p.leaf) {
+        revoked.push("the PCK certificate is revoked by the PCK CRL");
+    }
+    checks.record(
+        "pck.revocation",
+        Category::Signature,
+        if revoked.is_empty() {
+            Ok("neither the PCK certificate nor its CA is revoked".into())
+        } else {
+            Err(revoked.join("; "))
+        },
+    );
+}
+
+/// Verifies a signed collateral item: its signer chains to the root, is Intel's TCB
+/// signing certificate, valid and not revoked; the signature is over the exact bytes;
+/// then the body is decoded.
+fn signed_item<T: serde::de::DeserializeOwned>(
+    item: &Signed,
+    key: &str,
+    name: &str,
+    anchor: &Cert,
+    root_crl: &Crl,
+    at: Time,
+    checks: &mut Checks,
+) -> Option<T> {
+    let signer_ok = checks.record(
+        &format!("collateral.{key}.signer"),
+        Category::Signature,
+        match item.chain.first() {
+            None => Err(format!("the {name} issuer chain is empty")),
+            Some(signer) => {
+                let cn = signer.subject_cn().unwrap_or_default();
+                if cn != "Intel SGX TCB Signing" {
+                    Err(format!(
+                        "the {name} signer {cn:?} is not Intel SGX TCB Signing"
+                    ))
+                } else if root_crl.revokes(signer) {
+                    Err(format!("the {name} signer is revoked by the Root CA CRL"))
+                } else {
+                    pck::check_issued(signer, anchor, "trusted Intel SGX Root CA", at)
+                        .map(|()| {
+                            format!("{cn}, signed by the trusted Intel SGX Root CA, valid at {at}")
+                        })
+                        .map_err(|e| format!("the {name} signer: {e}"))
+                }
+            }
+        },
+    );
+    let signature_ok = signer_ok
+        && checks.record(
+            &format!("collateral.{key}.signature"),
+            Category::Signature,
+            item.chain
+                .first()
+                .ok_or_else(|| format!("no {name} signer"))
+                .and_then(|s| s.p256_public_key())
+                .and_then(|k| {
+                    if p256_verify(k, item.body.as_bytes(), &item.signature) {
+                        Ok(format!(
+                            "ECDSA P-256/SHA-256 over the {} bytes of the {name} as given",
+                            item.body.len()
+                        ))
+                    } else {
+                        Err(format!(
+                            "the {name} signature does not verify over its exact bytes"
+                        ))
+                    }
+                }),
+        );
+    if !signature_ok {
+        return None;
+    }
+    match serde_json::from_str::<T>(&item.body) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            checks.record(
+                &format!("collateral.{key}.body"),
+                Category::Malformed,
+                Err(format!("the signed {name} does not decode: {e}")),
+            );
+            None
+        }
+    }
+}
+
+/// A CRL's signature (by `signer`) and its currency at `at`: a stale CRL is stale
+/// collateral, a bad signature a bad signature.
+fn crl_checks(
+    checks: &mut Checks,
+    key: &str,
+    name: &str,
+    crl: &Crl,
+    signer: &Cert,
+    signer_name: &str,
+    at: Time,
+) {
+    checks.record(
+        &format!("collateral.{key}"),
+        Category::Signature,
+        crl.verify_signed_by(signer)
+            .map(|()| format!("{name} signed by the {signer_name}"))
+            .map_err(|e| format!("{name}: {e}")),
+    );
+    checks.record(
+        &format!("collateral.{key}.validity"),
+        Category::Collateral,
+        collateral::crl_window(crl, at).map_err(|e| format!("the {name} is {e}")),
+    );
+}
+
+fn check_window(checks: &mut Checks, check: &str, name: &str, issue: &str, next: &str, at: Time) {
+    checks.record(
+        check,
+        Category::Collateral,
+        collateral::window(issue, next, at).map_err(|e| format!("the {name} is {e}")),
+    );
+}
+
+fn tcb_status(merged: &StatusAdvisories, policy: &Policy, checks: &mut Checks) {
+    let advisories = if merged.advisory_ids.is_empty() {
+        "no advisories".to_owned()
+    } else {
+        format!("advisories {}", merged.advisory_ids.join(", "))
+    };
+    let (category, result) = if merged.status == TcbStatus::Revoked {
+        (
+            Category::Signature,
+            Err(format!("the TCB is Revoked ({advisories})")),
+        )
+    } else if policy.accepted_tcb_statuses.contains(&merged.status) {
+        (
+            Category::Policy,
+            Ok(format!("TCB status {} ({advisories})", merged.status)),
+        )
+    } else {
+        (
+            Category::Policy,
+            Err(format!(
+                "TCB status {} ({advisories}) is not accepted by the policy (accepted: {})",
+                merged.status,
+                policy
+                    .accepted_tcb_statuses
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        )
+    };
+    checks.record("tcb.status", category, result);
+}

@@ -1,0 +1,348 @@
+//! Intel's PCK certificate chain (Intel SGX Root CA -> PCK Platform/Processor CA -> PCK
+//! certificate) and the SGX extensions of the PCK certificate (FMSPC, PCE ID, TCB).
+//!
+//! The root is built in and pinned; the copy of it that a quote carries is compared with
+//! it and otherwise ignored.
+
+use crate::time::Time;
+use crate::verdict::{Category, Checks};
+use crate::x509::{Cert, CertError};
+use der::asn1::{Any, ObjectIdentifier, OctetStringRef};
+use der::{Decode, Tag, Tagged};
+
+/// The built-in Intel SGX Root CA (see `src/trust/intel/PROVENANCE.md`).
+const BUILTIN_ROOT: &[u8] = include_bytes!("../trust/intel/IntelSGXRootCA.der");
+
+/// The SHA-256 of the Intel SGX Root CA's DER, as Intel publishes it.
+pub const ROOT_FINGERPRINT: &str =
+    "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
+
+/// The trust anchor of Intel's PKI.
+#[derive(Debug, Clone)]
+pub struct IntelRoot {
+    cert: Cert,
+}
+
+impl IntelRoot {
+    /// The built-in Intel SGX Root CA.
+    pub fn builtin() -> Result<Self, CertError> {
+        Cert::from_der(BUILTIN_ROOT, "built-in Intel SGX Root CA").map(|cert| IntelRoot { cert })
+    }
+
+    /// Another anchor, for tests and pre-production PKIs; never taken from evidence.
+    pub fn from_cert(cert: Cert) -> Self {
+        IntelRoot { cert }
+    }
+
+    /// The anchor's certificate.
+    pub fn cert(&self) -> &Cert {
+        &self.cert
+    }
+}
+
+/// Which intermediate CA issued the PCK certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PckCa {
+    /// "Intel SGX PCK Platform CA" (multi-package platforms, and every TDX platform).
+    Platform,
+    /// "Intel SGX PCK Processor CA".
+    Processor,
+}
+
+const OID_SGX: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1");
+const OID_PPID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1.1");
+const OID_TCB: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1.2");
+const OID_PCESVN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1.2.17");
+const OID_CPUSVN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1.2.18");
+const OID_PCEID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1.3");
+const OID_FMSPC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113741.1.13.1.4");
+
+/// The SGX extensions of a PCK certificate (OID 1.2.840.113741.1.13.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SgxExtensions {
+    /// PPID (encrypted platform provisioning ID).
+    pub ppid: Vec<u8>,
+    /// SGX TCB component SVNs 1-16.
+    pub tcb_components: [u8; 16],
+    /// PCESVN.
+    pub pce_svn: u16,
+    /// CPUSVN.
+    pub cpu_svn: [u8; 16],
+    /// PCE ID.
+    pub pce_id: [u8; 2],
+    /// FMSPC: the platform family.
+    pub fmspc: [u8; 6],
+}
+
+/// (OID, value) pairs of a `SEQUENCE OF SEQUENCE { OID, ANY }`.
+fn pairs(items: der::Result<Vec<Any>>, what: &str) -> Result<Vec<(ObjectIdentifier, Any)>, String> {
+    items
+        .map_err(|e| format!("{what}: {e}"))?
+        .into_iter()
+        .map(|item| {
+            let inner = item
+                .decode_as::<Vec<Any>>()
+                .map_err(|e| format!("{what}: {e}"))?;
+            match inner.as_slice() {
+                [oid, value] => Ok((
+                    oid.decode_as::<ObjectIdentifier>()
+                        .map_err(|e| format!("{what}: {e}"))?,
+                    value.clone(),
+                )),
+                _ => Err(format!("{what}: an element is not an (OID, value) pair")),
+            }
+        })
+        .collect()
+}
+
+fn octets<const N: usize>(value: &Any, oid: &ObjectIdentifier) -> Result<[u8; N], String> {
+    let s = value
+        .decode_as::<OctetStringRef<'_>>()
+        .map_err(|e| format!("SGX extension {oid}: not an OCTET STRING ({e})"))?;
+    <[u8; N]>::try_from(s.as_bytes()).map_err(|_| {
+        format!(
+            "SGX extension {oid}: {} bytes, expected {N}",
+            s.as_bytes().len()
+        )
+    })
+}
+
+fn integer<T: TryFrom<u64>>(value: &Any, oid: &ObjectIdentifier) -> Result<T, String> {
+    if value.tag() != Tag::Integer {
+        return Err(format!("SGX extension {oid}: not an INTEGER"));
+    }
+    let v = value
+        .decode_as::<u64>()
+        .map_err(|e| format!("SGX extension {oid}: {e}"))?;
+    T::try_from(v).map_err(|_| format!("SGX extension {oid}: {v} is out of range"))
+}
+
+impl SgxExtensions {
+    /// Reads the SGX extensions of a PCK certificate.
+    pub fn read(cert: &Cert) -> Result<Self, String> {
+        let value = cert
+            .extension(&OID_SGX)
+            .ok_or("the PCK certificate has no SGX extensions (1.2.840.113741.1.13.1)")?;
+        Self::parse(value)
+    }
+
+    /// Parses the DER value of the SGX extensions.
+    pub fn parse(der: &[u8]) -> Result<Self, String> {
+        let mut ppid = None;
+        let mut tcb = None;
+        let mut pce_id = None;
+        let mut fmspc = None;
+        for (oid, value) in pairs(Vec::<Any>::from_der(der), "SGX extensions")? {
+            if oid == OID_PPID {
+                ppid = Some(octets::<16>(&value, &oid)?.to_vec());
+            } else if oid == OID_TCB {
+                tcb = Some(Self::parse_tcb(&value)?);
+            } else if oid == OID_PCEID {
+                pce_id = Some(octets::<2>(&value, &oid)?);
+            } else if oid == OID_FMSPC {
+                fmspc = Some(octets::<6>(&value, &oid)?);
+            }
+        }
+        let missing = |name: &str| format!("the SGX extensions have no {name}");
+        let (tcb_components, pce_svn, cpu_svn) = tcb.ok_or_else(|| missing("TCB"))?;
+        Ok(SgxExtensions {
+            ppid: ppid.ok_or_else(|| missing("PPID"))?,
+            tcb_components,
+            pce_svn,
+            cpu_svn,
+            pce_id: pce_id.ok_or_else(|| missing("PCE-ID"))?,
+            fmspc: fmspc.ok_or_else(|| missing("FMSPC"))?,
+        })
+    }
+
+    fn parse_tcb(value: &Any) -> Result<([u8; 16], u16, [u8; 16]), String> {
+        let mut components: [Option<u8>; 16] = [None; 16];
+        let mut pce_svn = None;
+        let mut cpu_svn = None;
+        for (oid, v) in pairs(value.decode_as::<Vec<Any>>(), "SGX TCB extension")? {
+            if oid == OID_PCESVN {
+                pce_svn = Some(integer::<u16>(&v, &oid)?);
+            } else if oid == OID_CPUSVN {
+                cpu_svn = Some(octets::<16>(&v, &oid)?);
+            } else if let Some(slot) = component_index(&oid).and_then(|i| components.get_mut(i)) {
+                *slot = Some(integer::<u8>(&v, &oid)?);
+            }
+        }
+        let mut out = [0u8; 16];
+        for (i, (o, c)) in out.iter_mut().zip(components).enumerate() {
+            *o = c.ok_or_else(|| {
+                format!(
+                    "the SGX TCB extension has no component {}",
+                    i.saturating_add(1)
+                )
+            })?;
+        }
+        Ok((
+            out,
+            pce_svn.ok_or("the SGX TCB extension has no PCESVN")?,
+            cpu_svn.ok_or("the SGX TCB extension has no CPUSVN")?,
+        ))
+    }
+}
+
+/// The index (0-15) of an SGX TCB component OID `...13.1.2.<1-16>`.
+fn component_index(oid: &ObjectIdentifier) -> Option<usize> {
+    let parent = oid.parent()?;
+    if parent != OID_TCB {
+        return None;
+    }
+    let last = oid.arcs().last()?;
+    let i = usize::try_from(last).ok()?.checked_sub(1)?;
+    (i < 16).then_some(i)
+}
+
+/// A PCK chain whose signatures and validity have been verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedPck {
+    /// The PCK certificate.
+    pub leaf: Cert,
+    /// The intermediate CA that issued it.
+    pub ca: Cert,
+    /// Which CA that is.
+    pub ca_kind: PckCa,
+    /// The leaf's SGX extensions.
+    pub ext: SgxExtensions,
+}
+
+/// Checks that `cert` was signed by `issuer` and is valid at `at`.
+pub fn check_issued(cert: &Cert, issuer: &Cert, issuer_name: &str, at: Time) -> Result<(), String> {
+    if !cert.issued_by_name(issuer) {
+        return Err(format!("its issuer is not the {issuer_name}"));
+    }
+    cert.verify_signed_by(issuer)
+        .map_err(|e| format!("{e} with the {issuer_name}'s key"))?;
+    cert.valid_at(at)
+}
+
+/// Verifies the PCK chain a quote carries up to `root`, recording `pck.*` checks.
+pub fn verify_chain(
+    pem: &[u8],
+    root: &IntelRoot,
+    at: Time,
+    checks: &mut Checks,
+) -> Option<VerifiedPck> {
+    let certs = match Cert::parse_file(pem, "the quote's PCK chain") {
+        Ok(c) => c,
+        Err(e) => {
+            checks.record("pck.chain", Category::Signature, Err(e.to_string()));
+            return None;
+        }
+    };
+    let (leaf, ca, rest) = match certs.as_slice() {
+        [leaf, ca, rest @ ..] => (leaf, ca, rest),
+        _ => {
+            checks.record(
+                "pck.chain",
+                Category::Signature,
+                Err(format!(
+                    "{} certificate(s): the chain needs the PCK certificate and its CA",
+                    certs.len()
+                )),
+            );
+            return None;
+        }
+    };
+    let anchor = root.cert();
+    for other in rest {
+        if other.der() == anchor.der() {
+            continue;
+        }
+        checks.skip(
+            "pck.chain.root",
+            Category::Signature,
+            &format!(
+                "the quote carries a root {:?} that is not the trusted Intel SGX Root CA; \
+                 it is ignored",
+                other.subject_cn().unwrap_or_default()
+            ),
+        );
+    }
+    let ca_cn = ca.subject_cn().unwrap_or_default();
+    let ca_kind = match ca_cn.as_str() {
+        "Intel SGX PCK Platform CA" => Some(PckCa::Platform),
+        "Intel SGX PCK Processor CA" => Some(PckCa::Processor),
+        _ => None,
+    };
+    let ca_ok = checks.record(
+        "pck.ca",
+        Category::Signature,
+        match ca_kind {
+            None => Err(format!(
+                "the intermediate {ca_cn:?} is not an Intel SGX PCK Platform or Processor CA"
+            )),
+            Some(_) => check_issued(ca, anchor, "trusted Intel SGX Root CA", at)
+                .map(|()| {
+                    format!("{ca_cn}, signed by the trusted Intel SGX Root CA, valid at {at}")
+                })
+                .map_err(|e| format!("{ca_cn}: {e}")),
+        },
+    );
+    let leaf_cn = leaf.subject_cn().unwrap_or_default();
+    let leaf_ok = checks.record(
+        "pck.leaf",
+        Category::Signature,
+        if leaf_cn == "Intel SGX PCK Certificate" {
+            check_issued(leaf, ca, &ca_cn, at)
+                .map(|()| format!("PCK certificate signed by the {ca_cn}, valid at {at}"))
+                .map_err(|e| format!("PCK certificate: {e}"))
+        } else {
+            Err(format!(
+                "the leaf {leaf_cn:?} is not an Intel SGX PCK Certificate"
+            ))
+        },
+    );
+    let ext = match SgxExtensions::read(leaf) {
+        Ok(e) => e,
+        Err(e) => {
+            checks.record("pck.extensions", Category::Signature, Err(e));
+            return None;
+        }
+    };
+    match (ca_ok && leaf_ok, ca_kind) {
+        (true, Some(ca_kind)) => Some(VerifiedPck {
+            leaf: leaf.clone(),
+            ca: ca.clone(),
+            ca_kind,
+            ext,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_root_is_the_pinned_one() {
+        let root = IntelRoot::builtin().unwrap();
+        assert_eq!(
+            cvm_firmware::hex::encode(&root.cert().fingerprint()),
+            ROOT_FINGERPRINT
+        );
+        assert_eq!(root.cert().subject_cn().unwrap(), "Intel SGX Root CA");
+        root.cert().verify_signed_by(root.cert()).unwrap();
+    }
+
+    #[test]
+    fn component_oids() {
+        let c = |s: &str| component_index(&ObjectIdentifier::new_unwrap(s));
+        assert_eq!(c("1.2.840.113741.1.13.1.2.1"), Some(0));
+        assert_eq!(c("1.2.840.113741.1.13.1.2.16"), Some(15));
+        assert_eq!(c("1.2.840.113741.1.13.1.2.17"), None);
+        assert_eq!(c("1.2.840.113741.1.13.1.3.1"), None);
+    }
+
+    #[test]
+    fn garbage_extensions_are_errors() {
+        assert!(SgxExtensions::parse(b"").is_err());
+        assert!(SgxExtensions::parse(&[0x30, 0x00]).is_err());
+        assert!(SgxExtensions::parse(&[0x30, 0x03, 0x30, 0x01, 0x05]).is_err());
+    }
+}
