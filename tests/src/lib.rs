@@ -141,3 +141,37 @@ pub fn ms(d: std::time::Duration) -> f64 {
 pub fn ratio(a: std::time::Duration, b: std::time::Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
+
+/// The DCAP evidence of one vector case directory: the quote and, where the case has it,
+/// its collateral bundle.
+pub struct TdxCase {
+    /// quote.bin.
+    pub quote: Vec<u8>,
+    /// collateral.json, parsed.
+    pub collateral: Option<cvm_attest::tdx::collateral::Collateral>,
+}
+
+/// Loads `dir` (holding quote.bin and maybe collateral.json).
+pub fn tdx_case(dir: &Path) -> TdxCase {
+    let quote =
+        std::fs::read(dir.join("quote.bin")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let collateral = std::fs::read_to_string(dir.join("collateral.json"))
+        .ok()
+        .map(|text| {
+            cvm_attest::tdx::collateral::Collateral::parse_json(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        });
+    TdxCase { quote, collateral }
+}
+
+/// The `key=value` facts of a case.json (written by the vectors' curator from the
+/// upstream sources, not by cvm).
+pub fn case_fact(dir: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("case.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let facts = v["facts"].as_str()?.to_owned();
+    facts
+        .split("; ")
+        .find_map(|f| f.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+}

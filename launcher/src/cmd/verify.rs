@@ -4,9 +4,10 @@ use super::{CmdResult, read_file};
 use crate::error::CliError;
 use crate::output::{Output, Render};
 use clap::{Args, ValueEnum};
-use cvm_attest::snp::appraise::{Bytes, Policy, Reference};
+use cvm_attest::config::Bytes;
+use cvm_attest::snp::appraise::{Policy, Reference};
 use cvm_attest::snp::certs::{Roots, Supplied};
-use cvm_attest::snp::claims::Claims;
+use cvm_attest::tdx;
 use cvm_attest::x509::{Cert, Crl};
 use cvm_attest::{Category, Outcome, Status, Time, Verdict};
 use cvm_firmware::hex;
@@ -21,6 +22,8 @@ pub enum VerifyTee {
     Auto,
     /// An AMD SEV-SNP ATTESTATION_REPORT (raw, 1184 bytes).
     Snp,
+    /// An Intel DCAP quote: TDX (versions 4 and 5) or SGX (version 3).
+    Tdx,
 }
 
 /// Arguments of `cvm verify`.
@@ -30,19 +33,26 @@ pub struct VerifyArgs {
     /// The evidence type.
     #[arg(long, value_enum, default_value_t = VerifyTee::Auto)]
     pub tee: VerifyTee,
-    /// The evidence file (SNP: the raw report).
+    /// The evidence file (SNP: the raw report; TDX: the raw quote).
     #[arg(long, value_name = "FILE")]
     pub evidence: PathBuf,
-    /// Directory of certificates, by role: vcek or vlek, ask or asvk, and optionally ark
-    /// (.der, .pem, .crt). AMD's ARKs (and ASKs) are built in.
+    /// SNP: directory of certificates, by role: vcek or vlek, ask or asvk, and optionally
+    /// ark (.der, .pem, .crt). AMD's ARKs (and ASKs) are built in.
     #[arg(long, value_name = "DIR")]
-    pub certs: PathBuf,
-    /// An ARK-signed CRL (DER or PEM) revoking ASKs/ASVKs.
+    pub certs: Option<PathBuf>,
+    /// SNP: an ARK-signed CRL (DER or PEM) revoking ASKs/ASVKs.
     #[arg(long, value_name = "FILE")]
     pub crl: Option<PathBuf>,
-    /// Also trust this root certificate (an AMD ARK not built in).
+    /// SNP: also trust this root certificate (an AMD ARK not built in).
     #[arg(long, value_name = "FILE")]
     pub root: Vec<PathBuf>,
+    /// TDX: Intel's collateral for the quote's platform (JSON bundle: CRLs, TCB Info, QE
+    /// Identity, issuer chains). Without it the verdict fails for want of collateral.
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+    /// TDX: a `cvm measure --tee tdx --event-log` file to replay against the RTMRs.
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<PathBuf>,
     /// The verification time, RFC 3339 UTC (default: now).
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
@@ -55,17 +65,62 @@ pub struct VerifyArgs {
     /// The policy (TOML or JSON; default: the documented default policy).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// REPORT_DATA must be exactly this (64 bytes of hex, e.g. a nonce).
+    /// REPORT_DATA (TDX: REPORTDATA) must be exactly this (64 bytes of hex, e.g. a nonce).
     #[arg(long, value_name = "HEX")]
     pub report_data: Option<String>,
+}
+
+/// The claims a text verdict shows first.
+pub trait Headline {
+    /// (label, value) pairs.
+    fn headline(&self) -> Vec<(&'static str, String)>;
+}
+
+impl Headline for cvm_attest::snp::claims::Claims {
+    fn headline(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("measurement", self.measurement.clone()),
+            ("report data", self.report_data.clone()),
+        ]
+    }
+}
+
+impl Headline for tdx::claims::Claims {
+    fn headline(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(td) = &self.td {
+            out.push(("mrtd", td.mr_td.clone()));
+            for (label, r) in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"]
+                .into_iter()
+                .zip(&td.rtmr)
+            {
+                out.push((label, r.clone()));
+            }
+            out.push(("report data", td.report_data.clone()));
+        }
+        if let Some(e) = &self.enclave {
+            out.push(("mrenclave", e.mr_enclave.clone()));
+            out.push(("mrsigner", e.mr_signer.clone()));
+            out.push(("report data", e.report_data.clone()));
+        }
+        if let Some(t) = &self.tcb {
+            let advisories = if t.status.advisory_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.status.advisory_ids.join(", "))
+            };
+            out.push(("tcb status", format!("{}{advisories}", t.status.status)));
+        }
+        out
+    }
 }
 
 /// The verdict as `cvm verify` prints it.
 #[derive(Debug, Serialize)]
 #[serde(transparent)]
-pub struct VerifyReport(pub Verdict<Claims>);
+pub struct VerifyReport<C>(pub Verdict<C>);
 
-impl Render for VerifyReport {
+impl<C: Headline + Serialize> Render for VerifyReport<C> {
     fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
         let v = &self.0;
         let status = match v.verdict {
@@ -80,9 +135,8 @@ impl Render for VerifyReport {
             v.product.as_deref().unwrap_or("product unknown")
         )?;
         writeln!(out, "time:    {}", v.verification_time)?;
-        if let Some(c) = &v.claims {
-            writeln!(out, "measurement: {}", c.measurement)?;
-            writeln!(out, "report data: {}", c.report_data)?;
+        for (label, value) in v.claims.iter().flat_map(Headline::headline) {
+            writeln!(out, "{label}: {value}")?;
         }
         for c in &v.checks {
             let tag = match c.outcome {
@@ -98,7 +152,33 @@ impl Render for VerifyReport {
 
 /// Runs `cvm verify`.
 pub fn run(args: &VerifyArgs) -> CmdResult {
-    let verdict = match verdict(args) {
+    let at = match &args.at {
+        Some(s) => match Time::parse_rfc3339(s) {
+            Ok(t) => t,
+            Err(e) => return (None, Err(CliError::Usage(e))),
+        },
+        None => match now() {
+            Ok(t) => t,
+            Err(e) => return (None, Err(e)),
+        },
+    };
+    let evidence = match read_file(&args.evidence) {
+        Ok(b) => b,
+        Err(e) => return (None, Err(e)),
+    };
+    let tee = match detect(args, &evidence) {
+        Ok(t) => t,
+        Err(e) => return (None, Err(e)),
+    };
+    match tee {
+        VerifyTee::Tdx => finish(verdict_tdx(args, &evidence, at)),
+        _ => finish(verdict_snp(args, &evidence, at)),
+    }
+}
+
+/// Prints a verdict and maps a failure to its exit code.
+fn finish<C: Headline + Serialize>(verdict: Result<Verdict<C>, CliError>) -> CmdResult {
+    let verdict = match verdict {
         Ok(v) => v,
         Err(e) => return (None, Err(e)),
     };
@@ -122,22 +202,132 @@ pub fn run(args: &VerifyArgs) -> CmdResult {
     }
 }
 
-fn verdict(args: &VerifyArgs) -> Result<Verdict<Claims>, CliError> {
-    let at = match &args.at {
-        Some(s) => Time::parse_rfc3339(s).map_err(CliError::Usage)?,
-        None => now()?,
+/// The evidence type: given, or detected (an SNP report is exactly 1184 bytes; a DCAP
+/// quote starts with version 3, 4 or 5 and attestation key type 2).
+fn detect(args: &VerifyArgs, evidence: &[u8]) -> Result<VerifyTee, CliError> {
+    let tee = match args.tee {
+        VerifyTee::Auto if evidence.len() == cvm_attest::snp::report::REPORT_LEN => VerifyTee::Snp,
+        VerifyTee::Auto => match evidence {
+            [3..=5, 0, 2, 0, ..] => VerifyTee::Tdx,
+            _ => {
+                return Err(CliError::Evidence {
+                    path: args.evidence.clone(),
+                    reason: format!(
+                        "{} bytes is neither an SEV-SNP report (1184 bytes) nor a DCAP quote \
+                         (version 3-5, ECDSA P-256); give --tee to be told what is wrong with it",
+                        evidence.len()
+                    ),
+                });
+            }
+        },
+        t => t,
     };
-    let evidence = read_file(&args.evidence)?;
-    if args.tee == VerifyTee::Auto && evidence.len() != cvm_attest::snp::report::REPORT_LEN {
-        return Err(CliError::Evidence {
-            path: args.evidence.clone(),
-            reason: format!(
-                "{} bytes is not an SEV-SNP report (1184 bytes), the only evidence type \
-                 supported yet; give --tee to be told what is wrong with it",
-                evidence.len()
+    let given = |present: bool, name: &str| present.then(|| name.to_owned());
+    let misplaced: Vec<String> = match tee {
+        VerifyTee::Tdx => [
+            given(args.certs.is_some(), "--certs"),
+            given(args.crl.is_some(), "--crl"),
+            given(!args.root.is_empty(), "--root"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        _ => [
+            given(args.collateral.is_some(), "--collateral"),
+            given(args.event_log.is_some(), "--event-log"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    };
+    if !misplaced.is_empty() {
+        let (this, hint) = match tee {
+            VerifyTee::Tdx => (
+                "tdx",
+                "the Intel SGX Root CA is built in and the PCK chain comes with the quote; \
+                 CRLs come in --collateral",
             ),
-        });
+            _ => ("snp", "they are for TDX quotes"),
+        };
+        return Err(CliError::Usage(format!(
+            "{} cannot be used with --tee {this}: {hint}",
+            misplaced.join(", ")
+        )));
     }
+    if tee == VerifyTee::Snp && args.certs.is_none() {
+        return Err(CliError::Usage(
+            "--tee snp needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK)".into(),
+        ));
+    }
+    Ok(tee)
+}
+
+/// `--report-data` as a reference value.
+fn report_data(args: &VerifyArgs) -> Result<Option<Bytes<64>>, CliError> {
+    args.report_data
+        .as_deref()
+        .map(|rd| {
+            hex::decode_exact::<64>(rd).map(Bytes).ok_or_else(|| {
+                CliError::Usage(format!("--report-data {rd:?} is not 64 bytes of hex"))
+            })
+        })
+        .transpose()
+}
+
+fn verdict_tdx(
+    args: &VerifyArgs,
+    evidence: &[u8],
+    at: Time,
+) -> Result<Verdict<tdx::claims::Claims>, CliError> {
+    let root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
+        path: PathBuf::from("built-in Intel SGX Root CA"),
+        reason: e.to_string(),
+    })?;
+    let collateral = match &args.collateral {
+        Some(p) => Some(
+            read_text(p, tdx::collateral::Collateral::parse_json).map_err(|e| match e {
+                CliError::Config { path, reason } => CliError::Evidence { path, reason },
+                other => other,
+            })?,
+        ),
+        None => None,
+    };
+    let mut reference = match &args.reference {
+        Some(p) => Some(read_text(p, tdx::appraise::Reference::parse)?),
+        None => None,
+    };
+    if let Some(rd) = report_data(args)? {
+        reference
+            .get_or_insert_with(|| tdx::appraise::Reference {
+                skip_measurement: true,
+                ..Default::default()
+            })
+            .report_data = Some(rd);
+    }
+    let policy = match &args.policy {
+        Some(p) => read_text(p, tdx::appraise::Policy::parse)?,
+        None => tdx::appraise::Policy::default(),
+    };
+    let event_log = match &args.event_log {
+        Some(p) => Some(read_text(p, tdx::appraise::EventLog::parse)?),
+        None => None,
+    };
+    Ok(tdx::Verifier {
+        root: &root,
+        collateral: collateral.as_ref(),
+        reference: reference.as_ref(),
+        policy: &policy,
+        event_log: event_log.as_ref(),
+        at,
+    }
+    .verify(evidence))
+}
+
+fn verdict_snp(
+    args: &VerifyArgs,
+    evidence: &[u8],
+    at: Time,
+) -> Result<Verdict<cvm_attest::snp::claims::Claims>, CliError> {
     let mut roots = Roots::amd().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in AMD roots"),
         reason: e.to_string(),
@@ -150,7 +340,10 @@ fn verdict(args: &VerifyArgs) -> Result<Verdict<Claims>, CliError> {
             roots.add_root(cert).map_err(|e| config(path, e))?;
         }
     }
-    let supplied = read_certs(&args.certs)?;
+    let supplied = match &args.certs {
+        Some(dir) => read_certs(dir)?,
+        None => Supplied::default(),
+    };
     let crl = args
         .crl
         .as_deref()
@@ -166,22 +359,20 @@ fn verdict(args: &VerifyArgs) -> Result<Verdict<Claims>, CliError> {
         Some(p) => Some(read_text(p, Reference::parse)?),
         None => None,
     };
-    if let Some(rd) = &args.report_data {
-        let value = hex::decode_exact::<64>(rd).ok_or_else(|| {
-            CliError::Usage(format!("--report-data {rd:?} is not 64 bytes of hex"))
-        })?;
-        let r = reference.get_or_insert_with(|| Reference {
-            skip_measurement: true,
-            ..Reference::default()
-        });
-        r.report_data = Some(Bytes(value));
+    if let Some(rd) = report_data(args)? {
+        reference
+            .get_or_insert_with(|| Reference {
+                skip_measurement: true,
+                ..Reference::default()
+            })
+            .report_data = Some(rd);
     }
     let policy = match &args.policy {
         Some(p) => read_text(p, Policy::parse)?,
         None => Policy::default(),
     };
     Ok(cvm_attest::snp::verify(
-        &evidence,
+        evidence,
         &supplied,
         &roots,
         crl.as_ref(),
