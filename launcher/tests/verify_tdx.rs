@@ -1,0 +1,273 @@
+//! `cvm verify` on real DCAP quotes: exit codes per failure kind, evidence detection,
+//! reference values from `cvm measure --tee tdx`, event-log replay, refused options.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+mod common;
+
+use common::{cvm, one_error_line, stdout_json, temp_file, vectors};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const UPTODATE: &str = "tdx/tdx-v4-phala-b0c06f-uptodate";
+const AT: &str = "2025-07-01T00:00:00Z";
+
+fn verify(case: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "verify".to_owned(),
+        "--evidence".into(),
+        case.join("quote.bin").display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
+    if case.join("collateral.json").is_file() {
+        args.push("--collateral".into());
+        args.push(case.join("collateral.json").display().to_string());
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    cvm(&args)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+fn case(rel: &str) -> Option<PathBuf> {
+    vectors().map(|v| v.join(rel))
+}
+
+/// A fact the vectors' curator recorded for the case.
+fn fact(case: &Path, key: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    v["facts"]
+        .as_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|f| f.strip_prefix(&format!("{key}=")))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn pass_detected_and_json_verdict() {
+    let Some(c) = case(UPTODATE) else { return };
+    let out = verify(&c, &["--at", AT, "--no-reference"]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    assert_eq!(v["verdict"], "pass");
+    assert_eq!(v["tee"], "tdx");
+    assert_eq!(v["claims"]["tcb"]["status"], "UpToDate");
+    assert_eq!(v["claims"]["td"]["mr_td"], fact(&c, "mr_td"));
+    assert_eq!(v["claims"]["pck"]["fmspc"], "B0C06F000000");
+}
+
+#[test]
+fn exit_codes_per_failure_kind() {
+    let Some(v) = vectors() else { return };
+    // Stale collateral today: 4.
+    let today = verify(
+        &v.join(UPTODATE),
+        &["--at", "2026-11-21T00:00:00Z", "--no-reference"],
+    );
+    assert_eq!(code(&today), 4);
+    assert!(one_error_line(&today).contains("expired"));
+    // No collateral at all: 4, with the signatures still verified and reported.
+    let nocoll = verify(
+        &v.join("tdx/tdx-v4-gcp-00806f05-nocollateral"),
+        &["--at", AT, "--no-reference"],
+    );
+    assert_eq!(code(&nocoll), 4);
+    let j = stdout_json(&nocoll);
+    let sig = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "quote.signature")
+        .unwrap();
+    assert_eq!(sig["outcome"], "pass");
+    // A debug TD: policy, 5; allowed by a policy file, 0.
+    let debug = v.join("tdx/tdx-v4-trustee-50806f-debug-td");
+    let at = "2023-07-01T01:00:00Z";
+    assert_eq!(code(&verify(&debug, &["--at", at, "--no-reference"])), 5);
+    let allow = temp_file("tdx-allow-debug.toml", "allow_debug = true\n");
+    let out = verify(
+        &debug,
+        &[
+            "--at",
+            at,
+            "--no-reference",
+            "--policy",
+            allow.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    // A flipped MRTD bit: signature, 3. A truncated quote: malformed, 2.
+    assert_eq!(
+        code(&verify(
+            &v.join("neg/tdx/tdx-neg-mrtd-bitflip"),
+            &["--at", AT, "--no-reference"]
+        )),
+        3
+    );
+    let trunc = verify(
+        &v.join("neg/tdx/tdx-neg-truncated"),
+        &["--tee", "tdx", "--at", AT, "--no-reference"],
+    );
+    assert_eq!(code(&trunc), 2);
+    assert!(one_error_line(&trunc).contains("truncated"));
+    // SWHardening needed (an SGX quote): rejected by the default policy, accepted by one
+    // that names the status.
+    let sgx = v.join("tdx/sgx-v3-phala-00a06711");
+    assert_eq!(code(&verify(&sgx, &["--at", AT, "--no-reference"])), 5);
+    let accept = temp_file(
+        "tdx-accept.toml",
+        "accepted_tcb_statuses = [\"UpToDate\", \"ConfigurationAndSWHardeningNeeded\"]\n",
+    );
+    let out = verify(
+        &sgx,
+        &[
+            "--at",
+            AT,
+            "--no-reference",
+            "--policy",
+            accept.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let j = stdout_json(&out);
+    assert_eq!(j["tee"], "sgx");
+    assert_eq!(
+        j["claims"]["tcb"]["advisory_ids"],
+        serde_json::json!(["INTEL-SA-00289", "INTEL-SA-00615"])
+    );
+}
+
+#[test]
+fn reference_values_and_report_data() {
+    let Some(c) = case(UPTODATE) else { return };
+    let mrtd = fact(&c, "mr_td");
+    let rtmr0 = fact(&c, "rtmr0");
+    let rd = fact(&c, "report_data");
+    let good = temp_file(
+        "tdx-ref.toml",
+        format!(
+            "mrtd = [\"{}\", \"{mrtd}\"]\nrtmr0 = \"{rtmr0}\"\n",
+            "00".repeat(48)
+        ),
+    );
+    let out = verify(
+        &c,
+        &[
+            "--at",
+            AT,
+            "--reference",
+            good.to_str().unwrap(),
+            "--report-data",
+            &rd,
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let bad_rd = "11".repeat(64);
+    let out = verify(
+        &c,
+        &["--at", AT, "--no-reference", "--report-data", &bad_rd],
+    );
+    assert_eq!(code(&out), 5);
+    assert!(one_error_line(&out).contains("reference.report_data"));
+
+    // `cvm measure --tee tdx --format json` output is a reference: its MRTD and non-null
+    // RTMRs are compared (here: a different image, so MRTD mismatches).
+    let handoff = format!(
+        r#"{{"tee":"tdx","mrtd":"{}","rtmr":[null,null,null,null],"mrtd_order":"single-pass",
+            "vcpus":1,"memory":0,"firmware":{{"path":"x","size":0,"sha256":""}}}}"#,
+        "ab".repeat(48)
+    );
+    let h = temp_file(
+        "tdx-handoff.json",
+        handoff.replace("ab".repeat(48).as_str(), &mrtd),
+    );
+    let out = verify(&c, &["--at", AT, "--reference", h.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let h = temp_file("tdx-handoff-bad.json", handoff);
+    let out = verify(&c, &["--at", AT, "--reference", h.to_str().unwrap()]);
+    assert_eq!(code(&out), 5);
+    assert!(one_error_line(&out).contains("reference.mrtd"));
+}
+
+#[test]
+fn event_log_replay_is_compared_with_the_rtmrs() {
+    let Some(c) = case(UPTODATE) else { return };
+    // A log whose RTMR 1 events cannot produce the quote's RTMR 1.
+    let log = format!(
+        r#"{{"format":"cvm-tdx-event-log/1","mrtd":"","rtmr":[null,null,null,null],
+            "events":[{{"rtmr":1,"type":"EV_EFI_BOOT_SERVICES_APPLICATION","digest":"{}","description":"kernel"}}]}}"#,
+        "01".repeat(48)
+    );
+    let p = temp_file("tdx-log.json", log);
+    let out = verify(
+        &c,
+        &[
+            "--at",
+            AT,
+            "--no-reference",
+            "--event-log",
+            p.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 5);
+    let j = stdout_json(&out);
+    let checks = j["checks"].as_array().unwrap();
+    let r1 = checks
+        .iter()
+        .find(|c| c["name"] == "event_log.rtmr1")
+        .unwrap();
+    assert_eq!(r1["outcome"], "fail");
+    let quote_rtmr1 = j["claims"]["td"]["rtmr"][1].as_str().unwrap();
+    assert!(r1["reason"].as_str().unwrap().contains(quote_rtmr1));
+    let r0 = checks
+        .iter()
+        .find(|c| c["name"] == "event_log.rtmr0")
+        .unwrap();
+    assert_eq!(r0["outcome"], "skipped");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let Some(c) = case(UPTODATE) else { return };
+    // SNP options with a quote; TDX options with an SNP report.
+    let out = verify(&c, &["--at", AT, "--no-reference", "--certs", "/tmp"]);
+    assert_eq!(code(&out), 1);
+    assert!(one_error_line(&out).contains("--certs cannot be used with --tee tdx"));
+    // A collateral bundle missing a piece names it.
+    let text = std::fs::read_to_string(c.join("collateral.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object_mut().unwrap().remove("pck_crl");
+    let p = temp_file("tdx-coll-missing.json", v.to_string());
+    let out = cvm(&[
+        "verify",
+        "--evidence",
+        c.join("quote.bin").to_str().unwrap(),
+        "--collateral",
+        p.to_str().unwrap(),
+        "--no-reference",
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(one_error_line(&out).contains("`pck_crl`"));
+    // Not evidence at all.
+    let junk = temp_file("junk.bin", b"not a quote");
+    let out = cvm(&[
+        "verify",
+        "--evidence",
+        junk.to_str().unwrap(),
+        "--no-reference",
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(one_error_line(&out).contains("neither an SEV-SNP report"));
+}
