@@ -27,6 +27,19 @@ pub enum Category {
     Policy,
 }
 
+impl Category {
+    /// Severity, most severe first: a bad signature outranks malformed fields, which
+    /// outrank missing collateral, which outranks policy.
+    pub fn rank(self) -> u8 {
+        match self {
+            Category::Signature => 0,
+            Category::Malformed => 1,
+            Category::Collateral => 2,
+            Category::Policy => 3,
+        }
+    }
+}
+
 /// One check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,17 +87,11 @@ impl<C> Verdict<C> {
     /// The most severe failure category, if any check failed: a bad signature outranks
     /// malformed fields, which outrank missing collateral, which outranks policy.
     pub fn failure(&self) -> Option<Category> {
-        let rank = |c: Category| match c {
-            Category::Signature => 0,
-            Category::Malformed => 1,
-            Category::Collateral => 2,
-            Category::Policy => 3,
-        };
         self.checks
             .iter()
             .filter(|c| c.outcome == Outcome::Fail)
             .map(|c| c.category)
-            .min_by_key(|c| rank(*c))
+            .min_by_key(|c| c.rank())
     }
 }
 

@@ -74,31 +74,10 @@ impl Cert {
 
     /// Decodes every certificate in a PEM file, or one DER certificate.
     pub fn parse_file(bytes: &[u8], what: &str) -> Result<Vec<Self>, CertError> {
-        if !is_pem(bytes) {
-            return Ok(vec![Cert::from_der(bytes, what)?]);
-        }
-        let text = std::str::from_utf8(bytes).map_err(|e| CertError::Pem {
-            what: what.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let mut out = Vec::new();
-        for block in pem_blocks(text) {
-            let (label, der) =
-                der::pem::decode_vec(block.as_bytes()).map_err(|e| CertError::Pem {
-                    what: what.to_owned(),
-                    reason: e.to_string(),
-                })?;
-            if label == "CERTIFICATE" {
-                out.push(Cert::from_der(&der, what)?);
-            }
-        }
-        if out.is_empty() {
-            return Err(CertError::Pem {
-                what: what.to_owned(),
-                reason: "no CERTIFICATE block".into(),
-            });
-        }
-        Ok(out)
+        certificate_ders(bytes, what)?
+            .iter()
+            .map(|der| Cert::from_der(der, what))
+            .collect()
     }
 
     /// The DER the certificate was decoded from.
@@ -240,6 +219,11 @@ impl Crl {
         Ok(Crl { der, tbs, crl })
     }
 
+    /// The DER the CRL was decoded from.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
     /// Verifies that `issuer` signed this CRL.
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
         if self.crl.tbs_cert_list.issuer != issuer.cert.tbs_certificate.subject {
@@ -333,6 +317,31 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
                 })
                 .ok()
         })
+}
+
+/// The DER of every CERTIFICATE block of a PEM file (base64-decoded, not yet decoded as
+/// X.509), or the bytes themselves if they are not PEM.
+pub fn certificate_ders(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CertError> {
+    if !is_pem(bytes) {
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let pem_err = |reason: String| CertError::Pem {
+        what: what.to_owned(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| pem_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for block in pem_blocks(text) {
+        let (label, der) =
+            der::pem::decode_vec(block.as_bytes()).map_err(|e| pem_err(e.to_string()))?;
+        if label == "CERTIFICATE" {
+            out.push(der);
+        }
+    }
+    if out.is_empty() {
+        return Err(pem_err("no CERTIFICATE block".into()));
+    }
+    Ok(out)
 }
 
 /// Whether `bytes` look like PEM text rather than DER.

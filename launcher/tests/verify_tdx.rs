@@ -271,3 +271,58 @@ fn bad_inputs_are_one_line_errors() {
     assert_eq!(code(&out), 2);
     assert!(one_error_line(&out).contains("neither an SEV-SNP report"));
 }
+
+#[test]
+fn a_batch_gives_every_verdict_and_the_worst_exit_code() {
+    let Some(v) = vectors() else { return };
+    let good = v.join(UPTODATE);
+    let bad = v.join("neg/tdx/tdx-neg-mrtd-bitflip");
+    let out = cvm(&[
+        "verify",
+        "--evidence",
+        good.join("quote.bin").to_str().unwrap(),
+        "--evidence",
+        bad.join("quote.bin").to_str().unwrap(),
+        "--collateral",
+        good.join("collateral.json").to_str().unwrap(),
+        "--at",
+        AT,
+        "--no-reference",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 3);
+    let j = stdout_json(&out);
+    assert_eq!(j["verdict"], "fail");
+    let verdicts = j["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[0]["verdict"], "pass");
+    assert!(
+        verdicts[0]["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("uptodate/quote.bin")
+    );
+    assert_eq!(verdicts[1]["verdict"], "fail");
+    assert_eq!(verdicts[1]["claims"]["tcb"]["status"], "UpToDate");
+    // The same quote twice: the second verdict equals the first (remembered signature
+    // verifications change nothing but the time taken).
+    let q = good.join("quote.bin");
+    let out = cvm(&[
+        "verify",
+        "--evidence",
+        q.to_str().unwrap(),
+        "--evidence",
+        q.to_str().unwrap(),
+        "--collateral",
+        good.join("collateral.json").to_str().unwrap(),
+        "--at",
+        AT,
+        "--no-reference",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0);
+    let j = stdout_json(&out);
+    assert_eq!(j["verdicts"][0]["checks"], j["verdicts"][1]["checks"]);
+}

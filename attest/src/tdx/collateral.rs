@@ -7,7 +7,7 @@
 //! re-serialised), signatures as hex r||s.
 
 use crate::time::Time;
-use crate::x509::{Cert, CertError, Crl};
+use crate::x509::{Cert, CertError, Crl, certificate_ders};
 use cvm_firmware::hex;
 use serde::Deserialize;
 
@@ -30,15 +30,16 @@ struct RawCollateral {
     qe_identity_signature: Option<String>,
 }
 
-/// A signed collateral item: the exact signed text, its signature and its signer's chain.
+/// A signed collateral item: the exact signed text, its signature and its signer.
 #[derive(Debug, Clone)]
 pub struct Signed {
     /// The JSON text, exactly as signed.
     pub body: String,
     /// ECDSA P-256 r||s.
     pub signature: [u8; 64],
-    /// The signing certificate and its issuers (PEM order).
-    pub chain: Vec<Cert>,
+    /// The signing certificate (the first of its issuer chain; the root that follows it
+    /// is never taken from the input).
+    pub signer: Cert,
 }
 
 /// A parsed collateral bundle (nothing verified yet).
@@ -48,9 +49,9 @@ pub struct Collateral {
     pub root_ca_crl: Crl,
     /// The PCK Platform or Processor CA's CRL (covers PCK certificates).
     pub pck_crl: Crl,
-    /// The PCK CRL's issuer chain as supplied (informative: the CRL is checked against
-    /// the CA in the quote's own, verified, chain).
-    pub pck_crl_issuer_chain: Vec<Cert>,
+    /// The PCK CRL's issuer chain as supplied, DER (informative, not decoded: the CRL is
+    /// checked against the CA in the quote's own, verified, chain).
+    pub pck_crl_issuer_chain: Vec<Vec<u8>>,
     /// The TCB Info.
     pub tcb_info: Signed,
     /// The QE Identity.
@@ -72,9 +73,17 @@ fn crl(v: Option<String>, field: &str) -> Result<Crl, CollateralError> {
     Crl::parse(&bytes, field).map_err(|e| CollateralError(e.to_string()))
 }
 
-fn chain(v: Option<String>, field: &str) -> Result<Vec<Cert>, CollateralError> {
+fn chain(v: Option<String>, field: &str) -> Result<Vec<Vec<u8>>, CollateralError> {
     let text = required(v, field)?;
-    Cert::parse_file(text.as_bytes(), field).map_err(|e: CertError| CollateralError(e.to_string()))
+    certificate_ders(text.as_bytes(), field).map_err(|e: CertError| CollateralError(e.to_string()))
+}
+
+fn signer(v: Option<String>, field: &str) -> Result<Cert, CollateralError> {
+    let ders = chain(v, field)?;
+    let first = ders
+        .first()
+        .ok_or_else(|| CollateralError(format!("`{field}` is empty")))?;
+    Cert::from_der(first, field).map_err(|e| CollateralError(e.to_string()))
 }
 
 fn signed(
@@ -90,7 +99,7 @@ fn signed(
     Ok(Signed {
         body: required(body, name)?,
         signature,
-        chain: chain(issuer, &format!("{name}_issuer_chain"))?,
+        signer: signer(issuer, &format!("{name}_issuer_chain"))?,
     })
 }
 

@@ -4,7 +4,7 @@
 //! claims.
 //!
 //! ```no_run
-//! use cvm_attest::tdx::{Verifier, appraise::{Policy, Reference}, collateral::Collateral, pck::IntelRoot};
+//! use cvm_attest::tdx::{Cache, Verifier, appraise::Policy, collateral::Collateral, pck::IntelRoot};
 //! use cvm_attest::time::Time;
 //! # let quote: Vec<u8> = vec![];
 //! # let collateral_json = "";
@@ -18,6 +18,7 @@
 //!     policy: &policy,
 //!     event_log: None,
 //!     at: Time::parse_rfc3339("2025-07-01T00:00:00Z")?,
+//!     cache: &Cache::default(),
 //! };
 //! println!("{}", serde_json::to_string(&verifier.verify(&quote))?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -41,7 +42,50 @@ use pck::{IntelRoot, VerifiedPck};
 use quote::{INTEL_QE_VENDOR_ID, Quote, Tee};
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Mutex;
 use tcb::StatusAdvisories;
+
+/// Signature verifications that succeeded, remembered by a digest of (key or issuer,
+/// signed bytes, signature): the same bytes under the same key cannot verify differently.
+/// One verification uses it for the TCB signing certificate that signs both the TCB Info
+/// and the QE Identity; a batch shares one across quotes, so the PCK CAs and the
+/// collateral are verified once. Failures are never remembered, and validity windows and
+/// revocation are judged every time.
+#[derive(Debug, Default)]
+pub struct Cache(Mutex<HashSet<[u8; 32]>>);
+
+impl Clone for Cache {
+    fn clone(&self) -> Self {
+        Cache(Mutex::new(
+            self.0.lock().map(|s| s.clone()).unwrap_or_default(),
+        ))
+    }
+}
+
+impl Cache {
+    /// Runs `verify` unless these exact `parts` verified before.
+    pub fn verify(
+        &self,
+        parts: [&[u8]; 3],
+        verify: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(u64::try_from(p.len()).unwrap_or(u64::MAX).to_le_bytes());
+            h.update(p);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        if self.0.lock().is_ok_and(|s| s.contains(&key)) {
+            return Ok(());
+        }
+        verify()?;
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(key);
+        }
+        Ok(())
+    }
+}
 
 /// Everything a verification needs besides the quote.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +104,8 @@ pub struct Verifier<'a> {
     pub event_log: Option<&'a EventLog>,
     /// The verification time.
     pub at: Time,
+    /// Remembered signature verifications (a fresh one per quote, or one per batch).
+    pub cache: &'a Cache,
 }
 
 impl Verifier<'_> {
@@ -75,13 +121,19 @@ impl Verifier<'_> {
         };
         let mut claims = Claims::new(&quote);
         structure(&quote, &mut checks);
-        let pck = pck::verify_chain(quote.pck_chain_pem, self.root, self.at, &mut checks);
+        let pck = pck::verify_chain(
+            quote.pck_chain_pem,
+            self.root,
+            self.at,
+            self.cache,
+            &mut checks,
+        );
         if let Some(p) = &pck {
             claims.pck = Some(PckClaims::new(&p.ext, p.ca_kind));
-            qe_report_signature(&quote, p, &mut checks);
+            qe_report_signature(&quote, p, self.cache, &mut checks);
         }
         qe_binding(&quote, &mut checks);
-        quote_signature(&quote, &mut checks);
+        quote_signature(&quote, self.cache, &mut checks);
         match self.collateral {
             None => {
                 checks.record(
@@ -124,9 +176,8 @@ impl Verifier<'_> {
             "root_ca_crl",
             "Root CA CRL",
             &c.root_ca_crl,
-            anchor,
-            "trusted Intel SGX Root CA",
-            at,
+            (anchor, "trusted Intel SGX Root CA"),
+            self,
         );
         if let Some(p) = pck {
             crl_checks(
@@ -134,9 +185,8 @@ impl Verifier<'_> {
                 "pck_crl",
                 "PCK CRL",
                 &c.pck_crl,
-                &p.ca,
-                "PCK certificate's CA",
-                at,
+                (&p.ca, "PCK certificate's CA"),
+                self,
             );
             revocation(p, c, checks);
         }
@@ -144,18 +194,16 @@ impl Verifier<'_> {
             &c.tcb_info,
             "tcb_info",
             "TCB Info",
-            anchor,
+            self,
             &c.root_ca_crl,
-            at,
             checks,
         );
         let qe_identity: Option<QeIdentity> = signed_item(
             &c.qe_identity,
             "qe_identity",
             "QE Identity",
-            anchor,
+            self,
             &c.root_ca_crl,
-            at,
             checks,
         );
         if let Some(info) = &tcb_info {
@@ -346,15 +394,19 @@ fn structure(quote: &Quote<'_>, checks: &mut Checks) {
     );
 }
 
-fn p256_verify(key: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
-        .verify(message, signature)
+fn p256_verify(cache: &Cache, key: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
+    cache
+        .verify([key, message, signature], || {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+                .verify(message, signature)
+                .map_err(|_| String::new())
+        })
         .is_ok()
 }
 
-fn qe_report_signature(quote: &Quote<'_>, p: &VerifiedPck, checks: &mut Checks) {
+fn qe_report_signature(quote: &Quote<'_>, p: &VerifiedPck, cache: &Cache, checks: &mut Checks) {
     let result = p.leaf.p256_public_key().and_then(|key| {
-        if p256_verify(key, quote.qe_report_raw, &quote.qe_report_signature) {
+        if p256_verify(cache, key, quote.qe_report_raw, &quote.qe_report_signature) {
             Ok("ECDSA P-256/SHA-256 over the 384 bytes of the QE report, by the PCK key".into())
         } else {
             Err("the QE report's signature does not verify with the PCK certificate's key".into())
@@ -384,7 +436,7 @@ fn qe_binding(quote: &Quote<'_>, checks: &mut Checks) {
     );
 }
 
-fn quote_signature(quote: &Quote<'_>, checks: &mut Checks) {
+fn quote_signature(quote: &Quote<'_>, cache: &Cache, checks: &mut Checks) {
     let mut key = [0u8; 65];
     let (prefix, point) = key.split_at_mut(1);
     prefix.fill(0x04);
@@ -393,7 +445,7 @@ fn quote_signature(quote: &Quote<'_>, checks: &mut Checks) {
     checks.record(
         "quote.signature",
         Category::Signature,
-        if p256_verify(&key, quote.signed_bytes(), &quote.signature) {
+        if p256_verify(cache, &key, quote.signed_bytes(), &quote.signature) {
             Ok(format!(
                 "ECDSA P-256/SHA-256 over the header and body (bytes 0-{}), by the attestation key",
                 n.saturating_sub(1)
@@ -433,54 +485,42 @@ fn signed_item<T: serde::de::DeserializeOwned>(
     item: &Signed,
     key: &str,
     name: &str,
-    anchor: &Cert,
+    v: &Verifier<'_>,
     root_crl: &Crl,
-    at: Time,
     checks: &mut Checks,
 ) -> Option<T> {
-    let signer_ok = checks.record(
-        &format!("collateral.{key}.signer"),
-        Category::Signature,
-        match item.chain.first() {
-            None => Err(format!("the {name} issuer chain is empty")),
-            Some(signer) => {
-                let cn = signer.subject_cn().unwrap_or_default();
-                if cn != "Intel SGX TCB Signing" {
-                    Err(format!(
-                        "the {name} signer {cn:?} is not Intel SGX TCB Signing"
-                    ))
-                } else if root_crl.revokes(signer) {
-                    Err(format!("the {name} signer is revoked by the Root CA CRL"))
-                } else {
-                    pck::check_issued(signer, anchor, "trusted Intel SGX Root CA", at)
-                        .map(|()| {
-                            format!("{cn}, signed by the trusted Intel SGX Root CA, valid at {at}")
-                        })
-                        .map_err(|e| format!("the {name} signer: {e}"))
-                }
-            }
-        },
-    );
+    let (anchor, at, cache) = (v.root.cert(), v.at, v.cache);
+    let signer_ok = checks.record(&format!("collateral.{key}.signer"), Category::Signature, {
+        let signer = &item.signer;
+        let cn = signer.subject_cn().unwrap_or_default();
+        if cn != "Intel SGX TCB Signing" {
+            Err(format!(
+                "the {name} signer {cn:?} is not Intel SGX TCB Signing"
+            ))
+        } else if root_crl.revokes(signer) {
+            Err(format!("the {name} signer is revoked by the Root CA CRL"))
+        } else {
+            pck::check_issued(signer, anchor, "trusted Intel SGX Root CA", at, cache)
+                .map(|()| format!("{cn}, signed by the trusted Intel SGX Root CA, valid at {at}"))
+                .map_err(|e| format!("the {name} signer: {e}"))
+        }
+    });
     let signature_ok = signer_ok
         && checks.record(
             &format!("collateral.{key}.signature"),
             Category::Signature,
-            item.chain
-                .first()
-                .ok_or_else(|| format!("no {name} signer"))
-                .and_then(|s| s.p256_public_key())
-                .and_then(|k| {
-                    if p256_verify(k, item.body.as_bytes(), &item.signature) {
-                        Ok(format!(
-                            "ECDSA P-256/SHA-256 over the {} bytes of the {name} as given",
-                            item.body.len()
-                        ))
-                    } else {
-                        Err(format!(
-                            "the {name} signature does not verify over its exact bytes"
-                        ))
-                    }
-                }),
+            item.signer.p256_public_key().and_then(|k| {
+                if p256_verify(cache, k, item.body.as_bytes(), &item.signature) {
+                    Ok(format!(
+                        "ECDSA P-256/SHA-256 over the {} bytes of the {name} as given",
+                        item.body.len()
+                    ))
+                } else {
+                    Err(format!(
+                        "the {name} signature does not verify over its exact bytes"
+                    ))
+                }
+            }),
         );
     if !signature_ok {
         return None;
@@ -505,14 +545,17 @@ fn crl_checks(
     key: &str,
     name: &str,
     crl: &Crl,
-    signer: &Cert,
-    signer_name: &str,
-    at: Time,
+    (signer, signer_name): (&Cert, &str),
+    v: &Verifier<'_>,
 ) {
+    let (at, cache) = (v.at, v.cache);
     checks.record(
         &format!("collateral.{key}"),
         Category::Signature,
-        crl.verify_signed_by(signer)
+        cache
+            .verify([signer.der(), crl.der(), b"crl"], || {
+                crl.verify_signed_by(signer)
+            })
             .map(|()| format!("{name} signed by the {signer_name}"))
             .map_err(|e| format!("{name}: {e}")),
     );

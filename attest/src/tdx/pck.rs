@@ -4,9 +4,10 @@
 //! The root is built in and pinned; the copy of it that a quote carries is compared with
 //! it and otherwise ignored.
 
+use super::Cache;
 use crate::time::Time;
 use crate::verdict::{Category, Checks};
-use crate::x509::{Cert, CertError};
+use crate::x509::{Cert, CertError, certificate_ders};
 use der::asn1::{Any, ObjectIdentifier, OctetStringRef};
 use der::{Decode, Tag, Tagged};
 
@@ -211,11 +212,20 @@ pub struct VerifiedPck {
 }
 
 /// Checks that `cert` was signed by `issuer` and is valid at `at`.
-pub fn check_issued(cert: &Cert, issuer: &Cert, issuer_name: &str, at: Time) -> Result<(), String> {
+pub fn check_issued(
+    cert: &Cert,
+    issuer: &Cert,
+    issuer_name: &str,
+    at: Time,
+    cache: &Cache,
+) -> Result<(), String> {
     if !cert.issued_by_name(issuer) {
         return Err(format!("its issuer is not the {issuer_name}"));
     }
-    cert.verify_signed_by(issuer)
+    cache
+        .verify([issuer.der(), cert.der(), b"certificate"], || {
+            cert.verify_signed_by(issuer)
+        })
         .map_err(|e| format!("{e} with the {issuer_name}'s key"))?;
     cert.valid_at(at)
 }
@@ -225,42 +235,46 @@ pub fn verify_chain(
     pem: &[u8],
     root: &IntelRoot,
     at: Time,
+    cache: &Cache,
     checks: &mut Checks,
 ) -> Option<VerifiedPck> {
-    let certs = match Cert::parse_file(pem, "the quote's PCK chain") {
-        Ok(c) => c,
+    let ders = match certificate_ders(pem, "the quote's PCK chain") {
+        Ok(d) => d,
         Err(e) => {
             checks.record("pck.chain", Category::Signature, Err(e.to_string()));
             return None;
         }
     };
-    let (leaf, ca, rest) = match certs.as_slice() {
-        [leaf, ca, rest @ ..] => (leaf, ca, rest),
+    let (leaf, ca, rest) = match ders.as_slice() {
+        [leaf, ca, rest @ ..] => match (
+            Cert::from_der(leaf, "the PCK certificate"),
+            Cert::from_der(ca, "the PCK CA certificate"),
+        ) {
+            (Ok(leaf), Ok(ca)) => (leaf, ca, rest),
+            (Err(e), _) | (_, Err(e)) => {
+                checks.record("pck.chain", Category::Signature, Err(e.to_string()));
+                return None;
+            }
+        },
         _ => {
             checks.record(
                 "pck.chain",
                 Category::Signature,
                 Err(format!(
                     "{} certificate(s): the chain needs the PCK certificate and its CA",
-                    certs.len()
+                    ders.len()
                 )),
             );
             return None;
         }
     };
     let anchor = root.cert();
-    for other in rest {
-        if other.der() == anchor.der() {
-            continue;
-        }
+    if rest.iter().any(|der| der.as_slice() != anchor.der()) {
         checks.skip(
             "pck.chain.root",
             Category::Signature,
-            &format!(
-                "the quote carries a root {:?} that is not the trusted Intel SGX Root CA; \
-                 it is ignored",
-                other.subject_cn().unwrap_or_default()
-            ),
+            "the quote carries a root certificate that is not the trusted Intel SGX Root CA; \
+             it is ignored",
         );
     }
     let ca_cn = ca.subject_cn().unwrap_or_default();
@@ -276,7 +290,7 @@ pub fn verify_chain(
             None => Err(format!(
                 "the intermediate {ca_cn:?} is not an Intel SGX PCK Platform or Processor CA"
             )),
-            Some(_) => check_issued(ca, anchor, "trusted Intel SGX Root CA", at)
+            Some(_) => check_issued(&ca, anchor, "trusted Intel SGX Root CA", at, cache)
                 .map(|()| {
                     format!("{ca_cn}, signed by the trusted Intel SGX Root CA, valid at {at}")
                 })
@@ -288,7 +302,7 @@ pub fn verify_chain(
         "pck.leaf",
         Category::Signature,
         if leaf_cn == "Intel SGX PCK Certificate" {
-            check_issued(leaf, ca, &ca_cn, at)
+            check_issued(&leaf, &ca, &ca_cn, at, cache)
                 .map(|()| format!("PCK certificate signed by the {ca_cn}, valid at {at}"))
                 .map_err(|e| format!("PCK certificate: {e}"))
         } else {
@@ -297,7 +311,7 @@ pub fn verify_chain(
             ))
         },
     );
-    let ext = match SgxExtensions::read(leaf) {
+    let ext = match SgxExtensions::read(&leaf) {
         Ok(e) => e,
         Err(e) => {
             checks.record("pck.extensions", Category::Signature, Err(e));
@@ -306,8 +320,8 @@ pub fn verify_chain(
     };
     match (ca_ok && leaf_ok, ca_kind) {
         (true, Some(ca_kind)) => Some(VerifiedPck {
-            leaf: leaf.clone(),
-            ca: ca.clone(),
+            leaf,
+            ca,
             ca_kind,
             ext,
         }),

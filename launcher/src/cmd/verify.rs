@@ -33,9 +33,11 @@ pub struct VerifyArgs {
     /// The evidence type.
     #[arg(long, value_enum, default_value_t = VerifyTee::Auto)]
     pub tee: VerifyTee,
-    /// The evidence file (SNP: the raw report; TDX: the raw quote).
-    #[arg(long, value_name = "FILE")]
-    pub evidence: PathBuf,
+    /// The evidence file (SNP: the raw report; TDX: the raw quote). Repeat it to verify
+    /// a batch in one process with the same certificates, collateral, reference values
+    /// and policy (verified chains and collateral are reused across the batch).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub evidence: Vec<PathBuf>,
     /// SNP: directory of certificates, by role: vcek or vlek, ask or asvk, and optionally
     /// ark (.der, .pem, .crt). AMD's ARKs (and ASKs) are built in.
     #[arg(long, value_name = "DIR")]
@@ -150,68 +152,196 @@ impl<C: Headline + Serialize> Render for VerifyReport<C> {
     }
 }
 
-/// Runs `cvm verify`.
-pub fn run(args: &VerifyArgs) -> CmdResult {
-    let at = match &args.at {
-        Some(s) => match Time::parse_rfc3339(s) {
-            Ok(t) => t,
-            Err(e) => return (None, Err(CliError::Usage(e))),
-        },
-        None => match now() {
-            Ok(t) => t,
-            Err(e) => return (None, Err(e)),
-        },
-    };
-    let evidence = match read_file(&args.evidence) {
-        Ok(b) => b,
-        Err(e) => return (None, Err(e)),
-    };
-    let tee = match detect(args, &evidence) {
-        Ok(t) => t,
-        Err(e) => return (None, Err(e)),
-    };
-    match tee {
-        VerifyTee::Tdx => finish(verdict_tdx(args, &evidence, at)),
-        _ => finish(verdict_snp(args, &evidence, at)),
+/// One verdict, of either TEE.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum AnyVerdict {
+    /// An SNP report's.
+    Snp(Box<VerifyReport<cvm_attest::snp::claims::Claims>>),
+    /// A DCAP quote's.
+    Tdx(Box<VerifyReport<tdx::claims::Claims>>),
+}
+
+impl AnyVerdict {
+    fn failure(&self) -> Option<(Category, String)> {
+        fn first<C>(v: &Verdict<C>) -> Option<(Category, String)> {
+            v.failure().zip(
+                v.checks
+                    .iter()
+                    .find(|c| c.outcome == Outcome::Fail)
+                    .map(|c| format!("{}: {}", c.name, c.reason)),
+            )
+        }
+        match self {
+            AnyVerdict::Snp(v) => first(&v.0),
+            AnyVerdict::Tdx(v) => first(&v.0),
+        }
     }
 }
 
-/// Prints a verdict and maps a failure to its exit code.
-fn finish<C: Headline + Serialize>(verdict: Result<Verdict<C>, CliError>) -> CmdResult {
-    let verdict = match verdict {
-        Ok(v) => v,
-        Err(e) => return (None, Err(e)),
-    };
-    let failure = verdict.failure().zip(
-        verdict
-            .checks
+impl Render for AnyVerdict {
+    fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        match self {
+            AnyVerdict::Snp(v) => v.render_text(out),
+            AnyVerdict::Tdx(v) => v.render_text(out),
+        }
+    }
+}
+
+/// One verdict of a batch.
+#[derive(Debug, Serialize)]
+pub struct BatchItem {
+    /// The evidence file.
+    pub evidence: PathBuf,
+    /// Its verdict.
+    #[serde(flatten)]
+    pub verdict: AnyVerdict,
+}
+
+/// The verdicts of a batch (`--evidence` given more than once), in order.
+#[derive(Debug, Serialize)]
+pub struct BatchReport {
+    /// Pass only if every verdict passes.
+    pub verdict: Status,
+    /// Every verdict.
+    pub verdicts: Vec<BatchItem>,
+}
+
+impl Render for BatchReport {
+    fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        for item in &self.verdicts {
+            writeln!(out, "== {}", item.evidence.display())?;
+            item.verdict.render_text(out)?;
+        }
+        let passed = self
+            .verdicts
             .iter()
-            .find(|c| c.outcome == Outcome::Fail)
-            .map(|c| format!("{}: {}", c.name, c.reason)),
-    );
-    let report = VerifyReport(verdict);
-    match Output::new(&report) {
-        Ok(out) => (
-            Some(out),
-            match failure {
+            .filter(|i| i.verdict.failure().is_none())
+            .count();
+        writeln!(out, "{passed} of {} passed", self.verdicts.len())
+    }
+}
+
+/// What a TDX verification needs besides the quote, loaded once per process.
+struct TdxInputs {
+    root: tdx::pck::IntelRoot,
+    collateral: Option<tdx::collateral::Collateral>,
+    reference: Option<tdx::appraise::Reference>,
+    policy: tdx::appraise::Policy,
+    event_log: Option<tdx::appraise::EventLog>,
+    cache: tdx::Cache,
+}
+
+/// What an SNP verification needs besides the report, loaded once per process.
+struct SnpInputs {
+    roots: Roots,
+    supplied: Supplied,
+    crl: Option<Crl>,
+    reference: Option<Reference>,
+    policy: Policy,
+}
+
+/// Runs `cvm verify`.
+pub fn run(args: &VerifyArgs) -> CmdResult {
+    match verdicts(args) {
+        Err(e) => (None, Err(e)),
+        Ok(mut verdicts) => {
+            // The most severe failure across the batch decides the exit code.
+            let failure = verdicts
+                .iter()
+                .filter_map(|(_, v)| v.failure())
+                .min_by_key(|(c, _)| c.rank());
+            let exit = match failure {
                 None => Ok(()),
                 Some((category, first)) => Err(CliError::Rejected { category, first }),
-            },
-        ),
-        Err(e) => (None, Err(e)),
+            };
+            let output = if verdicts.len() == 1 {
+                verdicts.pop().map(|(_, v)| Output::new(&v))
+            } else {
+                let report = BatchReport {
+                    verdict: if exit.is_ok() {
+                        Status::Pass
+                    } else {
+                        Status::Fail
+                    },
+                    verdicts: verdicts
+                        .into_iter()
+                        .map(|(evidence, verdict)| BatchItem { evidence, verdict })
+                        .collect(),
+                };
+                Some(Output::new(&report))
+            };
+            match output {
+                Some(Ok(out)) => (Some(out), exit),
+                Some(Err(e)) => (None, Err(e)),
+                None => (None, exit),
+            }
+        }
     }
+}
+
+fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
+    let at = match &args.at {
+        Some(s) => Time::parse_rfc3339(s).map_err(CliError::Usage)?,
+        None => now()?,
+    };
+    let mut tdx_inputs: Option<TdxInputs> = None;
+    let mut snp_inputs: Option<SnpInputs> = None;
+    let mut out = Vec::new();
+    for path in &args.evidence {
+        let evidence = read_file(path)?;
+        let verdict = match detect(args, path, &evidence)? {
+            VerifyTee::Tdx => {
+                let i = match tdx_inputs.take() {
+                    Some(i) => i,
+                    None => tdx_inputs_for(args)?,
+                };
+                let v = tdx::Verifier {
+                    root: &i.root,
+                    collateral: i.collateral.as_ref(),
+                    reference: i.reference.as_ref(),
+                    policy: &i.policy,
+                    event_log: i.event_log.as_ref(),
+                    at,
+                    cache: &i.cache,
+                }
+                .verify(&evidence);
+                tdx_inputs = Some(i);
+                AnyVerdict::Tdx(Box::new(VerifyReport(v)))
+            }
+            _ => {
+                let i = match snp_inputs.take() {
+                    Some(i) => i,
+                    None => snp_inputs_for(args)?,
+                };
+                let v = cvm_attest::snp::verify(
+                    &evidence,
+                    &i.supplied,
+                    &i.roots,
+                    i.crl.as_ref(),
+                    i.reference.as_ref(),
+                    &i.policy,
+                    at,
+                );
+                snp_inputs = Some(i);
+                AnyVerdict::Snp(Box::new(VerifyReport(v)))
+            }
+        };
+        out.push((path.clone(), verdict));
+    }
+    Ok(out)
 }
 
 /// The evidence type: given, or detected (an SNP report is exactly 1184 bytes; a DCAP
 /// quote starts with version 3, 4 or 5 and attestation key type 2).
-fn detect(args: &VerifyArgs, evidence: &[u8]) -> Result<VerifyTee, CliError> {
+fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, CliError> {
     let tee = match args.tee {
         VerifyTee::Auto if evidence.len() == cvm_attest::snp::report::REPORT_LEN => VerifyTee::Snp,
         VerifyTee::Auto => match evidence {
             [3..=5, 0, 2, 0, ..] => VerifyTee::Tdx,
             _ => {
                 return Err(CliError::Evidence {
-                    path: args.evidence.clone(),
+                    path: path.to_owned(),
                     reason: format!(
                         "{} bytes is neither an SEV-SNP report (1184 bytes) nor a DCAP quote \
                          (version 3-5, ECDSA P-256); give --tee to be told what is wrong with it",
@@ -274,11 +404,7 @@ fn report_data(args: &VerifyArgs) -> Result<Option<Bytes<64>>, CliError> {
         .transpose()
 }
 
-fn verdict_tdx(
-    args: &VerifyArgs,
-    evidence: &[u8],
-    at: Time,
-) -> Result<Verdict<tdx::claims::Claims>, CliError> {
+fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
     let root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in Intel SGX Root CA"),
         reason: e.to_string(),
@@ -304,30 +430,23 @@ fn verdict_tdx(
             })
             .report_data = Some(rd);
     }
-    let policy = match &args.policy {
-        Some(p) => read_text(p, tdx::appraise::Policy::parse)?,
-        None => tdx::appraise::Policy::default(),
-    };
-    let event_log = match &args.event_log {
-        Some(p) => Some(read_text(p, tdx::appraise::EventLog::parse)?),
-        None => None,
-    };
-    Ok(tdx::Verifier {
-        root: &root,
-        collateral: collateral.as_ref(),
-        reference: reference.as_ref(),
-        policy: &policy,
-        event_log: event_log.as_ref(),
-        at,
-    }
-    .verify(evidence))
+    Ok(TdxInputs {
+        root,
+        collateral,
+        reference,
+        policy: match &args.policy {
+            Some(p) => read_text(p, tdx::appraise::Policy::parse)?,
+            None => tdx::appraise::Policy::default(),
+        },
+        event_log: match &args.event_log {
+            Some(p) => Some(read_text(p, tdx::appraise::EventLog::parse)?),
+            None => None,
+        },
+        cache: tdx::Cache::default(),
+    })
 }
 
-fn verdict_snp(
-    args: &VerifyArgs,
-    evidence: &[u8],
-    at: Time,
-) -> Result<Verdict<cvm_attest::snp::claims::Claims>, CliError> {
+fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
     let mut roots = Roots::amd().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in AMD roots"),
         reason: e.to_string(),
@@ -367,19 +486,16 @@ fn verdict_snp(
             })
             .report_data = Some(rd);
     }
-    let policy = match &args.policy {
-        Some(p) => read_text(p, Policy::parse)?,
-        None => Policy::default(),
-    };
-    Ok(cvm_attest::snp::verify(
-        evidence,
-        &supplied,
-        &roots,
-        crl.as_ref(),
-        reference.as_ref(),
-        &policy,
-        at,
-    ))
+    Ok(SnpInputs {
+        roots,
+        supplied,
+        crl,
+        reference,
+        policy: match &args.policy {
+            Some(p) => read_text(p, Policy::parse)?,
+            None => Policy::default(),
+        },
+    })
 }
 
 fn config(path: &Path, reason: String) -> CliError {

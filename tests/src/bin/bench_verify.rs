@@ -1,0 +1,210 @@
+//! Benchmark: TDX quote verification, cvm against dcap-qvl (PyPI, the Rust library behind
+//! a Python binding), on the same quote and collateral at the same verification time.
+//! Both are timed in process, per verification: cvm parses the collateral bundle inside
+//! its timed loop (dcap-qvl's `verify` decodes the CRLs, certificates and JSON inside its
+//! own); both verify the PCK chain, CRLs, TCB Info, QE Identity, QE report and quote
+//! signatures and evaluate the TCB status. Also the whole `cvm verify` process, for
+//! scale. Prints ratios; asserts nothing about time.
+//!
+//! Run through `bench/verify.sh`, which installs dcap-qvl in a virtual environment.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark program that reports on stdout"
+)]
+
+use cvm_attest::Time;
+use cvm_attest::tdx::appraise::Policy;
+use cvm_attest::tdx::collateral::Collateral;
+use cvm_attest::tdx::pck::IntelRoot;
+use cvm_attest::tdx::{Cache, Verifier};
+use cvm_tests::{case_time, median, ms, ratio, time_command, vectors};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ITERATIONS: u32 = 300;
+const RUNS: usize = 5;
+
+const CASES: [&str; 3] = [
+    "tdx/tdx-v4-phala-b0c06f-uptodate",
+    "tdx/tdx-v5-gotdx-90c06f-uptodate",
+    "tdx/sgx-v3-phala-00a06711",
+];
+
+/// Per verification, each one on its own: the collateral parsed and every signature
+/// verified each time.
+fn cvm_per_verification(quote: &[u8], collateral: &str, at: Time) -> Duration {
+    let root = IntelRoot::builtin().unwrap();
+    let policy = Policy::default();
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        for _ in 0..ITERATIONS {
+            let c = Collateral::parse_json(collateral).unwrap();
+            let v = Verifier {
+                root: &root,
+                collateral: Some(&c),
+                reference: None,
+                policy: &policy,
+                event_log: None,
+                at,
+                cache: &Cache::default(),
+            }
+            .verify(quote);
+            assert!(v.claims.and_then(|c| c.tcb).is_some());
+        }
+        runs.push(start.elapsed() / ITERATIONS);
+    }
+    median(runs)
+}
+
+/// Per verification in a batch (`cvm verify` with several `--evidence`): the collateral
+/// parsed once and the cache warmed by another quote of the same platform family, so
+/// what is timed is a further, different quote: its PCK certificate, QE report and quote
+/// signatures, its TCB evaluation and appraisal. The warm cache is cloned for each
+/// iteration so that the timed quote's own signatures are never remembered.
+fn cvm_batch_per_verification(warm: &[u8], quote: &[u8], collateral: &str, at: Time) -> Duration {
+    let root = IntelRoot::builtin().unwrap();
+    let policy = Policy::default();
+    let c = Collateral::parse_json(collateral).unwrap();
+    let verifier = |cache: &Cache, q: &[u8]| {
+        Verifier {
+            root: &root,
+            collateral: Some(&c),
+            reference: None,
+            policy: &policy,
+            event_log: None,
+            at,
+            cache,
+        }
+        .verify(q)
+    };
+    let warmed = Cache::default();
+    verifier(&warmed, warm);
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let caches: Vec<Cache> = (0..ITERATIONS).map(|_| warmed.clone()).collect();
+        let start = Instant::now();
+        for cache in &caches {
+            let v = verifier(cache, quote);
+            assert!(v.claims.and_then(|c| c.pck).is_some());
+        }
+        runs.push(start.elapsed() / ITERATIONS);
+    }
+    median(runs)
+}
+
+const PY: &str = r#"
+import sys, time, dcap_qvl
+quote = open(sys.argv[1], 'rb').read()
+coll = dcap_qvl.QuoteCollateralV3.from_json(open(sys.argv[2]).read())
+now, n, runs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+status = dcap_qvl.verify(quote, coll, now).status
+best = []
+for _ in range(runs):
+    t = time.perf_counter()
+    for _ in range(n):
+        dcap_qvl.verify(quote, coll, now)
+    best.append((time.perf_counter() - t) / n)
+best.sort()
+print(best[len(best) // 2] * 1e9, status)
+"#;
+
+fn dcap_qvl_per_verification(python: &Path, case: &Path, at: Time) -> (Duration, String) {
+    let out = Command::new(python)
+        .args(["-c", PY])
+        .arg(case.join("quote.bin"))
+        .arg(case.join("collateral.json"))
+        .arg(at.0.to_string())
+        .arg(ITERATIONS.to_string())
+        .arg(RUNS.to_string())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "dcap-qvl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (ns, status) = text.trim().split_once(' ').unwrap();
+    let secs: f64 = ns.parse::<f64>().unwrap() / 1e9;
+    (Duration::from_secs_f64(secs), status.to_owned())
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut python = None;
+    let mut cvm = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--python" => python = args.next().map(PathBuf::from),
+            "--cvm" => cvm = args.next().map(PathBuf::from),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let python = python.expect("--python PATH (a Python with dcap-qvl installed)");
+    let cvm = cvm.expect("--cvm PATH");
+    let Some(vectors) = vectors() else { return };
+    println!(
+        "TDX/SGX quote verification, per verification, median of {RUNS} runs of {ITERATIONS} (in process)"
+    );
+    for rel in CASES {
+        let case = vectors.join(rel);
+        let at = case_time(&case);
+        let quote = std::fs::read(case.join("quote.bin")).unwrap();
+        let collateral = std::fs::read_to_string(case.join("collateral.json")).unwrap();
+        let ours = cvm_per_verification(&quote, &collateral, at);
+        let (theirs, status) = dcap_qvl_per_verification(&python, &case, at);
+        println!(
+            "  {rel:34} cvm {:6.3} ms   dcap-qvl {:6.3} ms ({status})   dcap-qvl / cvm = {:.2}",
+            ms(ours),
+            ms(theirs),
+            ratio(theirs, ours)
+        );
+    }
+    // A batch: the two quotes of FMSPC 90C06F000000 share their collateral; one warms the
+    // cache, the other is timed.
+    let (a, b) = (
+        vectors.join(CASES[1]),
+        vectors.join("tdx/tdx-v5-phala-90c06f-tcb-unsupported"),
+    );
+    let collateral = std::fs::read_to_string(b.join("collateral.json")).unwrap();
+    let warm = std::fs::read(a.join("quote.bin")).unwrap();
+    let quote = std::fs::read(b.join("quote.bin")).unwrap();
+    let batch = cvm_batch_per_verification(&warm, &quote, &collateral, case_time(&b));
+    // dcap-qvl refuses the timed quote (no TCB level matches); its time on the other
+    // quote of the same platform and collateral stands for it.
+    let (theirs, _) = dcap_qvl_per_verification(&python, &a, case_time(&a));
+    println!(
+        "  batch, a further quote of the platform: cvm {:6.3} ms   dcap-qvl (one by one) {:6.3} ms   ratio {:.2}",
+        ms(batch),
+        ms(theirs),
+        ratio(theirs, batch)
+    );
+    let case = vectors.join(CASES[0]);
+    let args: Vec<String> = [
+        "verify",
+        "--evidence",
+        &case.join("quote.bin").display().to_string(),
+        "--collateral",
+        &case.join("collateral.json").display().to_string(),
+        "--at",
+        &case_time(&case).to_string(),
+        "--no-reference",
+        "--format",
+        "json",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let (whole, out) = time_command(&cvm, &args, 7);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(v["verdict"], "pass", "{out}");
+    println!(
+        "  whole process: cvm verify {:.1} ms (process start, reading and printing included)",
+        ms(whole)
+    );
+}
