@@ -47,6 +47,54 @@ pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T,
     toml::from_str(text).map_err(|e| ConfigError(format!("TOML: {e}")))
 }
 
+/// Reads a file that is JSON (it starts with `{`) or TOML.
+pub(crate) fn from_json_or_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, ConfigError> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))
+    } else {
+        from_toml(text)
+    }
+}
+
+/// Reads reference values: TOML, JSON, or the JSON `cvm measure` prints (recognised by
+/// its `firmware` key, checked to name one of `tees`, and converted by `handoff`).
+pub(crate) fn reference_values<T: serde::de::DeserializeOwned>(
+    text: &str,
+    tees: &[&str],
+    handoff: impl FnOnce(serde_json::Value) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    if !text.trim_start().starts_with('{') {
+        return from_toml(text);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
+    if value.get("firmware").is_some() {
+        // Name the TEE first: another TEE's output lacks the fields to complain about.
+        check_tee(
+            value.get("tee").and_then(serde_json::Value::as_str),
+            "reference values",
+            tees,
+        )?;
+        handoff(value)
+    } else {
+        serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))
+    }
+}
+
+/// A file that names its TEE must name one of `tees` (the first is the one named in the
+/// error).
+pub(crate) fn check_tee(tee: Option<&str>, what: &str, tees: &[&str]) -> Result<(), ConfigError> {
+    match tee {
+        Some(t) if !tees.contains(&t) => Err(ConfigError(format!(
+            "{what} for {t:?}, not {:?}",
+            tees.first().copied().unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn eq_check<const N: usize>(
     checks: &mut Checks,
     name: &str,

@@ -84,6 +84,28 @@ pub struct Verdict<C> {
 }
 
 impl<C> Verdict<C> {
+    /// The verdict of `checks`: pass only if none failed.
+    pub fn new(
+        checks: Checks,
+        tee: &'static str,
+        product: Option<String>,
+        claims: Option<C>,
+        at: Time,
+    ) -> Self {
+        Verdict {
+            verdict: if checks.any_failed() {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
+            tee,
+            product,
+            verification_time: at,
+            checks: checks.0,
+            claims,
+        }
+    }
+
     /// The most severe failure category, if any check failed: a bad signature outranks
     /// malformed fields, which outrank missing collateral, which outranks policy.
     pub fn failure(&self) -> Option<Category> {

@@ -23,16 +23,11 @@ use std::path::Path;
 /// Accepts every TCB status but Revoked and does not require SEPT_VE_DISABLE: the
 /// vectors assert authenticity and TCB status, not this project's default policy.
 fn lenient() -> Policy {
-    use TcbStatus::*;
     Policy {
-        accepted_tcb_statuses: vec![
-            UpToDate,
-            SWHardeningNeeded,
-            ConfigurationNeeded,
-            ConfigurationAndSWHardeningNeeded,
-            OutOfDate,
-            OutOfDateConfigurationNeeded,
-        ],
+        accepted_tcb_statuses: TcbStatus::ALL
+            .into_iter()
+            .filter(|s| *s != TcbStatus::Revoked)
+            .collect(),
         require_sept_ve_disable: false,
         ..Policy::default()
     }

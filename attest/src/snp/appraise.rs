@@ -11,7 +11,7 @@ use crate::verdict::{Category, Checks};
 use serde::Deserialize;
 
 pub use crate::config::{Bytes, ConfigError, OneOrMany};
-use crate::config::{eq_check, flag, from_toml};
+use crate::config::{check_tee, eq_check, flag, from_json_or_toml, reference_values};
 
 /// Reference values for one guest image. Every field given must match; the measurement
 /// is required unless `skip_measurement` says otherwise.
@@ -60,35 +60,21 @@ struct MeasureIdBlock {
 impl Reference {
     /// Reads reference values from TOML, JSON, or the JSON that `cvm measure` prints.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let trimmed = text.trim_start();
-        let r: Reference = if trimmed.starts_with('{') {
-            let value: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
-            if value.get("firmware").is_some() {
-                // Name the TEE first: a TDX report has no `measurement` to complain about.
-                check_tee(
-                    value.get("tee").and_then(serde_json::Value::as_str),
-                    "reference values",
-                )?;
-                let m: MeasureHandoff = serde_json::from_value(value)
-                    .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
-                let id = m.id_block;
-                Reference {
-                    tee: Some(m.tee),
-                    measurement: Some(OneOrMany::One(m.measurement)),
-                    id_key_digest: id.as_ref().map(|i| i.id_key_digest),
-                    author_key_digest: id.as_ref().and_then(|i| i.author_key_digest),
-                    family_id: id.as_ref().map(|i| i.family_id),
-                    image_id: id.as_ref().map(|i| i.image_id),
-                    ..Reference::default()
-                }
-            } else {
-                serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))?
-            }
-        } else {
-            from_toml(text)?
-        };
-        check_tee(r.tee.as_deref(), "reference values")?;
+        let r: Reference = reference_values(text, TEES, |value| {
+            let m: MeasureHandoff = serde_json::from_value(value)
+                .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
+            let id = m.id_block;
+            Ok(Reference {
+                tee: Some(m.tee),
+                measurement: Some(OneOrMany::One(m.measurement)),
+                id_key_digest: id.as_ref().map(|i| i.id_key_digest),
+                author_key_digest: id.as_ref().and_then(|i| i.author_key_digest),
+                family_id: id.as_ref().map(|i| i.family_id),
+                image_id: id.as_ref().map(|i| i.image_id),
+                ..Reference::default()
+            })
+        })?;
+        check_tee(r.tee.as_deref(), "reference values", TEES)?;
         if r.measurement.is_none() && !r.skip_measurement {
             return Err(ConfigError(
                 "no measurement: give `measurement`, or `skip_measurement = true` to accept any"
@@ -199,23 +185,14 @@ impl Default for Policy {
 impl Policy {
     /// Reads a policy from TOML or JSON.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let p: Policy = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?
-        } else {
-            from_toml(text)?
-        };
-        check_tee(p.tee.as_deref(), "a policy")?;
+        let p: Policy = from_json_or_toml(text)?;
+        check_tee(p.tee.as_deref(), "a policy", TEES)?;
         Ok(p)
     }
 }
 
-/// A file that names its TEE must name SNP.
-fn check_tee(tee: Option<&str>, what: &str) -> Result<(), ConfigError> {
-    match tee {
-        Some(t) if t != "snp" => Err(ConfigError(format!("{what} for {t:?}, not \"snp\""))),
-        _ => Ok(()),
-    }
-}
+/// The TEE names SNP reference-value and policy files may give.
+const TEES: &[&str] = &["snp"];
 
 /// Appraises `report` (already decoded into `claims`) against the reference values and
 /// the policy, recording one check per rule.

@@ -21,7 +21,7 @@ pub mod report;
 pub mod tcb;
 
 use crate::time::Time;
-use crate::verdict::{Category, Checks, Status, Verdict};
+use crate::verdict::{Category, Checks, Verdict};
 use crate::x509::Crl;
 use appraise::{Policy, Reference};
 use certs::{AmdExtensions, LeafKind, Roots, Supplied, VerifiedLeaf};
@@ -105,18 +105,13 @@ fn finish(
     claims: Option<Claims>,
     at: Time,
 ) -> Verdict<Claims> {
-    Verdict {
-        verdict: if checks.any_failed() {
-            Status::Fail
-        } else {
-            Status::Pass
-        },
-        tee: "snp",
-        product: product.map(|p| p.name().to_owned()),
-        verification_time: at,
-        checks: checks.0,
+    Verdict::new(
+        checks,
+        "snp",
+        product.map(|p| p.name().to_owned()),
         claims,
-    }
+        at,
+    )
 }
 
 fn check_signature(report: &Report<'_>, leaf: &VerifiedLeaf, checks: &mut Checks) {

@@ -4,7 +4,9 @@
 use super::claims::{TdAttributes, enclave_debug};
 use super::collateral::TcbStatus;
 use super::quote::{Body, EnclaveReport, TdReport};
-use crate::config::{Bytes, ConfigError, OneOrMany, eq_check, flag, from_toml};
+use crate::config::{
+    Bytes, ConfigError, OneOrMany, check_tee, eq_check, flag, from_json_or_toml, reference_values,
+};
 use crate::verdict::{Category, Checks};
 use cvm_firmware::hex;
 use serde::Deserialize;
@@ -58,33 +60,21 @@ struct MeasureHandoff {
 impl Reference {
     /// Reads reference values from TOML, JSON, or the JSON `cvm measure --tee tdx` prints.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let r: Reference = if text.trim_start().starts_with('{') {
-            let value: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
-            if value.get("firmware").is_some() {
-                check_tee(
-                    value.get("tee").and_then(serde_json::Value::as_str),
-                    "reference values",
-                )?;
-                let m: MeasureHandoff = serde_json::from_value(value)
-                    .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
-                let [rtmr0, rtmr1, rtmr2, rtmr3] = m.rtmr;
-                Reference {
-                    tee: Some("tdx".into()),
-                    mrtd: Some(OneOrMany::One(m.mrtd)),
-                    rtmr0,
-                    rtmr1,
-                    rtmr2,
-                    rtmr3,
-                    ..Reference::default()
-                }
-            } else {
-                serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))?
-            }
-        } else {
-            from_toml(text)?
-        };
-        check_tee(r.tee.as_deref(), "reference values")?;
+        let r: Reference = reference_values(text, TEES, |value| {
+            let m: MeasureHandoff = serde_json::from_value(value)
+                .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
+            let [rtmr0, rtmr1, rtmr2, rtmr3] = m.rtmr;
+            Ok(Reference {
+                tee: Some("tdx".into()),
+                mrtd: Some(OneOrMany::One(m.mrtd)),
+                rtmr0,
+                rtmr1,
+                rtmr2,
+                rtmr3,
+                ..Reference::default()
+            })
+        })?;
+        check_tee(r.tee.as_deref(), "reference values", TEES)?;
         let given = r.mrtd.is_some() || r.mr_enclave.is_some();
         if !given && !r.skip_measurement {
             return Err(ConfigError(
@@ -147,12 +137,8 @@ impl Default for Policy {
 impl Policy {
     /// Reads a policy from TOML or JSON.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let p: Policy = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?
-        } else {
-            from_toml(text)?
-        };
-        check_tee(p.tee.as_deref(), "a policy")?;
+        let p: Policy = from_json_or_toml(text)?;
+        check_tee(p.tee.as_deref(), "a policy", TEES)?;
         if p.accepted_tcb_statuses.contains(&TcbStatus::Revoked) {
             return Err(ConfigError("a Revoked TCB is never acceptable".into()));
         }
@@ -160,15 +146,8 @@ impl Policy {
     }
 }
 
-/// A file that names its TEE must name TDX (SGX quotes share the TDX verifier's files).
-fn check_tee(tee: Option<&str>, what: &str) -> Result<(), ConfigError> {
-    match tee {
-        Some(t) if t != "tdx" && t != "sgx" => {
-            Err(ConfigError(format!("{what} for {t:?}, not \"tdx\"")))
-        }
-        _ => Ok(()),
-    }
-}
+/// The TEE names TDX reference-value and policy files may give (SGX quotes share them).
+const TEES: &[&str] = &["tdx", "sgx"];
 
 /// One event of a `cvm-tdx-event-log/1` file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -148,6 +148,17 @@ pub enum TcbStatus {
 }
 
 impl TcbStatus {
+    /// Every status, best first.
+    pub const ALL: [TcbStatus; 7] = [
+        TcbStatus::UpToDate,
+        TcbStatus::SWHardeningNeeded,
+        TcbStatus::ConfigurationNeeded,
+        TcbStatus::ConfigurationAndSWHardeningNeeded,
+        TcbStatus::OutOfDate,
+        TcbStatus::OutOfDateConfigurationNeeded,
+        TcbStatus::Revoked,
+    ];
+
     /// Intel's name for the status.
     pub fn name(self) -> &'static str {
         match self {

@@ -32,7 +32,7 @@ pub mod quote;
 pub mod tcb;
 
 use crate::time::Time;
-use crate::verdict::{Category, Checks, Status, Verdict};
+use crate::verdict::{Category, Checks, Verdict};
 use crate::x509::{Cert, Crl};
 use appraise::{EventLog, Policy, Reference};
 use claims::{Claims, PckClaims, TcbClaims};
@@ -116,7 +116,7 @@ impl Verifier<'_> {
             Ok(q) => q,
             Err(e) => {
                 checks.record("quote.parse", Category::Malformed, Err(e.to_string()));
-                return finish(checks, "tdx", None, None, self.at);
+                return Verdict::new(checks, "tdx", None, None, self.at);
             }
         };
         let mut claims = Claims::new(&quote);
@@ -159,7 +159,7 @@ impl Verifier<'_> {
             .pck
             .as_ref()
             .map(|p| format!("FMSPC {} (PCK {:?} CA)", p.fmspc, p.ca));
-        finish(checks, quote.tee().name(), product, Some(claims), self.at)
+        Verdict::new(checks, quote.tee().name(), product, Some(claims), self.at)
     }
 
     fn with_collateral(
@@ -344,27 +344,6 @@ impl Verifier<'_> {
             qe,
             evaluation_data_number: info.tcb_evaluation_data_number,
         })
-    }
-}
-
-fn finish(
-    checks: Checks,
-    tee: &'static str,
-    product: Option<String>,
-    claims: Option<Claims>,
-    at: Time,
-) -> Verdict<Claims> {
-    Verdict {
-        verdict: if checks.any_failed() {
-            Status::Fail
-        } else {
-            Status::Pass
-        },
-        tee,
-        product,
-        verification_time: at,
-        checks: checks.0,
-        claims,
     }
 }
 
