@@ -272,25 +272,35 @@ fn bad_inputs_are_one_line_errors() {
     assert!(one_error_line(&out).contains("neither an SEV-SNP report"));
 }
 
-#[test]
-fn a_batch_gives_every_verdict_and_the_worst_exit_code() {
-    let Some(v) = vectors() else { return };
-    let good = v.join(UPTODATE);
-    let bad = v.join("neg/tdx/tdx-neg-mrtd-bitflip");
-    let out = cvm(&[
-        "verify",
-        "--evidence",
-        good.join("quote.bin").to_str().unwrap(),
-        "--evidence",
-        bad.join("quote.bin").to_str().unwrap(),
+/// `cvm verify` on several quotes with one collateral bundle, JSON.
+fn batch(quotes: &[&Path], collateral: &Path) -> Output {
+    let mut args: Vec<String> = vec!["verify".into()];
+    for q in quotes {
+        args.push("--evidence".into());
+        args.push(q.display().to_string());
+    }
+    for a in [
         "--collateral",
-        good.join("collateral.json").to_str().unwrap(),
+        collateral.to_str().unwrap(),
         "--at",
         AT,
         "--no-reference",
         "--format",
         "json",
-    ]);
+    ] {
+        args.push(a.to_owned());
+    }
+    cvm(&args)
+}
+
+#[test]
+fn a_batch_gives_every_verdict_and_the_worst_exit_code() {
+    let Some(v) = vectors() else { return };
+    let good = v.join(UPTODATE);
+    let collateral = good.join("collateral.json");
+    let q = good.join("quote.bin");
+    let bad = v.join("neg/tdx/tdx-neg-mrtd-bitflip/quote.bin");
+    let out = batch(&[&q, &bad], &collateral);
     assert_eq!(code(&out), 3);
     let j = stdout_json(&out);
     assert_eq!(j["verdict"], "fail");
@@ -307,21 +317,7 @@ fn a_batch_gives_every_verdict_and_the_worst_exit_code() {
     assert_eq!(verdicts[1]["claims"]["tcb"]["status"], "UpToDate");
     // The same quote twice: the second verdict equals the first (remembered signature
     // verifications change nothing but the time taken).
-    let q = good.join("quote.bin");
-    let out = cvm(&[
-        "verify",
-        "--evidence",
-        q.to_str().unwrap(),
-        "--evidence",
-        q.to_str().unwrap(),
-        "--collateral",
-        good.join("collateral.json").to_str().unwrap(),
-        "--at",
-        AT,
-        "--no-reference",
-        "--format",
-        "json",
-    ]);
+    let out = batch(&[&q, &q], &collateral);
     assert_eq!(code(&out), 0);
     let j = stdout_json(&out);
     assert_eq!(j["verdicts"][0]["checks"], j["verdicts"][1]["checks"]);

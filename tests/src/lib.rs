@@ -175,3 +175,36 @@ pub fn case_fact(dir: &Path, key: &str) -> Option<String> {
         .find_map(|f| f.strip_prefix(&format!("{key}=")))
         .map(str::to_owned)
 }
+
+/// One derived negative of `neg/negatives.json`.
+pub struct Negative {
+    /// Its id (its directory under `neg/<tech>/`).
+    pub id: String,
+    /// Why it must be rejected.
+    pub expected: String,
+    /// The time to verify it at.
+    pub at: cvm_attest::Time,
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+/// The negatives of one technology ("snp", "tdx", "cca").
+pub fn negatives(vectors: &Path, tech: &str) -> Vec<Negative> {
+    let path = vectors.join("neg/negatives.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    list.iter()
+        .filter(|n| n["tech"] == tech)
+        .map(|n| {
+            let field = |k: &str| n[k].as_str().unwrap_or_default().to_owned();
+            Negative {
+                dir: vectors.join("neg").join(tech).join(field("id")),
+                id: field("id"),
+                expected: field("expected"),
+                at: cvm_attest::Time::parse_rfc3339(&field("verify_time"))
+                    .unwrap_or_else(|e| panic!("{}: {e}", field("id"))),
+            }
+        })
+        .collect()
+}

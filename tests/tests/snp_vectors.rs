@@ -13,7 +13,7 @@ use cvm_attest::snp::appraise::Policy;
 use cvm_attest::snp::certs::Roots;
 use cvm_attest::snp::claims::Claims;
 use cvm_attest::{Outcome, Status, Time, Verdict};
-use cvm_tests::{case_time, snp_case, vectors};
+use cvm_tests::{case_time, negatives, snp_case, vectors};
 
 fn verify(dir: &std::path::Path, at: Time) -> Verdict<Claims> {
     verify_with(dir, at, &Policy::default())
@@ -138,18 +138,10 @@ fn must_fail(expected: &str) -> Vec<&'static str> {
 #[test]
 fn every_snp_negative_fails_for_its_reason() {
     let Some(vectors) = vectors() else { return };
-    let list: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(vectors.join("neg/negatives.json")).unwrap())
-            .unwrap();
-    let mut n = 0;
-    for neg in list.as_array().unwrap() {
-        if neg["tech"] != "snp" {
-            continue;
-        }
-        let id = neg["id"].as_str().unwrap();
-        let expected = neg["expected"].as_str().unwrap();
-        let at = Time::parse_rfc3339(neg["verify_time"].as_str().unwrap()).unwrap();
-        let v = verify(&vectors.join("neg/snp").join(id), at);
+    let list = negatives(&vectors, "snp");
+    for neg in &list {
+        let (id, expected) = (&neg.id, neg.expected.as_str());
+        let v = verify(&neg.dir, neg.at);
         assert_eq!(v.verdict, Status::Fail, "{id} passed");
         let f = failed(&v);
         for name in must_fail(expected) {
@@ -158,7 +150,6 @@ fn every_snp_negative_fails_for_its_reason() {
                 "{id} ({expected}): no failed {name}* check in {f:#?}"
             );
         }
-        n += 1;
     }
-    assert!(n >= 30, "only {n} SNP negatives");
+    assert!(list.len() >= 30, "only {} SNP negatives", list.len());
 }
