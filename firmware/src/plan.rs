@@ -8,6 +8,9 @@ use crate::vcpu::VcpuState;
 use serde::Serialize;
 use std::borrow::Cow;
 
+/// The page every plan is made of (SEV, SNP and TDX all launch 4 KiB pages).
+pub const PAGE: u64 = 4096;
+
 /// The kind of protected guest a plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -13,7 +13,7 @@ use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
 use std::borrow::Cow;
 pub use vmsa::VmmType;
 
-const PAGE: u64 = 4096;
+use crate::plan::PAGE;
 
 /// Direct-boot inputs: the kernel, and optionally an initrd and a command line.
 #[derive(Debug, Clone, Copy)]

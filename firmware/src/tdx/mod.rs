@@ -37,9 +37,9 @@ pub const ATTR_MR_EXTEND: u32 = 1;
 pub const ATTR_PAGE_AUG: u32 = 2;
 /// Bytes per TDH.MR.EXTEND.
 pub const MR_EXTEND_CHUNK: u64 = 256;
-/// A TD page.
-pub const PAGE: u64 = 4096;
 pub use crate::ovmf::FOUR_GIB;
+/// A TD page.
+pub use crate::plan::PAGE;
 /// QEMU q35: a guest with at least this much memory has 2 GiB below 4 GiB.
 pub const Q35_HIGHMEM_THRESHOLD: u64 = 0xb000_0000;
 /// QEMU q35: RAM below 4 GiB for guests at or above [`Q35_HIGHMEM_THRESHOLD`].

@@ -64,7 +64,7 @@ pub const MIN_MEMORY: u64 = 2 << 20;
 
 /// Where the BSP starts after reset.
 const RESET_VECTOR: u32 = 0xffff_fff0;
-const PAGE: u64 = 4096;
+use crate::plan::PAGE;
 const PDPT_GPA: u64 = 0xa000;
 const PD_GPA: u64 = 0xb000;
 /// Segment selectors of the boot GDT (the Linux boot protocol's `__BOOT_CS`/`__BOOT_DS`).
