@@ -106,12 +106,15 @@ impl<C> Verdict<C> {
         }
     }
 
+    /// The checks that failed, in the order made.
+    pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.outcome == Outcome::Fail)
+    }
+
     /// The most severe failure category, if any check failed: a bad signature outranks
     /// malformed fields, which outrank missing collateral, which outranks policy.
     pub fn failure(&self) -> Option<Category> {
-        self.checks
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail)
+        self.failed_checks()
             .map(|c| c.category)
             .min_by_key(|c| c.rank())
     }

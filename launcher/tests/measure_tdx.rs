@@ -11,6 +11,7 @@
 mod common;
 
 use common::{cvm, one_error_line, shared, stdout_json, temp_file};
+use cvm_firmware::hex;
 use sha2::{Digest, Sha384};
 
 /// Row tdx-024 of shared/reference/tdx_ref.tsv (fortanix/tdx-measure): trixie's OVMF,
@@ -82,30 +83,19 @@ fn json_and_event_log_match_the_reference_row() {
     for (i, expected) in rtmr.iter().enumerate().take(3) {
         let mut r = [0u8; 48];
         for e in events.iter().filter(|e| e["rtmr"] == i) {
-            let d = hex_decode(e["digest"].as_str().unwrap());
+            let d = hex::decode(e["digest"].as_str().unwrap()).unwrap();
             let mut h = Sha384::new();
             h.update(r);
             h.update(d);
             r = h.finalize().into();
         }
-        assert_eq!(hex_encode(&r), *expected, "RTMR{i} replay");
+        assert_eq!(hex::encode(&r), *expected, "RTMR{i} replay");
     }
     assert!(
         events
             .iter()
             .all(|e| e["type"].is_string() && e["description"].is_string())
     );
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{cvm, stdout_json, temp_file, vectors};
+use common::{case_fact, code, cvm, stdout_json, temp_file, vectors};
 use std::path::Path;
 use std::process::Output;
 
@@ -31,23 +31,6 @@ fn verify(case: &Path, extra: &[&str]) -> Output {
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     cvm(&args)
-}
-
-/// The measurement case.json records for a case (written by the vector's curator from
-/// the upstream source, not by cvm).
-fn case_fact(case: &Path, key: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
-    let facts = v["facts"].as_str().unwrap().to_owned();
-    facts
-        .split("; ")
-        .find_map(|f| f.strip_prefix(&format!("{key}=")))
-        .unwrap()
-        .to_owned()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
 }
 
 #[test]

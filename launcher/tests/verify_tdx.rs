@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{cvm, one_error_line, stdout_json, temp_file, vectors};
+use common::{case_fact, code, cvm, one_error_line, stdout_json, temp_file, vectors};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -34,25 +34,8 @@ fn verify(case: &Path, extra: &[&str]) -> Output {
     cvm(&args)
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
 fn case(rel: &str) -> Option<PathBuf> {
     vectors().map(|v| v.join(rel))
-}
-
-/// A fact the vectors' curator recorded for the case.
-fn fact(case: &Path, key: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
-    v["facts"]
-        .as_str()
-        .unwrap()
-        .split("; ")
-        .find_map(|f| f.strip_prefix(&format!("{key}=")))
-        .unwrap()
-        .to_owned()
 }
 
 #[test]
@@ -64,7 +47,7 @@ fn pass_detected_and_json_verdict() {
     assert_eq!(v["verdict"], "pass");
     assert_eq!(v["tee"], "tdx");
     assert_eq!(v["claims"]["tcb"]["status"], "UpToDate");
-    assert_eq!(v["claims"]["td"]["mr_td"], fact(&c, "mr_td"));
+    assert_eq!(v["claims"]["td"]["mr_td"], case_fact(&c, "mr_td"));
     assert_eq!(v["claims"]["pck"]["fmspc"], "B0C06F000000");
 }
 
@@ -152,9 +135,9 @@ fn exit_codes_per_failure_kind() {
 #[test]
 fn reference_values_and_report_data() {
     let Some(c) = case(UPTODATE) else { return };
-    let mrtd = fact(&c, "mr_td");
-    let rtmr0 = fact(&c, "rtmr0");
-    let rd = fact(&c, "report_data");
+    let mrtd = case_fact(&c, "mr_td");
+    let rtmr0 = case_fact(&c, "rtmr0");
+    let rd = case_fact(&c, "report_data");
     let good = temp_file(
         "tdx-ref.toml",
         format!(

@@ -208,3 +208,29 @@ pub fn negatives(vectors: &Path, tech: &str) -> Vec<Negative> {
         })
         .collect()
 }
+
+/// The `--name VALUE` options of a benchmark program's command line, by name; panics on
+/// an option not in `known` or without a value (a benchmark run wrongly means nothing).
+pub fn bench_options(known: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(name) = args.next() {
+        assert!(
+            known.contains(&name.as_str()),
+            "unknown argument {name}; options: {}",
+            known.join(" ")
+        );
+        let value = args
+            .next()
+            .unwrap_or_else(|| panic!("{name} needs a value"));
+        out.insert(name, value);
+    }
+    out
+}
+
+/// Every failed check of a verdict as "name: reason".
+pub fn failed<C>(v: &cvm_attest::Verdict<C>) -> Vec<String> {
+    v.failed_checks()
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect()
+}

@@ -12,8 +12,8 @@
 use cvm_attest::snp::appraise::Policy;
 use cvm_attest::snp::certs::Roots;
 use cvm_attest::snp::claims::Claims;
-use cvm_attest::{Outcome, Status, Time, Verdict};
-use cvm_tests::{case_time, negatives, snp_case, vectors};
+use cvm_attest::{Status, Time, Verdict};
+use cvm_tests::{case_time, failed, negatives, snp_case, vectors};
 
 fn verify(dir: &std::path::Path, at: Time) -> Verdict<Claims> {
     verify_with(dir, at, &Policy::default())
@@ -30,14 +30,6 @@ fn verify_with(dir: &std::path::Path, at: Time, policy: &Policy) -> Verdict<Clai
         policy,
         at,
     )
-}
-
-fn failed(v: &Verdict<Claims>) -> Vec<String> {
-    v.checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Fail)
-        .map(|c| format!("{}: {}", c.name, c.reason))
-        .collect()
 }
 
 #[test]

@@ -17,7 +17,7 @@ use cvm_attest::tdx::collateral::TcbStatus;
 use cvm_attest::tdx::pck::IntelRoot;
 use cvm_attest::x509::Cert;
 use cvm_attest::{Category, Outcome, Status, Time, Verdict};
-use cvm_tests::{case_fact, case_time, negatives, read_tsv, tdx_case, vectors};
+use cvm_tests::{case_fact, case_time, failed, negatives, read_tsv, tdx_case, vectors};
 use std::path::Path;
 
 /// Accepts every TCB status but Revoked and does not require SEPT_VE_DISABLE: the
@@ -51,20 +51,8 @@ fn verify(dir: &Path, at: Time, policy: &Policy) -> Verdict<Claims> {
     verify_with(dir, at, policy, &IntelRoot::builtin().unwrap())
 }
 
-fn failed(v: &Verdict<Claims>) -> Vec<String> {
-    v.checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Fail)
-        .map(|c| format!("{}: {}", c.name, c.reason))
-        .collect()
-}
-
 fn failed_names(v: &Verdict<Claims>) -> Vec<&str> {
-    v.checks
-        .iter()
-        .filter(|c| c.outcome == Outcome::Fail)
-        .map(|c| c.name.as_str())
-        .collect()
+    v.failed_checks().map(|c| c.name.as_str()).collect()
 }
 
 /// The cryptographic checks every case passes at its time: PCK chain, QE report, binding
@@ -215,9 +203,8 @@ fn every_tdx_case_is_rejected_as_expired_today() {
         let own = verify(&dir, case_time(&dir), &lenient());
         let own = failed_names(&own);
         for c in v
-            .checks
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail && !own.contains(&c.name.as_str()))
+            .failed_checks()
+            .filter(|c| !own.contains(&c.name.as_str()))
         {
             let stale = c.category == Category::Collateral
                 || (c.category == Category::Signature && c.reason.contains("expired at"));

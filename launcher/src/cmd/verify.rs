@@ -166,9 +166,8 @@ impl AnyVerdict {
     fn failure(&self) -> Option<(Category, String)> {
         fn first<C>(v: &Verdict<C>) -> Option<(Category, String)> {
             v.failure().zip(
-                v.checks
-                    .iter()
-                    .find(|c| c.outcome == Outcome::Fail)
+                v.failed_checks()
+                    .next()
                     .map(|c| format!("{}: {}", c.name, c.reason)),
             )
         }

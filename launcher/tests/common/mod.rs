@@ -9,7 +9,7 @@
 )]
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs the `cvm` binary with `args`.
@@ -74,4 +74,23 @@ pub fn one_error_line(out: &Output) -> String {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("cvm: error: "), "{err}");
     err
+}
+
+/// The exit status of a finished run.
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+/// A `key=value` fact the case.json of a vector case records (written by the vectors'
+/// curator from the upstream source, not by cvm).
+pub fn case_fact(case: &Path, key: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    v["facts"]
+        .as_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|f| f.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{}: no fact {key}", case.display()))
+        .to_owned()
 }

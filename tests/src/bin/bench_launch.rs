@@ -72,17 +72,17 @@ impl Vmm {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (mut cvm, mut qemu, mut firmware) = (None, None, None);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--cvm" => cvm = args.next().map(PathBuf::from),
-            "--qemu" => qemu = args.next().map(PathBuf::from),
-            "--firmware" => firmware = args.next(),
-            _ => panic!("usage: bench_launch --cvm PATH --qemu PATH --firmware PATH"),
-        }
-    }
-    let (cvm, qemu, firmware) = (cvm.unwrap(), qemu.unwrap(), firmware.unwrap());
+    let opts = cvm_tests::bench_options(&["--cvm", "--qemu", "--firmware"]);
+    let opt = |name: &str| {
+        opts.get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("usage: bench_launch --cvm PATH --qemu PATH --firmware PATH"))
+    };
+    let (cvm, qemu, firmware) = (
+        PathBuf::from(opt("--cvm")),
+        PathBuf::from(opt("--qemu")),
+        opt("--firmware"),
+    );
     let cvm_args = |extra: &[&str]| {
         let mut a: Vec<String> = [
             "launch",

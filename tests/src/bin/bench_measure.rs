@@ -44,18 +44,12 @@ fn hashing_floor(firmware: &[u8], kernel: &[u8], initrd: &[u8], vcpus: usize) ->
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut cvm = PathBuf::from("target/release/cvm");
-    let mut tool = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--cvm" => cvm = args.next().expect("--cvm PATH").into(),
-            "--reference-tool" => {
-                tool = Some(PathBuf::from(args.next().expect("--reference-tool PATH")))
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let opts = cvm_tests::bench_options(&["--cvm", "--reference-tool"]);
+    let cvm = PathBuf::from(
+        opts.get("--cvm")
+            .map_or("target/release/cvm", String::as_str),
+    );
+    let tool = opts.get("--reference-tool").map(PathBuf::from);
     let inputs = cvm_tests::shared_dir().join("reference/inputs");
     let fw = inputs.join("sid/OVMF.amdsev.fd");
     let kernel = inputs.join("amd64/vmlinuz-6.1.0-56-cloud-amd64");

@@ -62,14 +62,11 @@ fn hashing_floor(bytes: u64) -> Duration {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut cvm = PathBuf::from("target/release/cvm");
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--cvm" => cvm = args.next().expect("--cvm PATH").into(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let opts = cvm_tests::bench_options(&["--cvm"]);
+    let cvm = PathBuf::from(
+        opts.get("--cvm")
+            .map_or("target/release/cvm", String::as_str),
+    );
     let inputs = cvm_tests::shared_dir().join("reference/inputs");
     let fw = inputs.join("sid/OVMF.inteltdx.ms.fd");
     let kernel = inputs.join("amd64/vmlinuz-6.1.0-56-cloud-amd64");

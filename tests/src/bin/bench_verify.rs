@@ -135,18 +135,12 @@ fn dcap_qvl_per_verification(python: &Path, case: &Path, at: Time) -> (Duration,
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut python = None;
-    let mut cvm = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--python" => python = args.next().map(PathBuf::from),
-            "--cvm" => cvm = args.next().map(PathBuf::from),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    let python = python.expect("--python PATH (a Python with dcap-qvl installed)");
-    let cvm = cvm.expect("--cvm PATH");
+    let opts = cvm_tests::bench_options(&["--python", "--cvm"]);
+    let python = PathBuf::from(
+        opts.get("--python")
+            .expect("--python PATH (a Python with dcap-qvl installed)"),
+    );
+    let cvm = PathBuf::from(opts.get("--cvm").expect("--cvm PATH"));
     let Some(vectors) = vectors() else { return };
     println!(
         "TDX/SGX quote verification, per verification, median of {RUNS} runs of {ITERATIONS} (in process)"
