@@ -134,3 +134,27 @@ pub(crate) fn flag(checks: &mut Checks, name: &str, ok: bool, pass: &str, fail: 
         },
     );
 }
+
+/// Checks that `got` is one of the acceptable values `want`.
+pub(crate) fn one_of<const N: usize>(
+    checks: &mut Checks,
+    name: &str,
+    field: &str,
+    want: &OneOrMany<Bytes<N>>,
+    got: &[u8; N],
+) {
+    let ok = want.as_slice().iter().any(|b| &b.0 == got);
+    checks.record(
+        name,
+        Category::Policy,
+        if ok {
+            Ok(format!("{field} {} is a reference value", hex::encode(got)))
+        } else {
+            Err(format!(
+                "{field} {} is none of the {} reference value(s)",
+                hex::encode(got),
+                want.as_slice().len()
+            ))
+        },
+    );
+}

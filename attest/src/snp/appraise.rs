@@ -11,7 +11,7 @@ use crate::verdict::{Category, Checks};
 use serde::Deserialize;
 
 pub use crate::config::{Bytes, ConfigError, OneOrMany};
-use crate::config::{check_tee, eq_check, flag, from_json_or_toml, reference_values};
+use crate::config::{check_tee, eq_check, flag, from_json_or_toml, one_of, reference_values};
 
 /// Reference values for one guest image. Every field given must match; the measurement
 /// is required unless `skip_measurement` says otherwise.
@@ -212,25 +212,13 @@ pub fn appraise(
         ),
         Some(r) => {
             match (&r.measurement, r.skip_measurement) {
-                (Some(m), _) => {
-                    let ok = m.as_slice().iter().any(|b| b.0 == f.measurement);
-                    checks.record(
-                        "reference.measurement",
-                        Category::Policy,
-                        if ok {
-                            Ok(format!(
-                                "MEASUREMENT {} is a reference value",
-                                claims.measurement
-                            ))
-                        } else {
-                            Err(format!(
-                                "MEASUREMENT {} is none of the {} reference value(s)",
-                                claims.measurement,
-                                m.as_slice().len()
-                            ))
-                        },
-                    );
-                }
+                (Some(m), _) => one_of(
+                    checks,
+                    "reference.measurement",
+                    "MEASUREMENT",
+                    m,
+                    &f.measurement,
+                ),
                 (None, _) => checks.skip(
                     "reference.measurement",
                     Category::Policy,

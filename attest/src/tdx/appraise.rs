@@ -5,7 +5,8 @@ use super::claims::{TdAttributes, enclave_debug};
 use super::collateral::TcbStatus;
 use super::quote::{Body, EnclaveReport, TdReport};
 use crate::config::{
-    Bytes, ConfigError, OneOrMany, check_tee, eq_check, flag, from_json_or_toml, reference_values,
+    Bytes, ConfigError, OneOrMany, check_tee, eq_check, flag, from_json_or_toml, one_of,
+    reference_values,
 };
 use crate::verdict::{Category, Checks};
 use cvm_firmware::hex;
@@ -238,29 +239,6 @@ pub fn appraise(
         Body::Td10(t) | Body::Td15(t) => policy_td(policy, t, checks),
         Body::Sgx(e) => policy_sgx(policy, e, checks),
     }
-}
-
-fn one_of<const N: usize>(
-    checks: &mut Checks,
-    name: &str,
-    field: &str,
-    want: &OneOrMany<Bytes<N>>,
-    got: &[u8; N],
-) {
-    let ok = want.as_slice().iter().any(|b| &b.0 == got);
-    checks.record(
-        name,
-        Category::Policy,
-        if ok {
-            Ok(format!("{field} {} is a reference value", hex::encode(got)))
-        } else {
-            Err(format!(
-                "{field} {} is none of the {} reference value(s)",
-                hex::encode(got),
-                want.as_slice().len()
-            ))
-        },
-    );
 }
 
 const ABSENT: &str = "no reference value given";

@@ -153,14 +153,7 @@ pub fn module_status(
     }
     let attributes = hex_field::<8>(&identity.attributes, "attributes")?;
     let mask = hex_field::<8>(&identity.attributes_mask, "attributesMask")?;
-    let masked: Vec<u8> = td
-        .seam_attributes
-        .iter()
-        .zip(mask)
-        .map(|(a, m)| a & m)
-        .collect();
-    let expected: Vec<u8> = attributes.iter().zip(mask).map(|(a, m)| a & m).collect();
-    if masked != expected {
+    if masked_differ(&td.seam_attributes, &attributes, &mask) {
         return Err(format!(
             "SEAMATTRIBUTES {} do not match {id}'s {} under mask {}",
             hex::encode(&td.seam_attributes),
@@ -183,6 +176,14 @@ pub fn module_status(
             level.tcb_status, level.tcb.isvsvn
         ),
     ))
+}
+
+/// Whether `have` and `want` differ in a bit that `mask` selects.
+fn masked_differ(have: &[u8], want: &[u8], mask: &[u8]) -> bool {
+    have.iter()
+        .zip(want)
+        .zip(mask)
+        .any(|((h, w), m)| h & m != w & m)
 }
 
 fn first_isv_level(levels: &[Level<IsvSvn>], svn: u16) -> Option<&Level<IsvSvn>> {
@@ -217,13 +218,7 @@ pub fn qe_identity_matches(id: &QeIdentity, qe: &EnclaveReport) -> Result<String
     }
     let attrs = hex_field::<16>(&id.attributes, "attributes")?;
     let attrs_mask = hex_field::<16>(&id.attributes_mask, "attributesMask")?;
-    let mismatch = qe
-        .attributes
-        .iter()
-        .zip(attrs)
-        .zip(attrs_mask)
-        .any(|((have, want), mask)| have & mask != want & mask);
-    if mismatch {
+    if masked_differ(&qe.attributes, &attrs, &attrs_mask) {
         bad.push(format!(
             "ATTRIBUTES {} do not match {} under mask {}",
             hex::encode(&qe.attributes),
