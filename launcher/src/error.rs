@@ -46,7 +46,7 @@ pub enum CliError {
         /// What is wrong.
         reason: String,
     },
-    /// A reference-value, policy or root file is malformed.
+    /// A reference-value, policy, root, collateral or event-log file is malformed.
     #[error("{}: {reason}", path.display())]
     Config {
         /// The file.

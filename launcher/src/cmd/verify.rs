@@ -409,12 +409,7 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
         reason: e.to_string(),
     })?;
     let collateral = match &args.collateral {
-        Some(p) => Some(
-            read_text(p, tdx::collateral::Collateral::parse_json).map_err(|e| match e {
-                CliError::Config { path, reason } => CliError::Evidence { path, reason },
-                other => other,
-            })?,
-        ),
+        Some(p) => Some(read_text(p, tdx::collateral::Collateral::parse_json)?),
         None => None,
     };
     let mut reference = match &args.reference {
