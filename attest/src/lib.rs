@@ -15,6 +15,7 @@
     clippy::unwrap_used
 )]
 
+pub mod cache;
 pub mod config;
 pub mod snp;
 pub mod tdx;
@@ -22,5 +23,6 @@ pub mod time;
 pub mod verdict;
 pub mod x509;
 
+pub use cache::Cache;
 pub use time::Time;
 pub use verdict::{Category, Check, Outcome, Status, Verdict};

@@ -30,15 +30,16 @@ fn check(data: &[u8]) {
         skip_measurement: true,
         ..Reference::default()
     };
-    let v = cvm_attest::snp::verify(
-        data,
-        &Supplied::default(),
+    let v = cvm_attest::snp::Verifier {
         roots,
-        None,
-        Some(&reference),
-        &Policy::default(),
-        Time(1_772_323_200),
-    );
+        supplied: &Supplied::default(),
+        crl: None,
+        reference: Some(&reference),
+        policy: &Policy::default(),
+        at: Time(1_772_323_200),
+        cache: &cvm_attest::Cache::default(),
+    }
+    .verify(data);
     assert_eq!(v.verdict, cvm_attest::Status::Fail);
     let _ = debug_len(&v);
 }

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             reference: None,
             policy: &policy,
             event_log: None,
- cache: &cvm_attest::tdx::Cache::default(),
+ cache: &cvm_attest::Cache::default(),
             at: Time(1_750_000_000),
         }
         .verify(data);

@@ -4,7 +4,9 @@
 //! only if it is byte for byte a trusted root. Every certificate's validity is checked at
 //! the verification time.
 
+use super::Verifier;
 use super::tcb::Product;
+use crate::cache::Cache;
 use crate::time::Time;
 use crate::verdict::{Category, Checks};
 use crate::x509::{Cert, CertError, Crl};
@@ -192,14 +194,8 @@ pub struct VerifiedLeaf {
 /// Verifies the chain for a `kind`-signed report, recording every step in `checks`.
 /// Returns the leaf once it is anchored in a trusted root, with whether every check of
 /// the chain passed.
-pub fn verify_chain(
-    supplied: &Supplied,
-    roots: &Roots,
-    crl: Option<&Crl>,
-    at: Time,
-    kind: LeafKind,
-    checks: &mut Checks,
-) -> Option<VerifiedLeaf> {
+pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Option<VerifiedLeaf> {
+    let (supplied, roots, at, cache) = (v.supplied, v.roots, v.at, v.cache);
     let (leaf, intermediate) = match kind {
         LeafKind::Vcek => (supplied.vcek.as_ref(), supplied.ask.as_ref()),
         LeafKind::Vlek => (supplied.vlek.as_ref(), supplied.asvk.as_ref()),
@@ -288,7 +284,8 @@ pub fn verify_chain(
     let mut ok = checks.record(
         "chain.root",
         Category::Signature,
-        root.verify_signed_by(root)
+        cache
+            .cert_signed_by(root, root)
             .map(|()| format!("{root_cn} (built-in or named root), self-signature valid"))
             .map_err(|e| format!("{root_cn}: {e}")),
     );
@@ -299,10 +296,13 @@ pub fn verify_chain(
             .map(|()| format!("{root_cn} valid at {at}"))
             .map_err(|e| format!("{root_cn}: {e}")),
     );
-    ok &= link(checks, "chain.intermediate", inter_name, inter, root, at);
-    ok &= link(checks, "chain.leaf.signature", leaf_name, leaf, inter, at);
-    match crl {
-        Some(crl) => ok &= check_crl(checks, crl, root, inter, inter_name, at),
+    let link = |checks: &mut Checks, name: &str, what: &str, child: &Cert, issuer: &Cert| {
+        link(checks, cache, at, [name, what], child, issuer)
+    };
+    ok &= link(checks, "chain.intermediate", inter_name, inter, root);
+    ok &= link(checks, "chain.leaf.signature", leaf_name, leaf, inter);
+    match v.crl {
+        Some(crl) => ok &= check_crl(checks, cache, crl, root, inter, inter_name, at),
         None => checks.skip(
             "chain.crl",
             Category::Signature,
@@ -319,16 +319,16 @@ pub fn verify_chain(
 
 fn link(
     checks: &mut Checks,
-    name: &str,
-    what: &str,
+    cache: &Cache,
+    at: Time,
+    [name, what]: [&str; 2],
     child: &Cert,
     issuer: &Cert,
-    at: Time,
 ) -> bool {
     let issuer_cn = issuer.subject_cn().unwrap_or_default();
     let signed = if child.issued_by_name(issuer) {
-        child
-            .verify_signed_by(issuer)
+        cache
+            .cert_signed_by(child, issuer)
             .map(|()| format!("{what} signed by {issuer_cn}"))
             .map_err(|e| format!("{what} not signed by {issuer_cn}: {e}"))
     } else {
@@ -351,6 +351,7 @@ fn link(
 
 fn check_crl(
     checks: &mut Checks,
+    cache: &Cache,
     crl: &Crl,
     root: &Cert,
     inter: &Cert,
@@ -360,7 +361,8 @@ fn check_crl(
     let signed = checks.record(
         "chain.crl.signature",
         Category::Signature,
-        crl.verify_signed_by(root)
+        cache
+            .crl_signed_by(crl, root)
             .map(|()| "CRL signed by the root".to_owned())
             .map_err(|e| format!("CRL: {e}")),
     );

@@ -2,15 +2,21 @@
 //! the VCEK/VLEK to the report, appraise the claims.
 //!
 //! ```no_run
-//! use cvm_attest::snp::{self, appraise::{Policy, Reference}, certs::{Roots, Supplied}};
-//! use cvm_attest::time::Time;
+//! use cvm_attest::snp::{Verifier, appraise::{Policy, Reference}, certs::{Roots, Supplied}};
+//! use cvm_attest::{Cache, Time};
 //! # let report_bytes: Vec<u8> = vec![];
 //! # let supplied = Supplied::default();
 //! let roots = Roots::amd()?;
-//! let at = Time::parse_rfc3339("2026-03-01T00:00:00Z")?;
-//! let verdict = snp::verify(&report_bytes, &supplied, &roots, None, Some(&Reference::default()),
-//!                           &Policy::default(), at);
-//! println!("{}", serde_json::to_string(&verdict)?);
+//! let verifier = Verifier {
+//!     roots: &roots,
+//!     supplied: &supplied,
+//!     crl: None,
+//!     reference: Some(&Reference::default()),
+//!     policy: &Policy::default(),
+//!     at: Time::parse_rfc3339("2026-03-01T00:00:00Z")?,
+//!     cache: &Cache::default(),
+//! };
+//! println!("{}", serde_json::to_string(&verifier.verify(&report_bytes))?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -20,6 +26,7 @@ pub mod claims;
 pub mod report;
 pub mod tcb;
 
+use crate::cache::Cache;
 use crate::time::Time;
 use crate::verdict::{Category, Checks, Verdict};
 use crate::x509::Crl;
@@ -31,17 +38,37 @@ use report::{Report, SigningKey};
 use ring::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 use tcb::{Product, Tcb};
 
-/// Verifies one report end to end. `reference` is `None` only when the caller said
-/// explicitly that it checks authenticity alone (`--no-reference`).
-pub fn verify(
-    report_bytes: &[u8],
-    supplied: &Supplied,
-    roots: &Roots,
-    crl: Option<&Crl>,
-    reference: Option<&Reference>,
-    policy: &Policy,
-    at: Time,
-) -> Verdict<Claims> {
+/// What verifying SNP reports needs besides the report itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Verifier<'a> {
+    /// The trust anchors.
+    pub roots: &'a Roots,
+    /// The certificates supplied with the evidence.
+    pub supplied: &'a Supplied,
+    /// An ARK-signed CRL, when given.
+    pub crl: Option<&'a Crl>,
+    /// Reference values; `None` only when the caller said explicitly that it checks
+    /// authenticity alone (`--no-reference`).
+    pub reference: Option<&'a Reference>,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The verification time.
+    pub at: Time,
+    /// Remembered certificate and CRL signature verifications (a fresh one per report,
+    /// or one per batch, so that a batch verifies the chain once). The report's own
+    /// signature is always verified.
+    pub cache: &'a Cache,
+}
+
+impl Verifier<'_> {
+    /// Verifies one report end to end.
+    pub fn verify(&self, report_bytes: &[u8]) -> Verdict<Claims> {
+        verify(self, report_bytes)
+    }
+}
+
+fn verify(v: &Verifier<'_>, report_bytes: &[u8]) -> Verdict<Claims> {
+    let at = v.at;
     let mut checks = Checks::default();
     let report = match Report::parse(report_bytes) {
         Ok(r) => r,
@@ -82,7 +109,7 @@ pub fn verify(
             None
         }
     };
-    let leaf = kind.and_then(|k| certs::verify_chain(supplied, roots, crl, at, k, &mut checks));
+    let leaf = kind.and_then(|k| certs::verify_chain(v, k, &mut checks));
     let cpuid_product = report
         .cpuid()
         .and_then(|[fam, model, _]| Product::from_cpuid(fam, model));
@@ -95,7 +122,7 @@ pub fn verify(
         check_tcb_reserved(&report, p, &mut checks);
     }
     let claims = Claims::new(&report, product);
-    appraise::appraise(&report, &claims, reference, policy, &mut checks);
+    appraise::appraise(&report, &claims, v.reference, v.policy, &mut checks);
     finish(checks, product, Some(claims), at)
 }
 
@@ -119,6 +146,18 @@ fn check_signature(report: &Report<'_>, leaf: &VerifiedLeaf, checks: &mut Checks
         LeafKind::Vcek => "VCEK",
         LeafKind::Vlek => "VLEK",
     };
+    if report.mask_chip_key() {
+        checks.record(
+            "report.signature",
+            Category::Signature,
+            Err(
+                "MASK_CHIP_KEY is set: the firmware wrote zeroes instead of signing the report, \
+                 so nothing vouches for it"
+                    .to_owned(),
+            ),
+        );
+        return;
+    }
     let result = leaf.cert.p384_public_key().and_then(|key| {
         UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, key)
             .verify(report.signed_bytes(), &report.signature_fixed())
@@ -186,10 +225,13 @@ fn match_leaf(
             Category::Signature,
             "VLEK certificates carry no hwID",
         ),
-        LeafKind::Vcek if report.mask_chip_key() => checks.skip(
+        // The platform's MASK_CHIP_ID setting zeroes CHIP_ID; the VCEK, derived from
+        // the chip's own secret, still ties the signature to one chip.
+        LeafKind::Vcek if report.fields.chip_id.iter().all(|b| *b == 0) => checks.skip(
             "leaf.chip_id",
             Category::Signature,
-            "the report masks CHIP_ID (MASK_CHIP_KEY)",
+            "CHIP_ID is zero (masked by the platform's MASK_CHIP_ID): the VCEK signature \
+             alone ties the report to a chip",
         ),
         LeafKind::Vcek => {
             let chip = &report.fields.chip_id;

@@ -202,7 +202,8 @@ impl<'a> Report<'a> {
         self.fields.flags.get() & 1 != 0
     }
 
-    /// MASK_CHIP_KEY (CHIP_ID is zero in the report).
+    /// MASK_CHIP_KEY: the platform does not use the VCEK; the firmware writes zeroes
+    /// instead of a signature.
     pub fn mask_chip_key(&self) -> bool {
         self.fields.flags.get() & 2 != 0
     }

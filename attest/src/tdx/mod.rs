@@ -4,7 +4,8 @@
 //! claims.
 //!
 //! ```no_run
-//! use cvm_attest::tdx::{Cache, Verifier, appraise::Policy, collateral::Collateral, pck::IntelRoot};
+//! use cvm_attest::Cache;
+//! use cvm_attest::tdx::{Verifier, appraise::Policy, collateral::Collateral, pck::IntelRoot};
 //! use cvm_attest::time::Time;
 //! # let quote: Vec<u8> = vec![];
 //! # let collateral_json = "";
@@ -31,6 +32,8 @@ pub mod pck;
 pub mod quote;
 pub mod tcb;
 
+use crate::cache::Cache;
+
 use crate::time::Time;
 use crate::verdict::{Category, Checks, Verdict};
 use crate::x509::{Cert, Crl};
@@ -42,50 +45,7 @@ use pck::{IntelRoot, VerifiedPck};
 use quote::{INTEL_QE_VENDOR_ID, Quote, Tee};
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
-use std::sync::Mutex;
 use tcb::StatusAdvisories;
-
-/// Signature verifications that succeeded, remembered by a digest of (key or issuer,
-/// signed bytes, signature): the same bytes under the same key cannot verify differently.
-/// One verification uses it for the TCB signing certificate that signs both the TCB Info
-/// and the QE Identity; a batch shares one across quotes, so the PCK CAs and the
-/// collateral are verified once. Failures are never remembered, and validity windows and
-/// revocation are judged every time.
-#[derive(Debug, Default)]
-pub struct Cache(Mutex<HashSet<[u8; 32]>>);
-
-impl Clone for Cache {
-    fn clone(&self) -> Self {
-        Cache(Mutex::new(
-            self.0.lock().map(|s| s.clone()).unwrap_or_default(),
-        ))
-    }
-}
-
-impl Cache {
-    /// Runs `verify` unless these exact `parts` verified before.
-    pub fn verify(
-        &self,
-        parts: [&[u8]; 3],
-        verify: impl FnOnce() -> Result<(), String>,
-    ) -> Result<(), String> {
-        let mut h = Sha256::new();
-        for p in parts {
-            h.update(u64::try_from(p.len()).unwrap_or(u64::MAX).to_le_bytes());
-            h.update(p);
-        }
-        let key: [u8; 32] = h.finalize().into();
-        if self.0.lock().is_ok_and(|s| s.contains(&key)) {
-            return Ok(());
-        }
-        verify()?;
-        if let Ok(mut s) = self.0.lock() {
-            s.insert(key);
-        }
-        Ok(())
-    }
-}
 
 /// Everything a verification needs besides the quote.
 #[derive(Debug, Clone, Copy)]
@@ -532,9 +492,7 @@ fn crl_checks(
         &format!("collateral.{key}"),
         Category::Signature,
         cache
-            .verify([signer.der(), crl.der(), b"crl"], || {
-                crl.verify_signed_by(signer)
-            })
+            .crl_signed_by(crl, signer)
             .map(|()| format!("{name} signed by the {signer_name}"))
             .map_err(|e| format!("{name}: {e}")),
     );

@@ -4,7 +4,7 @@
 //! The root is built in and pinned; the copy of it that a quote carries is compared with
 //! it and otherwise ignored.
 
-use super::Cache;
+use crate::cache::Cache;
 use crate::time::Time;
 use crate::verdict::{Category, Checks};
 use crate::x509::{Cert, CertError, certificate_ders};
@@ -223,9 +223,7 @@ pub fn check_issued(
         return Err(format!("its issuer is not the {issuer_name}"));
     }
     cache
-        .verify([issuer.der(), cert.der(), b"certificate"], || {
-            cert.verify_signed_by(issuer)
-        })
+        .cert_signed_by(cert, issuer)
         .map_err(|e| format!("{e} with the {issuer_name}'s key"))?;
     cert.valid_at(at)
 }

@@ -228,7 +228,7 @@ struct TdxInputs {
     reference: Option<tdx::appraise::Reference>,
     policy: tdx::appraise::Policy,
     event_log: Option<tdx::appraise::EventLog>,
-    cache: tdx::Cache,
+    cache: cvm_attest::Cache,
 }
 
 /// What an SNP verification needs besides the report, loaded once per process.
@@ -238,6 +238,8 @@ struct SnpInputs {
     crl: Option<Crl>,
     reference: Option<Reference>,
     policy: Policy,
+    /// Shared by a batch: the chain is verified once.
+    cache: cvm_attest::Cache,
 }
 
 /// Runs `cvm verify`.
@@ -313,15 +315,16 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
                     Some(i) => i,
                     None => snp_inputs_for(args)?,
                 };
-                let v = cvm_attest::snp::verify(
-                    &evidence,
-                    &i.supplied,
-                    &i.roots,
-                    i.crl.as_ref(),
-                    i.reference.as_ref(),
-                    &i.policy,
+                let v = cvm_attest::snp::Verifier {
+                    roots: &i.roots,
+                    supplied: &i.supplied,
+                    crl: i.crl.as_ref(),
+                    reference: i.reference.as_ref(),
+                    policy: &i.policy,
                     at,
-                );
+                    cache: &i.cache,
+                }
+                .verify(&evidence);
                 snp_inputs = Some(i);
                 AnyVerdict::Snp(Box::new(VerifyReport(v)))
             }
@@ -436,7 +439,7 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
             Some(p) => Some(read_text(p, tdx::appraise::EventLog::parse)?),
             None => None,
         },
-        cache: tdx::Cache::default(),
+        cache: cvm_attest::Cache::default(),
     })
 }
 
@@ -489,6 +492,7 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
             Some(p) => read_text(p, Policy::parse)?,
             None => Policy::default(),
         },
+        cache: cvm_attest::Cache::default(),
     })
 }
 

@@ -15,11 +15,12 @@
     reason = "a benchmark program that reports on stdout"
 )]
 
+use cvm_attest::Cache;
 use cvm_attest::Time;
+use cvm_attest::tdx::Verifier;
 use cvm_attest::tdx::appraise::Policy;
 use cvm_attest::tdx::collateral::Collateral;
 use cvm_attest::tdx::pck::IntelRoot;
-use cvm_attest::tdx::{Cache, Verifier};
 use cvm_tests::{case_time, median, ms, ratio, time_command, vectors};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,381 @@
+//! The SNP verification paths no real vector covers, on the project's test PKI
+//! (tests/fixtures/snp-test-pki, TEST KEYS ONLY): CRL revocation, a masked CHIP_ID,
+//! MASK_CHIP_KEY, an expired ASK, a VLEK with and without its ASVK, and a batch that
+//! verifies the chain once. Reports are built here and signed with the test VCEK/VLEK.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+use cvm_attest::snp::Verifier;
+use cvm_attest::snp::appraise::Policy;
+use cvm_attest::snp::certs::{Roots, Supplied};
+use cvm_attest::snp::claims::Claims;
+use cvm_attest::x509::{Cert, Crl};
+use cvm_attest::{Cache, Category, Outcome, Status, Time, Verdict};
+use cvm_tests::{crate_dir, failed};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+use std::path::PathBuf;
+
+/// The TCB the test VCEK/VLEK certify (generate.sh): Milan layout bl, tee, 4 reserved,
+/// snp, ucode.
+const TCB: [u8; 8] = [3, 0, 0, 0, 0, 0, 8, 115];
+
+/// The test VCEK's hwID (generate.sh): c0 ff ee 00, then 01..3c.
+fn hw_id() -> [u8; 64] {
+    let mut id = [0u8; 64];
+    id[..4].copy_from_slice(&[0xc0, 0xff, 0xee, 0x00]);
+    for (i, b) in id[4..].iter_mut().enumerate() {
+        *b = u8::try_from(i + 1).unwrap();
+    }
+    id
+}
+
+fn pki(name: &str) -> Vec<u8> {
+    let path: PathBuf = crate_dir().join("fixtures/snp-test-pki").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn cert(name: &str) -> Cert {
+    Cert::from_der(&pki(name), name).unwrap()
+}
+
+fn crl(name: &str) -> Crl {
+    Crl::parse(&pki(name), name).unwrap()
+}
+
+/// AMD's roots plus the test ARK, named explicitly (as `--root` does).
+fn roots() -> Roots {
+    let mut r = Roots::amd().unwrap();
+    r.add_root(cert("test-ark.der")).unwrap();
+    r
+}
+
+fn vcek_chain() -> Supplied {
+    Supplied {
+        vcek: Some(cert("test-vcek.der")),
+        ask: Some(cert("test-ask.der")),
+        ark: Some(cert("test-ark.der")),
+        ..Supplied::default()
+    }
+}
+
+fn vlek_chain() -> Supplied {
+    Supplied {
+        vlek: Some(cert("test-vlek.der")),
+        asvk: Some(cert("test-asvk.der")),
+        ark: Some(cert("test-ark.der")),
+        ..Supplied::default()
+    }
+}
+
+/// Which test key signs a report (SIGNING_KEY, flags bits 4:2).
+#[derive(Clone, Copy)]
+enum Key {
+    Vcek,
+    Vlek,
+}
+
+/// A version 3 Milan report as a healthy guest gets it, changed by `edit` before it is
+/// signed with the test key its SIGNING_KEY names.
+fn report(key: Key, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut r = vec![0u8; 0x4a0];
+    r[0..4].copy_from_slice(&3u32.to_le_bytes()); // VERSION
+    r[8..16].copy_from_slice(&0x3_0000u64.to_le_bytes()); // POLICY: SMT, bit 17
+    r[0x34..0x38].copy_from_slice(&1u32.to_le_bytes()); // SIGNATURE_ALGO
+    for tcb in [0x38, 0x180, 0x1e0, 0x1f0] {
+        r[tcb..tcb + 8].copy_from_slice(&TCB);
+    }
+    let signing_key: u32 = match key {
+        Key::Vcek => 0,
+        Key::Vlek => 1,
+    };
+    r[0x48..0x4c].copy_from_slice(&(signing_key << 2).to_le_bytes());
+    r[0x50..0x90].copy_from_slice(&[0x5a; 64]); // REPORT_DATA
+    r[0x90..0xc0].copy_from_slice(&[0x11; 48]); // MEASUREMENT
+    r[0x188..0x18b].copy_from_slice(&[0x19, 0x01, 0x01]); // CPUID: Milan
+    if matches!(key, Key::Vcek) {
+        r[0x1a0..0x1e0].copy_from_slice(&hw_id());
+    }
+    r[0x1e8..0x1eb].copy_from_slice(&[1, 55, 1]); // CURRENT firmware 1.55.1
+    r[0x1ec..0x1ef].copy_from_slice(&[1, 55, 1]);
+    edit(&mut r);
+    sign(&mut r, key);
+    r
+}
+
+/// Signs bytes 0x000..0x2A0 with the test key; R and S little-endian, zero-padded to 72.
+fn sign(r: &mut [u8], key: Key) {
+    let file = match key {
+        Key::Vcek => "test-vcek-key.pk8",
+        Key::Vlek => "test-vlek-key.pk8",
+    };
+    let rng = SystemRandom::new();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &pki(file), &rng).unwrap();
+    let sig = pair.sign(&rng, &r[..0x2a0]).unwrap();
+    let (big_r, big_s) = sig.as_ref().split_at(48);
+    for (at, part) in [(0x2a0, big_r), (0x2e8, big_s)] {
+        let mut le = part.to_vec();
+        le.reverse();
+        r[at..at + 48].copy_from_slice(&le);
+    }
+}
+
+fn at(s: &str) -> Time {
+    Time::parse_rfc3339(s).unwrap()
+}
+
+/// Inside every test certificate's and CRL's validity.
+const INSIDE: &str = "2026-03-01T00:00:00Z";
+
+fn verify(
+    report: &[u8],
+    supplied: &Supplied,
+    crl: Option<&Crl>,
+    time: &str,
+    cache: &Cache,
+) -> Verdict<Claims> {
+    Verifier {
+        roots: &roots(),
+        supplied,
+        crl,
+        reference: None,
+        policy: &Policy::default(),
+        at: at(time),
+        cache,
+    }
+    .verify(report)
+}
+
+fn outcome(v: &Verdict<Claims>, name: &str) -> Outcome {
+    v.checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} check in {:#?}", v.checks))
+        .outcome
+}
+
+fn assert_only_failure(v: &Verdict<Claims>, prefix: &str, category: Category) {
+    let f = failed(v);
+    assert_eq!(v.verdict, Status::Fail);
+    assert!(
+        !f.is_empty() && f.iter().all(|c| c.starts_with(prefix)),
+        "want only {prefix}* to fail: {f:#?}"
+    );
+    assert_eq!(v.failure(), Some(category), "{f:#?}");
+}
+
+#[test]
+fn a_report_signed_on_the_test_chain_passes_with_the_test_root_named() {
+    let v = verify(
+        &report(Key::Vcek, |_| {}),
+        &vcek_chain(),
+        None,
+        INSIDE,
+        &Cache::default(),
+    );
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    assert_eq!(outcome(&v, "leaf.chip_id"), Outcome::Pass);
+    assert_eq!(v.product.as_deref(), Some("Milan"));
+}
+
+#[test]
+fn amds_roots_alone_do_not_trust_the_test_chain() {
+    let v = Verifier {
+        roots: &Roots::amd().unwrap(),
+        supplied: &vcek_chain(),
+        crl: None,
+        reference: None,
+        policy: &Policy::default(),
+        at: at(INSIDE),
+        cache: &Cache::default(),
+    }
+    .verify(&report(Key::Vcek, |_| {}));
+    assert_only_failure(&v, "chain.supplied_ark", Category::Signature);
+    let mut without_ark = vcek_chain();
+    without_ark.ark = None;
+    let v = Verifier {
+        roots: &Roots::amd().unwrap(),
+        supplied: &without_ark,
+        crl: None,
+        reference: None,
+        policy: &Policy::default(),
+        at: at(INSIDE),
+        cache: &Cache::default(),
+    }
+    .verify(&report(Key::Vcek, |_| {}));
+    assert_only_failure(&v, "chain.root", Category::Signature);
+}
+
+#[test]
+fn a_crl_that_revokes_nothing_passes_and_one_revoking_the_ask_fails() {
+    let r = report(Key::Vcek, |_| {});
+    let v = verify(
+        &r,
+        &vcek_chain(),
+        Some(&crl("test-crl-empty.der")),
+        INSIDE,
+        &Cache::default(),
+    );
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    for name in [
+        "chain.crl.signature",
+        "chain.crl.validity",
+        "chain.crl.revocation",
+    ] {
+        assert_eq!(outcome(&v, name), Outcome::Pass, "{name}");
+    }
+    let v = verify(
+        &r,
+        &vcek_chain(),
+        Some(&crl("test-crl-revokes-ask.der")),
+        INSIDE,
+        &Cache::default(),
+    );
+    assert_only_failure(&v, "chain.crl.revocation", Category::Signature);
+    assert!(
+        failed(&v)[0].contains("the ASK is revoked"),
+        "{:#?}",
+        failed(&v)
+    );
+}
+
+#[test]
+fn a_crl_outside_its_window_or_not_signed_by_the_root_fails() {
+    let r = report(Key::Vcek, |_| {});
+    // The CRLs were issued on 2025-01-01.
+    let v = verify(
+        &r,
+        &vcek_chain(),
+        Some(&crl("test-crl-empty.der")),
+        "2024-06-01T00:00:00Z",
+        &Cache::default(),
+    );
+    assert_only_failure(&v, "chain.crl.validity", Category::Collateral);
+    // One flipped bit in the CRL's signature.
+    let mut der = pki("test-crl-empty.der");
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    let bad = Crl::parse(&der, "tampered CRL").unwrap();
+    let v = verify(&r, &vcek_chain(), Some(&bad), INSIDE, &Cache::default());
+    assert_only_failure(&v, "chain.crl.signature", Category::Signature);
+}
+
+#[test]
+fn an_expired_ask_fails_the_chain() {
+    let r = report(Key::Vcek, |_| {});
+    // The test ASK is valid until 2030-01-01, the ARK and the VCEK beyond.
+    let v = verify(
+        &r,
+        &vcek_chain(),
+        None,
+        "2029-12-31T00:00:00Z",
+        &Cache::default(),
+    );
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    let v = verify(
+        &r,
+        &vcek_chain(),
+        None,
+        "2030-06-01T00:00:00Z",
+        &Cache::default(),
+    );
+    assert_only_failure(&v, "chain.intermediate.validity", Category::Signature);
+    assert!(failed(&v)[0].contains("ASK: expired"), "{:#?}", failed(&v));
+}
+
+#[test]
+fn a_masked_chip_id_is_skipped_and_a_wrong_one_fails() {
+    let masked = report(Key::Vcek, |r| r[0x1a0..0x1e0].fill(0));
+    let v = verify(&masked, &vcek_chain(), None, INSIDE, &Cache::default());
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    assert_eq!(outcome(&v, "leaf.chip_id"), Outcome::Skipped);
+    let other = report(Key::Vcek, |r| r[0x1a0] ^= 1);
+    let v = verify(&other, &vcek_chain(), None, INSIDE, &Cache::default());
+    assert_only_failure(&v, "leaf.chip_id", Category::Signature);
+}
+
+#[test]
+fn mask_chip_key_means_the_report_is_unsigned() {
+    // What the firmware emits with MaskChipKey: the flag, and zeroes for a signature.
+    let mut r = report(Key::Vcek, |r| r[0x48] |= 2);
+    r[0x2a0..0x330].fill(0);
+    let v = verify(&r, &vcek_chain(), None, INSIDE, &Cache::default());
+    assert_only_failure(&v, "report.signature", Category::Signature);
+    assert!(failed(&v)[0].contains("MASK_CHIP_KEY"), "{:#?}", failed(&v));
+}
+
+#[test]
+fn a_wrong_tcb_in_the_report_fails_the_leaf_match() {
+    let r = report(Key::Vcek, |r| r[0x187] = 116);
+    let v = verify(&r, &vcek_chain(), None, INSIDE, &Cache::default());
+    assert_only_failure(&v, "leaf.tcb", Category::Signature);
+    assert!(
+        failed(&v)[0].contains("ucode: report 116, certificate 115"),
+        "{:#?}",
+        failed(&v)
+    );
+}
+
+#[test]
+fn a_vlek_report_needs_its_asvk() {
+    let r = report(Key::Vlek, |_| {});
+    let v = verify(&r, &vlek_chain(), None, INSIDE, &Cache::default());
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    assert_eq!(outcome(&v, "leaf.chip_id"), Outcome::Skipped);
+    let mut no_asvk = vlek_chain();
+    no_asvk.asvk = None;
+    let v = verify(&r, &no_asvk, None, INSIDE, &Cache::default());
+    assert_only_failure(&v, "chain.intermediate", Category::Collateral);
+    assert!(failed(&v)[0].contains("no ASVK"), "{:#?}", failed(&v));
+    // The VCEK's chain does not vouch for a VLEK-signed report.
+    let v = verify(&r, &vcek_chain(), None, INSIDE, &Cache::default());
+    assert_only_failure(&v, "chain.leaf", Category::Collateral);
+}
+
+#[test]
+fn a_batch_verifies_the_chain_once_and_never_remembers_a_failure() {
+    let cache = Cache::default();
+    let empty = crl("test-crl-empty.der");
+    let first = report(Key::Vcek, |r| r[0x50] = 1);
+    let v = verify(&first, &vcek_chain(), Some(&empty), INSIDE, &cache);
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    // ARK self-signature, ASK, VCEK and the CRL; the report's own signature is not kept.
+    assert_eq!(cache.len(), 4);
+    for n in 2..6u8 {
+        let r = report(Key::Vcek, |r| r[0x50] = n);
+        let v = verify(&r, &vcek_chain(), Some(&empty), INSIDE, &cache);
+        assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    }
+    assert_eq!(cache.len(), 4);
+    // A report whose signature is broken still fails with a warm cache.
+    let mut bad = report(Key::Vcek, |_| {});
+    bad[0x50] ^= 1;
+    let v = verify(&bad, &vcek_chain(), Some(&empty), INSIDE, &cache);
+    assert_only_failure(&v, "report.signature", Category::Signature);
+    // A VCEK whose signature is broken fails and is not remembered.
+    let mut der = pki("test-vcek.der");
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    let chain = Supplied {
+        vcek: Some(Cert::from_der(&der, "tampered VCEK").unwrap()),
+        ..vcek_chain()
+    };
+    for _ in 0..2 {
+        let v = verify(&first, &chain, Some(&empty), INSIDE, &cache);
+        assert!(
+            failed(&v)
+                .iter()
+                .any(|c| c.starts_with("chain.leaf.signature:")),
+            "{:#?}",
+            failed(&v)
+        );
+    }
+    assert_eq!(cache.len(), 4);
+}
