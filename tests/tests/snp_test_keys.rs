@@ -141,8 +141,24 @@ fn verify(
     time: &str,
     cache: &Cache,
 ) -> Verdict<Claims> {
+    verify_on(&roots(), report, supplied, crl, time, cache)
+}
+
+/// The common case: the VCEK chain, no CRL, inside every validity window, a fresh cache.
+fn plain(report: &[u8]) -> Verdict<Claims> {
+    verify(report, &vcek_chain(), None, INSIDE, &Cache::default())
+}
+
+fn verify_on(
+    roots: &Roots,
+    report: &[u8],
+    supplied: &Supplied,
+    crl: Option<&Crl>,
+    time: &str,
+    cache: &Cache,
+) -> Verdict<Claims> {
     Verifier {
-        roots: &roots(),
+        roots,
         supplied,
         crl,
         reference: None,
@@ -162,6 +178,11 @@ fn outcome(v: &Verdict<Claims>, name: &str) -> Outcome {
 }
 
 fn assert_only_failure(v: &Verdict<Claims>, prefix: &str, category: Category) {
+    assert_fails(v, prefix, category, "");
+}
+
+/// Only `prefix`* checks fail, in `category`, and the first says `reason`.
+fn assert_fails(v: &Verdict<Claims>, prefix: &str, category: Category, reason: &str) {
     let f = failed(v);
     assert_eq!(v.verdict, Status::Fail);
     assert!(
@@ -169,6 +190,7 @@ fn assert_only_failure(v: &Verdict<Claims>, prefix: &str, category: Category) {
         "want only {prefix}* to fail: {f:#?}"
     );
     assert_eq!(v.failure(), Some(category), "{f:#?}");
+    assert!(f[0].contains(reason), "want {reason:?} in {f:#?}");
 }
 
 #[test]
@@ -187,29 +209,12 @@ fn a_report_signed_on_the_test_chain_passes_with_the_test_root_named() {
 
 #[test]
 fn amds_roots_alone_do_not_trust_the_test_chain() {
-    let v = Verifier {
-        roots: &Roots::amd().unwrap(),
-        supplied: &vcek_chain(),
-        crl: None,
-        reference: None,
-        policy: &Policy::default(),
-        at: at(INSIDE),
-        cache: &Cache::default(),
-    }
-    .verify(&report(Key::Vcek, |_| {}));
+    let (amd, r) = (Roots::amd().unwrap(), report(Key::Vcek, |_| {}));
+    let v = verify_on(&amd, &r, &vcek_chain(), None, INSIDE, &Cache::default());
     assert_only_failure(&v, "chain.supplied_ark", Category::Signature);
     let mut without_ark = vcek_chain();
     without_ark.ark = None;
-    let v = Verifier {
-        roots: &Roots::amd().unwrap(),
-        supplied: &without_ark,
-        crl: None,
-        reference: None,
-        policy: &Policy::default(),
-        at: at(INSIDE),
-        cache: &Cache::default(),
-    }
-    .verify(&report(Key::Vcek, |_| {}));
+    let v = verify_on(&amd, &r, &without_ark, None, INSIDE, &Cache::default());
     assert_only_failure(&v, "chain.root", Category::Signature);
 }
 
@@ -238,11 +243,11 @@ fn a_crl_that_revokes_nothing_passes_and_one_revoking_the_ask_fails() {
         INSIDE,
         &Cache::default(),
     );
-    assert_only_failure(&v, "chain.crl.revocation", Category::Signature);
-    assert!(
-        failed(&v)[0].contains("the ASK is revoked"),
-        "{:#?}",
-        failed(&v)
+    assert_fails(
+        &v,
+        "chain.crl.revocation",
+        Category::Signature,
+        "the ASK is revoked",
     );
 }
 
@@ -286,18 +291,22 @@ fn an_expired_ask_fails_the_chain() {
         "2030-06-01T00:00:00Z",
         &Cache::default(),
     );
-    assert_only_failure(&v, "chain.intermediate.validity", Category::Signature);
-    assert!(failed(&v)[0].contains("ASK: expired"), "{:#?}", failed(&v));
+    assert_fails(
+        &v,
+        "chain.intermediate.validity",
+        Category::Signature,
+        "ASK: expired",
+    );
 }
 
 #[test]
 fn a_masked_chip_id_is_skipped_and_a_wrong_one_fails() {
     let masked = report(Key::Vcek, |r| r[0x1a0..0x1e0].fill(0));
-    let v = verify(&masked, &vcek_chain(), None, INSIDE, &Cache::default());
+    let v = plain(&masked);
     assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
     assert_eq!(outcome(&v, "leaf.chip_id"), Outcome::Skipped);
     let other = report(Key::Vcek, |r| r[0x1a0] ^= 1);
-    let v = verify(&other, &vcek_chain(), None, INSIDE, &Cache::default());
+    let v = plain(&other);
     assert_only_failure(&v, "leaf.chip_id", Category::Signature);
 }
 
@@ -306,20 +315,19 @@ fn mask_chip_key_means_the_report_is_unsigned() {
     // What the firmware emits with MaskChipKey: the flag, and zeroes for a signature.
     let mut r = report(Key::Vcek, |r| r[0x48] |= 2);
     r[0x2a0..0x330].fill(0);
-    let v = verify(&r, &vcek_chain(), None, INSIDE, &Cache::default());
-    assert_only_failure(&v, "report.signature", Category::Signature);
-    assert!(failed(&v)[0].contains("MASK_CHIP_KEY"), "{:#?}", failed(&v));
+    let v = plain(&r);
+    assert_fails(&v, "report.signature", Category::Signature, "MASK_CHIP_KEY");
 }
 
 #[test]
 fn a_wrong_tcb_in_the_report_fails_the_leaf_match() {
     let r = report(Key::Vcek, |r| r[0x187] = 116);
-    let v = verify(&r, &vcek_chain(), None, INSIDE, &Cache::default());
-    assert_only_failure(&v, "leaf.tcb", Category::Signature);
-    assert!(
-        failed(&v)[0].contains("ucode: report 116, certificate 115"),
-        "{:#?}",
-        failed(&v)
+    let v = plain(&r);
+    assert_fails(
+        &v,
+        "leaf.tcb",
+        Category::Signature,
+        "ucode: report 116, certificate 115",
     );
 }
 
@@ -332,10 +340,9 @@ fn a_vlek_report_needs_its_asvk() {
     let mut no_asvk = vlek_chain();
     no_asvk.asvk = None;
     let v = verify(&r, &no_asvk, None, INSIDE, &Cache::default());
-    assert_only_failure(&v, "chain.intermediate", Category::Collateral);
-    assert!(failed(&v)[0].contains("no ASVK"), "{:#?}", failed(&v));
+    assert_fails(&v, "chain.intermediate", Category::Collateral, "no ASVK");
     // The VCEK's chain does not vouch for a VLEK-signed report.
-    let v = verify(&r, &vcek_chain(), None, INSIDE, &Cache::default());
+    let v = plain(&r);
     assert_only_failure(&v, "chain.leaf", Category::Collateral);
 }
 
