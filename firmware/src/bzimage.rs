@@ -155,11 +155,16 @@ pub fn qemu_patch(
         if max >= avail {
             max = avail.saturating_sub(1);
         }
-        let addr = max.checked_sub(size).ok_or_else(|| {
-            crate::error::FirmwareError::Unsupported(format!(
-                "the {size}-byte initrd does not fit below {max:#x}"
-            ))
-        })? & !0xfff;
+        // QEMU refuses `initrd_size >= initrd_max`, an initrd exactly as large included.
+        let addr = max
+            .checked_sub(size)
+            .filter(|room| *room > 0)
+            .ok_or_else(|| {
+                crate::error::FirmwareError::Unsupported(format!(
+                    "the {size}-byte initrd does not fit below {max:#x}"
+                ))
+            })?
+            & !0xfff;
         set(0x218, &addr.to_le_bytes());
         set(0x21c, &size.to_le_bytes());
     }
@@ -180,6 +185,15 @@ pub(crate) mod tests {
         k[0x211] = 1;
         k[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes());
         k
+    }
+
+    #[test]
+    fn qemu_refuses_an_initrd_as_large_as_its_room() {
+        // initrd_addr_max 0 means 0x37ffffff; 2 GiB of low RAM leaves it the limit.
+        let k = fake_bzimage(4096);
+        assert!(qemu_patch(&k, 0x37ff_ffff, 0x8000_0000, 0x2_0000).is_err());
+        let out = qemu_patch(&k, 0x37ff_e000, 0x8000_0000, 0x2_0000).unwrap();
+        assert_eq!(out[0x218..0x21c], 0x1000u32.to_le_bytes());
     }
 
     #[test]
