@@ -144,9 +144,14 @@ fn verify(
     verify_on(&roots(), report, supplied, crl, time, cache)
 }
 
-/// The common case: the VCEK chain, no CRL, inside every validity window, a fresh cache.
+/// The VCEK chain with `crl` at `time`, a fresh cache.
+fn chain_at(report: &[u8], crl: Option<&Crl>, time: &str) -> Verdict<Claims> {
+    verify(report, &vcek_chain(), crl, time, &Cache::default())
+}
+
+/// The common case: the VCEK chain, no CRL, inside every validity window.
 fn plain(report: &[u8]) -> Verdict<Claims> {
-    verify(report, &vcek_chain(), None, INSIDE, &Cache::default())
+    chain_at(report, None, INSIDE)
 }
 
 fn verify_on(
@@ -221,13 +226,7 @@ fn amds_roots_alone_do_not_trust_the_test_chain() {
 #[test]
 fn a_crl_that_revokes_nothing_passes_and_one_revoking_the_ask_fails() {
     let r = report(Key::Vcek, |_| {});
-    let v = verify(
-        &r,
-        &vcek_chain(),
-        Some(&crl("test-crl-empty.der")),
-        INSIDE,
-        &Cache::default(),
-    );
+    let v = chain_at(&r, Some(&crl("test-crl-empty.der")), INSIDE);
     assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
     for name in [
         "chain.crl.signature",
@@ -236,13 +235,7 @@ fn a_crl_that_revokes_nothing_passes_and_one_revoking_the_ask_fails() {
     ] {
         assert_eq!(outcome(&v, name), Outcome::Pass, "{name}");
     }
-    let v = verify(
-        &r,
-        &vcek_chain(),
-        Some(&crl("test-crl-revokes-ask.der")),
-        INSIDE,
-        &Cache::default(),
-    );
+    let v = chain_at(&r, Some(&crl("test-crl-revokes-ask.der")), INSIDE);
     assert_fails(
         &v,
         "chain.crl.revocation",
@@ -255,20 +248,14 @@ fn a_crl_that_revokes_nothing_passes_and_one_revoking_the_ask_fails() {
 fn a_crl_outside_its_window_or_not_signed_by_the_root_fails() {
     let r = report(Key::Vcek, |_| {});
     // The CRLs were issued on 2025-01-01.
-    let v = verify(
-        &r,
-        &vcek_chain(),
-        Some(&crl("test-crl-empty.der")),
-        "2024-06-01T00:00:00Z",
-        &Cache::default(),
-    );
+    let v = chain_at(&r, Some(&crl("test-crl-empty.der")), "2024-06-01T00:00:00Z");
     assert_only_failure(&v, "chain.crl.validity", Category::Collateral);
     // One flipped bit in the CRL's signature.
     let mut der = pki("test-crl-empty.der");
     let last = der.len() - 1;
     der[last] ^= 1;
     let bad = Crl::parse(&der, "tampered CRL").unwrap();
-    let v = verify(&r, &vcek_chain(), Some(&bad), INSIDE, &Cache::default());
+    let v = chain_at(&r, Some(&bad), INSIDE);
     assert_only_failure(&v, "chain.crl.signature", Category::Signature);
 }
 
@@ -276,21 +263,9 @@ fn a_crl_outside_its_window_or_not_signed_by_the_root_fails() {
 fn an_expired_ask_fails_the_chain() {
     let r = report(Key::Vcek, |_| {});
     // The test ASK is valid until 2030-01-01, the ARK and the VCEK beyond.
-    let v = verify(
-        &r,
-        &vcek_chain(),
-        None,
-        "2029-12-31T00:00:00Z",
-        &Cache::default(),
-    );
+    let v = chain_at(&r, None, "2029-12-31T00:00:00Z");
     assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
-    let v = verify(
-        &r,
-        &vcek_chain(),
-        None,
-        "2030-06-01T00:00:00Z",
-        &Cache::default(),
-    );
+    let v = chain_at(&r, None, "2030-06-01T00:00:00Z");
     assert_fails(
         &v,
         "chain.intermediate.validity",
