@@ -362,21 +362,9 @@ fn a_batch_verifies_the_chain_once_and_never_remembers_a_failure() {
     assert_eq!(cache.len(), 4);
 }
 
-/// `cvm verify` with `--root`, `--crl` and a batch, run in process through the CLI.
-fn cvm_verify(extra: &[&std::ffi::OsStr]) -> (u8, serde_json::Value, String) {
-    let mut args: Vec<&std::ffi::OsStr> = ["cvm", "--format", "json", "verify"]
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .collect();
-    args.extend_from_slice(extra);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = cvm_launcher::cli::run(args, &mut out, &mut err).code();
-    let json = serde_json::from_slice(&out).unwrap_or_default();
-    (code, json, String::from_utf8_lossy(&err).into_owned())
-}
-
 #[test]
 fn the_cli_names_a_root_checks_a_crl_and_verifies_a_batch() {
+    use std::ffi::OsStr;
     let dir = std::env::temp_dir().join(format!("cvm-snp-test-keys-{}", std::process::id()));
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
@@ -386,47 +374,43 @@ fn the_cli_names_a_root_checks_a_crl_and_verifies_a_batch() {
     std::fs::write(&a, report(Key::Vcek, |r| r[0x50] = 1)).unwrap();
     std::fs::write(&b, report(Key::Vcek, |r| r[0x50] = 2)).unwrap();
     let fixtures = crate_dir().join("fixtures/snp-test-pki");
-    let (root, empty, revoking) = (
-        fixtures.join("test-ark.der"),
-        fixtures.join("test-crl-empty.der"),
-        fixtures.join("test-crl-revokes-ask.der"),
-    );
-    let common = |crl: &std::path::Path| -> Vec<std::ffi::OsString> {
-        [
-            "--evidence".as_ref(),
-            a.as_os_str(),
-            "--evidence".as_ref(),
-            b.as_os_str(),
-            "--certs".as_ref(),
-            certs.as_os_str(),
-            "--root".as_ref(),
-            root.as_os_str(),
-            "--crl".as_ref(),
-            crl.as_os_str(),
-            "--at".as_ref(),
-            INSIDE.as_ref(),
-            "--no-reference".as_ref(),
+    let root = fixtures.join("test-ark.der");
+    // `cvm --format json verify` on both reports, run in process through the CLI.
+    let run = |crl: &str, with_root: bool| {
+        let crl = fixtures.join(crl);
+        let mut args: Vec<&OsStr> = [
+            "cvm",
+            "--format",
+            "json",
+            "verify",
+            "--at",
+            INSIDE,
+            "--no-reference",
         ]
-        .iter()
-        .map(|s| s.to_os_string())
-        .collect()
+        .map(OsStr::new)
+        .to_vec();
+        args.extend(["--evidence".as_ref(), a.as_os_str()]);
+        args.extend(["--evidence".as_ref(), b.as_os_str()]);
+        args.extend(["--certs".as_ref(), certs.as_os_str()]);
+        args.extend(["--crl".as_ref(), crl.as_os_str()]);
+        if with_root {
+            args.extend(["--root".as_ref(), root.as_os_str()]);
+        }
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = cvm_launcher::cli::run(args, &mut out, &mut err).code();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        (code, json, String::from_utf8_lossy(&err).into_owned())
     };
-    let run = |args: Vec<std::ffi::OsString>| {
-        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
-        cvm_verify(&refs)
-    };
-    let (code, json, err) = run(common(&empty));
+    let (code, json, err) = run("test-crl-empty.der", true);
     assert_eq!(code, 0, "{err} {json:#}");
     assert_eq!(json["verdict"], "pass");
     assert_eq!(json["verdicts"].as_array().unwrap().len(), 2);
-    let (code, json, err) = run(common(&revoking));
+    let (code, json, err) = run("test-crl-revokes-ask.der", true);
     assert_eq!(code, 3, "{err}");
     assert_eq!(json["verdict"], "fail");
     assert!(err.contains("the ASK is revoked"), "{err}");
     // Without --root, the test chain is anchored nowhere.
-    let mut no_root = common(&empty);
-    no_root.drain(6..8);
-    let (code, _, err) = run(no_root);
+    let (code, _, err) = run("test-crl-empty.der", false);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("chain.root"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

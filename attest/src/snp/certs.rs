@@ -6,8 +6,6 @@
 
 use super::Verifier;
 use super::tcb::Product;
-use crate::cache::Cache;
-use crate::time::Time;
 use crate::verdict::{Category, Checks};
 use crate::x509::{Cert, CertError, Crl};
 use der::Decode;
@@ -296,13 +294,10 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
             .map(|()| format!("{root_cn} valid at {at}"))
             .map_err(|e| format!("{root_cn}: {e}")),
     );
-    let link = |checks: &mut Checks, name: &str, what: &str, child: &Cert, issuer: &Cert| {
-        link(checks, cache, at, [name, what], child, issuer)
-    };
-    ok &= link(checks, "chain.intermediate", inter_name, inter, root);
-    ok &= link(checks, "chain.leaf.signature", leaf_name, leaf, inter);
+    ok &= link(v, checks, "chain.intermediate", inter_name, inter, root);
+    ok &= link(v, checks, "chain.leaf.signature", leaf_name, leaf, inter);
     match v.crl {
-        Some(crl) => ok &= check_crl(checks, cache, crl, root, inter, inter_name, at),
+        Some(crl) => ok &= check_crl(v, checks, crl, root, inter, inter_name),
         None => checks.skip(
             "chain.crl",
             Category::Signature,
@@ -318,13 +313,14 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
 }
 
 fn link(
+    v: &Verifier<'_>,
     checks: &mut Checks,
-    cache: &Cache,
-    at: Time,
-    [name, what]: [&str; 2],
+    name: &str,
+    what: &str,
     child: &Cert,
     issuer: &Cert,
 ) -> bool {
+    let (cache, at) = (v.cache, v.at);
     let issuer_cn = issuer.subject_cn().unwrap_or_default();
     let signed = if child.issued_by_name(issuer) {
         cache
@@ -350,14 +346,14 @@ fn link(
 }
 
 fn check_crl(
+    v: &Verifier<'_>,
     checks: &mut Checks,
-    cache: &Cache,
     crl: &Crl,
     root: &Cert,
     inter: &Cert,
     inter_name: &str,
-    at: Time,
 ) -> bool {
+    let (cache, at) = (v.cache, v.at);
     let signed = checks.record(
         "chain.crl.signature",
         Category::Signature,
