@@ -18,6 +18,7 @@ pub mod error;
 pub mod exit;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod guest;
+pub mod input;
 pub mod keys;
 pub mod output;
 pub mod probe;

@@ -109,25 +109,32 @@ pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
+/// Runs `program` with `args` once; its wall time and stdout. Panics if it fails (a
+/// benchmark of a failing command means nothing).
+pub fn time_once(program: &Path, args: &[String]) -> (std::time::Duration, String) {
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs `program` with `args` `runs` times; the median wall time and the last stdout.
-/// Panics if a run fails (a benchmark of a failing command means nothing).
 pub fn time_command(program: &Path, args: &[String], runs: usize) -> (std::time::Duration, String) {
     let mut times = Vec::new();
     let mut output = String::new();
     for _ in 0..runs {
-        let start = std::time::Instant::now();
-        let out = std::process::Command::new(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-        times.push(start.elapsed());
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            program.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        output = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (t, out) = time_once(program, args);
+        times.push(t);
+        output = out;
     }
     (median(times), output)
 }

@@ -29,7 +29,7 @@ pub struct Measurement {
 
 /// How to measure.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct Options<'p> {
     /// SNP: the launch digest after the firmware pages, computed earlier; the firmware
     /// pages are then not hashed again.
     pub firmware_digest: Option<[u8; 48]>,
@@ -38,10 +38,59 @@ pub struct Options {
     /// SNP: how many threads hash page contents (0 and 1 both mean the calling thread
     /// only). The chain itself is sequential; the per-page SHA-384s are not.
     pub threads: usize,
+    /// SNP: page digests computed earlier (for instance on another thread while the plan
+    /// was being built), used for every page of the plan that lies in the very memory
+    /// they were computed from.
+    pub prehashed: Option<&'p PageDigests<'p>>,
+}
+
+/// The SHA-384 of every 4 KiB page of a buffer, computed ahead of [`measure`].
+///
+/// It borrows the buffer for as long as it lives, so the bytes cannot change in between.
+/// [`measure`] takes a digest from it only for a plan step whose contents are a
+/// page-aligned part of that same buffer in memory (the same address, not equal bytes),
+/// and hashes every other step itself: what is measured is still the plan.
+#[derive(Debug, Clone)]
+pub struct PageDigests<'a> {
+    data: &'a [u8],
+    digests: Vec<[u8; 48]>,
+}
+
+impl<'a> PageDigests<'a> {
+    /// Hashes every page of `data` on the calling thread (a last partial page is hashed
+    /// as it is, and is used only for a step that ends where `data` ends).
+    pub fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            digests: hash_pages(data),
+        }
+    }
+
+    /// The digests of `part`'s pages, when `part` is a page-aligned slice of the hashed
+    /// buffer itself.
+    fn lookup(&self, part: &[u8]) -> Option<&[[u8; 48]]> {
+        let offset = part
+            .as_ptr()
+            .addr()
+            .checked_sub(self.data.as_ptr().addr())?;
+        let end = offset.checked_add(part.len())?;
+        let aligned = offset.is_multiple_of(PAGE)
+            && (part.len().is_multiple_of(PAGE) || end == self.data.len());
+        if !aligned || end > self.data.len() {
+            return None;
+        }
+        self.digests.get(offset / PAGE..end.div_ceil(PAGE))
+    }
+}
+
+fn hash_pages(data: &[u8]) -> Vec<[u8; 48]> {
+    data.chunks(PAGE)
+        .map(|p| Sha384::digest(p).into())
+        .collect()
 }
 
 /// Measures `plan`. A plain (unprotected) plan has no launch measurement.
-pub fn measure(plan: &LaunchPlan<'_>, opts: &Options) -> Result<Measurement> {
+pub fn measure(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Result<Measurement> {
     match plan.platform {
         Platform::Snp => {
             if let Some(s) = plan.steps.iter().find(|s| s.kind.snp_page_type().is_none()) {
@@ -80,14 +129,14 @@ impl SnpDigest {
     }
 }
 
-fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
+fn snp(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
     let mut ld = SnpDigest([0u8; 48]);
     let mut components = Vec::new();
     let mut firmware_digest = None;
     for step in &plan.steps {
         match (step.origin, opts.firmware_digest) {
             (Origin::Firmware, Some(seed)) => ld.0 = seed,
-            _ => snp_step(&mut ld, step, opts.threads),
+            _ => snp_step(&mut ld, step, opts),
         }
         if step.origin == Origin::Firmware {
             firmware_digest = Some(ld.0);
@@ -96,12 +145,20 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
             components.push(component(plan, step, Some(&ld.0)));
         }
     }
+    // Application processors usually share one reset state: a VMSA page equal to the
+    // one before it has the same digest.
+    let mut previous: Option<(Box<[u8; vmsa::VMSA_SIZE]>, [u8; 48])> = None;
     for (i, vcpu) in plan.vcpus.iter().enumerate() {
         let page = vmsa::page(vcpu, plan.sev_features);
-        ld.update(&Sha384::digest(&page[..]).into(), 2, vmsa::VMSA_GPA);
+        let digest = match &previous {
+            Some((p, d)) if p[..] == page[..] => *d,
+            _ => Sha384::digest(&page[..]).into(),
+        };
+        ld.update(&digest, 2, vmsa::VMSA_GPA);
         if opts.explain {
             components.push(vmsa_component(i, &page[..], Some(&ld.0)));
         }
+        previous = Some((page, digest));
     }
     Measurement {
         platform: plan.platform,
@@ -111,14 +168,23 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
     }
 }
 
-fn snp_step(ld: &mut SnpDigest, step: &Step<'_>, threads: usize) {
+fn snp_step(ld: &mut SnpDigest, step: &Step<'_>, opts: &Options<'_>) {
     // `measure` checked that every step of an SNP plan has an SNP page type.
     let ty = step.kind.snp_page_type().unwrap_or_default();
     let pages = step.len / 4096;
     if step.kind == PageKind::Normal {
-        for (i, contents) in (0u64..).zip(page_digests(&step.data, threads)) {
+        let prehashed = opts.prehashed.and_then(|p| p.lookup(&step.data));
+        let hashed;
+        let digests = match prehashed {
+            Some(d) => d,
+            None => {
+                hashed = page_digests(&step.data, opts.threads);
+                &hashed[..]
+            }
+        };
+        for (i, contents) in (0u64..).zip(digests) {
             ld.update(
-                &contents,
+                contents,
                 ty,
                 step.gpa.saturating_add(i.saturating_mul(4096)),
             );
@@ -136,26 +202,24 @@ fn snp_step(ld: &mut SnpDigest, step: &Step<'_>, threads: usize) {
 
 /// SHA-384 of every page of `data`, in order, spread over up to `threads` threads.
 fn page_digests(data: &[u8], threads: usize) -> Vec<[u8; 48]> {
-    let hash_all =
-        |d: &[u8]| -> Vec<[u8; 48]> { d.chunks(PAGE).map(|p| Sha384::digest(p).into()).collect() };
     let pages = data.len().div_ceil(PAGE);
     let per_thread = pages.div_ceil(threads.max(1)).max(MIN_PAGES_PER_THREAD);
     if per_thread >= pages {
-        return hash_all(data);
+        return hash_pages(data);
     }
     std::thread::scope(|scope| {
         let mut parts = data.chunks(per_thread.saturating_mul(PAGE));
         let first = parts.next().unwrap_or_default();
         let handles: Vec<_> = parts
-            .map(|part| scope.spawn(move || hash_all(part)))
+            .map(|part| scope.spawn(move || hash_pages(part)))
             .collect();
-        let mut out = hash_all(first);
+        let mut out = hash_pages(first);
         for h in handles {
             match h.join() {
                 Ok(v) => out.extend(v),
                 // A hashing thread cannot panic short of allocation failure; if one
                 // did, hash everything here rather than lose its part.
-                Err(_) => return hash_all(data),
+                Err(_) => return hash_pages(data),
             }
         }
         out
@@ -165,7 +229,7 @@ fn page_digests(data: &[u8], threads: usize) -> Vec<[u8; 48]> {
 /// Below this many pages per thread, spawning costs more than it saves.
 const MIN_PAGES_PER_THREAD: usize = 64;
 
-fn sev(plan: &LaunchPlan<'_>, opts: &Options) -> Measurement {
+fn sev(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
     let mut h = Sha256::new();
     let mut components = Vec::new();
     for step in &plan.steps {
@@ -235,5 +299,93 @@ fn vmsa_component(i: usize, page: &[u8], ld: Option<&[u8; 48]>) -> Component {
         page_type: "vmsa",
         sha256: Some(encode(&Sha256::digest(page))),
         launch_digest: ld.map(|d| encode(d)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use std::borrow::Cow;
+
+    fn plan(data: &[u8]) -> LaunchPlan<'_> {
+        LaunchPlan {
+            platform: Platform::Snp,
+            steps: vec![Step {
+                gpa: 0xffc0_0000,
+                len: crate::bytes::to_u64(data.len()),
+                kind: PageKind::Normal,
+                data: Cow::Borrowed(data),
+                origin: Origin::Firmware,
+            }],
+            vcpus: Vec::new(),
+            vcpu_count: 1,
+            ram: Vec::new(),
+            sev_features: 1,
+            kernel_hashes: None,
+            fw_cfg: Vec::new(),
+        }
+    }
+
+    fn digest(plan: &LaunchPlan<'_>, prehashed: Option<&PageDigests<'_>>) -> Vec<u8> {
+        let opts = Options {
+            prehashed,
+            ..Options::default()
+        };
+        measure(plan, &opts).unwrap().digest
+    }
+
+    fn buffer() -> Vec<u8> {
+        (0..4 * PAGE)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn prehashed_pages_give_the_same_digest() {
+        let data = buffer();
+        let honest = digest(&plan(&data), None);
+        let pre = PageDigests::new(&data);
+        assert_eq!(digest(&plan(&data), Some(&pre)), honest);
+        // A step over the middle two pages takes the middle two digests.
+        let middle = &data[PAGE..3 * PAGE];
+        assert_eq!(
+            digest(&plan(middle), Some(&pre)),
+            digest(&plan(middle), None)
+        );
+    }
+
+    /// Digests are taken only for the very memory they were computed from: a wrong
+    /// table shows whether it was used.
+    #[test]
+    fn prehashed_digests_are_used_only_for_the_same_memory() {
+        let data = buffer();
+        let wrong = PageDigests {
+            data: &data,
+            digests: vec![[0xee; 48]; 4],
+        };
+        // The same memory: the table is used (and here it is wrong).
+        assert_ne!(
+            digest(&plan(&data), Some(&wrong)),
+            digest(&plan(&data), None)
+        );
+        // Equal bytes elsewhere in memory: hashed, not looked up.
+        let copy = data.clone();
+        assert_eq!(
+            digest(&plan(&copy), Some(&wrong)),
+            digest(&plan(&copy), None)
+        );
+        // Not page-aligned within the buffer, or running past its end: hashed.
+        let unaligned = &data[1..=PAGE];
+        assert!(wrong.lookup(unaligned).is_none());
+        assert_eq!(
+            digest(&plan(unaligned), Some(&wrong)),
+            digest(&plan(unaligned), None)
+        );
+        assert!(wrong.lookup(&data[..2 * PAGE]).is_some());
+        let bigger = buffer().repeat(2);
+        let inner = PageDigests::new(&bigger[..4 * PAGE]);
+        assert!(inner.lookup(&bigger[..8 * PAGE]).is_none());
+        assert!(inner.lookup(&bigger[4 * PAGE..5 * PAGE]).is_none());
     }
 }

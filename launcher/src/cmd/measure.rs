@@ -1,7 +1,7 @@
 //! `cvm measure`: the launch measurement of a guest, computed from the same launch plan
 //! that `cvm launch` executes.
 
-use super::{CmdResult, read_file, simple};
+use super::{CmdResult, read_input, simple};
 use crate::error::CliError;
 use crate::keys;
 use crate::output::{Output, Render};
@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, ValueEnum};
 use cvm_firmware::hex;
 use cvm_firmware::measure::Component;
-use cvm_firmware::measure::sev::{Options, measure};
+use cvm_firmware::measure::sev::{Options, PageDigests, measure};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::plan::Platform;
 use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock, SigningKey};
@@ -359,113 +359,119 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         .as_deref()
         .map(|path| IdSigner::new(args, path, platform))
         .transpose()?;
-    // The kernel is the largest input: read it while the rest is read.
-    let (kernel, fw_bytes, svsm_bytes, initrd) = std::thread::scope(|scope| {
-        let kernel = scope.spawn(|| args.kernel.as_deref().map(read_file).transpose());
-        let rest = (|| {
-            Ok((
-                read_file(&args.firmware)?,
-                args.svsm.as_deref().map(read_file).transpose()?,
-                args.initrd.as_deref().map(read_file).transpose()?,
-            ))
-        })();
-        let kernel = kernel
-            .join()
-            .unwrap_or_else(|_| Err(CliError::Usage("reading the kernel failed".into())));
-        rest.and_then(|(f, s, i)| Ok((kernel?, f, s, i)))
-    })?;
-    let firmware_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CliError::Firmware { path, source }
-    };
-    let fw = OvmfImage::parse(&fw_bytes).map_err(firmware_err(&args.firmware))?;
-    let svsm_image = match (&args.svsm, &svsm_bytes) {
-        (Some(path), Some(bytes)) => Some(OvmfImage::parse(bytes).map_err(firmware_err(path))?),
-        _ => None,
-    };
-    let vcpu_sig = vcpu_signature(args, platform, vmm)?;
-    let cfg = SevConfig {
-        platform,
-        firmware: &fw,
-        direct_boot: kernel.as_deref().map(|k| DirectBoot {
-            kernel: k,
-            initrd: initrd.as_deref(),
-            cmdline: args.cmdline.as_deref(),
-        }),
-        vcpus: args.vcpus,
-        vcpu_sig: vcpu_sig.unwrap_or(0),
-        vmm,
-        guest_features: args.guest_features,
-        svsm: svsm_image.as_ref().map(|image| Svsm {
-            image,
-            vars_size: args.vars_size.unwrap_or(0),
-            x87_fcw: X87_FCW_RESET,
-        }),
-    };
-    let plan = sev::plan(&cfg).map_err(|source| {
-        let path = match (source.image(), &args.kernel) {
-            (Some("kernel"), Some(k)) => k.clone(),
-            (Some(_), _) if args.svsm.is_some() => PathBuf::from("--svsm/--firmware"),
-            (Some(_), _) => args.firmware.clone(),
-            (None, _) => PathBuf::from(format!("{} launch plan", platform.name())),
+    let fw_bytes = read_input(&args.firmware)?;
+    // Two cores' worth of work: while the firmware's pages are hashed for the launch
+    // digest (SNP: SHA-384 per page) and the file for the report (SHA-256), the other
+    // inputs are read and the plan is built (its kernel hashes table: SHA-256 of the
+    // kernel). The plan is then measured with the page digests taken ahead of time from
+    // the very buffer the plan's firmware pages borrow.
+    let prehash = platform == Platform::Snp && args.firmware_digest.is_none();
+    std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            (
+                prehash.then(|| PageDigests::new(&fw_bytes)),
+                InputFile::new(&args.firmware, &fw_bytes),
+            )
+        });
+        let kernel = args.kernel.as_deref().map(read_input).transpose()?;
+        let svsm_bytes = args.svsm.as_deref().map(read_input).transpose()?;
+        let initrd = args.initrd.as_deref().map(read_input).transpose()?;
+        let firmware_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CliError::Firmware { path, source }
         };
-        CliError::Firmware { path, source }
-    })?;
-    // The firmware file's own SHA-256 (for the report) on one core while the plan is
-    // measured on the others.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (m, firmware_file) = std::thread::scope(|scope| {
-        let file = scope.spawn(|| InputFile::new(&args.firmware, &fw_bytes));
+        let fw = OvmfImage::parse(&fw_bytes).map_err(firmware_err(&args.firmware))?;
+        let svsm_image = match (&args.svsm, &svsm_bytes) {
+            (Some(path), Some(bytes)) => Some(OvmfImage::parse(bytes).map_err(firmware_err(path))?),
+            _ => None,
+        };
+        let vcpu_sig = vcpu_signature(args, platform, vmm)?;
+        let cfg = SevConfig {
+            platform,
+            firmware: &fw,
+            direct_boot: kernel.as_deref().map(|k| DirectBoot {
+                kernel: k,
+                initrd: initrd.as_deref(),
+                cmdline: args.cmdline.as_deref(),
+            }),
+            vcpus: args.vcpus,
+            vcpu_sig: vcpu_sig.unwrap_or(0),
+            vmm,
+            guest_features: args.guest_features,
+            svsm: svsm_image.as_ref().map(|image| Svsm {
+                image,
+                vars_size: args.vars_size.unwrap_or(0),
+                x87_fcw: X87_FCW_RESET,
+            }),
+        };
+        let plan = sev::plan(&cfg).map_err(|source| {
+            let path = match (source.image(), &args.kernel) {
+                (Some("kernel"), Some(k)) => k.clone(),
+                (Some(_), _) if args.svsm.is_some() => PathBuf::from("--svsm/--firmware"),
+                (Some(_), _) => args.firmware.clone(),
+                (None, _) => PathBuf::from(format!("{} launch plan", platform.name())),
+            };
+            CliError::Firmware { path, source }
+        })?;
+        // A hashing thread cannot panic short of allocation failure; if it did, the
+        // pages are hashed by `measure` and the file here.
+        let (prehashed, firmware_file) = hashing
+            .join()
+            .unwrap_or_else(|_| (None, InputFile::new(&args.firmware, &fw_bytes)));
+        // Pages not hashed ahead (SVSM, SEV-ES and SEV, `--firmware-digest`) are spread
+        // over the cores.
+        let threads = match (&prehashed, &args.svsm) {
+            (Some(_), None) => 1,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         let m = measure(
             &plan,
             &Options {
                 firmware_digest: args.firmware_digest,
                 explain: args.explain,
-                threads: threads.saturating_sub(1).max(1),
+                threads,
+                prehashed: prehashed.as_ref(),
             },
-        );
-        let file = file
-            .join()
-            .unwrap_or_else(|_| InputFile::new(&args.firmware, &fw_bytes));
-        (m, file)
-    });
-    let m = m.map_err(|source| CliError::Firmware {
-        path: args.firmware.clone(),
-        source,
-    })?;
-    let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
-    let hashes = plan.kernel_hashes.as_ref();
-    Ok(MeasureReport {
-        tee: platform.name(),
-        measurement: hex::encode(&m.digest),
-        firmware_digest: m.firmware_digest.map(|d| hex::encode(&d)),
-        vcpus: args.vcpus,
-        vcpu_sig: (platform != Platform::Sev)
-            .then_some(vcpu_sig)
-            .flatten()
-            .map(|s| format!("{s:#x}")),
-        vmm,
-        guest_features: (platform == Platform::Snp).then(|| format!("{:#x}", plan.sev_features)),
-        firmware: firmware_file,
-        // The plan's kernel hashes are the files' SHA-256: reuse them.
-        kernel: args
-            .kernel
-            .as_deref()
-            .zip(kernel.as_deref())
-            .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.kernel))),
-        initrd: args
-            .initrd
-            .as_deref()
-            .zip(initrd.as_deref())
-            .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.initrd))),
-        cmdline: args.cmdline.clone(),
-        svsm: args
-            .svsm
-            .as_deref()
-            .zip(svsm_bytes.as_deref())
-            .map(|(p, d)| InputFile::new(p, d)),
-        id_block,
-        components: m.components,
+        )
+        .map_err(|source| CliError::Firmware {
+            path: args.firmware.clone(),
+            source,
+        })?;
+        let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
+        let hashes = plan.kernel_hashes.as_ref();
+        Ok(MeasureReport {
+            tee: platform.name(),
+            measurement: hex::encode(&m.digest),
+            firmware_digest: m.firmware_digest.map(|d| hex::encode(&d)),
+            vcpus: args.vcpus,
+            vcpu_sig: (platform != Platform::Sev)
+                .then_some(vcpu_sig)
+                .flatten()
+                .map(|s| format!("{s:#x}")),
+            vmm,
+            guest_features: (platform == Platform::Snp)
+                .then(|| format!("{:#x}", plan.sev_features)),
+            firmware: firmware_file,
+            // The plan's kernel hashes are the files' SHA-256: reuse them.
+            kernel: args
+                .kernel
+                .as_deref()
+                .zip(kernel.as_deref())
+                .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.kernel))),
+            initrd: args
+                .initrd
+                .as_deref()
+                .zip(initrd.as_deref())
+                .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.initrd))),
+            cmdline: args.cmdline.clone(),
+            svsm: args
+                .svsm
+                .as_deref()
+                .zip(svsm_bytes.as_deref())
+                .map(|(p, d)| InputFile::new(p, d)),
+            id_block,
+            components: m.components,
+        })
     })
 }
 

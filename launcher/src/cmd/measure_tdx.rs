@@ -2,8 +2,9 @@
 //! the TDX launch plan.
 
 use super::measure::{InputFile, MeasureArgs, MrtdOrder, reject_other_tee_options};
-use super::read_file;
+use super::read_input;
 use crate::error::CliError;
+use crate::input::Input;
 use crate::output::Render;
 use cvm_firmware::hex;
 use cvm_firmware::measure::tdx::{self, Event};
@@ -128,10 +129,10 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
         ],
     )?;
     let memory = args.memory.unwrap_or(2 << 30);
-    let fw_bytes = read_file(&args.firmware)?;
-    let kernel = args.kernel.as_deref().map(read_file).transpose()?;
-    let initrd = args.initrd.as_deref().map(read_file).transpose()?;
-    let acpi = args.acpi_tables.as_deref().map(read_file).transpose()?;
+    let fw_bytes = read_input(&args.firmware)?;
+    let kernel = args.kernel.as_deref().map(read_input).transpose()?;
+    let initrd = args.initrd.as_deref().map(read_input).transpose()?;
+    let acpi = args.acpi_tables.as_deref().map(read_input).transpose()?;
     let fw = OvmfImage::parse(&fw_bytes).map_err(|source| CliError::Firmware {
         path: args.firmware.clone(),
         source,
@@ -166,7 +167,7 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
         }
     };
     let plan = cvm_firmware::tdx::plan(&cfg).map_err(blame)?;
-    let file = |p: &Option<PathBuf>, d: &Option<Vec<u8>>| {
+    let file = |p: &Option<PathBuf>, d: &Option<Input>| {
         p.as_deref()
             .zip(d.as_deref())
             .map(|(p, d)| InputFile::new(p, d))

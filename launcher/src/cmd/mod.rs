@@ -32,6 +32,14 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
+/// Reads a possibly large input file (firmware, kernel, initrd) whole; see [`crate::input`].
+pub fn read_input(path: &Path) -> Result<crate::input::Input, CliError> {
+    crate::input::read(path).map_err(|source| CliError::ReadInput {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Parses `128M`, `2G`, `4096`, `512KiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

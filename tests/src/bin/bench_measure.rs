@@ -13,34 +13,30 @@
     reason = "a benchmark program that reports on stdout"
 )]
 
-use cvm_tests::{median, ms, ratio};
+use cvm_tests::{median, ms};
 use sha2::{Digest, Sha256, Sha384};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 7;
+const RUNS: usize = 15;
 const CMDLINE: &str = "console=ttyS0 root=/dev/vda1 ro";
 
 /// SHA-384 of every measured page (firmware, hashes page, one VMSA per vCPU) and SHA-256
-/// of the kernel and initrd: the work no implementation can avoid.
+/// of the kernel and initrd: the work no implementation can avoid, on one core.
 fn hashing_floor(firmware: &[u8], kernel: &[u8], initrd: &[u8], vcpus: usize) -> Duration {
     let page = [0u8; 4096];
-    let mut times = Vec::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let mut sink = 0u8;
-        for p in firmware
-            .chunks(4096)
-            .chain(std::iter::repeat_n(&page[..], vcpus + 1))
-        {
-            sink ^= Sha384::digest(p)[0];
-        }
-        sink ^= Sha256::digest(kernel)[0];
-        sink ^= Sha256::digest(initrd)[0];
-        std::hint::black_box(sink);
-        times.push(start.elapsed());
+    let start = Instant::now();
+    let mut sink = 0u8;
+    for p in firmware
+        .chunks(4096)
+        .chain(std::iter::repeat_n(&page[..], vcpus + 1))
+    {
+        sink ^= Sha384::digest(p)[0];
     }
-    median(times)
+    sink ^= Sha256::digest(kernel)[0];
+    sink ^= Sha256::digest(initrd)[0];
+    std::hint::black_box(sink);
+    start.elapsed()
 }
 
 fn main() {
@@ -76,70 +72,89 @@ fn main() {
     .iter()
     .map(|a| (*a).to_owned())
     .collect();
-    let (cvm_time, cvm_out) = cvm_tests::time_command(&cvm, &cvm_args, RUNS);
-    let cvm_digest = cvm_out
-        .lines()
-        .find_map(|l| l.strip_prefix("measurement: "))
-        .expect("measurement line")
-        .to_owned();
-
-    let floor = hashing_floor(
-        &std::fs::read(&fw).unwrap(),
-        &std::fs::read(&kernel).unwrap(),
-        &std::fs::read(&initrd).unwrap(),
-        64,
+    let tool_args: Vec<String> = [
+        "--mode",
+        "snp",
+        "--vcpus",
+        "64",
+        "--vcpu-type",
+        "EPYC-Genoa",
+        "--ovmf",
+        &s(&fw),
+        "--kernel",
+        &s(&kernel),
+        "--initrd",
+        &s(&initrd),
+        "--append",
+        CMDLINE,
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let (fw_bytes, kernel_bytes, initrd_bytes) = (
+        std::fs::read(&fw).unwrap(),
+        std::fs::read(&kernel).unwrap(),
+        std::fs::read(&initrd).unwrap(),
     );
+    // Rounds interleave the three, so that a slow spell of this shared machine hits
+    // all of them; each ratio is also taken within a round.
+    let (mut cvm_times, mut floors, mut tool_times) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut to_floor, mut tool_to_cvm) = (Vec::new(), Vec::new());
+    let mut cvm_digest = String::new();
+    for _ in 0..RUNS {
+        let (cvm_time, out) = cvm_tests::time_once(&cvm, &cvm_args);
+        cvm_digest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("measurement: "))
+            .expect("measurement line")
+            .to_owned();
+        let floor = hashing_floor(&fw_bytes, &kernel_bytes, &initrd_bytes, 64);
+        to_floor.push(cvm_time.as_secs_f64() / floor.as_secs_f64());
+        cvm_times.push(cvm_time);
+        floors.push(floor);
+        if let Some(tool) = &tool {
+            let (tool_time, out) = cvm_tests::time_once(tool, &tool_args);
+            assert_eq!(
+                out.trim(),
+                cvm_digest,
+                "the two tools disagree on the digest"
+            );
+            tool_to_cvm.push(tool_time.as_secs_f64() / cvm_time.as_secs_f64());
+            tool_times.push(tool_time);
+        }
+    }
     println!(
         "configuration: snp, 64 vCPUs, {} (4 MiB), 14 MiB kernel, initrd, cmdline",
         fw.display()
     );
-    println!("median of {RUNS} runs each, wall time of the whole process");
+    println!("{RUNS} interleaved rounds; medians; cvm's is the wall time of the whole process");
     println!(
         "cvm measure:         {:>9.1} ms  ({cvm_digest})",
-        ms(cvm_time)
+        ms(median(cvm_times))
     );
     println!(
-        "hashing floor:       {:>9.1} ms  (SHA-384 of measured pages + SHA-256 of kernel and initrd, in-process)",
-        ms(floor)
+        "hashing floor:       {:>9.1} ms  (SHA-384 of measured pages + SHA-256 of kernel and initrd, in-process, one core)",
+        ms(median(floors))
     );
-    println!("cvm / floor:         {:>9.2}x", ratio(cvm_time, floor));
-
-    match tool {
-        Some(tool) => {
-            let tool_args: Vec<String> = [
-                "--mode",
-                "snp",
-                "--vcpus",
-                "64",
-                "--vcpu-type",
-                "EPYC-Genoa",
-                "--ovmf",
-                &s(&fw),
-                "--kernel",
-                &s(&kernel),
-                "--initrd",
-                &s(&initrd),
-                "--append",
-                CMDLINE,
-            ]
-            .iter()
-            .map(|a| (*a).to_owned())
-            .collect();
-            let (tool_time, tool_out) = cvm_tests::time_command(&tool, &tool_args, RUNS);
-            let tool_digest = tool_out.trim();
-            assert_eq!(
-                tool_digest, cvm_digest,
-                "the two tools disagree on the digest"
-            );
-            println!(
-                "sev-snp-measure:     {:>9.1} ms  (same digest)",
-                ms(tool_time)
-            );
-            println!(
-                "sev-snp-measure / cvm: {:>7.2}x",
-                ratio(tool_time, cvm_time)
-            );
-        }
-        None => println!("sev-snp-measure: not run (pass --reference-tool PATH)"),
+    println!(
+        "cvm / floor:         {:>9.2}x  (median of the rounds' ratios)",
+        median_f64(to_floor)
+    );
+    if tool.is_none() {
+        println!("sev-snp-measure: not run (pass --reference-tool PATH)");
+        return;
     }
+    println!(
+        "sev-snp-measure:     {:>9.1} ms  (same digest)",
+        ms(median(tool_times))
+    );
+    println!(
+        "sev-snp-measure / cvm: {:>7.2}x  (median of the rounds' ratios)",
+        median_f64(tool_to_cvm)
+    );
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
