@@ -45,8 +45,7 @@ impl Platform {
 /// SNP_LAUNCH_UPDATE page types; SEV and SEV-ES only have [`PageKind::Normal`] data. TDX
 /// uses [`PageKind::Normal`] (TDH.MEM.PAGE.ADD then TDH.MR.EXTEND, page by page), and
 /// the TDX-only [`PageKind::Added`], [`PageKind::Extended`] and [`PageKind::Augmented`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageKind {
     /// Contents loaded and measured.
     Normal,
@@ -94,6 +93,13 @@ impl PageKind {
             PageKind::Cpuid => Some(6),
             PageKind::Added | PageKind::Extended | PageKind::Augmented => None,
         }
+    }
+}
+
+/// Serialized by its [`PageKind::name`].
+impl Serialize for PageKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
