@@ -8,7 +8,6 @@ use der::{Decode, Reader, SliceReader};
 use ring::signature::{self, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
-use x509_cert::crl::CertificateList;
 
 /// RSASSA-PSS (RFC 4055).
 pub const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
@@ -190,33 +189,131 @@ impl Cert {
 }
 
 /// A decoded CRL with the exact bytes it was decoded from.
+///
+/// Decoded with `der` field by field rather than as an `x509-cert` `CertificateList`:
+/// the revoked entries (hundreds of them in an Intel PCK CRL, each with its extensions)
+/// are checked for their structure and kept as the byte ranges of their serial numbers,
+/// which is all a revocation check reads, instead of being decoded into owned values.
 #[derive(Debug, Clone)]
 pub struct Crl {
     der: Vec<u8>,
     tbs: std::ops::Range<usize>,
-    /// The decoded CRL.
-    pub crl: CertificateList,
+    issuer: x509_cert::name::Name,
+    this_update: x509_cert::time::Time,
+    next_update: Option<x509_cert::time::Time>,
+    /// Where each revoked entry's serial number (INTEGER contents) lies in `der`.
+    revoked: Vec<std::ops::Range<usize>>,
+    signature_algorithm: ObjectIdentifier,
+    signature: Option<Vec<u8>>,
 }
 
 impl Crl {
     /// Decodes a CRL (DER or PEM `X509 CRL`).
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, CertError> {
         let der = if is_pem(bytes) {
-            let (_, der) = der::pem::decode_vec(bytes).map_err(|e| CertError::Pem {
+            let text = std::str::from_utf8(bytes).map_err(|e| CertError::Pem {
                 what: what.to_owned(),
                 reason: e.to_string(),
             })?;
-            der
+            pem_decode(text)
+                .and_then(|blocks| {
+                    blocks
+                        .into_iter()
+                        .find_map(|(label, der)| (label == "X509 CRL").then_some(der))
+                        .ok_or_else(|| "no X509 CRL block".to_owned())
+                })
+                .map_err(|reason| CertError::Pem {
+                    what: what.to_owned(),
+                    reason,
+                })?
         } else {
             bytes.to_vec()
         };
-        let malformed = |e: der::Error| CertError::Malformed {
+        Self::from_der(der).map_err(|e| CertError::Malformed {
             what: what.to_owned(),
             reason: e.to_string(),
-        };
-        let crl = CertificateList::from_der(&der).map_err(malformed)?;
-        let tbs = signed_range(&der).map_err(malformed)?;
-        Ok(Crl { der, tbs, crl })
+        })
+    }
+
+    /// RFC 5280 section 5.1, strictly: every field's tag and length is checked, every
+    /// revoked entry's structure too; nothing may follow the CRL.
+    fn from_der(der: Vec<u8>) -> der::Result<Self> {
+        let tbs = signed_range(&der)?;
+        let base = der.as_ptr().addr();
+        let mut outer = SliceReader::new(&der)?;
+        let crl = outer.sequence(|r| {
+            let (issuer, this_update, next_update, revoked) = r.sequence(|t| {
+                if t.peek_tag()? == der::Tag::Integer {
+                    x509_cert::certificate::Version::decode(t)?;
+                }
+                x509_cert::spki::AlgorithmIdentifierRef::decode(t)?;
+                let issuer = x509_cert::name::Name::decode(t)?;
+                let this_update = x509_cert::time::Time::decode(t)?;
+                let next_update = match t.peek_tag() {
+                    Ok(der::Tag::UtcTime | der::Tag::GeneralizedTime) => {
+                        Some(x509_cert::time::Time::decode(t)?)
+                    }
+                    _ => None,
+                };
+                let mut revoked = Vec::new();
+                if !t.is_finished() && t.peek_tag()? == der::Tag::Sequence {
+                    t.sequence(|list| {
+                        while !list.is_finished() {
+                            list.sequence(|entry| {
+                                // Canonical INTEGER, at most 21 bytes (x509-cert's
+                                // limit, 20 octets plus a sign byte).
+                                let int = der::asn1::IntRef::decode(entry)?;
+                                if int.len() > der::Length::new(21) {
+                                    return Err(der::Tag::Integer.value_error());
+                                }
+                                let serial = int.as_bytes();
+                                // The reader lends slices of `der` itself.
+                                let start = serial
+                                    .as_ptr()
+                                    .addr()
+                                    .checked_sub(base)
+                                    .ok_or(der::ErrorKind::Overflow)?;
+                                let end = start
+                                    .checked_add(serial.len())
+                                    .ok_or(der::ErrorKind::Overflow)?;
+                                x509_cert::time::Time::decode(entry)?;
+                                if !entry.is_finished() {
+                                    check_extensions(entry)?;
+                                }
+                                revoked.push(start..end);
+                                Ok(())
+                            })?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                if !t.is_finished() {
+                    let ext =
+                        der::asn1::ContextSpecific::<x509_cert::ext::Extensions>::decode_explicit(
+                            t,
+                            der::TagNumber::N0,
+                        )?;
+                    if ext.is_none() {
+                        return Err(t.peek_tag()?.unexpected_error(None));
+                    }
+                }
+                Ok((issuer, this_update, next_update, revoked))
+            })?;
+            let alg = x509_cert::spki::AlgorithmIdentifierRef::decode(r)?;
+            let signature = der::asn1::BitStringRef::decode(r)?;
+            Ok(Crl {
+                der: Vec::new(),
+                tbs: 0..0,
+                issuer,
+                this_update,
+                next_update,
+                revoked,
+                signature_algorithm: alg.oid,
+                signature: signature.as_bytes().map(<[u8]>::to_vec),
+            })
+        })?;
+        outer.finish(())?;
+        Ok(Crl { der, tbs, ..crl })
     }
 
     /// The DER the CRL was decoded from.
@@ -226,36 +323,56 @@ impl Crl {
 
     /// Verifies that `issuer` signed this CRL.
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
-        if self.crl.tbs_cert_list.issuer != issuer.cert.tbs_certificate.subject {
+        if self.issuer != issuer.cert.tbs_certificate.subject {
             return Err("the CRL's issuer is not the expected signer's subject".into());
         }
         let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
         verify_signature(
             issuer,
-            &self.crl.signature_algorithm.oid,
+            &self.signature_algorithm,
             tbs,
-            self.crl.signature.as_bytes(),
+            self.signature.as_deref(),
         )
     }
 
     /// The validity window: thisUpdate and nextUpdate (if any).
     pub fn window(&self) -> (Time, Option<Time>) {
-        let t = &self.crl.tbs_cert_list;
         (
-            Time::from_der_time(&t.this_update),
-            t.next_update.as_ref().map(Time::from_der_time),
+            Time::from_der_time(&self.this_update),
+            self.next_update.as_ref().map(Time::from_der_time),
         )
+    }
+
+    /// The serial numbers the CRL lists (INTEGER contents, as encoded).
+    pub fn revoked_serials(&self) -> impl Iterator<Item = &[u8]> {
+        self.revoked
+            .iter()
+            .map(|r| self.der.get(r.clone()).unwrap_or_default())
     }
 
     /// Whether the CRL lists `cert`'s serial number.
     pub fn revokes(&self, cert: &Cert) -> bool {
-        self.crl
-            .tbs_cert_list
-            .revoked_certificates
-            .iter()
-            .flatten()
-            .any(|r| r.serial_number.as_bytes() == cert.serial())
+        self.revoked_serials().any(|s| s == cert.serial())
     }
+}
+
+/// Checks the structure of `Extensions ::= SEQUENCE OF Extension` (RFC 5280 4.1) as
+/// `x509-cert` decodes it, without keeping anything: a CRL entry's extensions (the
+/// revocation reason) are never read.
+fn check_extensions<'a, R: Reader<'a>>(r: &mut R) -> der::Result<()> {
+    r.sequence(|list| {
+        while !list.is_finished() {
+            list.sequence(|ext| {
+                ObjectIdentifier::decode(ext)?;
+                if ext.peek_tag()? == der::Tag::Boolean {
+                    bool::decode(ext)?;
+                }
+                der::asn1::OctetStringRef::decode(ext)?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
 }
 
 fn verify_signature(
@@ -330,14 +447,11 @@ pub fn certificate_ders(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CertEr
         reason,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| pem_err(e.to_string()))?;
-    let mut out = Vec::new();
-    for block in pem_blocks(text) {
-        let (label, der) =
-            der::pem::decode_vec(block.as_bytes()).map_err(|e| pem_err(e.to_string()))?;
-        if label == "CERTIFICATE" {
-            out.push(der);
-        }
-    }
+    let out: Vec<Vec<u8>> = pem_decode(text)
+        .map_err(pem_err)?
+        .into_iter()
+        .filter_map(|(label, der)| (label == "CERTIFICATE").then_some(der))
+        .collect();
     if out.is_empty() {
         return Err(pem_err("no CERTIFICATE block".into()));
     }
@@ -349,22 +463,30 @@ fn is_pem(bytes: &[u8]) -> bool {
     bytes.trim_ascii_start().starts_with(b"-----")
 }
 
-/// Splits PEM text into its BEGIN..END blocks.
-fn pem_blocks(text: &str) -> Vec<String> {
+/// The blocks of PEM text in order, each as its label and its base64-decoded contents
+/// (RFC 7468, read laxly as its section 3 allows: whitespace inside the base64 is
+/// ignored, text outside the blocks too). Padding must be present and canonical.
+fn pem_decode(text: &str) -> Result<Vec<(&str, Vec<u8>)>, String> {
+    use base64::Engine as _;
     let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN ") {
-            current = Some(String::new());
-        }
-        if let Some(block) = current.as_mut() {
-            block.push_str(line);
-            block.push('\n');
-        }
-        if line.starts_with("-----END ") {
-            blocks.extend(current.take());
-        }
+    let mut rest = text;
+    while let Some((_, after)) = rest.split_once("-----BEGIN ") {
+        let (label, body) = after
+            .split_once("-----")
+            .ok_or("a BEGIN line does not end in -----")?;
+        let end = format!("-----END {label}-----");
+        let (encoded, tail) = body
+            .split_once(end.as_str())
+            .ok_or_else(|| format!("no {end} line"))?;
+        let compact: Vec<u8> = encoded
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&compact)
+            .map_err(|e| format!("{label}: {e}"))?;
+        blocks.push((label, der));
+        rest = tail;
     }
-    blocks
+    Ok(blocks)
 }

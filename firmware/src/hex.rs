@@ -32,17 +32,26 @@ pub fn decode_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
 /// Parses hex (upper or lower case, optional `0x` prefix).
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if !s.len().is_multiple_of(2) {
+    let (pairs, rest) = s.as_bytes().as_chunks::<2>();
+    if !rest.is_empty() {
         return None;
     }
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let hi = char::from(*pair.first()?).to_digit(16)?;
-            let lo = char::from(*pair.get(1)?).to_digit(16)?;
-            u8::try_from(hi.checked_mul(16)?.checked_add(lo)?).ok()
-        })
-        .collect()
+    let mut out = Vec::with_capacity(pairs.len());
+    for &[hi, lo] in pairs {
+        // A nibble is below 16: the product stays below 256.
+        out.push(nibble(hi)?.wrapping_mul(16) | nibble(lo)?);
+    }
+    Some(out)
+}
+
+/// The value of one hex digit.
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c.wrapping_sub(b'0')),
+        b'a'..=b'f' => Some(c.wrapping_sub(b'a' - 10)),
+        b'A'..=b'F' => Some(c.wrapping_sub(b'A' - 10)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +67,15 @@ mod tests {
         assert_eq!(decode("zz"), None);
         assert_eq!(decode_exact::<2>("0102"), Some([1, 2]));
         assert_eq!(decode_exact::<2>("01"), None);
+        assert_eq!(
+            decode("0123456789abcdefABCDEF"),
+            Some(vec![
+                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xab, 0xcd, 0xef
+            ])
+        );
+        // The characters next to each digit range.
+        for bad in ["0/", "0:", "0@", "0G", "0`", "0g", "0 "] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
     }
 }
