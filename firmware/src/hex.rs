@@ -36,23 +36,50 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     if !rest.is_empty() {
         return None;
     }
-    let mut out = Vec::with_capacity(pairs.len());
-    for &[hi, lo] in pairs {
-        // A nibble is below 16: the product stays below 256.
-        out.push(nibble(hi)?.wrapping_mul(16) | nibble(lo)?);
-    }
-    Some(out)
+    // No early exit per digit: an invalid digit sets a bit that is checked once.
+    let mut invalid = 0u8;
+    let out = pairs
+        .iter()
+        .map(|&[hi, lo]| {
+            let (h, l) = (nibble(hi), nibble(lo));
+            invalid |= h | l;
+            h.wrapping_shl(4) | (l & 0xf)
+        })
+        .collect();
+    (invalid & INVALID == 0).then_some(out)
 }
 
-/// The value of one hex digit.
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c.wrapping_sub(b'0')),
-        b'a'..=b'f' => Some(c.wrapping_sub(b'a' - 10)),
-        b'A'..=b'F' => Some(c.wrapping_sub(b'A' - 10)),
-        _ => None,
-    }
+/// A bit no hex digit's value has: marks a byte that is not a hex digit.
+const INVALID: u8 = 0x80;
+
+/// The value of one hex digit, or [`INVALID`].
+fn nibble(c: u8) -> u8 {
+    NIBBLES.get(usize::from(c)).copied().unwrap_or(INVALID)
 }
+
+/// Every byte's value as a hex digit, or [`INVALID`].
+#[allow(
+    clippy::indexing_slicing,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects,
+    reason = "evaluated at compile time: an index or value out of range fails the build"
+)]
+const NIBBLES: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => INVALID,
+        };
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
