@@ -49,6 +49,21 @@ fn pass_detected_and_json_verdict() {
     assert_eq!(v["claims"]["tcb"]["status"], "UpToDate");
     assert_eq!(v["claims"]["td"]["mr_td"], case_fact(&c, "mr_td"));
     assert_eq!(v["claims"]["pck"]["fmspc"], "B0C06F000000");
+    // The same collateral as a directory of pieces gives the same verdict.
+    let out = cvm(&[
+        "verify",
+        "--evidence",
+        c.join("quote.bin").to_str().unwrap(),
+        "--collateral",
+        c.join("collateral").to_str().unwrap(),
+        "--at",
+        AT,
+        "--no-reference",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out), v);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Collateral bundles, TCB Info and QE Identity bodies on arbitrary text, and the TCB
+//! Collateral bundles and pieces (the input split at NUL bytes into the files of a
+//! collateral directory), TCB Info and QE Identity bodies on arbitrary text, and the TCB
 //! evaluation over whatever decodes.
 #![no_main]
 
@@ -8,7 +9,22 @@ use cvm_attest::tdx::quote::{EnclaveReport, TdReport};
 use cvm_attest::tdx::tcb;
 use libfuzzer_sys::fuzz_target;
 
+/// The files of a collateral directory, in the order the input's NUL-separated parts
+/// fill them.
+const NAMES: [&str; 8] = [
+    "tcb_info.json",
+    "qe_identity.json",
+    "tcb_info.sig.bin",
+    "qe_identity.sig.bin",
+    "tcb_signing_chain.pem",
+    "root_ca_crl.der",
+    "pck_crl.der",
+    "pck_crl_issuer_chain.pem",
+];
+
 fuzz_target!(|data: &[u8]| {
+    let pieces: Vec<(&str, &[u8])> = NAMES.into_iter().zip(data.split(|b| *b == 0)).collect();
+    let _ = Collateral::from_pieces(&pieces);
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

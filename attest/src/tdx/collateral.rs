@@ -128,6 +128,144 @@ impl Collateral {
     }
 }
 
+/// The files of a collateral directory, as Intel's PCS serves the pieces (and as the
+/// vectors' `collateral/` directories hold them).
+pub const PIECES: [&str; 6] = [
+    "root_ca_crl.der",
+    "pck_crl.der",
+    "pck_crl_issuer_chain.pem",
+    "tcb_signing_chain.pem",
+    "tcb_info.json",
+    "qe_identity.json",
+];
+
+/// An Intel PCS response for a signed item: `{"tcbInfo": {...}, "signature": "<hex>"}`
+/// or `{"enclaveIdentity": {...}, "signature": "<hex>"}`. The signed bytes are the
+/// item's value exactly as it appears in the response.
+#[derive(Deserialize)]
+struct PcsResponse<'a> {
+    #[serde(rename = "tcbInfo", borrow)]
+    tcb_info: Option<&'a serde_json::value::RawValue>,
+    #[serde(rename = "enclaveIdentity", borrow)]
+    enclave_identity: Option<&'a serde_json::value::RawValue>,
+    signature: Option<String>,
+}
+
+impl Collateral {
+    /// Reads collateral from its pieces, given as (file name, contents) pairs (the files
+    /// of a directory; see [`PIECES`]):
+    ///
+    /// - `root_ca_crl.der`, `pck_crl.der`: the CRLs, DER or PEM;
+    /// - `pck_crl_issuer_chain.pem`, `tcb_signing_chain.pem`: PEM chains (the TCB signing
+    ///   chain signs both the TCB Info and the QE Identity);
+    /// - `tcb_info.json`, `qe_identity.json`: Intel PCS's responses as served
+    ///   (`{"tcbInfo": ..., "signature": ...}`, `{"enclaveIdentity": ..., ...}`), or the
+    ///   exact signed JSON alone with its signature beside it in `tcb_info.sig.bin` /
+    ///   `qe_identity.sig.bin` (64 bytes r||s, raw or as hex).
+    ///
+    /// Other files are returned by name, not read. A missing or undecodable piece is
+    /// named.
+    pub fn from_pieces<'n>(
+        files: &[(&'n str, &[u8])],
+    ) -> Result<(Self, Vec<&'n str>), CollateralError> {
+        let get = |name: &str| -> Result<&[u8], CollateralError> {
+            files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| *b)
+                .ok_or_else(|| CollateralError(format!("the collateral has no `{name}`")))
+        };
+        let text = |name: &str| -> Result<String, CollateralError> {
+            String::from_utf8(get(name)?.to_vec())
+                .map_err(|_| CollateralError(format!("`{name}` is not UTF-8 text")))
+        };
+        let crl =
+            |name: &str| Crl::parse(get(name)?, name).map_err(|e| CollateralError(e.to_string()));
+        let tcb_signer = signer(
+            Some(text("tcb_signing_chain.pem")?),
+            "tcb_signing_chain.pem",
+        )?;
+        let item = |stem: &str, key: &str| -> Result<Signed, CollateralError> {
+            let name = format!("{stem}.json");
+            let body = text(&name)?;
+            let (body, signature) = match pcs_response(&body, key, &name)? {
+                Some(pair) => pair,
+                None => {
+                    let sig_name = format!("{stem}.sig.bin");
+                    let sig = get(&sig_name)?;
+                    let sig = <[u8; 64]>::try_from(sig)
+                        .ok()
+                        .or_else(|| {
+                            std::str::from_utf8(sig)
+                                .ok()
+                                .and_then(|t| hex::decode_exact::<64>(t.trim()))
+                        })
+                        .ok_or_else(|| {
+                            CollateralError(format!(
+                                "`{sig_name}` is not 64 bytes of r||s (raw or hex)"
+                            ))
+                        })?;
+                    (body, sig)
+                }
+            };
+            Ok(Signed {
+                body,
+                signature,
+                signer: tcb_signer.clone(),
+            })
+        };
+        let collateral = Collateral {
+            root_ca_crl: crl("root_ca_crl.der")?,
+            pck_crl: crl("pck_crl.der")?,
+            pck_crl_issuer_chain: chain(
+                Some(text("pck_crl_issuer_chain.pem")?),
+                "pck_crl_issuer_chain.pem",
+            )?,
+            tcb_info: item("tcb_info", "tcbInfo")?,
+            qe_identity: item("qe_identity", "enclaveIdentity")?,
+        };
+        let ignored = files
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !PIECES.contains(n) && !n.ends_with(".sig.bin"))
+            .collect();
+        Ok((collateral, ignored))
+    }
+}
+
+/// The signed value and its signature when `text` is an Intel PCS response carrying
+/// `key`; `None` when it is the signed JSON itself.
+fn pcs_response(
+    text: &str,
+    key: &str,
+    name: &str,
+) -> Result<Option<(String, [u8; 64])>, CollateralError> {
+    let Ok(response) = serde_json::from_str::<PcsResponse<'_>>(text) else {
+        return Ok(None);
+    };
+    let value = match key {
+        "tcbInfo" => response.tcb_info,
+        _ => response.enclave_identity,
+    };
+    match (value, response.signature) {
+        (Some(value), Some(sig)) => {
+            let signature = hex::decode_exact::<64>(sig.trim()).ok_or_else(|| {
+                CollateralError(format!(
+                    "`{name}`: the signature is not 64 bytes of hex (r||s)"
+                ))
+            })?;
+            Ok(Some((value.get().to_owned(), signature)))
+        }
+        (Some(_), None) => Err(CollateralError(format!(
+            "`{name}`: a PCS response with `{key}` but no `signature`"
+        ))),
+        (None, Some(_)) => Err(CollateralError(format!(
+            "`{name}`: a PCS response without `{key}`"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// A TCB status, as Intel's collateral names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 pub enum TcbStatus {

@@ -48,8 +48,9 @@ pub struct VerifyArgs {
     /// SNP: also trust this root certificate (an AMD ARK not built in).
     #[arg(long, value_name = "FILE")]
     pub root: Vec<PathBuf>,
-    /// TDX: Intel's collateral for the quote's platform (JSON bundle: CRLs, TCB Info, QE
-    /// Identity, issuer chains). Without it the verdict fails for want of collateral.
+    /// TDX: Intel's collateral for the quote's platform: a JSON bundle (CRLs, TCB Info,
+    /// QE Identity, issuer chains) or a directory of the pieces as Intel PCS serves them.
+    /// Without it the verdict fails for want of collateral.
     #[arg(long, value_name = "FILE")]
     pub collateral: Option<PathBuf>,
     /// TDX: a `cvm measure --tee tdx --event-log` file to replay against the RTMRs.
@@ -412,7 +413,7 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
         reason: e.to_string(),
     })?;
     let collateral = match &args.collateral {
-        Some(p) => Some(read_text(p, tdx::collateral::Collateral::parse_json)?),
+        Some(p) => Some(read_collateral(p)?),
         None => None,
     };
     let mut reference = match &args.reference {
@@ -512,9 +513,8 @@ fn read_text<T, E: std::fmt::Display>(
     parse(&text).map_err(|e| config(path, e.to_string()))
 }
 
-/// Reads the certificates in `dir`, by role from their file names (see
-/// [`Supplied::from_files`]); other files are ignored with a warning.
-pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
+/// The regular files directly in `dir`, by name, read whole.
+fn read_dir_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CliError::ReadInput {
         path: dir.to_owned(),
         source,
@@ -530,14 +530,26 @@ pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
             files.push((name, read_file(&entry.path())?));
         }
     }
-    let refs: Vec<(&str, &[u8])> = files
+    files.sort();
+    Ok(files)
+}
+
+fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    let (supplied, ignored) = Supplied::from_files(&refs).map_err(|e| CliError::Evidence {
-        path: dir.to_owned(),
-        reason: e.to_string(),
-    })?;
+        .collect()
+}
+
+/// Reads the certificates in `dir`, by role from their file names (see
+/// [`Supplied::from_files`]); other files are ignored with a warning.
+pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
+    let files = read_dir_files(dir)?;
+    let (supplied, ignored) =
+        Supplied::from_files(&as_refs(&files)).map_err(|e| CliError::Evidence {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
     for name in ignored {
         tracing::warn!(
             "{}: ignoring {name} (not vcek, vlek, ask, asvk or ark)",
@@ -545,6 +557,21 @@ pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
         );
     }
     Ok(supplied)
+}
+
+/// Reads `--collateral`: a JSON bundle, or a directory of the pieces (see
+/// [`tdx::collateral::Collateral::from_pieces`]).
+fn read_collateral(path: &Path) -> Result<tdx::collateral::Collateral, CliError> {
+    if !path.is_dir() {
+        return read_text(path, tdx::collateral::Collateral::parse_json);
+    }
+    let files = read_dir_files(path)?;
+    let (collateral, ignored) = tdx::collateral::Collateral::from_pieces(&as_refs(&files))
+        .map_err(|e| config(path, e.to_string()))?;
+    for name in ignored {
+        tracing::warn!("{}: ignoring {name}", path.display());
+    }
+    Ok(collateral)
 }
 
 fn now() -> Result<Time, CliError> {
