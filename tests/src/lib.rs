@@ -109,6 +109,12 @@ pub fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
+/// The median of ratios (NaN for none).
+pub fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// Runs `program` with `args` once; its wall time and stdout. Panics if it fails (a
 /// benchmark of a failing command means nothing).
 pub fn time_once(program: &Path, args: &[String]) -> (std::time::Duration, String) {

@@ -138,7 +138,7 @@ fn main() {
     );
     println!(
         "cvm / floor:         {:>9.2}x  (median of the rounds' ratios)",
-        median_f64(to_floor)
+        cvm_tests::median_f64(to_floor)
     );
     if tool.is_none() {
         println!("sev-snp-measure: not run (pass --reference-tool PATH)");
@@ -150,11 +150,6 @@ fn main() {
     );
     println!(
         "sev-snp-measure / cvm: {:>7.2}x  (median of the rounds' ratios)",
-        median_f64(tool_to_cvm)
+        cvm_tests::median_f64(tool_to_cvm)
     );
-}
-
-fn median_f64(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -132,11 +132,6 @@ fn dcap_qvl_run(python: &Path, case: &Path, at: Time) -> (Duration, String) {
     (Duration::from_secs_f64(secs), status.to_owned())
 }
 
-fn median_f64(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() {
     let opts = cvm_tests::bench_options(&["--python", "--cvm"]);
     let python = PathBuf::from(
@@ -173,8 +168,8 @@ fn main() {
             ms(median(ours)),
             ms(median(cpus)),
             ms(median(theirs)),
-            median_f64(ratios),
-            median_f64(cpu_ratios)
+            cvm_tests::median_f64(ratios),
+            cvm_tests::median_f64(cpu_ratios)
         );
     }
     // A batch: the two quotes of FMSPC 90C06F000000 share their collateral; one warms the
