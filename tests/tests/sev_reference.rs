@@ -9,6 +9,7 @@
     reason = "an integration test crate: every function is test code"
 )]
 
+use base64::Engine as _;
 use cvm_firmware::hex;
 use cvm_firmware::measure::sev::{Options, PageDigests, measure};
 use cvm_firmware::ovmf::OvmfImage;
@@ -108,7 +109,9 @@ fn parse_row(reference: &Path, r: &BTreeMap<String, String>) -> Row {
     let digest = &r["expected_digest"];
     row.expected = Some(if r["rc"] == "0" {
         Ok(if row.base64 {
-            base64_decode(digest)
+            base64::engine::general_purpose::STANDARD
+                .decode(digest)
+                .unwrap_or_else(|e| panic!("{}: digest {digest}: {e}", row.id))
         } else {
             hex::decode(digest).unwrap_or_else(|| panic!("{}: digest {digest}", row.id))
         })
@@ -120,23 +123,6 @@ fn parse_row(reference: &Path, r: &BTreeMap<String, String>) -> Row {
         .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_owned()))
         .collect();
     row
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = u32::try_from(ALPHABET.iter().position(|&a| a == c).unwrap()).unwrap();
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push(u8::try_from((bits >> n) & 0xff).unwrap());
-        }
-    }
-    out
 }
 
 struct Inputs {

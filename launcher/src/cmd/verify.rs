@@ -51,7 +51,7 @@ pub struct VerifyArgs {
     /// TDX: Intel's collateral for the quote's platform: a JSON bundle (CRLs, TCB Info,
     /// QE Identity, issuer chains) or a directory of the pieces as Intel PCS serves them.
     /// Without it the verdict fails for want of collateral.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE|DIR")]
     pub collateral: Option<PathBuf>,
     /// TDX: a `cvm measure --tee tdx --event-log` file to replay against the RTMRs.
     #[arg(long, value_name = "FILE")]
