@@ -6,12 +6,14 @@
  * map, the command line, the initrd (address, size, FNV-1a-32 of its bytes); it counts
  * the vCPUs in the MP table, starts the other vCPUs with INIT-SIPI-SIPI (each announces
  * its local APIC ID), and stops the VM through cvm's debug-exit port (0x501) with status 0,
- * or 2 when the boot parameters are wrong, or 3 when a vCPU does not come up.
+ * or 2 when the boot parameters are wrong, 3 when a vCPU does not come up, 4 when the
+ * interrupt test gets no interrupt.
  *
  * Command-line switches, for the VMM's tests:
  *   cvm.test=poke    write and read unknown I/O ports and unmapped MMIO first
  *   cvm.test=hang    never stop (spin at CPL0)
  *   cvm.test=triple  triple-fault (a #GP with no IDT)
+ *   cvm.test=irq     take COM1's interrupt through the I/O APIC (pin 4) and local APIC
  *   cvm.exit=N       stop with status N (0-255) instead of 0
  *
  * Layout: 512-byte boot sector + 1 setup sector (the setup header at 0x1f1), then the
@@ -22,6 +24,8 @@
         .set SERIAL, 0x3f8
         .set DEBUG_EXIT, 0x501
         .set LAPIC, 0xfee00000
+        .set IOAPIC, 0xfec00000
+        .set IRQ_VECTOR, 0x30
         .set TRAMPOLINE, 0x1000         /* SIPI vector 1: the range left to the guest */
         .set LOAD, 0x100000
 
@@ -134,6 +138,14 @@ startup_64:
         test rax, rax
         jz 1f
         call poke
+1:
+        lea rdi, [rip + sw_irq]
+        call find_switch
+        test rax, rax
+        jz 1f
+        call irq_test
+        test eax, eax
+        jnz no_irq
 1:
         /* The e820 map. */
         mov rsi, [rip + boot_params]
@@ -254,6 +266,10 @@ missing_cpu:
         call put_dec
         call newline
         mov eax, 3
+no_irq:
+        lea rdi, [rip + msg_no_irq]
+        call puts
+        mov eax, 4
 stop:   mov dx, DEBUG_EXIT
         out dx, al
         /* The VMM stops at the write; if it does not, halt for good. */
@@ -300,6 +316,102 @@ poke:   push rbx
         call newline
         pop rbx
         ret
+
+/* COM1's transmitter-empty interrupt, through I/O APIC pin 4 to this vCPU's local APIC as
+   IRQ_VECTOR; eax = 0 once the handler has run, 1 when no interrupt came (~2 s). */
+irq_test:
+        push rbx
+        lea rdi, [rip + msg_irq]
+        call puts
+        /* An IDT whose only gate is IRQ_VECTOR's: a 64-bit interrupt gate in this CS. */
+        lea rax, [rip + irq_handler]
+        lea rdi, [rip + idt + IRQ_VECTOR * 16]
+        mov word ptr [rdi], ax
+        mov word ptr [rdi + 2], cs
+        mov word ptr [rdi + 4], 0x8e00
+        shr rax, 16
+        mov word ptr [rdi + 6], ax
+        shr rax, 16
+        mov dword ptr [rdi + 8], eax
+        mov dword ptr [rdi + 12], 0
+        mov word ptr [rip + idtr], IRQ_VECTOR * 16 + 15
+        lea rax, [rip + idt]
+        mov [rip + idtr + 2], rax
+        lidt [rip + idtr]
+        /* Mask the 8259s (KVM wires the first to LINT0; the split irqchip has none). */
+        mov al, 0xff
+        out 0x21, al
+        out 0xa1, al
+        /* Enable the local APIC; pin 4: fixed, physical, edge, unmasked, to this APIC. */
+        mov ebx, LAPIC
+        mov dword ptr [rbx + 0xf0], 0x1ff
+        mov ecx, dword ptr [rbx + 0x20]
+        and ecx, 0xff000000
+        mov ebx, IOAPIC
+        mov dword ptr [rbx], 0x10 + 2 * 4 + 1
+        mov dword ptr [rbx + 0x10], ecx
+        mov dword ptr [rbx], 0x10 + 2 * 4
+        mov dword ptr [rbx + 0x10], IRQ_VECTOR
+        mov dword ptr [rbx], 1
+        mov eax, dword ptr [rbx + 0x10]
+        mov ecx, 8
+        call put_hex
+        /* COM1: OUT2 (the PC's interrupt gate), then enable the transmitter-empty
+           interrupt; the transmitter is empty, so that raises it at once. */
+        mov dx, SERIAL + 4
+        mov al, 0x08
+        out dx, al
+        sti
+        mov dx, SERIAL + 1
+        mov al, 0x02
+        out dx, al
+        rdtsc
+        shl rdx, 32
+        or rax, rdx
+        mov r8, rax
+        mov r9, 1 << 32                                 /* ~2 s of TSC */
+1:      cmp dword ptr [rip + irq_count], 0
+        jne 2f
+        pause
+        rdtsc
+        shl rdx, 32
+        or rax, rdx
+        sub rax, r8
+        cmp rax, r9
+        jb 1b
+        cli
+        call newline
+        mov eax, 1
+        pop rbx
+        ret
+2:      cli
+        mov dx, SERIAL + 1
+        xor eax, eax
+        out dx, al
+        lea rdi, [rip + msg_irq_got]
+        call puts
+        movzx eax, byte ptr [rip + irq_iir]
+        mov ecx, 2
+        call put_hex
+        call newline
+        xor eax, eax
+        pop rbx
+        ret
+
+irq_handler:
+        push rax
+        push rdx
+        push rbx
+        mov dx, SERIAL + 2
+        in al, dx                       /* IIR; reading it acknowledges the interrupt */
+        mov [rip + irq_iir], al
+        lock inc dword ptr [rip + irq_count]
+        mov ebx, LAPIC
+        mov dword ptr [rbx + 0xb0], 0   /* EOI */
+        pop rbx
+        pop rdx
+        pop rax
+        iretq
 
 /* eax = number of enabled processors in the MP table (1 when there is none). */
 count_cpus:
@@ -563,10 +675,14 @@ msg_of:         .asciz " of "
 msg_hang:       .asciz "cvm.test=hang: spinning forever\n"
 msg_triple:     .asciz "cvm.test=triple: faulting with no IDT\n"
 msg_poke:       .asciz "cvm.test=poke: unknown ports and MMIO: "
+msg_irq:        .asciz "cvm.test=irq: I/O APIC version "
+msg_irq_got:    .asciz ", COM1 interrupt on vector 0x30, IIR "
+msg_no_irq:     .asciz "error: no interrupt from COM1\n"
 sw_exit:        .asciz "cvm.exit="
 sw_hang:        .asciz "cvm.test=hang"
 sw_poke:        .asciz "cvm.test=poke"
 sw_triple:      .asciz "cvm.test=triple"
+sw_irq:         .asciz "cvm.test=irq"
         .p2align 3
 null_idtr:      .word 0
                 .quad 0
@@ -583,3 +699,8 @@ print_lock:     .long 0
 exit_status:    .byte 0
 dec_buf:        .space 24
 dec_end:        .byte 0
+irq_count:      .long 0
+irq_iir:        .byte 0
+        .p2align 4
+idtr:           .space 16
+idt:            .space 16 * (IRQ_VECTOR + 1)

@@ -22,7 +22,8 @@ const FIXED_LEN: usize = FLOATING_LEN + HEADER_LEN + ENTRY_LEN * 20;
 /// MP spec revision 1.4.
 const SPEC_REV: u8 = 4;
 const APIC_VERSION: u8 = 0x14;
-const IOAPIC_VERSION: u8 = 0x11;
+/// The I/O APIC's version register value (an 82093AA: no EOI register).
+pub const IOAPIC_VERSION: u8 = 0x11;
 
 /// The size of the table for `vcpus` processors: floating pointer, header, one processor
 /// entry each, the ISA bus, the I/O APIC, 16 I/O interrupt and 2 local interrupt entries.
@@ -30,18 +31,21 @@ pub fn size(vcpus: u32) -> u64 {
     to_u64(FIXED_LEN).saturating_add(u64::from(vcpus).saturating_mul(to_u64(PROCESSOR_LEN)))
 }
 
+/// The I/O APIC's ID with `vcpus` processors: the one after the last processor's (none
+/// when the table cannot describe that many processors).
+pub fn ioapic_id(vcpus: u32) -> Option<u8> {
+    u8::try_from(vcpus).ok().filter(|_| vcpus > 0)
+}
+
 /// Builds the table to be loaded at guest physical address `gpa`, with processors whose
 /// local APIC IDs are `0..vcpus` (vCPU 0 the bootstrap processor). The I/O APIC takes
 /// the ID after the last processor's.
 pub fn build(gpa: u32, vcpus: u32) -> Result<Vec<u8>> {
-    let ioapic_id = u8::try_from(vcpus)
-        .ok()
-        .filter(|_| vcpus > 0)
-        .ok_or_else(|| {
-            FirmwareError::Unsupported(format!(
-                "an MP table describes 1 to 255 processors, not {vcpus}"
-            ))
-        })?;
+    let ioapic_id = ioapic_id(vcpus).ok_or_else(|| {
+        FirmwareError::Unsupported(format!(
+            "an MP table describes 1 to 255 processors, not {vcpus}"
+        ))
+    })?;
     let len = usize::try_from(size(vcpus))
         .map_err(|_| FirmwareError::Unsupported("MP table too large".into()))?;
     let config_gpa = gpa

@@ -48,7 +48,7 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// The interrupt controllers: all in KVM, or only the local APICs (split, as TDX
-    /// needs; no interrupt reaches the serial port then).
+    /// needs; cvm emulates the I/O APIC, and there is no PIC and no PIT).
     #[arg(long, value_enum, default_value_t = IrqChipArg::InKernel)]
     pub irqchip: IrqChipArg,
     /// Emulate the 8254 PIT in KVM (`on`, the default, with the in-kernel irqchip) or not
@@ -87,7 +87,7 @@ pub enum LaunchTee {
 pub enum IrqChipArg {
     /// PIC, I/O APIC, local APICs and PIT in KVM.
     InKernel,
-    /// Local APICs in KVM only.
+    /// Local APICs in KVM, the I/O APIC in cvm.
     Split,
 }
 

@@ -1,10 +1,12 @@
 //! The devices of a plain guest: a 16550 UART on COM1, the debug-exit port, the two legacy
-//! reset ports; every other port or MMIO access is ignored (reads as all ones) and logged
-//! at a limited rate, so that a guest cannot flood the host's log or stop the VMM.
+//! reset ports, and with the split irqchip the I/O APIC; every other port or MMIO access
+//! is ignored (reads as all ones) and logged at a limited rate, so that a guest cannot
+//! flood the host's log or stop the VMM.
 
+use super::ioapic::{self, Ioapic};
 use std::io::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -22,6 +24,10 @@ const I8042_DATA: u16 = 0x60;
 const RESET_CONTROL: u16 = 0xcf9;
 /// POST code port, written by firmware and by Linux's I/O delay: ignored silently.
 const POST_PORT: u16 = 0x80;
+/// The 8259 PICs' and their edge/level control ports. They reach the VMM only with the
+/// split irqchip, which has no 8259: reads float high (Linux's probe then finds no PIC),
+/// writes are ignored, silently.
+const PIC_PORTS: [u16; 6] = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1];
 /// How many unknown accesses are logged one by one before only every 1000th is.
 const LOG_FIRST: u64 = 8;
 
@@ -34,13 +40,21 @@ pub enum DeviceStop {
     Reset(&'static str),
 }
 
-/// Raises the serial interrupt through an irqfd.
-pub struct IrqTrigger(pub EventFd);
+/// How the serial port's interrupt reaches the guest.
+pub enum Interrupt {
+    /// An irqfd on the in-kernel irqchip's GSI.
+    Irqfd(EventFd),
+    /// A pin of the VMM's I/O APIC (split irqchip).
+    Ioapic(Arc<Ioapic>, usize),
+}
 
-impl Trigger for IrqTrigger {
+impl Trigger for Interrupt {
     type E = std::io::Error;
     fn trigger(&self) -> std::io::Result<()> {
-        self.0.write(1)
+        match self {
+            Interrupt::Irqfd(fd) => fd.write(1),
+            Interrupt::Ioapic(ioapic, pin) => ioapic.pulse(*pin),
+        }
     }
 }
 
@@ -49,15 +63,22 @@ pub type SerialOut = Box<dyn Write + Send>;
 
 /// The devices, shared by the vCPU threads.
 pub struct Devices {
-    serial: Mutex<Serial<IrqTrigger, vm_superio::serial::NoEvents, SerialOut>>,
+    serial: Mutex<Serial<Interrupt, vm_superio::serial::NoEvents, SerialOut>>,
+    ioapic: Option<Arc<Ioapic>>,
     unknown: AtomicU64,
 }
 
 impl Devices {
-    /// Devices with the serial port writing to `out` and interrupting through `irq`.
-    pub fn new(out: SerialOut, irq: EventFd) -> Self {
+    /// Devices with the serial port writing to `out` and interrupting through `irq`; the
+    /// I/O APIC that `irq` names, if any, also answers its MMIO page.
+    pub fn new(out: SerialOut, irq: Interrupt) -> Self {
+        let ioapic = match &irq {
+            Interrupt::Ioapic(a, _) => Some(Arc::clone(a)),
+            Interrupt::Irqfd(_) => None,
+        };
         Devices {
-            serial: Mutex::new(Serial::new(IrqTrigger(irq), out)),
+            serial: Mutex::new(Serial::new(irq, out)),
+            ioapic,
             unknown: AtomicU64::new(0),
         }
     }
@@ -77,6 +98,7 @@ impl Devices {
                 return Some(DeviceStop::Reset("0xcf9"));
             }
             (RESET_CONTROL | I8042_COMMAND | I8042_DATA | POST_PORT, _) => {}
+            (p, None) if PIC_PORTS.contains(&p) => {}
             (p, Some(off)) => {
                 if let Ok(mut s) = self.serial.lock()
                     && s.write(off, first).is_err()
@@ -102,6 +124,7 @@ impl Devices {
                 }
             }
             (I8042_COMMAND | I8042_DATA | RESET_CONTROL, None) => data.fill(0),
+            (p, None) if PIC_PORTS.contains(&p) => data.fill(0xff),
             (p, None) => {
                 data.fill(0xff);
                 self.note_unknown(format_args!(
@@ -112,8 +135,11 @@ impl Devices {
         }
     }
 
-    /// An MMIO read outside guest memory: no device is there.
+    /// An MMIO read outside guest memory: the I/O APIC's page, or no device.
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        if let Some((io, offset)) = self.ioapic_at(addr) {
+            return io.read(offset, data);
+        }
         data.fill(0xff);
         self.note_unknown(format_args!(
             "read of {} bytes at unmapped {addr:#x}",
@@ -121,9 +147,27 @@ impl Devices {
         ));
     }
 
-    /// An MMIO write outside guest memory: ignored.
+    /// An MMIO write outside guest memory: the I/O APIC's page, or ignored.
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
+        if let Some((io, offset)) = self.ioapic_at(addr) {
+            return io.write(offset, data);
+        }
         self.note_unknown(format_args!("write of {data:02x?} at unmapped {addr:#x}"));
+    }
+
+    /// A local APIC's EOI for a level-triggered vector of the I/O APIC's
+    /// (`KVM_EXIT_IOAPIC_EOI`). The I/O APIC sets no remote IRR (see [`ioapic`]), so there
+    /// is nothing to clear.
+    pub fn ioapic_eoi(&self, vector: u8) {
+        tracing::trace!("I/O APIC EOI for vector {vector:#x}");
+    }
+
+    fn ioapic_at(&self, addr: u64) -> Option<(&Ioapic, u64)> {
+        let offset = addr.checked_sub(ioapic::BASE)?;
+        self.ioapic
+            .as_deref()
+            .filter(|_| offset < ioapic::SIZE)
+            .map(|io| (io, offset))
     }
 
     fn note_unknown(&self, what: std::fmt::Arguments<'_>) {
@@ -162,7 +206,10 @@ mod tests {
 
     fn devices() -> (Devices, Capture) {
         let cap = Capture::default();
-        let d = Devices::new(Box::new(cap.clone()), EventFd::new(0).unwrap());
+        let d = Devices::new(
+            Box::new(cap.clone()),
+            Interrupt::Irqfd(EventFd::new(0).unwrap()),
+        );
         (d, cap)
     }
 
@@ -184,6 +231,48 @@ mod tests {
         assert_eq!(d.pio_out(0xcf9, &[0x6]), Some(DeviceStop::Reset("0xcf9")));
         assert_eq!(d.pio_out(0xcf9, &[0x2]), None);
         assert_eq!(d.unknown_accesses(), 0);
+    }
+
+    #[derive(Default)]
+    struct Sent(Mutex<Vec<ioapic::Msi>>);
+    impl ioapic::MsiSink for Arc<Sent> {
+        fn send(&self, msi: ioapic::Msi) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(msi);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn split_irqchip_serial_interrupt_goes_through_the_ioapic_page() {
+        let sent = Arc::new(Sent::default());
+        let io = Arc::new(Ioapic::new(1, Box::new(Arc::clone(&sent))));
+        let d = Devices::new(Box::new(std::io::sink()), Interrupt::Ioapic(io, 4));
+        let ier = SERIAL_PORT + 1;
+        // Pin 4 masked (reset state): enabling the THR-empty interrupt sends nothing.
+        assert_eq!(d.pio_out(ier, &[0x02]), None);
+        // Program pin 4 through the MMIO page: vector 0x41, to APIC 0.
+        d.mmio_write(ioapic::BASE, &[0x18, 0, 0, 0]);
+        d.mmio_write(ioapic::BASE + 0x10, &[0x41, 0, 0, 0]);
+        let mut v = [0u8; 4];
+        d.mmio_read(ioapic::BASE + 0x10, &mut v);
+        assert_eq!(v, [0x41, 0, 0, 0]);
+        let mut iir = [0u8];
+        d.pio_in(SERIAL_PORT + 2, &mut iir); // acknowledge the pending one
+        assert_eq!(d.pio_out(ier, &[0x02]), None);
+        assert_eq!(
+            *sent.0.lock().unwrap(),
+            [ioapic::Msi {
+                address: 0xfee0_0000,
+                data: 0x41
+            }]
+        );
+        // No 8259: reads float high, silently; past the I/O APIC page nothing answers.
+        let mut b = [0u8; 1];
+        d.pio_in(0x21, &mut b);
+        assert_eq!((b, d.pio_out(0x20, &[0x11])), ([0xff], None));
+        assert_eq!(d.unknown_accesses(), 0);
+        d.mmio_read(ioapic::BASE + ioapic::SIZE, &mut v);
+        assert_eq!((v, d.unknown_accesses()), ([0xff; 4], 1));
     }
 
     #[test]

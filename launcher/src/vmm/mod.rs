@@ -5,20 +5,22 @@
 //! returns. The only `unsafe` is in [`sys`].
 
 mod devices;
+mod ioapic;
 mod sys;
 mod vcpu;
 
 pub use devices::{DEBUG_EXIT_PORT, SERIAL_IRQ, SERIAL_PORT, SerialOut};
 
 use cvm_firmware::plan::{LaunchPlan, PageKind};
-use devices::Devices;
+use devices::{Devices, Interrupt};
+use ioapic::{Ioapic, Msi, MsiSink};
 use kvm_bindings::{
-    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap,
+    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_msi,
     kvm_pit_config,
 };
 use kvm_ioctls::{Kvm, VmFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -41,8 +43,8 @@ pub enum IrqChip {
     /// PIC, I/O APIC and local APICs in the kernel, with the PIT.
     #[default]
     InKernel,
-    /// Local APICs in the kernel, the rest left to the VMM (TDX requires it). cvm emulates
-    /// no I/O APIC yet, so the serial port raises no interrupt in this mode.
+    /// Local APICs in the kernel, the I/O APIC in the VMM, no PIC and no PIT (TDX
+    /// requires this mode).
     Split,
 }
 
@@ -278,13 +280,33 @@ impl Control {
     }
 }
 
-/// The VM's resources, dropped in this order: vCPU threads are joined first (see
-/// [`Vm::shutdown`]), then the VM fd closes, then the guest memory is unmapped.
+/// The VM's resources, dropped in field order: vCPU threads are joined first (see
+/// [`Vm::shutdown`]), then the VM fd closes, then the guest memory is unmapped. The VM fd
+/// has no other owner: the I/O APIC holds only a weak reference.
 struct Vm {
     threads: Vec<JoinHandle<()>>,
     control: Arc<Control>,
+    vm: Arc<VmFd>,
     memory: GuestMemoryMmap<()>,
-    vm: VmFd,
+}
+
+/// The I/O APIC's messages, sent to the VM's local APICs while the VM exists.
+struct KvmMsi(Weak<VmFd>);
+
+impl MsiSink for KvmMsi {
+    fn send(&self, msi: Msi) -> std::io::Result<()> {
+        let Some(vm) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let msi = kvm_msi {
+            address_lo: msi.address,
+            data: msi.data,
+            ..Default::default()
+        };
+        vm.signal_msi(msi)
+            .map(drop)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
 }
 
 /// Written by the SIGINT/SIGTERM handler.
@@ -318,7 +340,7 @@ pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchErr
     let mut vm = Vm {
         threads: Vec::new(),
         control,
-        vm: vm_fd,
+        vm: Arc::new(vm_fd),
         memory,
     };
     let result = vm.launch(&kvm, plan, opts);
@@ -387,13 +409,23 @@ impl Vm {
             }
         }
 
-        let irq = EventFd::new(EFD_NONBLOCK)
-            .map_err(|e| LaunchError::Step("create the serial irqfd", e.to_string()))?;
-        if opts.irqchip == IrqChip::InKernel {
-            self.vm
-                .register_irqfd(&irq, SERIAL_IRQ)
-                .map_err(LaunchError::kvm("connect the serial port's interrupt"))?;
-        }
+        let irq = match opts.irqchip {
+            IrqChip::InKernel => {
+                let fd = EventFd::new(EFD_NONBLOCK)
+                    .map_err(|e| LaunchError::Step("create the serial irqfd", e.to_string()))?;
+                self.vm
+                    .register_irqfd(&fd, SERIAL_IRQ)
+                    .map_err(LaunchError::kvm("connect the serial port's interrupt"))?;
+                Interrupt::Irqfd(fd)
+            }
+            IrqChip::Split => {
+                // The ID the MP table gives the I/O APIC.
+                let id = cvm_firmware::x86::mptable::ioapic_id(plan.vcpu_count).unwrap_or(0);
+                let sink = Box::new(KvmMsi(Arc::downgrade(&self.vm)));
+                let pin = usize::try_from(SERIAL_IRQ).unwrap_or(usize::MAX);
+                Interrupt::Ioapic(Arc::new(Ioapic::new(id, sink)), pin)
+            }
+        };
         let devices = Arc::new(Devices::new(opts.serial, irq));
         let control = Arc::clone(&self.control);
 

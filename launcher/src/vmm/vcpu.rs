@@ -118,6 +118,10 @@ pub(super) fn run(mut vcpu: VcpuFd, id: u32, devices: Arc<Devices>, control: Arc
                     None
                 }
                 VcpuExit::Intr => None,
+                VcpuExit::IoapicEoi(vector) => {
+                    devices.ioapic_eoi(vector);
+                    None
+                }
                 VcpuExit::Shutdown => Some(StopReason::Shutdown { vcpu: id }),
                 VcpuExit::SystemEvent(kind, _) => Some(StopReason::SystemEvent { kind, vcpu: id }),
                 VcpuExit::Hlt => Some(StopReason::Halted { vcpu: id }),
