@@ -57,8 +57,9 @@ pub struct RunOptions {
     /// The interrupt controllers.
     pub irqchip: IrqChip,
     /// Whether KVM emulates the 8254 PIT (in-kernel irqchip only). OVMF and Linux
-    /// without kvmclock time themselves with it; stopping KVM's PIT thread makes closing
-    /// the VM take about 20 ms on the nested KVM of the development machines.
+    /// without kvmclock time themselves with it. Destroying KVM's PIT usually waits for a
+    /// normal SRCU grace period (`kvm_pit_set_reinject` unregistering its notifiers; 16 ms,
+    /// four jiffies, on the development machines' HZ=250 kernel).
     pub pit: bool,
 }
 
@@ -346,6 +347,7 @@ pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchErr
     let result = vm.launch(&kvm, plan, opts);
     // Whatever happened, no vCPU thread outlives this function.
     vm.shutdown();
+    vm.remove_memory();
     result
 }
 
@@ -478,6 +480,21 @@ impl Vm {
             elapsed,
             unknown_accesses: devices.unknown_accesses(),
         })
+    }
+
+    /// Takes the guest memory out of the VM before the VM fd closes (the vCPU threads have
+    /// stopped). Teardown in reverse order is also quicker: creating the in-kernel
+    /// irqchip's devices leaves KVM freeing the replaced I/O bus tables after a normal
+    /// SRCU grace period, which closing the VM waits for (`srcu_barrier`), while removing
+    /// a memory slot waits for an expedited one, which ends the pending period sooner
+    /// (with `--pit off`: a 19 ms median launch became 12 ms on the development machine).
+    fn remove_memory(&self) {
+        for slot in 0..self.memory.num_regions() {
+            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            if let Err(e) = sys::remove_memory_region(&self.vm, slot) {
+                tracing::debug!("removing memory slot {slot}: {e}");
+            }
+        }
     }
 
     /// Stops every vCPU thread: each is signalled until it has left `KVM_RUN` and

@@ -1,5 +1,6 @@
-//! The VMM core's only `unsafe`: handing guest memory to KVM, and reading the kernel's
-//! description of an emulation failure out of the shared `kvm_run` page.
+//! The VMM core's only `unsafe`: handing guest memory to KVM (and taking it back), and
+//! reading the kernel's description of an emulation failure out of the shared `kvm_run`
+//! page.
 
 use kvm_bindings::{
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
@@ -53,4 +54,14 @@ pub(super) fn internal_error(vcpu: &mut VcpuFd) -> (u32, Vec<u8>) {
         }
     }
     (internal.suberror, bytes)
+}
+
+/// Removes memory slot `slot` (a zero-sized region).
+pub(super) fn remove_memory_region(vm: &VmFd, slot: u32) -> Result<(), kvm_ioctls::Error> {
+    let mem = kvm_userspace_memory_region {
+        slot,
+        ..Default::default()
+    };
+    // SAFETY: a zero-sized region deletes the slot; KVM keeps no pointer into host memory.
+    unsafe { vm.set_user_memory_region(mem) }
 }
