@@ -365,20 +365,12 @@ irq_test:
         mov dx, SERIAL + 1
         mov al, 0x02
         out dx, al
-        rdtsc
-        shl rdx, 32
-        or rax, rdx
-        mov r8, rax
+        lea rdi, [rip + irq_count]
+        mov esi, 1
         mov r9, 1 << 32                                 /* ~2 s of TSC */
-1:      cmp dword ptr [rip + irq_count], 0
-        jne 2f
-        pause
-        rdtsc
-        shl rdx, 32
-        or rax, rdx
-        sub rax, r8
-        cmp rax, r9
-        jb 1b
+        call wait_dword
+        test eax, eax
+        jz 2f
         cli
         call newline
         mov eax, 1
@@ -456,14 +448,19 @@ start_aps:
         mov dword ptr [rbx + 0x300], 0x000c4500         /* INIT, all excluding self */
         mov dword ptr [rbx + 0x300], 0x000c4600 | (TRAMPOLINE >> 12)    /* SIPI */
         mov dword ptr [rbx + 0x300], 0x000c4600 | (TRAMPOLINE >> 12)
+        lea rdi, [rip + ap_count]
+        mov esi, [rip + ncpus]
+        dec esi
+        mov r9, 1 << 35                                 /* ~10 s of TSC */
+        jmp wait_dword
+
+/* eax = 0 once the dword at rdi reaches esi (unsigned), 1 after r9 TSC ticks. */
+wait_dword:
         rdtsc
         shl rdx, 32
         or rax, rdx
         mov r8, rax
-        mov r9, 1 << 35                                 /* ~10 s of TSC */
-1:      mov eax, [rip + ap_count]
-        inc eax
-        cmp eax, [rip + ncpus]
+1:      cmp dword ptr [rdi], esi
         jae 2f
         pause
         rdtsc
