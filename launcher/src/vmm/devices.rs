@@ -275,6 +275,67 @@ mod tests {
         assert_eq!((v, d.unknown_accesses()), ([0xff; 4], 1));
     }
 
+    /// Random port and MMIO accesses of random widths, as a hostile guest may make, over
+    /// the split irqchip's devices: nothing panics, every stop is one of the two kinds,
+    /// and every unknown access is counted.
+    #[test]
+    fn random_guest_accesses_are_survived() {
+        let sent = Arc::new(Sent::default());
+        let io = Arc::new(Ioapic::new(0, Box::new(Arc::clone(&sent))));
+        let d = Devices::new(Box::new(std::io::sink()), Interrupt::Ioapic(io, 4));
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let ports = [
+            0x3f8u16, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3ff, 0x21, 0x501, 0x1234,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            let mut buf = [0u8; 8];
+            let width = [1usize, 2, 4, 8][usize::try_from(r % 4).unwrap()];
+            buf[..width].copy_from_slice(&next().to_le_bytes()[..width]);
+            let port = ports[usize::try_from((r >> 8) % 10).unwrap()];
+            // Mostly the select register (a register index below 0x40) and the window.
+            let offsets = [
+                0x00,
+                0x10,
+                0x00,
+                0x10,
+                0x12,
+                0x40,
+                ioapic::SIZE - 4,
+                ioapic::SIZE,
+            ];
+            let offset = offsets[usize::try_from((r >> 16) % 8).unwrap()];
+            if offset == 0 {
+                buf[0] %= 0x40;
+            }
+            let addr = ioapic::BASE + offset;
+            match (r >> 40) % 4 {
+                0 => {
+                    if let Some(stop) = d.pio_out(port, &buf[..width.min(4)]) {
+                        assert!(matches!(
+                            stop,
+                            DeviceStop::DebugExit(_) | DeviceStop::Reset(_)
+                        ));
+                    }
+                }
+                1 => d.pio_in(port, &mut buf[..width.min(4)]),
+                2 => d.mmio_write(addr, &buf[..width]),
+                _ => d.mmio_read(addr, &mut buf[..width]),
+            }
+        }
+        assert!(d.unknown_accesses() > 0, "{}", d.unknown_accesses());
+        assert!(
+            !sent.0.lock().unwrap().is_empty(),
+            "some entry got unmasked"
+        );
+    }
+
     #[test]
     fn unknown_accesses_read_as_ones_and_are_counted() {
         let (d, _) = devices();
