@@ -133,6 +133,8 @@ pub enum Origin {
     PageTables,
     /// The MP table describing the vCPUs (plain direct boot).
     MpTable,
+    /// The ACPI tables: RSDP, XSDT, FADT, DSDT, MADT (plain direct boot).
+    AcpiTables,
     /// A section of the firmware's TDVF descriptor.
     Tdvf {
         /// Its index in the descriptor.

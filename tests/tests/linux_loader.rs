@@ -80,6 +80,7 @@ fn debian_kernel_loads_and_boot_params_as_linux_loader_encodes_them() {
     // linux-loader rewrites code32_start to the load address; the 64-bit entry does not
     // read it, and cvm leaves the kernel's value.
     bp.hdr.code32_start = u32_at(&kernel, 0x214);
+    bp.acpi_rsdp_addr = 0xe_0000;
     bp.hdr.vid_mode = 0xffff;
     bp.hdr.type_of_loader = 0xff;
     bp.hdr.cmd_line_ptr = 0x2_0000;

@@ -275,6 +275,7 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
         Origin::Gdt => "GDT".to_owned(),
         Origin::PageTables => "page tables".to_owned(),
         Origin::MpTable => "MP table".to_owned(),
+        Origin::AcpiTables => "ACPI tables".to_owned(),
         Origin::BootParams => "boot_params".to_owned(),
         Origin::CommandLine => "command line".to_owned(),
         Origin::Kernel => "kernel".to_owned(),

@@ -3,7 +3,7 @@
 
 use super::{
     CMDLINE_GPA, CMDLINE_MAX, EBDA_END, GDT_GPA, HIMEM_START, MPTABLE_GPA, PAGE, PML4_GPA,
-    PlainConfig, ZERO_PAGE_GPA, gdt, long_mode_state, mptable, page_tables,
+    PlainConfig, ZERO_PAGE_GPA, acpi, gdt, long_mode_state, mptable, page_tables,
 };
 use crate::bytes::{Image, put, to_u64};
 use crate::bzimage::BzImage;
@@ -18,6 +18,7 @@ pub const E820_RAM: u32 = 1;
 pub const E820_RESERVED: u32 = 2;
 
 /// `boot_params` offsets (bootparam.h).
+const BP_ACPI_RSDP_ADDR: usize = 0x070;
 const BP_EXT_RAMDISK_IMAGE: usize = 0x0c0;
 const BP_EXT_RAMDISK_SIZE: usize = 0x0c4;
 const BP_EXT_CMD_LINE_PTR: usize = 0x0c8;
@@ -112,6 +113,7 @@ pub(super) fn steps<'a>(
     let e820 = e820_map(ram);
     let boot_params = zero_page(&img, &e820, initrd_step.as_ref())?;
     let mp = mptable::build(u32::try_from(MPTABLE_GPA).unwrap_or(0), cfg.vcpus)?;
+    let acpi_tables = acpi::build(cfg.vcpus)?;
     if MPTABLE_GPA.saturating_add(to_u64(mp.len())) > EBDA_END {
         return Err(FirmwareError::Unsupported(format!(
             "{} vCPUs do not fit in the MP table's 1 KiB: at most {} are supported",
@@ -131,6 +133,7 @@ pub(super) fn steps<'a>(
         normal(GDT_GPA, Cow::Owned(gdt()), Origin::Gdt),
         normal(PML4_GPA, Cow::Owned(page_tables()), Origin::PageTables),
         normal(MPTABLE_GPA, Cow::Owned(mp), Origin::MpTable),
+        normal(acpi::ACPI_GPA, Cow::Owned(acpi_tables), Origin::AcpiTables),
         normal(ZERO_PAGE_GPA, Cow::Owned(boot_params), Origin::BootParams),
         normal(CMDLINE_GPA, Cow::Owned(cmd), Origin::CommandLine),
         normal(load, Cow::Borrowed(body), Origin::Kernel),
@@ -172,6 +175,7 @@ fn zero_page(img: &Image<'_>, e820: &[E820Entry], initrd: Option<&Step<'_>>) -> 
     )?;
     put(&mut bp, BP_HDR, header);
 
+    put(&mut bp, BP_ACPI_RSDP_ADDR, &acpi::ACPI_GPA.to_le_bytes());
     put(&mut bp, BP_VID_MODE, &0xffffu16.to_le_bytes());
     put(&mut bp, BP_TYPE_OF_LOADER, &[0xff]);
     let cmd_ptr = u32::try_from(CMDLINE_GPA).unwrap_or(0);

@@ -3,7 +3,8 @@
 //! Two boot paths, both ordinary [`LaunchPlan`]s: firmware boot (an image mapped so that
 //! it ends at 4 GiB, the bootstrap processor at the reset vector) and Linux direct boot
 //! (the 64-bit boot protocol: zero page with the e820 map, command line, initrd, identity
-//! page tables, a flat GDT, and an MP table describing the vCPUs).
+//! page tables, a flat GDT, and an MP table and ACPI tables describing the vCPUs and the
+//! I/O APIC).
 //!
 //! Guest physical layout below 1 MiB for direct boot (the numbers are the constants below):
 //!
@@ -16,11 +17,13 @@
 //! | `0x9000-0xefff` | page tables: PML4, PDPT, four PDs identity-mapping 4 GiB with 2 MiB pages |
 //! | `0x20000-0x2ffff` | the command line |
 //! | `0x9fc00-0x9ffff` | the MP table (reserved in the e820 map) |
+//! | `0xe0000-` | ACPI tables: RSDP, XSDT, FADT, DSDT, MADT (in the BIOS area, not RAM in e820) |
 //!
 //! RAM is `[0, min(size, 3 GiB))` and, for larger guests, the rest from 4 GiB up; the gap
 //! `3 GiB-4 GiB` holds the I/O APIC, the local APIC, KVM's real-mode TSS and identity-map
 //! pages (`0xfeffc000-0xfeffffff`) and the firmware (at most 16 MiB, ending at 4 GiB).
 
+pub mod acpi;
 mod linux;
 pub mod mptable;
 

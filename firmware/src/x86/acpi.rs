@@ -1,0 +1,230 @@
+//! ACPI tables for plain Linux guests, built with rust-vmm's `acpi_tables`: an RSDP, an
+//! XSDT, a hardware-reduced FADT, a DSDT declaring COM1, and a MADT with one local APIC
+//! per vCPU and the I/O APIC. Linux kernels built without the MP table parser (Debian's
+//! cloud kernel is one) learn their processors and the I/O APIC only from the MADT.
+//!
+//! The tables sit in the legacy BIOS area at [`ACPI_GPA`], where Linux also looks for the
+//! RSDP when the zero page does not name it; cvm names it (`acpi_rsdp_addr`).
+
+use super::mptable;
+use crate::error::{FirmwareError, Result};
+use acpi_tables::Aml;
+use acpi_tables::aml;
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic,
+};
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+
+/// Where the tables start (the RSDP first; 16-byte aligned, in `0xe0000-0xfffff`).
+pub const ACPI_GPA: u64 = 0xe_0000;
+/// The room they may take (up to 1 MiB).
+const ACPI_MAX: u64 = 0x2_0000;
+
+const OEM_ID: [u8; 6] = *b"CVM   ";
+const OEM_TABLE_ID: [u8; 8] = *b"CVMPLAIN";
+const OEM_REVISION: u32 = 1;
+const DSDT_REVISION: u8 = 6;
+/// The XSDT's header and its two entries (FADT, MADT).
+const XSDT_LEN: usize = 36 + 2 * 8;
+
+/// IA-PC boot architecture flags (FADT `IAPC_BOOT_ARCH`): no VGA, no CMOS RTC; the absent
+/// LEGACY_DEVICES and 8042 bits say there are no other ISA devices and no keyboard
+/// controller.
+const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
+const IAPC_CMOS_RTC_NOT_PRESENT: u16 = 1 << 5;
+
+/// COM1's ports and interrupt, as the VMM emulates them.
+const COM1_PORT: u16 = 0x3f8;
+const COM1_GSI: u32 = 4;
+
+fn aml_bytes(t: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    t.to_aml_bytes(&mut v);
+    v
+}
+
+/// The tables for `vcpus` processors (local APIC IDs `0..vcpus`, the I/O APIC taking the
+/// next ID, as in the MP table), to be loaded at [`ACPI_GPA`].
+pub fn build(vcpus: u32) -> Result<Vec<u8>> {
+    let ioapic_id = mptable::ioapic_id(vcpus).ok_or_else(|| {
+        FirmwareError::Unsupported(format!(
+            "the MADT describes 1 to 255 processors, not {vcpus}"
+        ))
+    })?;
+
+    // DSDT: \_SB.COM1, a 16550 (PNP0501) at 0x3f8, edge-triggered GSI 4.
+    let hid = aml::EISAName::new("PNP0501");
+    let io = aml::IO::new(COM1_PORT, COM1_PORT, 1, 8);
+    let irq = aml::Interrupt::new(true, true, false, false, COM1_GSI);
+    let resources = aml::ResourceTemplate::new(vec![&io, &irq]);
+    let names = [
+        aml::Name::new("_HID".into(), &hid),
+        aml::Name::new("_UID".into(), &aml::ZERO),
+        aml::Name::new("_CRS".into(), &resources),
+    ];
+    let com1 = aml::Device::new(
+        "_SB_.COM1".into(),
+        names.iter().map(|n| -> &dyn Aml { n }).collect(),
+    );
+    let mut dsdt = Sdt::new(
+        *b"DSDT",
+        36,
+        DSDT_REVISION,
+        OEM_ID,
+        OEM_TABLE_ID,
+        OEM_REVISION,
+    );
+    dsdt.append_slice(&aml_bytes(&com1));
+    let dsdt = aml_bytes(&dsdt);
+
+    let mut madt = MADT::new(
+        OEM_ID,
+        OEM_TABLE_ID,
+        OEM_REVISION,
+        LocalInterruptController::Address(mptable::LAPIC_BASE),
+    );
+    for id in 0..ioapic_id {
+        madt.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
+    }
+    madt.add_structure(IoApic::new(ioapic_id, mptable::IOAPIC_BASE, 0));
+    let madt = aml_bytes(&madt);
+
+    // Layout: RSDP, XSDT (two entries), FADT, DSDT, MADT, each 16-byte aligned.
+    let lens = [
+        Rsdp::len(),
+        XSDT_LEN,
+        acpi_tables::fadt::FADT::len(),
+        dsdt.len(),
+        madt.len(),
+    ];
+    let mut at = [0usize; 5];
+    let mut cursor = 0usize;
+    for (a, len) in at.iter_mut().zip(lens) {
+        *a = cursor.saturating_add(15) & !15;
+        cursor = a.saturating_add(len);
+    }
+    if to_u64(cursor) > ACPI_MAX {
+        return Err(FirmwareError::Unsupported(format!(
+            "the ACPI tables for {vcpus} vCPUs do not fit in {ACPI_MAX:#x} bytes"
+        )));
+    }
+    let gpa = |i: usize| ACPI_GPA.saturating_add(to_u64(at.get(i).copied().unwrap_or(0)));
+
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(gpa(3))
+        .flag(Flags::HwReducedAcpi);
+    fadt.iapc_boot_arch = (IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT).into();
+    let fadt = aml_bytes(&fadt.finalize());
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    xsdt.add_entry(gpa(2));
+    xsdt.add_entry(gpa(4));
+    let xsdt = aml_bytes(&xsdt);
+    let rsdp = aml_bytes(&Rsdp::new(OEM_ID, gpa(1)));
+
+    let mut out = vec![0u8; cursor];
+    for (start, table) in at.into_iter().zip([&rsdp, &xsdt, &fadt, &dsdt, &madt]) {
+        let dest = start
+            .checked_add(table.len())
+            .and_then(|stop| out.get_mut(start..stop))
+            .ok_or_else(|| FirmwareError::Unsupported("ACPI table layout".into()))?;
+        dest.copy_from_slice(table);
+    }
+    Ok(out)
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table at `gpa` in the blob: its bytes, checked for signature and checksum per the
+    /// ACPI specification (header: signature 0-3, length 4-7, checksum over the length).
+    fn table<'a>(blob: &'a [u8], gpa: u64, sig: &[u8; 4]) -> &'a [u8] {
+        let off = usize::try_from(gpa - ACPI_GPA).unwrap();
+        assert_eq!(&blob[off..off + 4], sig);
+        let len = u32::from_le_bytes(blob[off + 4..off + 8].try_into().unwrap());
+        let t = &blob[off..off + usize::try_from(len).unwrap()];
+        let sum = t.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+        assert_eq!(sum, 0, "{} checksum", String::from_utf8_lossy(sig));
+        t
+    }
+
+    fn u32_at(b: &[u8], off: usize) -> u32 {
+        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], off: usize) -> u64 {
+        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn tables_chain_from_the_rsdp_and_describe_the_vcpus_and_ioapic() {
+        let blob = build(3).unwrap();
+        // RSDP (ACPI 6.5 5.2.5.3): "RSD PTR ", checksum over 20 bytes, revision 2,
+        // extended checksum over 36, XSDT address at 24.
+        assert_eq!(&blob[..8], b"RSD PTR ");
+        let sum = |b: &[u8]| b.iter().fold(0u8, |a, x| a.wrapping_add(*x));
+        assert_eq!(sum(&blob[..20]), 0);
+        assert_eq!(sum(&blob[..36]), 0);
+        assert_eq!(blob[15], 2);
+        let xsdt = table(&blob, u64_at(&blob, 24), b"XSDT");
+        assert_eq!(xsdt.len(), 36 + 16);
+        let fadt = table(&blob, u64_at(xsdt, 36), b"FACP");
+        let madt = table(&blob, u64_at(xsdt, 44), b"APIC");
+        // FADT: flags at 112 (HW_REDUCED_ACPI, bit 20), IAPC_BOOT_ARCH at 109, X_DSDT at 140.
+        assert_ne!(u32_at(fadt, 112) & (1 << 20), 0);
+        assert_eq!(
+            u16::from_le_bytes([fadt[109], fadt[110]]),
+            (1 << 2) | (1 << 5)
+        );
+        let dsdt = table(&blob, u64_at(fadt, 140), b"DSDT");
+        // The COM1 device: its name, EISA ID PNP0501 (0x0105d041), port 0x3f8, GSI 4.
+        let body = &dsdt[36..];
+        let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"COM1"));
+        assert!(has(&0x0105_d041u32.to_le_bytes()));
+        assert!(
+            has(&[0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03]),
+            "IO descriptor for 0x3f8"
+        );
+        assert!(
+            has(&[0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0, 0, 0]),
+            "GSI 4, edge"
+        );
+        // MADT: local APIC address at 36, then entries from 44.
+        assert_eq!(u32_at(madt, 36), 0xfee0_0000);
+        let mut entries = Vec::new();
+        let mut off = 44;
+        while off < madt.len() {
+            let (kind, len) = (madt[off], usize::from(madt[off + 1]));
+            entries.push((kind, madt[off..off + len].to_vec()));
+            off += len;
+        }
+        assert_eq!(entries.len(), 4);
+        for (i, (kind, e)) in (0u8..).zip(entries.iter().take(3)) {
+            // Processor local APIC: UID, APIC ID, flags (enabled).
+            assert_eq!((*kind, e[2], e[3], u32_at(e, 4)), (0, i, i, 1));
+        }
+        let (kind, io) = &entries[3];
+        assert_eq!(
+            (*kind, io[2]),
+            (1, 3),
+            "I/O APIC with the ID after the vCPUs'"
+        );
+        assert_eq!((u32_at(io, 4), u32_at(io, 8)), (0xfec0_0000, 0));
+    }
+
+    #[test]
+    fn vcpu_limits() {
+        assert!(build(0).is_err());
+        assert!(build(256).is_err());
+        let big = build(255).unwrap();
+        assert!(to_u64(big.len()) <= ACPI_MAX);
+    }
+}
