@@ -428,6 +428,8 @@ fn boots_a_real_linux_kernel() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, json, serial) = launch(&args);
     assert!(serial.contains("Linux version"), "{serial}");
+    // Both vCPUs, found through the MADT (or the MP table) and started.
+    assert!(serial.contains("Brought up 1 node, 2 CPUs"), "{serial}");
     assert!(
         matches!(
             json["stop"]["reason"].as_str(),
