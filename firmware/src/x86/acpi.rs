@@ -221,10 +221,16 @@ mod tests {
     }
 
     #[test]
-    fn vcpu_limits() {
+    fn every_vcpu_count_from_1_to_255_and_no_other() {
         assert!(build(0).is_err());
         assert!(build(256).is_err());
-        let big = build(255).unwrap();
-        assert!(to_u64(big.len()) <= ACPI_MAX);
+        for n in 1..=255u32 {
+            let blob = build(n).unwrap();
+            assert!(to_u64(blob.len()) <= ACPI_MAX);
+            let xsdt = table(&blob, u64_at(&blob, 24), b"XSDT");
+            let madt = table(&blob, u64_at(xsdt, 44), b"APIC");
+            // 8-byte local APIC entries, one 12-byte I/O APIC entry.
+            assert_eq!(madt.len(), 44 + 8 * usize::try_from(n).unwrap() + 12, "{n}");
+        }
     }
 }
