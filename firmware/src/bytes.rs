@@ -88,8 +88,18 @@ pub(crate) fn put(buf: &mut [u8], offset: usize, value: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The little-endian `u32` at `off` (test code: panics when out of range).
+    pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
+        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    /// The little-endian `u64` at `off` (test code: panics when out of range).
+    pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
+        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+    }
 
     #[test]
     fn reads_are_bounds_checked() {

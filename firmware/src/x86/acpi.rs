@@ -6,7 +6,8 @@
 //! The tables sit in the legacy BIOS area at [`ACPI_GPA`], where Linux also looks for the
 //! RSDP when the zero page does not name it; cvm names it (`acpi_rsdp_addr`).
 
-use super::mptable;
+use super::{COM1_IRQ, COM1_PORT, mptable};
+use crate::bytes::{put, to_u64};
 use crate::error::{FirmwareError, Result};
 use acpi_tables::Aml;
 use acpi_tables::aml;
@@ -20,7 +21,7 @@ use acpi_tables::xsdt::XSDT;
 
 /// Where the tables start (the RSDP first; 16-byte aligned, in `0xe0000-0xfffff`).
 pub const ACPI_GPA: u64 = 0xe_0000;
-/// The room they may take (up to 1 MiB).
+/// The room they may take: up to 1 MiB, where the kernel's RAM starts.
 const ACPI_MAX: u64 = 0x2_0000;
 
 const OEM_ID: [u8; 6] = *b"CVM   ";
@@ -35,10 +36,6 @@ const XSDT_LEN: usize = 36 + 2 * 8;
 /// controller.
 const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
 const IAPC_CMOS_RTC_NOT_PRESENT: u16 = 1 << 5;
-
-/// COM1's ports and interrupt, as the VMM emulates them.
-const COM1_PORT: u16 = 0x3f8;
-const COM1_GSI: u32 = 4;
 
 fn aml_bytes(t: &dyn Aml) -> Vec<u8> {
     let mut v = Vec::new();
@@ -58,7 +55,7 @@ pub fn build(vcpus: u32) -> Result<Vec<u8>> {
     // DSDT: \_SB.COM1, a 16550 (PNP0501) at 0x3f8, edge-triggered GSI 4.
     let hid = aml::EISAName::new("PNP0501");
     let io = aml::IO::new(COM1_PORT, COM1_PORT, 1, 8);
-    let irq = aml::Interrupt::new(true, true, false, false, COM1_GSI);
+    let irq = aml::Interrupt::new(true, true, false, false, COM1_IRQ);
     let resources = aml::ResourceTemplate::new(vec![&io, &irq]);
     let names = [
         aml::Name::new("_HID".into(), &hid),
@@ -126,22 +123,15 @@ pub fn build(vcpus: u32) -> Result<Vec<u8>> {
 
     let mut out = vec![0u8; cursor];
     for (start, table) in at.into_iter().zip([&rsdp, &xsdt, &fadt, &dsdt, &madt]) {
-        let dest = start
-            .checked_add(table.len())
-            .and_then(|stop| out.get_mut(start..stop))
-            .ok_or_else(|| FirmwareError::Unsupported("ACPI table layout".into()))?;
-        dest.copy_from_slice(table);
+        put(&mut out, start, table);
     }
     Ok(out)
-}
-
-fn to_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes::tests::{u32_at, u64_at};
 
     /// A table at `gpa` in the blob: its bytes, checked for signature and checksum per the
     /// ACPI specification (header: signature 0-3, length 4-7, checksum over the length).
@@ -153,14 +143,6 @@ mod tests {
         let sum = t.iter().fold(0u8, |a, b| a.wrapping_add(*b));
         assert_eq!(sum, 0, "{} checksum", String::from_utf8_lossy(sig));
         t
-    }
-
-    fn u32_at(b: &[u8], off: usize) -> u32 {
-        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
-    }
-
-    fn u64_at(b: &[u8], off: usize) -> u64 {
-        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
     }
 
     #[test]

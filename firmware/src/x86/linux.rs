@@ -217,6 +217,7 @@ fn zero_page(img: &Image<'_>, e820: &[E820Entry], initrd: Option<&Step<'_>>) -> 
 mod tests {
     use super::super::{Boot, FOUR_GIB, plan};
     use super::*;
+    use crate::bytes::tests::u32_at;
     use crate::bzimage::tests::fake_bzimage;
 
     fn kernel() -> Vec<u8> {
@@ -226,10 +227,6 @@ mod tests {
         k[0x22c..0x230].copy_from_slice(&0x37ff_ffffu32.to_le_bytes());
         k[0x400] = 0xf4;
         k
-    }
-
-    fn u32_at(b: &[u8], off: usize) -> u32 {
-        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
     }
 
     #[test]

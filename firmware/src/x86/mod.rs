@@ -64,6 +64,10 @@ pub use crate::ovmf::FOUR_GIB;
 pub const FIRMWARE_LOWEST: u64 = 0xff00_0000;
 /// The smallest guest cvm lays out.
 pub const MIN_MEMORY: u64 = 2 << 20;
+/// COM1, the 16550 the VMM emulates and the DSDT declares: its first port.
+pub const COM1_PORT: u16 = 0x3f8;
+/// COM1's ISA interrupt (I/O APIC pin 4).
+pub const COM1_IRQ: u32 = 4;
 
 /// Where the BSP starts after reset.
 const RESET_VECTOR: u32 = 0xffff_fff0;

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-/// COM1's eight registers start here.
-pub const SERIAL_PORT: u16 = 0x3f8;
+/// COM1's eight registers start here (where the plan's ACPI tables declare them).
+pub const SERIAL_PORT: u16 = cvm_firmware::x86::COM1_PORT;
 /// COM1's interrupt (ISA IRQ 4, I/O APIC pin 4).
-pub const SERIAL_IRQ: u32 = 4;
+pub const SERIAL_IRQ: u32 = cvm_firmware::x86::COM1_IRQ;
 /// A write of one byte N to this port stops the VM with guest exit status N. (The address
 /// of QEMU's `isa-debug-exit`; unlike QEMU, the value is the status itself.)
 pub const DEBUG_EXIT_PORT: u16 = 0x501;
