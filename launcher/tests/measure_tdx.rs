@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{cvm, one_error_line, shared, stdout_json, temp_file};
+use common::{cvm, failed_with, one_error_line, shared, stdout_json, temp_file};
 use cvm_firmware::hex;
 use sha2::{Digest, Sha384};
 
@@ -109,8 +109,7 @@ fn bad_inputs_and_misplaced_options() {
         "--firmware",
         plain.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(one_error_line(&out).contains("no TDVF descriptor"));
+    assert!(failed_with(&out, 2).contains("no TDVF descriptor"));
 
     // Options of the other TEE are usage errors, both ways.
     for args in [
@@ -165,8 +164,7 @@ fn bad_inputs_and_misplaced_options() {
         "--kernel",
         &not_pe,
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = one_error_line(&out);
+    let err = failed_with(&out, 2);
     assert!(
         err.contains("initrd-small.img") && err.contains("kernel"),
         "{err}"
@@ -181,8 +179,7 @@ fn bad_inputs_and_misplaced_options() {
         "--memory",
         "8M",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(one_error_line(&out).contains("at least 32 MiB"));
+    assert!(failed_with(&out, 2).contains("at least 32 MiB"));
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{case_fact, code, cvm, one_error_line, stdout_json, temp_file, vectors};
+use common::{case_fact, code, cvm, failed_with, stdout_json, temp_file, vectors};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -74,8 +74,7 @@ fn exit_codes_per_failure_kind() {
         &v.join(UPTODATE),
         &["--at", "2026-11-21T00:00:00Z", "--no-reference"],
     );
-    assert_eq!(code(&today), 4);
-    assert!(one_error_line(&today).contains("expired"));
+    assert!(failed_with(&today, 4).contains("expired"));
     // No collateral at all: 4, with the signatures still verified and reported.
     let nocoll = verify(
         &v.join("tdx/tdx-v4-gcp-00806f05-nocollateral"),
@@ -118,8 +117,7 @@ fn exit_codes_per_failure_kind() {
         &v.join("neg/tdx/tdx-neg-truncated"),
         &["--tee", "tdx", "--at", AT, "--no-reference"],
     );
-    assert_eq!(code(&trunc), 2);
-    assert!(one_error_line(&trunc).contains("truncated"));
+    assert!(failed_with(&trunc, 2).contains("truncated"));
     // SWHardening needed (an SGX quote): rejected by the default policy, accepted by one
     // that names the status.
     let sgx = v.join("tdx/sgx-v3-phala-00a06711");
@@ -177,8 +175,7 @@ fn reference_values_and_report_data() {
         &c,
         &["--at", AT, "--no-reference", "--report-data", &bad_rd],
     );
-    assert_eq!(code(&out), 5);
-    assert!(one_error_line(&out).contains("reference.report_data"));
+    assert!(failed_with(&out, 5).contains("reference.report_data"));
 
     // `cvm measure --tee tdx --format json` output is a reference: its MRTD and non-null
     // RTMRs are compared (here: a different image, so MRTD mismatches).
@@ -195,8 +192,7 @@ fn reference_values_and_report_data() {
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let h = temp_file("tdx-handoff-bad.json", handoff);
     let out = verify(&c, &["--at", AT, "--reference", h.to_str().unwrap()]);
-    assert_eq!(code(&out), 5);
-    assert!(one_error_line(&out).contains("reference.mrtd"));
+    assert!(failed_with(&out, 5).contains("reference.mrtd"));
 }
 
 #[test]
@@ -241,8 +237,7 @@ fn bad_inputs_are_one_line_errors() {
     let Some(c) = case(UPTODATE) else { return };
     // SNP options with a quote; TDX options with an SNP report.
     let out = verify(&c, &["--at", AT, "--no-reference", "--certs", "/tmp"]);
-    assert_eq!(code(&out), 1);
-    assert!(one_error_line(&out).contains("--certs cannot be used with --tee tdx"));
+    assert!(failed_with(&out, 1).contains("--certs cannot be used with --tee tdx"));
     // A collateral bundle missing a piece names it.
     let text = std::fs::read_to_string(c.join("collateral.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -256,8 +251,7 @@ fn bad_inputs_are_one_line_errors() {
         p.to_str().unwrap(),
         "--no-reference",
     ]);
-    assert_eq!(code(&out), 2);
-    assert!(one_error_line(&out).contains("`pck_crl`"));
+    assert!(failed_with(&out, 2).contains("`pck_crl`"));
     // Not evidence at all.
     let junk = temp_file("junk.bin", b"not a quote");
     let out = cvm(&[
@@ -266,8 +260,7 @@ fn bad_inputs_are_one_line_errors() {
         junk.to_str().unwrap(),
         "--no-reference",
     ]);
-    assert_eq!(code(&out), 2);
-    assert!(one_error_line(&out).contains("neither an SEV-SNP report"));
+    assert!(failed_with(&out, 2).contains("neither an SEV-SNP report"));
 }
 
 /// `cvm verify` on several quotes with one collateral bundle, JSON.

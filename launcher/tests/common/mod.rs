@@ -76,6 +76,17 @@ pub fn one_error_line(out: &Output) -> String {
     err
 }
 
+/// The single `cvm: error: ...` line of a run that exited with `code`.
+pub fn failed_with(out: &Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    one_error_line(out)
+}
+
 /// The exit status of a finished run.
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap()
