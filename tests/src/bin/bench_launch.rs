@@ -14,7 +14,7 @@
     reason = "a benchmark program that reports on stdout"
 )]
 
-use cvm_tests::median;
+use cvm_tests::{median, ms, ratio};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -184,23 +184,21 @@ fn main() {
         println!(
             "{:36} {:8.2} ms   peak RSS {:6.1} MiB",
             v.name,
-            t.as_secs_f64() * 1000.0,
+            ms(t),
             *r as f64 / 1024.0
         );
     }
-    let ratio = |t: Duration| t.as_secs_f64() / qemu_t.as_secs_f64();
     println!(
         "cvm / QEMU wall time: {:.3} with the same devices (in-kernel PIT, as QEMU's pc machine), {:.3} without the PIT, {:.3} with the split irqchip (target: under 0.2)",
-        ratio(cvm_t),
-        ratio(cvm_nopit_t),
-        ratio(cvm_split_t)
+        ratio(cvm_t, qemu_t),
+        ratio(cvm_nopit_t, qemu_t),
+        ratio(cvm_split_t, qemu_t)
     );
-    let like = |c: Duration, q: Duration| c.as_secs_f64() / q.as_secs_f64();
     println!(
         "like for like, cvm / QEMU: {:.3} with in-kernel PIT, {:.3} without a PIT, {:.3} with the split irqchip",
-        like(cvm_t, qemu_t),
-        like(cvm_nopit_t, qemu_nopit_t),
-        like(cvm_split_t, qemu_split_t)
+        ratio(cvm_t, qemu_t),
+        ratio(cvm_nopit_t, qemu_nopit_t),
+        ratio(cvm_split_t, qemu_split_t)
     );
     println!(
         "cvm's peak RSS: {:.1} MiB, guest RAM touched included (target: under 10 MiB beyond guest RAM)",
