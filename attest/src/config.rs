@@ -1,7 +1,7 @@
 //! What reference-value and policy files of every TEE share: exact-length hex values,
 //! one-or-many lists, TOML or JSON input, and the equality and flag checks.
 
-use crate::verdict::{Category, Checks};
+use crate::verdict::{Category, CheckId, Checks};
 use cvm_firmware::hex;
 use serde::Deserialize;
 
@@ -24,13 +24,39 @@ impl<'de, const N: usize> Deserialize<'de> for Bytes<N> {
 }
 
 /// One value or a list of acceptable values.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OneOrMany<T> {
     /// One.
     One(T),
     /// Any of these.
     Many(Vec<T>),
+}
+
+/// Written by hand rather than derived as an untagged enum, so that a bad value is
+/// reported as itself (`"abc" is not 48 bytes of hex`) instead of as "did not match any
+/// variant".
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IntoDeserializer, SeqAccess, Visitor};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a hex string or a list of hex strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                T::deserialize(s.into_deserializer()).map(OneOrMany::One)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(t) = a.next_element::<T>()? {
+                    v.push(t);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 impl<T> OneOrMany<T> {
@@ -52,22 +78,26 @@ pub(crate) fn from_json_or_toml<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<T, ConfigError> {
     if text.trim_start().starts_with('{') {
+        no_duplicate_keys(text)?;
         serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))
     } else {
         from_toml(text)
     }
 }
 
-/// Reads reference values: TOML, JSON, or the JSON `cvm measure` prints (recognised by
-/// its `firmware` key, checked to name one of `tees`, and converted by `handoff`).
-pub(crate) fn reference_values<T: serde::de::DeserializeOwned>(
+/// Reads reference values: TOML or JSON of the file format `F` (converted by `file`), or
+/// the JSON `cvm measure` prints (recognised by its `firmware` key, checked to name one
+/// of `tees`, and converted by `handoff`). JSON with a key given twice is refused.
+pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
     text: &str,
     tees: &[&str],
-    handoff: impl FnOnce(serde_json::Value) -> Result<T, ConfigError>,
-) -> Result<T, ConfigError> {
+    handoff: impl FnOnce(serde_json::Value) -> Result<R, ConfigError>,
+    file: impl FnOnce(F) -> Result<R, ConfigError>,
+) -> Result<R, ConfigError> {
     if !text.trim_start().starts_with('{') {
-        return from_toml(text);
+        return file(from_toml(text)?);
     }
+    no_duplicate_keys(text)?;
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
     if value.get("firmware").is_some() {
@@ -79,7 +109,7 @@ pub(crate) fn reference_values<T: serde::de::DeserializeOwned>(
         )?;
         handoff(value)
     } else {
-        serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))
+        file(serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))?)
     }
 }
 
@@ -95,35 +125,141 @@ pub(crate) fn check_tee(tee: Option<&str>, what: &str, tees: &[&str]) -> Result<
     }
 }
 
-pub(crate) fn eq_check<const N: usize>(
-    checks: &mut Checks,
-    name: &str,
-    field: &str,
-    want: Option<&Bytes<N>>,
-    got: &[u8; N],
-    absent: &str,
-) {
-    match want {
-        None => checks.skip(name, Category::Policy, absent),
-        Some(w) => {
-            checks.record(
-                name,
-                Category::Policy,
-                if &w.0 == got {
-                    Ok(format!("{field} is {}", hex::encode(got)))
-                } else {
-                    Err(format!(
-                        "{field} is {}, expected {}",
-                        hex::encode(got),
-                        hex::encode(&w.0)
-                    ))
-                },
-            );
+/// What reference values expect of one field: one of some values, or nothing, on
+/// purpose. There is no default: a caller that builds reference values names every field,
+/// so a field cannot be left unchecked by forgetting it (Oak's reference values work the
+/// same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected<T> {
+    /// Not compared, said explicitly.
+    Skip,
+    /// Any of these values; an empty list accepts nothing.
+    AnyOf(Vec<T>),
+}
+
+impl<T> Expected<T> {
+    /// Exactly this value.
+    pub fn value(v: T) -> Self {
+        Expected::AnyOf(vec![v])
+    }
+
+    /// Whether the field is skipped.
+    pub fn is_skip(&self) -> bool {
+        matches!(self, Expected::Skip)
+    }
+
+    /// The value a file gave (one or several), or `Skip` for a field it left out.
+    pub(crate) fn from_file(v: Option<OneOrMany<T>>) -> Self {
+        match v {
+            None => Expected::Skip,
+            Some(OneOrMany::One(t)) => Expected::value(t),
+            Some(OneOrMany::Many(v)) => Expected::AnyOf(v),
         }
     }
 }
 
-pub(crate) fn flag(checks: &mut Checks, name: &str, ok: bool, pass: &str, fail: &str) {
+/// Records the check `name` of `got` against `want`.
+pub(crate) fn expect<const N: usize>(
+    checks: &mut Checks,
+    name: CheckId,
+    field: &str,
+    want: &Expected<Bytes<N>>,
+    got: &[u8; N],
+) {
+    let values = match want {
+        Expected::Skip => {
+            checks.skip(
+                name,
+                Category::Policy,
+                &format!("{field} not compared: the reference values skip it"),
+            );
+            return;
+        }
+        Expected::AnyOf(v) => v,
+    };
+    let got_hex = hex::encode(got);
+    checks.record(
+        name,
+        Category::Policy,
+        match values.as_slice() {
+            [] => Err(format!(
+                "{field} is {got_hex}; the reference values list no acceptable value"
+            )),
+            _ if values.iter().any(|b| &b.0 == got) => Ok(format!("{field} is {got_hex}")),
+            [one] => Err(format!(
+                "{field} is {got_hex}, expected {}",
+                hex::encode(&one.0)
+            )),
+            many => Err(format!(
+                "{field} {got_hex} is none of the {} reference values",
+                many.len()
+            )),
+        },
+    );
+}
+
+/// Records a failed check `name` for a reference field that does not apply to the
+/// evidence (`why` says so), unless it is skipped.
+pub(crate) fn inapplicable<T>(checks: &mut Checks, name: CheckId, want: &Expected<T>, why: &str) {
+    if !want.is_skip() {
+        checks.record(name, Category::Policy, Err(why.to_owned()));
+    }
+}
+
+/// Refuses JSON text in which any object has a key twice (serde_json keeps the last one
+/// silently, and a reference value must not depend on which of two the reader kept).
+pub(crate) fn no_duplicate_keys(text: &str) -> Result<(), ConfigError> {
+    use serde::de::{self, MapAccess, SeqAccess, Visitor};
+    struct Unique;
+    impl<'de> de::Deserialize<'de> for Unique {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Unique)
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Unique, A::Error> {
+            while a.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Unique, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = a.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(de::Error::custom(format!("duplicate key {key:?}")));
+                }
+                a.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+    }
+    serde_json::from_str::<Unique>(text)
+        .map(|_| ())
+        .map_err(|e| ConfigError(format!("JSON: {e}")))
+}
+
+pub(crate) fn flag(checks: &mut Checks, name: CheckId, ok: bool, pass: &str, fail: &str) {
     checks.record(
         name,
         Category::Policy,
@@ -131,30 +267,6 @@ pub(crate) fn flag(checks: &mut Checks, name: &str, ok: bool, pass: &str, fail: 
             Ok(pass.to_owned())
         } else {
             Err(fail.to_owned())
-        },
-    );
-}
-
-/// Checks that `got` is one of the acceptable values `want`.
-pub(crate) fn one_of<const N: usize>(
-    checks: &mut Checks,
-    name: &str,
-    field: &str,
-    want: &OneOrMany<Bytes<N>>,
-    got: &[u8; N],
-) {
-    let ok = want.as_slice().iter().any(|b| &b.0 == got);
-    checks.record(
-        name,
-        Category::Policy,
-        if ok {
-            Ok(format!("{field} {} is a reference value", hex::encode(got)))
-        } else {
-            Err(format!(
-                "{field} {} is none of the {} reference value(s)",
-                hex::encode(got),
-                want.as_slice().len()
-            ))
         },
     );
 }

@@ -25,4 +25,4 @@ pub mod x509;
 
 pub use cache::Cache;
 pub use time::Time;
-pub use verdict::{Category, Check, Outcome, Status, Verdict};
+pub use verdict::{Category, Check, CheckId, Outcome, Status, Verdict};

@@ -23,6 +23,57 @@ pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.
 pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 /// commonName.
 const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+/// rsaEncryption.
+pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// id-sha384.
+const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+/// id-mgf1.
+const MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+/// basicConstraints.
+const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+/// keyUsage.
+const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
+
+/// The subject key a role requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProfile {
+    /// An RSA key of exactly this many modulus bits.
+    Rsa(usize),
+    /// An EC P-256 key.
+    P256,
+    /// An EC P-384 key.
+    P384,
+}
+
+/// The signature algorithm a role's certificate is signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureProfile {
+    /// RSASSA-PSS with SHA-384, MGF1-SHA-384, a 48-byte salt (AMD).
+    RsaPssSha384,
+    /// ecdsa-with-SHA256 (Intel).
+    EcdsaSha256,
+}
+
+/// What a certificate in one role of a vendor chain must be (the checks webpki and
+/// go-sev-guest make beyond the signature): X.509 v3, the pinned key and signature
+/// algorithms, the same algorithm inside and outside the signed part (RFC 5280
+/// 4.1.1.2), a validity window that is not reversed, no critical extension this verifier
+/// does not process, and for a CA basicConstraints cA with keyCertSign (RFC 5280 4.2.1.9,
+/// 4.2.1.3), for an end entity no cA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// The role's name in messages ("ASK", "PCK certificate", ...).
+    pub role: &'static str,
+    /// The subject key.
+    pub key: KeyProfile,
+    /// How its issuer signs it.
+    pub signed_with: SignatureProfile,
+    /// `Some(n)`: a CA with `n` CA certificates below it in the chain (which its
+    /// pathLenConstraint, if any, must allow); `None`: an end entity.
+    pub ca: Option<u8>,
+    /// Whether it signs CRLs (keyUsage, where present, must then include cRLSign).
+    pub crl_signer: bool,
+}
 
 /// Why a certificate or CRL was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,7 +183,7 @@ impl Cert {
         let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
         verify_signature(
             issuer,
-            &self.cert.signature_algorithm.oid,
+            &self.cert.signature_algorithm,
             tbs,
             self.cert.signature.as_bytes(),
         )
@@ -186,6 +237,220 @@ impl Cert {
     pub fn serial(&self) -> &[u8] {
         self.cert.tbs_certificate.serial_number.as_bytes()
     }
+
+    /// Checks the certificate against its role's profile; the first violation found.
+    pub fn check_profile(&self, p: &Profile) -> Result<(), String> {
+        let tbs = &self.cert.tbs_certificate;
+        let role = p.role;
+        if tbs.version != x509_cert::certificate::Version::V3 {
+            return Err(format!("{role}: X.509 {:?}, not v3", tbs.version));
+        }
+        if self.cert.signature_algorithm != tbs.signature {
+            return Err(format!(
+                "{role}: the signatureAlgorithm ({}) differs from the signature algorithm \
+                 inside the signed part ({}) (RFC 5280 4.1.1.2)",
+                self.cert.signature_algorithm.oid, tbs.signature.oid
+            ));
+        }
+        let (want_oid, want_name) = match p.signed_with {
+            SignatureProfile::RsaPssSha384 => (RSASSA_PSS, "RSASSA-PSS with SHA-384"),
+            SignatureProfile::EcdsaSha256 => (ECDSA_WITH_SHA256, "ECDSA with SHA-256"),
+        };
+        if tbs.signature.oid != want_oid {
+            return Err(format!(
+                "{role}: signed with {}, not {want_name}",
+                tbs.signature.oid
+            ));
+        }
+        signature_parameters(&tbs.signature).map_err(|e| format!("{role}: {e}"))?;
+        self.check_key(p.key).map_err(|e| format!("{role}: {e}"))?;
+        let (from, to) = self.validity();
+        if from > to {
+            return Err(format!("{role}: notBefore {from} is after notAfter {to}"));
+        }
+        let exts = tbs.extensions.as_deref().unwrap_or_default();
+        for (i, e) in exts.iter().enumerate() {
+            if exts
+                .iter()
+                .skip(i.saturating_add(1))
+                .any(|o| o.extn_id == e.extn_id)
+            {
+                return Err(format!(
+                    "{role}: extension {} appears twice (RFC 5280 4.2)",
+                    e.extn_id
+                ));
+            }
+            if e.critical && e.extn_id != BASIC_CONSTRAINTS && e.extn_id != KEY_USAGE {
+                return Err(format!(
+                    "{role}: critical extension {} is not one this verifier processes",
+                    e.extn_id
+                ));
+            }
+        }
+        let value = |oid: &ObjectIdentifier| {
+            exts.iter()
+                .find(|e| &e.extn_id == oid)
+                .map(|e| e.extn_value.as_bytes())
+        };
+        let basic = value(&BASIC_CONSTRAINTS)
+            .map(x509_cert::ext::pkix::BasicConstraints::from_der)
+            .transpose()
+            .map_err(|e| format!("{role}: basicConstraints: {e}"))?;
+        let usage = value(&KEY_USAGE)
+            .map(x509_cert::ext::pkix::KeyUsage::from_der)
+            .transpose()
+            .map_err(|e| format!("{role}: keyUsage: {e}"))?;
+        match p.ca {
+            Some(below) => {
+                match &basic {
+                    Some(b) if b.ca => {}
+                    _ => {
+                        return Err(format!(
+                            "{role}: not a CA certificate (no basicConstraints cA), yet it \
+                             issues certificates"
+                        ));
+                    }
+                }
+                if let Some(limit) = basic.as_ref().and_then(|b| b.path_len_constraint)
+                    && limit < below
+                {
+                    return Err(format!(
+                        "{role}: pathLenConstraint {limit} allows fewer CAs below it than the \
+                         chain has ({below})"
+                    ));
+                }
+                if let Some(u) = &usage {
+                    if !u.key_cert_sign() {
+                        return Err(format!("{role}: keyUsage lacks keyCertSign"));
+                    }
+                    if p.crl_signer && !u.crl_sign() {
+                        return Err(format!("{role}: keyUsage lacks cRLSign"));
+                    }
+                }
+            }
+            None => {
+                if basic.as_ref().is_some_and(|b| b.ca) {
+                    return Err(format!(
+                        "{role}: a CA certificate (basicConstraints cA) used as an end entity"
+                    ));
+                }
+                if let Some(u) = &usage
+                    && !u.digital_signature()
+                {
+                    return Err(format!("{role}: keyUsage lacks digitalSignature"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_key(&self, want: KeyProfile) -> Result<(), String> {
+        let spki = &self.cert.tbs_certificate.subject_public_key_info;
+        match want {
+            KeyProfile::Rsa(bits) => {
+                if spki.algorithm.oid != RSA_ENCRYPTION {
+                    return Err(format!(
+                        "the subject key is {}, not an RSA key",
+                        spki.algorithm.oid
+                    ));
+                }
+                let have = rsa_modulus_bits(self.public_key_bits())
+                    .map_err(|e| format!("the RSA public key: {e}"))?;
+                if have != bits {
+                    return Err(format!("the subject key is RSA-{have}, not RSA-{bits}"));
+                }
+                Ok(())
+            }
+            KeyProfile::P256 => self.p256_public_key().map(|_| ()),
+            KeyProfile::P384 => self.p384_public_key().map(|_| ()),
+        }
+    }
+}
+
+/// The number of bits of an RSAPublicKey's modulus (RFC 8017 A.1.1).
+fn rsa_modulus_bits(der: &[u8]) -> der::Result<usize> {
+    let mut r = SliceReader::new(der)?;
+    let modulus = r.sequence(|s| {
+        let n = der::asn1::UintRef::decode(s)?;
+        der::asn1::UintRef::decode(s)?;
+        Ok(n)
+    })?;
+    r.finish(())?;
+    let bytes = modulus.as_bytes();
+    let lead = bytes.first().copied().unwrap_or(0);
+    let lead_bits = usize::try_from(u8::BITS.saturating_sub(lead.leading_zeros())).unwrap_or(0);
+    Ok(bytes
+        .len()
+        .saturating_sub(1)
+        .saturating_mul(8)
+        .saturating_add(lead_bits))
+}
+
+/// The parameters a signature algorithm must carry: RSASSA-PSS exactly SHA-384, MGF1
+/// with SHA-384, a 48-byte salt and trailer 1 (what ring's PSS verification assumes, and
+/// what AMD signs with; RFC 4055 3.1); ECDSA none at all (RFC 5758 3.2).
+fn signature_parameters(alg: &x509_cert::spki::AlgorithmIdentifierOwned) -> Result<(), String> {
+    if alg.oid == RSASSA_PSS {
+        let params = alg
+            .parameters
+            .as_ref()
+            .ok_or("RSASSA-PSS without parameters (the defaults are SHA-1)")?;
+        pss_parameters(params.value()).map_err(|e| format!("RSASSA-PSS parameters: {e}"))
+    } else if alg.oid == ECDSA_WITH_SHA256 || alg.oid == ECDSA_WITH_SHA384 {
+        match &alg.parameters {
+            None => Ok(()),
+            Some(_) => Err(format!(
+                "{} with parameters (RFC 5758 3.2: they must be absent)",
+                alg.oid
+            )),
+        }
+    } else {
+        Err(format!("unsupported signature algorithm {}", alg.oid))
+    }
+}
+
+/// Checks the contents of RSASSA-PSS-params (RFC 4055 3.1) against the SHA-384 profile.
+fn pss_parameters(contents: &[u8]) -> Result<(), String> {
+    use der::asn1::ContextSpecific;
+    use x509_cert::spki::AlgorithmIdentifierOwned as Alg;
+    let sha384 = |a: &Alg| {
+        a.oid == SHA384
+            && a.parameters
+                .as_ref()
+                .is_none_or(|p| der::Tagged::tag(p) == der::Tag::Null && p.value().is_empty())
+    };
+    let fields = || -> der::Result<_> {
+        let mut r = SliceReader::new(contents)?;
+        let hash = ContextSpecific::<Alg>::decode_explicit(&mut r, der::TagNumber::N0)?;
+        let mgf = ContextSpecific::<Alg>::decode_explicit(&mut r, der::TagNumber::N1)?;
+        let salt = ContextSpecific::<u64>::decode_explicit(&mut r, der::TagNumber::N2)?;
+        let trailer = ContextSpecific::<u64>::decode_explicit(&mut r, der::TagNumber::N3)?;
+        r.finish(())?;
+        Ok([hash, mgf].map(|a| a.map(|c| c.value)))
+            .map(|[h, m]| (h, m, salt.map(|c| c.value), trailer.map(|c| c.value)))
+    };
+    let (hash, mgf, salt, trailer) = fields().map_err(|e| e.to_string())?;
+    if !hash.as_ref().is_some_and(sha384) {
+        return Err("the hash is not SHA-384".into());
+    }
+    let mgf_hash = mgf
+        .as_ref()
+        .filter(|m| m.oid == MGF1)
+        .and_then(|m| m.parameters.as_ref())
+        .and_then(|p| p.decode_as::<Alg>().ok());
+    if !mgf_hash.as_ref().is_some_and(sha384) {
+        return Err("the mask generation function is not MGF1 with SHA-384".into());
+    }
+    if salt != Some(48) {
+        return Err(format!(
+            "salt length {}, not 48",
+            salt.map_or("20 (the default)".to_owned(), |s| s.to_string())
+        ));
+    }
+    if trailer.is_some_and(|t| t != 1) {
+        return Err("trailer field is not 1".into());
+    }
+    Ok(())
 }
 
 /// A decoded CRL with the exact bytes it was decoded from.
@@ -203,7 +468,11 @@ pub struct Crl {
     next_update: Option<x509_cert::time::Time>,
     /// Where each revoked entry's serial number (INTEGER contents) lies in `der`.
     revoked: Vec<std::ops::Range<usize>>,
-    signature_algorithm: ObjectIdentifier,
+    /// The algorithm inside the signed part, and the one outside it.
+    algorithms: (
+        x509_cert::spki::AlgorithmIdentifierOwned,
+        x509_cert::spki::AlgorithmIdentifierOwned,
+    ),
     signature: Option<Vec<u8>>,
 }
 
@@ -242,11 +511,11 @@ impl Crl {
         let base = der.as_ptr().addr();
         let mut outer = SliceReader::new(&der)?;
         let crl = outer.sequence(|r| {
-            let (issuer, this_update, next_update, revoked) = r.sequence(|t| {
+            let (inner, issuer, this_update, next_update, revoked) = r.sequence(|t| {
                 if t.peek_tag()? == der::Tag::Integer {
                     x509_cert::certificate::Version::decode(t)?;
                 }
-                x509_cert::spki::AlgorithmIdentifierRef::decode(t)?;
+                let inner = x509_cert::spki::AlgorithmIdentifierOwned::decode(t)?;
                 let issuer = x509_cert::name::Name::decode(t)?;
                 let this_update = x509_cert::time::Time::decode(t)?;
                 let next_update = match t.peek_tag() {
@@ -297,9 +566,9 @@ impl Crl {
                         return Err(t.peek_tag()?.unexpected_error(None));
                     }
                 }
-                Ok((issuer, this_update, next_update, revoked))
+                Ok((inner, issuer, this_update, next_update, revoked))
             })?;
-            let alg = x509_cert::spki::AlgorithmIdentifierRef::decode(r)?;
+            let alg = x509_cert::spki::AlgorithmIdentifierOwned::decode(r)?;
             let signature = der::asn1::BitStringRef::decode(r)?;
             Ok(Crl {
                 der: Vec::new(),
@@ -308,7 +577,7 @@ impl Crl {
                 this_update,
                 next_update,
                 revoked,
-                signature_algorithm: alg.oid,
+                algorithms: (inner, alg),
                 signature: signature.as_bytes().map(<[u8]>::to_vec),
             })
         })?;
@@ -321,18 +590,26 @@ impl Crl {
         &self.der
     }
 
+    /// Whether `issuer`'s subject is the CRL's issuer.
+    pub fn issued_by(&self, issuer: &Cert) -> bool {
+        self.issuer == issuer.cert.tbs_certificate.subject
+    }
+
     /// Verifies that `issuer` signed this CRL.
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), String> {
-        if self.issuer != issuer.cert.tbs_certificate.subject {
+        if !self.issued_by(issuer) {
             return Err("the CRL's issuer is not the expected signer's subject".into());
         }
+        let (inner, outer) = &self.algorithms;
+        if inner != outer {
+            return Err(format!(
+                "the CRL's signatureAlgorithm ({}) differs from the one inside its signed part \
+                 ({}) (RFC 5280 5.1.1.2)",
+                outer.oid, inner.oid
+            ));
+        }
         let tbs = self.der.get(self.tbs.clone()).unwrap_or_default();
-        verify_signature(
-            issuer,
-            &self.signature_algorithm,
-            tbs,
-            self.signature.as_deref(),
-        )
+        verify_signature(issuer, outer, tbs, self.signature.as_deref())
     }
 
     /// The validity window: thisUpdate and nextUpdate (if any).
@@ -377,11 +654,13 @@ fn check_extensions<'a, R: Reader<'a>>(r: &mut R) -> der::Result<()> {
 
 fn verify_signature(
     issuer: &Cert,
-    algorithm: &ObjectIdentifier,
+    algorithm_id: &x509_cert::spki::AlgorithmIdentifierOwned,
     tbs: &[u8],
     sig: Option<&[u8]>,
 ) -> Result<(), String> {
     let sig = sig.ok_or("the signature BIT STRING has unused bits")?;
+    signature_parameters(algorithm_id)?;
+    let algorithm = &algorithm_id.oid;
     let alg: &dyn signature::VerificationAlgorithm = if *algorithm == RSASSA_PSS {
         // ring's PSS verification fixes MGF1 to the same hash and the salt to the hash
         // length: exactly AMD's parameters (SHA-384, MGF1-SHA-384, salt 48).

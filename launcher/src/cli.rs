@@ -93,6 +93,7 @@ fn report_error(
     let _ = writeln!(stderr, "cvm: error: {line}");
     if let Some(out) = json_out {
         let value = serde_json::json!({
+            "schema": crate::output::SCHEMA,
             "error": { "code": code.code(), "kind": code.name(), "message": line }
         });
         let _ = write_json(&value, out);

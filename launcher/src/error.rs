@@ -21,6 +21,16 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
+    /// An input file is larger than cvm accepts for its kind.
+    #[error("{}: larger than {limit} bytes, the most cvm reads for {what}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What it was read as.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A firmware or boot image is malformed, or cannot be launched as asked.
     #[error("{}", path.display())]
     Firmware {
@@ -95,6 +105,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::ReadInput { .. } => ExitCode::Usage,
             CliError::Firmware { .. }
+            | CliError::TooLarge { .. }
             | CliError::Key { .. }
             | CliError::Evidence { .. }
             | CliError::Config { .. } => ExitCode::MalformedInput,

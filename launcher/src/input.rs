@@ -49,27 +49,56 @@ impl From<Vec<u8>> for Input {
 #[cfg(target_os = "linux")]
 const HUGE_PAGE: u64 = 2 << 20;
 
-/// Reads the file at `path` whole.
-pub fn read(path: &Path) -> io::Result<Input> {
+/// The error of a file larger than `limit`.
+fn too_large() -> io::Error {
+    io::Error::new(io::ErrorKind::FileTooLarge, "larger than the limit")
+}
+
+/// Reads the file at `path` whole into the heap, refusing one of more than `limit` bytes
+/// (an error of kind [`io::ErrorKind::FileTooLarge`]) before reading it, or, for a file
+/// whose size is not known in advance (a pipe, a device), once `limit` bytes were read.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() > limit {
+        return Err(too_large());
+    }
+    read_rest(file, limit)
+}
+
+/// Everything left in `file`, if it is at most `limit` bytes.
+fn read_rest(file: File, limit: u64) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut v)?;
+    if u64::try_from(v.len()).unwrap_or(u64::MAX) > limit {
+        return Err(too_large());
+    }
+    Ok(v)
+}
+
+/// Reads the file at `path` whole, refusing one of more than `limit` bytes as
+/// [`read_bounded`] does.
+pub fn read(path: &Path, limit: u64) -> io::Result<Input> {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Err(too_large());
+    }
     #[cfg(target_os = "linux")]
     {
-        let size = file.metadata()?.len();
         if size >= HUGE_PAGE
             && let Ok(len) = usize::try_from(size)
         {
-            return read_anonymous(&mut file, len);
+            return read_anonymous(&mut file, len, limit);
         }
     }
-    let mut v = Vec::new();
-    file.read_to_end(&mut v)?;
-    Ok(v.into())
+    read_rest(file, limit).map(Input::from)
 }
 
 /// Reads `file`, `len` bytes long when it was opened, into anonymous memory advised for
 /// huge pages. A file that changed size meanwhile is read as it is now.
 #[cfg(target_os = "linux")]
-fn read_anonymous(file: &mut File, len: usize) -> io::Result<Input> {
+fn read_anonymous(file: &mut File, len: usize, limit: u64) -> io::Result<Input> {
     let mut map = memmap2::MmapOptions::new().len(len).map_anon()?;
     // Only a hint: without transparent huge pages the read is merely slower.
     let _ = map.advise(memmap2::Advice::HugePage);
@@ -84,8 +113,12 @@ fn read_anonymous(file: &mut File, len: usize) -> io::Result<Input> {
     }
     if filled == len {
         // The file grew since it was measured: keep reading into the heap.
+        let room = limit.saturating_sub(u64::try_from(len).unwrap_or(u64::MAX));
         let mut more = Vec::new();
-        file.read_to_end(&mut more)?;
+        file.take(room.saturating_add(1)).read_to_end(&mut more)?;
+        if u64::try_from(more.len()).unwrap_or(u64::MAX) > room {
+            return Err(too_large());
+        }
         if !more.is_empty() {
             let mut all = map.get(..filled).unwrap_or_default().to_vec();
             all.append(&mut more);
@@ -115,12 +148,32 @@ mod tests {
             let path = dir.join(format!("f{n}"));
             let data = contents(n);
             std::fs::write(&path, &data).unwrap();
-            let input = read(&path).unwrap();
+            let input = read(&path, 6 << 20).unwrap();
             assert_eq!(&input[..], &data[..], "{n} bytes");
+            assert_eq!(read_bounded(&path, 6 << 20).unwrap(), data);
+            if n > 0 {
+                let limit = u64::try_from(n - 1).unwrap();
+                for e in [
+                    read(&path, limit).unwrap_err(),
+                    read_bounded(&path, limit).unwrap_err(),
+                ] {
+                    assert_eq!(e.kind(), io::ErrorKind::FileTooLarge, "{n} bytes");
+                }
+            }
         }
         assert_eq!(
-            read(&dir.join("missing")).unwrap_err().kind(),
+            read(&dir.join("missing"), 1).unwrap_err().kind(),
             io::ErrorKind::NotFound
+        );
+        // A device of unknown size is read no further than the limit.
+        let zero = Path::new("/dev/zero");
+        assert_eq!(
+            read_bounded(zero, 4096).unwrap_err().kind(),
+            io::ErrorKind::FileTooLarge
+        );
+        assert_eq!(
+            read(zero, 4096).unwrap_err().kind(),
+            io::ErrorKind::FileTooLarge
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,6 +1,6 @@
 //! Loading the operator's signing keys (SNP ID and author keys) from PEM files.
 
-use crate::cmd::read_file;
+use crate::cmd::{InputKind, read_file};
 use crate::error::CliError;
 use cvm_firmware::sev::id_block::SigningKey;
 use der::Decode;
@@ -23,7 +23,7 @@ pub fn load_p384(
         path: path.to_owned(),
         reason,
     };
-    let pem = read_file(path)?;
+    let pem = read_file(path, InputKind::Config)?;
     let (label, der) =
         der::pem::decode_vec(&pem).map_err(|e| bad(format!("not a PEM document ({e})")))?;
     let key = match label {

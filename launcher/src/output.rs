@@ -13,6 +13,10 @@ pub enum Format {
     Json,
 }
 
+/// The version of every JSON document cvm prints, as its `"schema"` field. It changes
+/// only when a field changes meaning or disappears (new fields do not change it).
+pub const SCHEMA: u32 = 1;
+
 /// A result that can be shown in either format.
 pub trait Render: Serialize {
     /// Writes the human-readable form.
@@ -32,7 +36,10 @@ impl Output {
         let mut text = Vec::new();
         r.render_text(&mut text)
             .map_err(crate::error::CliError::Output)?;
-        let json = serde_json::to_value(r).map_err(crate::error::CliError::Serialize)?;
+        let mut json = serde_json::to_value(r).map_err(crate::error::CliError::Serialize)?;
+        if let serde_json::Value::Object(map) = &mut json {
+            map.entry("schema").or_insert(SCHEMA.into());
+        }
         Ok(Output { text, json })
     }
 

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{case_fact, code, cvm, failed_with, stdout_json, temp_file, vectors};
+use common::{case_fact, code, cvm, failed_with, stdout_json, temp_file, vectors, verdict_json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -43,7 +43,7 @@ fn pass_detected_and_json_verdict() {
     let Some(c) = case(UPTODATE) else { return };
     let out = verify(&c, &["--at", AT, "--no-reference"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = stdout_json(&out);
+    let v = verdict_json(&out);
     assert_eq!(v["verdict"], "pass");
     assert_eq!(v["tee"], "tdx");
     assert_eq!(v["claims"]["tcb"]["status"], "UpToDate");
@@ -63,7 +63,7 @@ fn pass_detected_and_json_verdict() {
         "json",
     ]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout_json(&out), v);
+    assert_eq!(verdict_json(&out), v);
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn exit_codes_per_failure_kind() {
         &["--at", AT, "--no-reference"],
     );
     assert_eq!(code(&nocoll), 4);
-    let j = stdout_json(&nocoll);
+    let j = verdict_json(&nocoll);
     let sig = j["checks"]
         .as_array()
         .unwrap()
@@ -137,7 +137,7 @@ fn exit_codes_per_failure_kind() {
         ],
     );
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let j = stdout_json(&out);
+    let j = verdict_json(&out);
     assert_eq!(j["tee"], "sgx");
     assert_eq!(
         j["claims"]["tcb"]["advisory_ids"],
@@ -216,7 +216,7 @@ fn event_log_replay_is_compared_with_the_rtmrs() {
         ],
     );
     assert_eq!(code(&out), 5);
-    let j = stdout_json(&out);
+    let j = verdict_json(&out);
     let checks = j["checks"].as_array().unwrap();
     let r1 = checks
         .iter()

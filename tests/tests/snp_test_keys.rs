@@ -1,7 +1,8 @@
 //! The SNP verification paths no real vector covers, on the project's test PKI
-//! (tests/fixtures/snp-test-pki, TEST KEYS ONLY): CRL revocation, a masked CHIP_ID,
-//! MASK_CHIP_KEY, an expired ASK, a VLEK with and without its ASVK, and a batch that
-//! verifies the chain once. Reports are built here and signed with the test VCEK/VLEK.
+//! (tests/fixtures/snp-test-pki, TEST KEYS ONLY): CRL revocation (and its absence), a
+//! masked CHIP_ID, MASK_CHIP_KEY, an expired ASK, a VLEK with and without its ASVK, a
+//! batch that verifies the chain once, and every certificate-profile rule. Reports are
+//! built here and signed with the test VCEK/VLEK.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -149,9 +150,10 @@ fn chain_at(report: &[u8], crl: Option<&Crl>, time: &str) -> Verdict<Claims> {
     verify(report, &vcek_chain(), crl, time, &Cache::default())
 }
 
-/// The common case: the VCEK chain, no CRL, inside every validity window.
+/// The common case: the VCEK chain, the CRL that revokes nothing, inside every validity
+/// window.
 fn plain(report: &[u8]) -> Verdict<Claims> {
-    chain_at(report, None, INSIDE)
+    chain_at(report, Some(&crl("test-crl-empty.der")), INSIDE)
 }
 
 fn verify_on(
@@ -162,12 +164,32 @@ fn verify_on(
     time: &str,
     cache: &Cache,
 ) -> Verdict<Claims> {
+    verify_policy(
+        roots,
+        report,
+        supplied,
+        crl,
+        time,
+        cache,
+        &Policy::default(),
+    )
+}
+
+fn verify_policy(
+    roots: &Roots,
+    report: &[u8],
+    supplied: &Supplied,
+    crl: Option<&Crl>,
+    time: &str,
+    cache: &Cache,
+    policy: &Policy,
+) -> Verdict<Claims> {
     Verifier {
         roots,
         supplied,
         crl,
         reference: None,
-        policy: &Policy::default(),
+        policy,
         at: at(time),
         cache,
     }
@@ -200,26 +222,42 @@ fn assert_fails(v: &Verdict<Claims>, prefix: &str, category: Category, reason: &
 
 #[test]
 fn a_report_signed_on_the_test_chain_passes_with_the_test_root_named() {
-    let v = verify(
-        &report(Key::Vcek, |_| {}),
-        &vcek_chain(),
-        None,
-        INSIDE,
-        &Cache::default(),
-    );
+    let v = plain(&report(Key::Vcek, |_| {}));
     assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
     assert_eq!(outcome(&v, "leaf.chip_id"), Outcome::Pass);
+    for name in [
+        "chain.root.profile",
+        "chain.intermediate.profile",
+        "chain.leaf.profile",
+    ] {
+        assert_eq!(outcome(&v, name), Outcome::Pass, "{name}");
+    }
     assert_eq!(v.product.as_deref(), Some("Milan"));
 }
 
 #[test]
 fn amds_roots_alone_do_not_trust_the_test_chain() {
     let (amd, r) = (Roots::amd().unwrap(), report(Key::Vcek, |_| {}));
-    let v = verify_on(&amd, &r, &vcek_chain(), None, INSIDE, &Cache::default());
+    let empty = crl("test-crl-empty.der");
+    let v = verify_on(
+        &amd,
+        &r,
+        &vcek_chain(),
+        Some(&empty),
+        INSIDE,
+        &Cache::default(),
+    );
     assert_only_failure(&v, "chain.supplied_ark", Category::Signature);
     let mut without_ark = vcek_chain();
     without_ark.ark = None;
-    let v = verify_on(&amd, &r, &without_ark, None, INSIDE, &Cache::default());
+    let v = verify_on(
+        &amd,
+        &r,
+        &without_ark,
+        Some(&empty),
+        INSIDE,
+        &Cache::default(),
+    );
     assert_only_failure(&v, "chain.root", Category::Signature);
 }
 
@@ -262,10 +300,11 @@ fn a_crl_outside_its_window_or_not_signed_by_the_root_fails() {
 #[test]
 fn an_expired_ask_fails_the_chain() {
     let r = report(Key::Vcek, |_| {});
+    let empty = crl("test-crl-empty.der");
     // The test ASK is valid until 2030-01-01, the ARK and the VCEK beyond.
-    let v = chain_at(&r, None, "2029-12-31T00:00:00Z");
+    let v = chain_at(&r, Some(&empty), "2029-12-31T00:00:00Z");
     assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
-    let v = chain_at(&r, None, "2030-06-01T00:00:00Z");
+    let v = chain_at(&r, Some(&empty), "2030-06-01T00:00:00Z");
     assert_fails(
         &v,
         "chain.intermediate.validity",
@@ -309,12 +348,13 @@ fn a_wrong_tcb_in_the_report_fails_the_leaf_match() {
 #[test]
 fn a_vlek_report_needs_its_asvk() {
     let r = report(Key::Vlek, |_| {});
-    let v = verify(&r, &vlek_chain(), None, INSIDE, &Cache::default());
+    let empty = crl("test-crl-empty.der");
+    let v = verify(&r, &vlek_chain(), Some(&empty), INSIDE, &Cache::default());
     assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
     assert_eq!(outcome(&v, "leaf.chip_id"), Outcome::Skipped);
     let mut no_asvk = vlek_chain();
     no_asvk.asvk = None;
-    let v = verify(&r, &no_asvk, None, INSIDE, &Cache::default());
+    let v = verify(&r, &no_asvk, Some(&empty), INSIDE, &Cache::default());
     assert_fails(&v, "chain.intermediate", Category::Collateral, "no ASVK");
     // The VCEK's chain does not vouch for a VLEK-signed report.
     let v = plain(&r);
@@ -414,4 +454,224 @@ fn the_cli_names_a_root_checks_a_crl_and_verifies_a_batch() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("chain.root"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_a_crl_revocation_is_undecided_unless_the_policy_accepts_that() {
+    let r = report(Key::Vcek, |_| {});
+    let v = chain_at(&r, None, INSIDE);
+    assert_fails(&v, "chain.crl", Category::Collateral, "no CRL given");
+    let lenient = Policy {
+        allow_unchecked_revocation: true,
+        ..Policy::default()
+    };
+    let v = verify_policy(
+        &roots(),
+        &r,
+        &vcek_chain(),
+        None,
+        INSIDE,
+        &Cache::default(),
+        &lenient,
+    );
+    assert_eq!(v.verdict, Status::Pass, "{:#?}", failed(&v));
+    assert_eq!(outcome(&v, "chain.crl"), Outcome::Skipped);
+    let reason = &v
+        .checks
+        .iter()
+        .find(|c| c.name == "chain.crl")
+        .unwrap()
+        .reason;
+    assert!(reason.contains("allow_unchecked_revocation"), "{reason}");
+}
+
+/// The TLVs (each whole: tag, length, value) inside the DER value `body`.
+fn tlvs(body: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (len, header) = match rest[1] {
+            n if n < 0x80 => (usize::from(n), 2),
+            0x81 => (usize::from(rest[2]), 3),
+            0x82 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            other => panic!("length form {other:#x}"),
+        };
+        let (tlv, tail) = rest.split_at(header + len);
+        out.push(tlv);
+        rest = tail;
+    }
+    out
+}
+
+/// The value of a single TLV.
+fn value(tlv: &[u8]) -> &[u8] {
+    let header = match tlv[1] {
+        n if n < 0x80 => 2,
+        0x81 => 3,
+        _ => 4,
+    };
+    &tlv[header..]
+}
+
+/// A DER TLV of `tag` around `body`.
+fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match body.len() {
+        n if n < 0x80 => out.push(u8::try_from(n).unwrap()),
+        n if n < 0x100 => out.extend([0x81, u8::try_from(n).unwrap()]),
+        n => out.extend(
+            [0x82]
+                .into_iter()
+                .chain(u16::try_from(n).unwrap().to_be_bytes()),
+        ),
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn a_crl_without_next_update_is_not_current() {
+    // The empty CRL without its nextUpdate (its signature no longer verifies either:
+    // OpenSSL cannot issue such a CRL, so this one is cut from a real one).
+    let der = pki("test-crl-empty.der");
+    let [tbs, alg, sig] = tlvs(value(&der))[..] else {
+        panic!("a CRL is three TLVs")
+    };
+    let fields: Vec<&[u8]> = tlvs(value(tbs));
+    // version, signature, issuer, thisUpdate, nextUpdate, [0] extensions.
+    assert_eq!(fields[4][0], 0x17, "nextUpdate is a UTCTime");
+    let without: Vec<u8> = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .flat_map(|(_, f)| f.iter().copied())
+        .collect();
+    let cut = tlv(
+        0x30,
+        &[tlv(0x30, &without), alg.to_vec(), sig.to_vec()].concat(),
+    );
+    let crl = Crl::parse(&cut, "CRL without nextUpdate").unwrap();
+    assert_eq!(crl.window().1, None);
+    let v = chain_at(&report(Key::Vcek, |_| {}), Some(&crl), INSIDE);
+    let f = failed(&v);
+    assert!(
+        f.iter()
+            .any(|c| c.starts_with("chain.crl.validity: ") && c.contains("no nextUpdate")),
+        "{f:#?}"
+    );
+}
+
+/// One certificate of the VCEK chain replaced by `(role, file)` of the test PKI (or by
+/// `der`), verified with the empty CRL; the named checks are the only ones that fail, and
+/// the first of them says `reason`.
+fn profile_case(replace: &[(&str, Vec<u8>)], fail: &[&str], reason: &str) {
+    let mut chain = vcek_chain();
+    let mut roots = roots();
+    for (role, der) in replace {
+        let c = Some(Cert::from_der(der, role).unwrap());
+        match *role {
+            "ark" => {
+                roots = Roots::amd().unwrap();
+                roots.add_root(c.clone().unwrap()).unwrap();
+                chain.ark = c;
+            }
+            "ask" => chain.ask = c,
+            "vcek" => chain.vcek = c,
+            other => panic!("role {other}"),
+        }
+    }
+    let v = verify_on(
+        &roots,
+        &report(Key::Vcek, |_| {}),
+        &chain,
+        Some(&crl("test-crl-empty.der")),
+        INSIDE,
+        &Cache::default(),
+    );
+    let f = failed(&v);
+    let names: Vec<&str> = v.failed_checks().map(|c| c.name.name()).collect();
+    assert_eq!(names, fail, "{f:#?}");
+    assert!(f[0].contains(reason), "want {reason:?} in {f:#?}");
+    assert_eq!(v.failure(), Some(Category::Signature));
+}
+
+#[test]
+fn every_certificate_profile_rule_has_a_negative() {
+    let bad = |f: &str| pki(f);
+    // Issuers must be CAs that may sign certificates.
+    profile_case(
+        &[("ask", bad("bad-ask-not-ca.der"))],
+        &["chain.intermediate.profile"],
+        "ASK: not a CA certificate",
+    );
+    profile_case(
+        &[("ask", bad("bad-ask-no-certsign.der"))],
+        &["chain.intermediate.profile"],
+        "ASK: keyUsage lacks keyCertSign",
+    );
+    // The root's pathLenConstraint 0 leaves no room for the ASK.
+    profile_case(
+        &[("ark", bad("bad-ark-pathlen0.der"))],
+        &["chain.root.profile"],
+        "ARK: pathLenConstraint 0",
+    );
+    // X.509 v3 only; no critical extension that is not processed.
+    profile_case(
+        &[("ask", bad("bad-ask-v1.der"))],
+        &["chain.intermediate.profile"],
+        "ASK: X.509 V1, not v3",
+    );
+    profile_case(
+        &[("ask", bad("bad-ask-critical.der"))],
+        &["chain.intermediate.profile"],
+        "critical extension 1.3.6.1.4.1.3704.99",
+    );
+    // Key and signature algorithms pinned per role.
+    profile_case(
+        &[
+            ("ask", bad("bad-ask-rsa2048.der")),
+            ("vcek", bad("bad-vcek-under-rsa2048.der")),
+        ],
+        &["chain.intermediate.profile"],
+        "ASK: the subject key is RSA-2048, not RSA-4096",
+    );
+    // RSASSA-PSS with SHA-256: the parameters are refused, and so is the signature.
+    profile_case(
+        &[("ask", bad("bad-ask-pss-sha256.der"))],
+        &["chain.intermediate.profile", "chain.intermediate"],
+        "ASK: RSASSA-PSS parameters: the hash is not SHA-384",
+    );
+    // A P-256 VCEK cannot have signed a P-384 report signature either.
+    profile_case(
+        &[("vcek", bad("bad-vcek-p256.der"))],
+        &["chain.leaf.profile", "report.signature"],
+        "VCEK: the subject key is not an EC P-384 key",
+    );
+    // An end entity must not be a CA.
+    profile_case(
+        &[("vcek", bad("bad-vcek-ca.der"))],
+        &["chain.leaf.profile"],
+        "VCEK: a CA certificate (basicConstraints cA) used as an end entity",
+    );
+    // notBefore after notAfter (and so never valid).
+    profile_case(
+        &[("vcek", bad("bad-vcek-reversed.der"))],
+        &["chain.leaf.profile", "chain.leaf.signature.validity"],
+        "is after notAfter",
+    );
+    // The outer signatureAlgorithm differs from the signed one (RFC 5280 4.1.1.2): the
+    // salt length of the outer copy changed from 48 to 32, outside the signed bytes, so
+    // the signature still verifies.
+    let mut vcek = pki("test-vcek.der");
+    let salt = [0xa2, 0x03, 0x02, 0x01, 0x30];
+    let at = vcek
+        .windows(salt.len())
+        .rposition(|w| w == salt)
+        .expect("the outer PSS salt");
+    vcek[at + 4] = 0x20;
+    profile_case(
+        &[("vcek", vcek)],
+        &["chain.leaf.profile", "chain.leaf.signature"],
+        "differs from the signature algorithm inside the signed part",
+    );
 }

@@ -2,7 +2,7 @@
 //! the chain fails early; parsing, claims and appraisal all run).
 #![no_main]
 
-use cvm_attest::snp::appraise::{Policy, Reference};
+use cvm_attest::snp::appraise::{Expected, Policy, Reference};
 use cvm_attest::snp::certs::{Roots, Supplied};
 use cvm_attest::Time;
 use libfuzzer_sys::fuzz_target;
@@ -27,8 +27,13 @@ fuzz_target!(|data: &[u8]| {
 fn check(data: &[u8]) {
     let roots = ROOTS.get_or_init(|| Roots::amd().expect("built-in roots"));
     let reference = Reference {
-        skip_measurement: true,
-        ..Reference::default()
+        measurement: Expected::Skip,
+        host_data: Expected::Skip,
+        id_key_digest: Expected::Skip,
+        author_key_digest: Expected::Skip,
+        report_data: Expected::Skip,
+        family_id: Expected::Skip,
+        image_id: Expected::Skip,
     };
     let v = cvm_attest::snp::Verifier {
         roots,

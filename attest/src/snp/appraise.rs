@@ -6,43 +6,54 @@
 
 use super::claims::Claims;
 use super::report::{Report, SigningKey};
-use super::tcb::Tcb;
-use crate::verdict::{Category, Checks};
+use super::tcb::{Component, Tcb};
+use crate::verdict::{Category, CheckId, Checks};
 use serde::Deserialize;
 
-pub use crate::config::{Bytes, ConfigError, OneOrMany};
-use crate::config::{check_tee, eq_check, flag, from_json_or_toml, one_of, reference_values};
+pub use crate::config::{Bytes, ConfigError, Expected, OneOrMany};
+use crate::config::{check_tee, expect, flag, from_json_or_toml, reference_values};
 
-/// Reference values for one guest image. Every field given must match; the measurement
-/// is required unless `skip_measurement` says otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Reference values for one guest image: what each compared field of the report must
+/// be, or an explicit [`Expected::Skip`]. Every field must be named when the struct is
+/// built, so none is left unchecked by omission.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// "snp" (optional, checked when present).
-    pub tee: Option<String>,
     /// Acceptable MEASUREMENTs.
-    pub measurement: Option<OneOrMany<Bytes<48>>>,
-    /// Accept any measurement (must be said explicitly).
-    #[serde(default)]
-    pub skip_measurement: bool,
+    pub measurement: Expected<Bytes<48>>,
     /// HOST_DATA.
-    pub host_data: Option<Bytes<32>>,
+    pub host_data: Expected<Bytes<32>>,
     /// ID_KEY_DIGEST.
-    pub id_key_digest: Option<Bytes<48>>,
+    pub id_key_digest: Expected<Bytes<48>>,
     /// AUTHOR_KEY_DIGEST.
-    pub author_key_digest: Option<Bytes<48>>,
+    pub author_key_digest: Expected<Bytes<48>>,
     /// REPORT_DATA, exactly (e.g. a nonce).
-    pub report_data: Option<Bytes<64>>,
+    pub report_data: Expected<Bytes<64>>,
     /// FAMILY_ID.
-    pub family_id: Option<Bytes<16>>,
+    pub family_id: Expected<Bytes<16>>,
     /// IMAGE_ID.
-    pub image_id: Option<Bytes<16>>,
+    pub image_id: Expected<Bytes<16>>,
+}
+
+/// The reference-value file: every field but the measurement optional (left out means
+/// skipped), the measurement required unless `skip_measurement = true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tee: Option<String>,
+    measurement: Option<OneOrMany<Bytes<48>>>,
+    #[serde(default)]
+    skip_measurement: bool,
+    host_data: Option<OneOrMany<Bytes<32>>>,
+    id_key_digest: Option<OneOrMany<Bytes<48>>>,
+    author_key_digest: Option<OneOrMany<Bytes<48>>>,
+    report_data: Option<OneOrMany<Bytes<64>>>,
+    family_id: Option<OneOrMany<Bytes<16>>>,
+    image_id: Option<OneOrMany<Bytes<16>>>,
 }
 
 /// The subset of `cvm measure --format json` output that is a reference value.
 #[derive(Debug, Deserialize)]
 struct MeasureHandoff {
-    tee: String,
     measurement: Bytes<48>,
     #[allow(dead_code, reason = "its presence marks cvm measure output")]
     firmware: serde_json::Value,
@@ -58,35 +69,74 @@ struct MeasureIdBlock {
 }
 
 impl Reference {
+    /// Every field skipped but the measurement (`cvm measure` output says nothing of
+    /// the others).
+    fn measurement_only(measurement: Expected<Bytes<48>>) -> Self {
+        Reference {
+            measurement,
+            host_data: Expected::Skip,
+            id_key_digest: Expected::Skip,
+            author_key_digest: Expected::Skip,
+            report_data: Expected::Skip,
+            family_id: Expected::Skip,
+            image_id: Expected::Skip,
+        }
+    }
+
     /// Reads reference values from TOML, JSON, or the JSON that `cvm measure` prints.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let r: Reference = reference_values(text, TEES, |value| {
-            let m: MeasureHandoff = serde_json::from_value(value)
-                .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
-            let id = m.id_block;
-            Ok(Reference {
-                tee: Some(m.tee),
-                measurement: Some(OneOrMany::One(m.measurement)),
-                id_key_digest: id.as_ref().map(|i| i.id_key_digest),
-                author_key_digest: id.as_ref().and_then(|i| i.author_key_digest),
-                family_id: id.as_ref().map(|i| i.family_id),
-                image_id: id.as_ref().map(|i| i.image_id),
-                ..Reference::default()
-            })
-        })?;
-        check_tee(r.tee.as_deref(), "reference values", TEES)?;
-        if r.measurement.is_none() && !r.skip_measurement {
-            return Err(ConfigError(
-                "no measurement: give `measurement`, or `skip_measurement = true` to accept any"
-                    .into(),
-            ));
-        }
-        if r.measurement.is_some() && r.skip_measurement {
-            return Err(ConfigError(
-                "`measurement` and `skip_measurement` contradict each other".into(),
-            ));
-        }
-        Ok(r)
+        reference_values(
+            text,
+            TEES,
+            |value| {
+                let m: MeasureHandoff = serde_json::from_value(value)
+                    .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
+                let id = m.id_block;
+                let opt = |v: Option<Bytes<48>>| v.map_or(Expected::Skip, Expected::value);
+                Ok(Reference {
+                    id_key_digest: opt(id.as_ref().map(|i| i.id_key_digest)),
+                    author_key_digest: opt(id.as_ref().and_then(|i| i.author_key_digest)),
+                    family_id: id
+                        .as_ref()
+                        .map_or(Expected::Skip, |i| Expected::value(i.family_id)),
+                    image_id: id
+                        .as_ref()
+                        .map_or(Expected::Skip, |i| Expected::value(i.image_id)),
+                    ..Reference::measurement_only(Expected::value(m.measurement))
+                })
+            },
+            File::into_reference,
+        )
+    }
+}
+
+impl File {
+    fn into_reference(self) -> Result<Reference, ConfigError> {
+        let f = self;
+        check_tee(f.tee.as_deref(), "reference values", TEES)?;
+        let measurement = match (f.measurement, f.skip_measurement) {
+            (None, false) => {
+                return Err(ConfigError(
+                    "no measurement: give `measurement`, or `skip_measurement = true` to accept any"
+                        .into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err(ConfigError(
+                    "`measurement` and `skip_measurement` contradict each other".into(),
+                ));
+            }
+            (m, _) => Expected::from_file(m),
+        };
+        Ok(Reference {
+            measurement,
+            host_data: Expected::from_file(f.host_data),
+            id_key_digest: Expected::from_file(f.id_key_digest),
+            author_key_digest: Expected::from_file(f.author_key_digest),
+            report_data: Expected::from_file(f.report_data),
+            family_id: Expected::from_file(f.family_id),
+            image_id: Expected::from_file(f.image_id),
+        })
     }
 }
 
@@ -104,6 +154,26 @@ pub enum TcbKind {
     Launch,
 }
 
+impl TcbKind {
+    fn check(self) -> CheckId {
+        match self {
+            TcbKind::Reported => CheckId::PolicyMinTcbReported,
+            TcbKind::Committed => CheckId::PolicyMinTcbCommitted,
+            TcbKind::Current => CheckId::PolicyMinTcbCurrent,
+            TcbKind::Launch => CheckId::PolicyMinTcbLaunch,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TcbKind::Reported => "reported",
+            TcbKind::Committed => "committed",
+            TcbKind::Current => "current",
+            TcbKind::Launch => "launch",
+        }
+    }
+}
+
 /// A minimum TCB, per component; components left out are not constrained.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +188,19 @@ pub struct MinTcb {
     pub snp: Option<u8>,
     /// Microcode.
     pub ucode: Option<u8>,
+}
+
+impl MinTcb {
+    /// The minimum for one component.
+    pub fn get(&self, c: Component) -> Option<u8> {
+        match c {
+            Component::Fmc => self.fmc,
+            Component::Bl => self.bl,
+            Component::Tee => self.tee,
+            Component::Snp => self.snp,
+            Component::Ucode => self.ucode,
+        }
+    }
 }
 
 /// The policy any acceptable SNP guest and platform must satisfy. `Policy::default()`
@@ -151,6 +234,9 @@ pub struct Policy {
     pub min_tcb: Option<MinTcb>,
     /// Which of the report's TCBs `min_tcb` applies to. Default: reported and committed.
     pub min_tcb_applies_to: Vec<TcbKind>,
+    /// Accept a verdict whose ASK/ASVK revocation was not checked (no CRL given).
+    /// Default false: without a CRL the verdict fails for want of collateral.
+    pub allow_unchecked_revocation: bool,
 }
 
 /// A signing key, as a policy names it.
@@ -178,6 +264,7 @@ impl Default for Policy {
             signing_keys: vec![SigningKeyName::Vcek, SigningKeyName::Vlek],
             min_tcb: None,
             min_tcb_applies_to: vec![TcbKind::Reported, TcbKind::Committed],
+            allow_unchecked_revocation: false,
         }
     }
 }
@@ -187,6 +274,13 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let p: Policy = from_json_or_toml(text)?;
         check_tee(p.tee.as_deref(), "a policy", TEES)?;
+        if p.min_tcb_applies_to.is_empty() {
+            return Err(ConfigError(
+                "`min_tcb_applies_to` is empty: name at least one of reported, committed, \
+                 current, launch"
+                    .into(),
+            ));
+        }
         Ok(p)
     }
 }
@@ -206,91 +300,97 @@ pub fn appraise(
     let f = report.fields;
     match reference {
         None => checks.skip(
-            "reference",
+            CheckId::Reference,
             Category::Policy,
             "--no-reference: authenticity only, no reference values compared",
         ),
         Some(r) => {
-            match (&r.measurement, r.skip_measurement) {
-                (Some(m), _) => one_of(
-                    checks,
-                    "reference.measurement",
-                    "MEASUREMENT",
-                    m,
-                    &f.measurement,
-                ),
-                (None, _) => checks.skip(
-                    "reference.measurement",
-                    Category::Policy,
-                    "skip_measurement: any measurement accepted",
-                ),
-            }
-            let absent = "no reference value given";
-            eq_check(
+            expect(
                 checks,
-                "reference.host_data",
+                CheckId::ReferenceMeasurement,
+                "MEASUREMENT",
+                &r.measurement,
+                &f.measurement,
+            );
+            expect(
+                checks,
+                CheckId::ReferenceHostData,
                 "HOST_DATA",
-                r.host_data.as_ref(),
+                &r.host_data,
                 &f.host_data,
-                absent,
             );
-            eq_check(
+            expect(
                 checks,
-                "reference.id_key_digest",
+                CheckId::ReferenceIdKeyDigest,
                 "ID_KEY_DIGEST",
-                r.id_key_digest.as_ref(),
+                &r.id_key_digest,
                 &f.id_key_digest,
-                absent,
             );
-            eq_check(
+            expect(
                 checks,
-                "reference.author_key_digest",
+                CheckId::ReferenceAuthorKeyDigest,
                 "AUTHOR_KEY_DIGEST",
-                r.author_key_digest.as_ref(),
+                &r.author_key_digest,
                 &f.author_key_digest,
-                absent,
             );
-            eq_check(
+            expect(
                 checks,
-                "reference.report_data",
+                CheckId::ReferenceReportData,
                 "REPORT_DATA",
-                r.report_data.as_ref(),
+                &r.report_data,
                 &f.report_data,
-                absent,
             );
-            eq_check(
+            expect(
                 checks,
-                "reference.family_id",
+                CheckId::ReferenceFamilyId,
                 "FAMILY_ID",
-                r.family_id.as_ref(),
+                &r.family_id,
                 &f.family_id,
-                absent,
             );
-            eq_check(
+            expect(
                 checks,
-                "reference.image_id",
+                CheckId::ReferenceImageId,
                 "IMAGE_ID",
-                r.image_id.as_ref(),
+                &r.image_id,
                 &f.image_id,
-                absent,
             );
         }
     }
     appraise_policy(report, claims, policy, checks);
 }
 
+/// The POLICY bits SEV-SNP firmware ABI 1.55 (table 9) defines: 0-25. The firmware
+/// refuses a guest policy with a reserved bit set (SNP_LAUNCH_START returns
+/// POLICY_FAILURE), so a report with one comes from an ABI this verifier does not know.
+const POLICY_DEFINED_BITS: u64 = (1 << 26) - 1;
+
+/// The VMPLs that exist (SEV-SNP ABI 1.55 section 2.4: four levels, 0 to 3).
+const MAX_VMPL: u32 = 3;
+
 fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks: &mut Checks) {
     let p = &claims.policy;
+    let raw = report.fields.policy.get();
     flag(
         checks,
-        "policy.reserved_bit17",
+        CheckId::PolicyReservedBit17,
         p.reserved_one,
         "POLICY bit 17 (reserved, must be one) is set",
         "POLICY bit 17 (reserved, must be one) is clear",
     );
+    let unknown = raw & !POLICY_DEFINED_BITS;
     flag(
         checks,
-        "policy.debug",
+        CheckId::PolicyReservedBits,
+        unknown == 0,
+        "POLICY bits 63:26 (reserved) are clear",
+        &format!(
+            "POLICY {raw:#x} sets reserved bits {unknown:#x} (63:26), which SEV-SNP ABI 1.55 \
+             does not define"
+        ),
+    );
+    flag(
+        checks,
+        CheckId::PolicyDebug,
         policy.allow_debug || !p.debug,
         if p.debug {
             "debug allowed by the guest and by the policy"
@@ -301,7 +401,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     );
     flag(
         checks,
-        "policy.migrate_ma",
+        CheckId::PolicyMigrateMa,
         policy.allow_migration_agent || !p.migrate_ma,
         if p.migrate_ma {
             "migration agent allowed by the policy"
@@ -312,7 +412,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     );
     flag(
         checks,
-        "policy.smt",
+        CheckId::PolicySmt,
         policy.allow_smt || !p.smt,
         if p.smt {
             "SMT allowed"
@@ -324,7 +424,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     if policy.require_single_socket {
         flag(
             checks,
-            "policy.single_socket",
+            CheckId::PolicySingleSocket,
             p.single_socket,
             "SINGLE_SOCKET set",
             "SINGLE_SOCKET required but not set",
@@ -333,7 +433,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     if policy.require_ciphertext_hiding {
         flag(
             checks,
-            "policy.ciphertext_hiding",
+            CheckId::PolicyCiphertextHiding,
             p.ciphertext_hiding,
             "CIPHERTEXT_HIDING set",
             "CIPHERTEXT_HIDING required but not set",
@@ -342,7 +442,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     if policy.require_author_key {
         flag(
             checks,
-            "policy.author_key",
+            CheckId::PolicyAuthorKey,
             report.author_key_en(),
             "AUTHOR_KEY_EN set",
             "an author key is required",
@@ -350,7 +450,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     }
     let svn = claims.guest_svn;
     checks.record(
-        "policy.guest_svn",
+        CheckId::PolicyGuestSvn,
         Category::Policy,
         if svn >= policy.min_guest_svn {
             Ok(format!("GUEST_SVN {svn} >= {}", policy.min_guest_svn))
@@ -361,20 +461,19 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
             ))
         },
     );
-    match &policy.vmpl {
-        None => checks.skip(
-            "policy.vmpl",
-            Category::Policy,
-            &format!("VMPL {} (any accepted)", claims.vmpl),
-        ),
-        Some(allowed) => flag(
-            checks,
-            "policy.vmpl",
-            allowed.contains(&claims.vmpl),
-            &format!("VMPL {} accepted", claims.vmpl),
-            &format!("VMPL {} is not one of {allowed:?}", claims.vmpl),
-        ),
-    }
+    let vmpl = claims.vmpl;
+    checks.record(
+        CheckId::PolicyVmpl,
+        Category::Policy,
+        match &policy.vmpl {
+            _ if vmpl > MAX_VMPL => Err(format!(
+                "VMPL {vmpl} does not exist (there are four, 0 to {MAX_VMPL})"
+            )),
+            None => Ok(format!("VMPL {vmpl} (any of 0-{MAX_VMPL} accepted)")),
+            Some(allowed) if allowed.contains(&vmpl) => Ok(format!("VMPL {vmpl} accepted")),
+            Some(allowed) => Err(format!("VMPL {vmpl} is not one of {allowed:?}")),
+        },
+    );
     let key = match report.signing_key() {
         SigningKey::Vcek => Some(SigningKeyName::Vcek),
         SigningKey::Vlek => Some(SigningKeyName::Vlek),
@@ -382,7 +481,7 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     };
     flag(
         checks,
-        "policy.signing_key",
+        CheckId::PolicySigningKey,
         key.is_some_and(|k| policy.signing_keys.contains(&k)),
         &format!("signed by the {}", key_name(report.signing_key())),
         &format!(
@@ -392,25 +491,20 @@ fn appraise_policy(report: &Report<'_>, claims: &Claims, policy: &Policy, checks
     );
     if let Some(min) = &policy.min_tcb {
         for kind in &policy.min_tcb_applies_to {
-            let (name, claim) = match kind {
-                TcbKind::Reported => ("reported", &claims.reported_tcb),
-                TcbKind::Committed => ("committed", &claims.committed_tcb),
-                TcbKind::Current => ("current", &claims.current_tcb),
-                TcbKind::Launch => ("launch", &claims.launch_tcb),
+            let claim = match kind {
+                TcbKind::Reported => &claims.reported_tcb,
+                TcbKind::Committed => &claims.committed_tcb,
+                TcbKind::Current => &claims.current_tcb,
+                TcbKind::Launch => &claims.launch_tcb,
             };
-            let check = format!("policy.min_tcb.{name}");
-            match claim.decoded() {
-                None => {
-                    checks.record(
-                        &check,
-                        Category::Policy,
-                        Err("the product (and so the TCB layout) is unknown".into()),
-                    );
-                }
-                Some(tcb) => {
-                    checks.record(&check, Category::Policy, tcb_at_least(tcb, min, name));
-                }
-            }
+            checks.record(
+                kind.check(),
+                Category::Policy,
+                match claim.decoded() {
+                    None => Err("the product (and so the TCB layout) is unknown".into()),
+                    Some(tcb) => tcb_at_least(tcb, min, kind.name()),
+                },
+            );
         }
     }
 }
@@ -427,14 +521,7 @@ fn key_name(k: SigningKey) -> String {
 fn tcb_at_least(tcb: &Tcb, min: &MinTcb, name: &str) -> Result<String, String> {
     let mut low = Vec::new();
     for (component, have) in tcb.components() {
-        let want = match component {
-            "fmc" => min.fmc,
-            "bl" => min.bl,
-            "tee" => min.tee,
-            "snp" => min.snp,
-            _ => min.ucode,
-        };
-        if let Some(w) = want
+        if let Some(w) = min.get(component)
             && have < w
         {
             low.push(format!("{component} {have} < {w}"));

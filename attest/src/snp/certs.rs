@@ -5,9 +5,9 @@
 //! the verification time.
 
 use super::Verifier;
-use super::tcb::Product;
-use crate::verdict::{Category, Checks};
-use crate::x509::{Cert, CertError, Crl};
+use super::tcb::{Component, Product};
+use crate::verdict::{Category, CheckId, Checks};
+use crate::x509::{Cert, CertError, Crl, KeyProfile, Profile, SignatureProfile};
 use der::Decode;
 use der::asn1::ObjectIdentifier;
 
@@ -172,6 +172,58 @@ impl LeafKind {
             LeafKind::Vlek => "ASVK",
         }
     }
+
+    /// The leaf's profile: a P-384 key signed by its intermediate (SEV-SNP ABI 1.55
+    /// section 2.3 and AMD's "Versioned Chip Endorsement Key" specification).
+    fn leaf_profile(self) -> Profile {
+        Profile {
+            role: self.name(),
+            key: KeyProfile::P384,
+            signed_with: SignatureProfile::RsaPssSha384,
+            ca: None,
+            crl_signer: false,
+        }
+    }
+
+    /// The intermediate's profile: an RSA-4096 CA signed by the ARK, issuing leaves only.
+    fn intermediate_profile(self) -> Profile {
+        Profile {
+            role: self.intermediate(),
+            key: KeyProfile::Rsa(4096),
+            signed_with: SignatureProfile::RsaPssSha384,
+            ca: Some(0),
+            crl_signer: false,
+        }
+    }
+}
+
+/// The ARK's profile: a self-signed RSA-4096 CA that signs the intermediates and the CRL.
+pub const ARK_PROFILE: Profile = Profile {
+    role: "ARK",
+    key: KeyProfile::Rsa(4096),
+    signed_with: SignatureProfile::RsaPssSha384,
+    ca: Some(1),
+    crl_signer: true,
+};
+
+/// Records the profile check `id` of `cert`.
+fn profile(checks: &mut Checks, id: CheckId, cert: &Cert, p: &Profile) -> bool {
+    checks.record(
+        id,
+        Category::Signature,
+        cert.check_profile(p).map(|()| {
+            let key = match p.key {
+                KeyProfile::Rsa(bits) => format!("RSA-{bits}"),
+                KeyProfile::P256 => "EC P-256".to_owned(),
+                KeyProfile::P384 => "EC P-384".to_owned(),
+            };
+            let what = if p.ca.is_some() { "CA" } else { "end entity" };
+            format!(
+                "{}: X.509 v3 {what}, {key} key, signed with the pinned algorithm",
+                p.role
+            )
+        }),
+    )
 }
 
 /// A leaf certificate whose chain verified.
@@ -201,7 +253,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
     let leaf_name = kind.name();
     let Some(leaf) = leaf else {
         checks.record(
-            "chain.leaf",
+            CheckId::ChainLeaf,
             Category::Collateral,
             Err(format!(
                 "the report is {leaf_name}-signed but no {leaf_name} certificate was supplied"
@@ -212,7 +264,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
     let want_cn = format!("SEV-{leaf_name}");
     let cn = leaf.subject_cn().unwrap_or_default();
     if !checks.record(
-        "chain.leaf",
+        CheckId::ChainLeaf,
         Category::Signature,
         if cn == want_cn {
             Ok(format!("{leaf_name} certificate (CN {cn})"))
@@ -238,7 +290,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
     let inter_name = kind.intermediate();
     let Some(inter) = intermediate.or(builtin_ask) else {
         checks.record(
-            "chain.intermediate",
+            CheckId::ChainIntermediate,
             Category::Collateral,
             Err(format!(
                 "no {inter_name} certificate was supplied for the {leaf_name} (issuer {:?})",
@@ -250,7 +302,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
     // The root.
     if let Some(ark) = &supplied.ark
         && !checks.record(
-            "chain.supplied_ark",
+            CheckId::ChainSuppliedArk,
             Category::Signature,
             if roots.is_root(ark) {
                 Ok("the supplied ARK is a trusted root".into())
@@ -268,7 +320,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
     }
     let Some((product, root)) = roots.root_for(inter) else {
         checks.record(
-            "chain.root",
+            CheckId::ChainRoot,
             Category::Signature,
             Err(format!(
                 "the {inter_name} (CN {:?}) is issued by {:?}, which is not a trusted root",
@@ -279,8 +331,21 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
         return None;
     };
     let root_cn = root.subject_cn().unwrap_or_default();
-    let mut ok = checks.record(
-        "chain.root",
+    let mut ok = profile(checks, CheckId::ChainRootProfile, root, &ARK_PROFILE);
+    ok &= profile(
+        checks,
+        CheckId::ChainIntermediateProfile,
+        inter,
+        &kind.intermediate_profile(),
+    );
+    ok &= profile(
+        checks,
+        CheckId::ChainLeafProfile,
+        leaf,
+        &kind.leaf_profile(),
+    );
+    ok &= checks.record(
+        CheckId::ChainRoot,
         Category::Signature,
         cache
             .cert_signed_by(root, root)
@@ -288,21 +353,52 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
             .map_err(|e| format!("{root_cn}: {e}")),
     );
     ok &= checks.record(
-        "chain.root.validity",
+        CheckId::ChainRootValidity,
         Category::Signature,
         root.valid_at(at)
             .map(|()| format!("{root_cn} valid at {at}"))
             .map_err(|e| format!("{root_cn}: {e}")),
     );
-    ok &= link(v, checks, "chain.intermediate", inter_name, inter, root);
-    ok &= link(v, checks, "chain.leaf.signature", leaf_name, leaf, inter);
+    ok &= link(
+        v,
+        checks,
+        (
+            CheckId::ChainIntermediate,
+            CheckId::ChainIntermediateValidity,
+        ),
+        inter_name,
+        inter,
+        root,
+    );
+    ok &= link(
+        v,
+        checks,
+        (CheckId::ChainLeafSignature, CheckId::ChainLeafValidity),
+        leaf_name,
+        leaf,
+        inter,
+    );
     match v.crl {
         Some(crl) => ok &= check_crl(v, checks, crl, root, inter, inter_name),
-        None => checks.skip(
-            "chain.crl",
-            Category::Signature,
-            "no CRL given: revocation of the ASK/ASVK not checked",
+        None if v.policy.allow_unchecked_revocation => checks.skip(
+            CheckId::ChainCrl,
+            Category::Collateral,
+            &format!(
+                "no CRL given: the {inter_name}'s revocation is not checked, as the policy \
+                 allows (allow_unchecked_revocation, --no-crl)"
+            ),
         ),
+        None => {
+            ok &= checks.record(
+                CheckId::ChainCrl,
+                Category::Collateral,
+                Err(format!(
+                    "no CRL given: whether the {inter_name} is revoked cannot be decided (give \
+                     --crl with AMD's CRL for the {product}, or --no-crl to accept an unchecked \
+                     chain)"
+                )),
+            );
+        }
     }
     Some(VerifiedLeaf {
         cert: leaf.clone(),
@@ -315,7 +411,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
 fn link(
     v: &Verifier<'_>,
     checks: &mut Checks,
-    name: &str,
+    (name, validity): (CheckId, CheckId),
     what: &str,
     child: &Cert,
     issuer: &Cert,
@@ -335,7 +431,7 @@ fn link(
     };
     let a = checks.record(name, Category::Signature, signed);
     let b = checks.record(
-        &format!("{name}.validity"),
+        validity,
         Category::Signature,
         child
             .valid_at(at)
@@ -355,7 +451,7 @@ fn check_crl(
 ) -> bool {
     let (cache, at) = (v.cache, v.at);
     let signed = checks.record(
-        "chain.crl.signature",
+        CheckId::ChainCrlSignature,
         Category::Signature,
         cache
             .crl_signed_by(crl, root)
@@ -364,23 +460,24 @@ fn check_crl(
     );
     let (this, next) = crl.window();
     let current = checks.record(
-        "chain.crl.validity",
+        CheckId::ChainCrlValidity,
         Category::Collateral,
-        if at < this {
-            Err(format!(
+        match next {
+            _ if at < this => Err(format!(
                 "CRL issued {this}, after the verification time {at}"
-            ))
-        } else if next.is_some_and(|n| at > n) {
-            Err(format!(
-                "CRL stale: its next update was due {} (verification time {at})",
-                next.map(|n| n.to_string()).unwrap_or_default()
-            ))
-        } else {
-            Ok(format!("CRL of {this} current at {at}"))
+            )),
+            None => Err(format!(
+                "the CRL of {this} has no nextUpdate, so nothing says when it stops being \
+                 current (RFC 5280 5.1.2.5 requires one)"
+            )),
+            Some(n) if at > n => Err(format!(
+                "CRL stale: its next update was due {n} (verification time {at})"
+            )),
+            Some(n) => Ok(format!("CRL of {this} current at {at} (next update {n})")),
         },
     );
     let not_revoked = checks.record(
-        "chain.crl.revocation",
+        CheckId::ChainCrlRevocation,
         Category::Signature,
         if crl.revokes(inter) {
             Err(format!("the {inter_name} is revoked by the CRL"))
@@ -422,6 +519,17 @@ const OID_FMC: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.3.9");
 const OID_HW_ID: ObjectIdentifier = amd_oid("1.3.6.1.4.1.3704.1.4");
 
 impl AmdExtensions {
+    /// The certificate's SPL for one TCB component.
+    pub fn spl(&self, c: Component) -> Option<u64> {
+        match c {
+            Component::Fmc => self.fmc,
+            Component::Bl => self.bl,
+            Component::Tee => self.tee,
+            Component::Snp => self.snp,
+            Component::Ucode => self.ucode,
+        }
+    }
+
     /// Reads the extensions of `cert`; a malformed value is an error naming its OID.
     pub fn read(cert: &Cert) -> Result<Self, String> {
         let int = |oid: &ObjectIdentifier| -> Result<Option<u64>, String> {

@@ -2,16 +2,30 @@
 //! the VCEK/VLEK to the report, appraise the claims.
 //!
 //! ```no_run
-//! use cvm_attest::snp::{Verifier, appraise::{Policy, Reference}, certs::{Roots, Supplied}};
+//! use cvm_attest::snp::{Verifier, appraise::{Expected, Policy, Reference}, certs::{Roots, Supplied}};
+//! use cvm_attest::config::Bytes;
+//! use cvm_attest::x509::Crl;
 //! use cvm_attest::{Cache, Time};
 //! # let report_bytes: Vec<u8> = vec![];
 //! # let supplied = Supplied::default();
+//! # let crl_der: Vec<u8> = vec![];
 //! let roots = Roots::amd()?;
+//! let crl = Crl::parse(&crl_der, "AMD's CRL")?;
+//! // Every field is named: a value, a set of values, or a skip said on purpose.
+//! let reference = Reference {
+//!     measurement: Expected::value(Bytes([0x5a; 48])),
+//!     host_data: Expected::Skip,
+//!     id_key_digest: Expected::Skip,
+//!     author_key_digest: Expected::Skip,
+//!     report_data: Expected::value(Bytes([0; 64])),
+//!     family_id: Expected::Skip,
+//!     image_id: Expected::Skip,
+//! };
 //! let verifier = Verifier {
 //!     roots: &roots,
 //!     supplied: &supplied,
-//!     crl: None,
-//!     reference: Some(&Reference::default()),
+//!     crl: Some(&crl),
+//!     reference: Some(&reference),
 //!     policy: &Policy::default(),
 //!     at: Time::parse_rfc3339("2026-03-01T00:00:00Z")?,
 //!     cache: &Cache::default(),
@@ -28,7 +42,7 @@ pub mod tcb;
 
 use crate::cache::Cache;
 use crate::time::Time;
-use crate::verdict::{Category, Checks, Verdict};
+use crate::verdict::{Category, CheckId, Checks, Verdict};
 use crate::x509::Crl;
 use appraise::{Policy, Reference};
 use certs::{AmdExtensions, LeafKind, Roots, Supplied, VerifiedLeaf};
@@ -73,7 +87,11 @@ fn verify(v: &Verifier<'_>, report_bytes: &[u8]) -> Verdict<Claims> {
     let report = match Report::parse(report_bytes) {
         Ok(r) => r,
         Err(e) => {
-            checks.record("report.parse", Category::Malformed, Err(e.to_string()));
+            checks.record(
+                CheckId::ReportParse,
+                Category::Malformed,
+                Err(e.to_string()),
+            );
             return finish(checks, None, None, at);
         }
     };
@@ -83,7 +101,7 @@ fn verify(v: &Verifier<'_>, report_bytes: &[u8]) -> Verdict<Claims> {
         .map(|d| format!("{} at {:#x}: {}", d.field, d.offset, d.reason))
         .collect();
     checks.record(
-        "report.structure",
+        CheckId::ReportStructure,
         Category::Malformed,
         if defects.is_empty() {
             Ok(format!(
@@ -100,7 +118,7 @@ fn verify(v: &Verifier<'_>, report_bytes: &[u8]) -> Verdict<Claims> {
         SigningKey::Vlek => Some(LeafKind::Vlek),
         other => {
             checks.record(
-                "report.signing_key",
+                CheckId::ReportSigningKey,
                 Category::Signature,
                 Err(format!(
                     "SIGNING_KEY is {other:?}: the report is not signed by a VCEK or VLEK"
@@ -148,7 +166,7 @@ fn check_signature(report: &Report<'_>, leaf: &VerifiedLeaf, checks: &mut Checks
     };
     if report.mask_chip_key() {
         checks.record(
-            "report.signature",
+            CheckId::ReportSignature,
             Category::Signature,
             Err(
                 "MASK_CHIP_KEY is set: the firmware wrote zeroes instead of signing the report, \
@@ -168,7 +186,7 @@ fn check_signature(report: &Report<'_>, leaf: &VerifiedLeaf, checks: &mut Checks
             })
     });
     checks.record(
-        "report.signature",
+        CheckId::ReportSignature,
         Category::Signature,
         result
             .map(|()| format!("ECDSA P-384/SHA-384 over the raw bytes 0x000-0x29F, by the {name}")),
@@ -185,28 +203,21 @@ fn match_leaf(
     let ext = match AmdExtensions::read(&leaf.cert) {
         Ok(e) => e,
         Err(e) => {
-            checks.record("leaf.extensions", Category::Signature, Err(e));
+            checks.record(CheckId::LeafExtensions, Category::Signature, Err(e));
             return;
         }
     };
     let (tcb, _) = Tcb::decode(report.fields.reported_tcb, leaf.product);
     let mut mismatches = Vec::new();
-    let spl = |name: &str| match name {
-        "fmc" => ext.fmc,
-        "bl" => ext.bl,
-        "tee" => ext.tee,
-        "snp" => ext.snp,
-        _ => ext.ucode,
-    };
     for (name, value) in tcb.components() {
-        match spl(name) {
+        match ext.spl(name) {
             Some(v) if v == u64::from(value) => {}
             Some(v) => mismatches.push(format!("{name}: report {value}, certificate {v}")),
             None => mismatches.push(format!("{name}: the certificate has no {name}SPL")),
         }
     }
     checks.record(
-        "leaf.tcb",
+        CheckId::LeafTcb,
         Category::Signature,
         if mismatches.is_empty() {
             Ok(format!(
@@ -221,14 +232,14 @@ fn match_leaf(
     );
     match leaf.kind {
         LeafKind::Vlek => checks.skip(
-            "leaf.chip_id",
+            CheckId::LeafChipId,
             Category::Signature,
             "VLEK certificates carry no hwID",
         ),
         // The platform's MASK_CHIP_ID setting zeroes CHIP_ID; the VCEK, derived from
         // the chip's own secret, still ties the signature to one chip.
         LeafKind::Vcek if report.fields.chip_id.iter().all(|b| *b == 0) => checks.skip(
-            "leaf.chip_id",
+            CheckId::LeafChipId,
             Category::Signature,
             "CHIP_ID is zero (masked by the platform's MASK_CHIP_ID): the VCEK signature \
              alone ties the report to a chip",
@@ -253,7 +264,7 @@ fn match_leaf(
                     }
                 }
             };
-            checks.record("leaf.chip_id", Category::Signature, result);
+            checks.record(CheckId::LeafChipId, Category::Signature, result);
         }
     }
     let name = ext.product_name.unwrap_or_default();
@@ -275,7 +286,7 @@ fn match_leaf(
         _ => {}
     }
     checks.record(
-        "leaf.product",
+        CheckId::LeafProduct,
         Category::Signature,
         if problems.is_empty() {
             Ok(format!("{} (productName {name:?})", leaf.product))
@@ -302,7 +313,7 @@ fn check_tcb_reserved(report: &Report<'_>, product: Product, checks: &mut Checks
         }
     }
     checks.record(
-        "report.tcb_reserved",
+        CheckId::ReportTcbReserved,
         Category::Malformed,
         if bad.is_empty() {
             Ok(format!("TCB reserved bytes zero ({product} layout)"))

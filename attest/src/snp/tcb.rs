@@ -50,6 +50,40 @@ impl fmt::Display for Product {
     }
 }
 
+/// A component of a TCB_VERSION.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// FMC (Turin).
+    Fmc,
+    /// BOOT_LOADER.
+    Bl,
+    /// TEE (the PSP OS).
+    Tee,
+    /// SNP firmware.
+    Snp,
+    /// MICROCODE.
+    Ucode,
+}
+
+impl Component {
+    /// The name AMD's certificates (`<name>SPL`) and policy files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Fmc => "fmc",
+            Component::Bl => "bl",
+            Component::Tee => "tee",
+            Component::Snp => "snp",
+            Component::Ucode => "ucode",
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A decoded TCB_VERSION.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Tcb {
@@ -112,17 +146,17 @@ impl Tcb {
         (tcb, bad)
     }
 
-    /// The components as (name, value) pairs, FMC first when present.
-    pub fn components(&self) -> Vec<(&'static str, u8)> {
+    /// The components with their values, FMC first when present.
+    pub fn components(&self) -> Vec<(Component, u8)> {
         let mut v = Vec::with_capacity(5);
         if let Some(f) = self.fmc {
-            v.push(("fmc", f));
+            v.push((Component::Fmc, f));
         }
         v.extend([
-            ("bl", self.bl),
-            ("tee", self.tee),
-            ("snp", self.snp),
-            ("ucode", self.ucode),
+            (Component::Bl, self.bl),
+            (Component::Tee, self.tee),
+            (Component::Snp, self.snp),
+            (Component::Ucode, self.ucode),
         ]);
         v
     }

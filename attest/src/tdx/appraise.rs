@@ -3,52 +3,66 @@
 
 use super::claims::{TdAttributes, enclave_debug};
 use super::collateral::TcbStatus;
-use super::quote::{Body, EnclaveReport, TdReport};
+use super::quote::{Body, EnclaveReport, TdReport, Tee};
 use crate::config::{
-    Bytes, ConfigError, OneOrMany, check_tee, eq_check, flag, from_json_or_toml, one_of,
-    reference_values,
+    Bytes, ConfigError, Expected, OneOrMany, check_tee, expect, flag, from_json_or_toml,
+    inapplicable, reference_values,
 };
-use crate::verdict::{Category, Checks};
+use crate::verdict::{Category, CheckId, Checks};
 use cvm_firmware::hex;
 use serde::Deserialize;
 use sha2::{Digest, Sha384};
 
-/// Reference values for one TD (or SGX enclave). Every field given must match; MRTD
-/// (MRENCLAVE for SGX) is required unless `skip_measurement` says otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Reference values for one TD (or SGX enclave): what each compared field must be, or
+/// an explicit [`Expected::Skip`]. Every field must be named when the struct is built.
+/// A TD quote fails on any SGX field that is not skipped, an SGX quote on any TD field.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// "tdx" (optional, checked when present).
-    pub tee: Option<String>,
+    /// The evidence type the values are for; `None` for either.
+    pub tee: Option<Tee>,
     /// Acceptable MRTDs.
-    pub mrtd: Option<OneOrMany<Bytes<48>>>,
-    /// Accept any MRTD / MRENCLAVE (must be said explicitly).
-    #[serde(default)]
-    pub skip_measurement: bool,
-    /// RTMR 0.
-    pub rtmr0: Option<Bytes<48>>,
-    /// RTMR 1.
-    pub rtmr1: Option<Bytes<48>>,
-    /// RTMR 2.
-    pub rtmr2: Option<Bytes<48>>,
-    /// RTMR 3.
-    pub rtmr3: Option<Bytes<48>>,
+    pub mrtd: Expected<Bytes<48>>,
+    /// RTMR 0 to 3.
+    pub rtmr: [Expected<Bytes<48>>; 4],
     /// MRCONFIGID.
-    pub mr_config_id: Option<Bytes<48>>,
+    pub mr_config_id: Expected<Bytes<48>>,
     /// MROWNER.
-    pub mr_owner: Option<Bytes<48>>,
+    pub mr_owner: Expected<Bytes<48>>,
     /// MROWNERCONFIG.
-    pub mr_owner_config: Option<Bytes<48>>,
+    pub mr_owner_config: Expected<Bytes<48>>,
     /// MRSERVICETD (TD report 1.5).
-    pub mr_service_td: Option<Bytes<48>>,
+    pub mr_service_td: Expected<Bytes<48>>,
     /// Acceptable MRSEAMs (TDX module builds).
-    pub mr_seam: Option<OneOrMany<Bytes<48>>>,
-    /// REPORTDATA, exactly (e.g. a nonce).
-    pub report_data: Option<Bytes<64>>,
+    pub mr_seam: Expected<Bytes<48>>,
+    /// REPORTDATA, exactly (e.g. a nonce); TDs and enclaves.
+    pub report_data: Expected<Bytes<64>>,
     /// Acceptable MRENCLAVEs (SGX).
-    pub mr_enclave: Option<OneOrMany<Bytes<32>>>,
+    pub mr_enclave: Expected<Bytes<32>>,
     /// MRSIGNER (SGX).
-    pub mr_signer: Option<Bytes<32>>,
+    pub mr_signer: Expected<Bytes<32>>,
+}
+
+/// The reference-value file: optional fields (left out means skipped), a measurement
+/// (`mrtd`, or `mr_enclave`) unless `skip_measurement = true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tee: Option<String>,
+    mrtd: Option<OneOrMany<Bytes<48>>>,
+    #[serde(default)]
+    skip_measurement: bool,
+    rtmr0: Option<OneOrMany<Bytes<48>>>,
+    rtmr1: Option<OneOrMany<Bytes<48>>>,
+    rtmr2: Option<OneOrMany<Bytes<48>>>,
+    rtmr3: Option<OneOrMany<Bytes<48>>>,
+    mr_config_id: Option<OneOrMany<Bytes<48>>>,
+    mr_owner: Option<OneOrMany<Bytes<48>>>,
+    mr_owner_config: Option<OneOrMany<Bytes<48>>>,
+    mr_service_td: Option<OneOrMany<Bytes<48>>>,
+    mr_seam: Option<OneOrMany<Bytes<48>>>,
+    report_data: Option<OneOrMany<Bytes<64>>>,
+    mr_enclave: Option<OneOrMany<Bytes<32>>>,
+    mr_signer: Option<OneOrMany<Bytes<32>>>,
 }
 
 /// The subset of `cvm measure --tee tdx --format json` output that is a reference value.
@@ -58,65 +72,158 @@ struct MeasureHandoff {
     rtmr: [Option<Bytes<48>>; 4],
 }
 
-impl Reference {
-    /// Reads reference values from TOML, JSON, or the JSON `cvm measure --tee tdx` prints.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let r: Reference = reference_values(text, TEES, |value| {
-            let m: MeasureHandoff = serde_json::from_value(value)
-                .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
-            let [rtmr0, rtmr1, rtmr2, rtmr3] = m.rtmr;
-            Ok(Reference {
-                tee: Some("tdx".into()),
-                mrtd: Some(OneOrMany::One(m.mrtd)),
-                rtmr0,
-                rtmr1,
-                rtmr2,
-                rtmr3,
-                ..Reference::default()
-            })
-        })?;
-        check_tee(r.tee.as_deref(), "reference values", TEES)?;
-        let given = r.mrtd.is_some() || r.mr_enclave.is_some();
-        if !given && !r.skip_measurement {
+/// A `tee` key's value.
+fn tee_named(name: Option<&str>, what: &str) -> Result<Option<Tee>, ConfigError> {
+    check_tee(name, what, TEES)?;
+    Ok(match name {
+        Some("sgx") => Some(Tee::Sgx),
+        Some(_) => Some(Tee::Tdx),
+        None => None,
+    })
+}
+
+/// The evidence type a file is for: the one its `tee` names, or the one its
+/// type-specific keys belong to; refused when they disagree.
+fn applies_to(
+    named: Option<Tee>,
+    td_keys: &[&str],
+    sgx_keys: &[&str],
+    what: &str,
+) -> Result<Option<Tee>, ConfigError> {
+    let list = |k: &[&str]| k.join(", ");
+    match (named, td_keys.is_empty(), sgx_keys.is_empty()) {
+        (_, false, false) => Err(ConfigError(format!(
+            "{what} mix TD keys ({}) and SGX keys ({}); a file is for one or the other",
+            list(td_keys),
+            list(sgx_keys)
+        ))),
+        (Some(Tee::Sgx), false, _) => Err(ConfigError(format!(
+            "{what} for \"sgx\" give TD keys ({}), which SGX enclaves do not have",
+            list(td_keys)
+        ))),
+        (Some(Tee::Tdx), _, false) => Err(ConfigError(format!(
+            "{what} for \"tdx\" give SGX keys ({}), which TDs do not have",
+            list(sgx_keys)
+        ))),
+        (Some(t), _, _) => Ok(Some(t)),
+        (None, false, true) => Ok(Some(Tee::Tdx)),
+        (None, true, false) => Ok(Some(Tee::Sgx)),
+        (None, true, true) => Ok(None),
+    }
+}
+
+/// The names of the keys that are present.
+fn given<'a>(keys: &[(&'a str, bool)]) -> Vec<&'a str> {
+    keys.iter().filter(|(_, p)| *p).map(|(k, _)| *k).collect()
+}
+
+impl File {
+    fn into_reference(self) -> Result<Reference, ConfigError> {
+        let f = self;
+        let td_keys = given(&[
+            ("mrtd", f.mrtd.is_some()),
+            ("rtmr0", f.rtmr0.is_some()),
+            ("rtmr1", f.rtmr1.is_some()),
+            ("rtmr2", f.rtmr2.is_some()),
+            ("rtmr3", f.rtmr3.is_some()),
+            ("mr_config_id", f.mr_config_id.is_some()),
+            ("mr_owner", f.mr_owner.is_some()),
+            ("mr_owner_config", f.mr_owner_config.is_some()),
+            ("mr_service_td", f.mr_service_td.is_some()),
+            ("mr_seam", f.mr_seam.is_some()),
+        ]);
+        let sgx_keys = given(&[
+            ("mr_enclave", f.mr_enclave.is_some()),
+            ("mr_signer", f.mr_signer.is_some()),
+        ]);
+        let what = "reference values";
+        let tee = applies_to(
+            tee_named(f.tee.as_deref(), what)?,
+            &td_keys,
+            &sgx_keys,
+            what,
+        )?;
+        let measured = f.mrtd.is_some() || f.mr_enclave.is_some();
+        if !measured && !f.skip_measurement {
             return Err(ConfigError(
                 "no measurement: give `mrtd` (or `mr_enclave` for SGX), or \
                  `skip_measurement = true` to accept any"
                     .into(),
             ));
         }
-        if given && r.skip_measurement {
+        if measured && f.skip_measurement {
             return Err(ConfigError(
                 "a measurement and `skip_measurement` contradict each other".into(),
             ));
         }
-        Ok(r)
+        Ok(Reference {
+            tee,
+            mrtd: Expected::from_file(f.mrtd),
+            rtmr: [f.rtmr0, f.rtmr1, f.rtmr2, f.rtmr3].map(Expected::from_file),
+            mr_config_id: Expected::from_file(f.mr_config_id),
+            mr_owner: Expected::from_file(f.mr_owner),
+            mr_owner_config: Expected::from_file(f.mr_owner_config),
+            mr_service_td: Expected::from_file(f.mr_service_td),
+            mr_seam: Expected::from_file(f.mr_seam),
+            report_data: Expected::from_file(f.report_data),
+            mr_enclave: Expected::from_file(f.mr_enclave),
+            mr_signer: Expected::from_file(f.mr_signer),
+        })
+    }
+}
+
+impl Reference {
+    /// Reads reference values from TOML, JSON, or the JSON `cvm measure --tee tdx` prints.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        reference_values(
+            text,
+            TEES,
+            |value| {
+                let m: MeasureHandoff = serde_json::from_value(value)
+                    .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
+                Ok(Reference {
+                    tee: Some(Tee::Tdx),
+                    mrtd: Expected::value(m.mrtd),
+                    rtmr: m.rtmr.map(|r| r.map_or(Expected::Skip, Expected::value)),
+                    mr_config_id: Expected::Skip,
+                    mr_owner: Expected::Skip,
+                    mr_owner_config: Expected::Skip,
+                    mr_service_td: Expected::Skip,
+                    mr_seam: Expected::Skip,
+                    report_data: Expected::Skip,
+                    mr_enclave: Expected::Skip,
+                    mr_signer: Expected::Skip,
+                })
+            },
+            File::into_reference,
+        )
     }
 }
 
 /// The policy any acceptable TD (or enclave) and platform must satisfy.
 /// `Policy::default()` is the default policy: TCB status UpToDate only, debug forbidden,
 /// SEPT_VE_DISABLE required, migratable TDs and unnamed TD attribute bits forbidden,
-/// any XFAM.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// any XFAM, for either evidence type.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// "tdx" (optional, checked when present).
-    pub tee: Option<String>,
+    /// The evidence type the policy is for; `None` for either. A file's `tee`, or the
+    /// type its TD-only or SGX-only keys belong to.
+    pub tee: Option<Tee>,
     /// The TCB statuses accepted (Revoked never is). Default: UpToDate.
     pub accepted_tcb_statuses: Vec<TcbStatus>,
     /// Accept debug TDs (TDATTRIBUTES.DEBUG) and debug enclaves. Default false.
     pub allow_debug: bool,
-    /// Require TDATTRIBUTES.SEPT_VE_DISABLE (Linux guests need it to be safe from #VE
-    /// injection on pending pages). Default true.
+    /// TDs: require TDATTRIBUTES.SEPT_VE_DISABLE (Linux guests need it to be safe from
+    /// #VE injection on pending pages). Default true.
     pub require_sept_ve_disable: bool,
-    /// Accept migratable TDs. Default false.
+    /// TDs: accept migratable TDs. Default false.
     pub allow_migratable: bool,
-    /// Accept TDATTRIBUTES bits this verifier does not name (reserved, profiling).
-    /// Default false.
+    /// TDs: accept TDATTRIBUTES bits this verifier does not name (reserved,
+    /// profiling). Default false.
     pub allow_other_td_attributes: bool,
-    /// Acceptable XFAMs. Default: any.
+    /// TDs: acceptable XFAMs. Default: any.
     pub xfam: Option<OneOrMany<Bytes<8>>>,
-    /// Minimum ISVSVN of an SGX enclave. Default 0.
+    /// SGX: minimum ISVSVN of an enclave. Default 0.
     pub min_isv_svn: u16,
 }
 
@@ -135,11 +242,59 @@ impl Default for Policy {
     }
 }
 
+/// The policy file: every key optional, with the defaults above.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    tee: Option<String>,
+    accepted_tcb_statuses: Option<Vec<TcbStatus>>,
+    allow_debug: Option<bool>,
+    require_sept_ve_disable: Option<bool>,
+    allow_migratable: Option<bool>,
+    allow_other_td_attributes: Option<bool>,
+    xfam: Option<OneOrMany<Bytes<8>>>,
+    min_isv_svn: Option<u16>,
+}
+
 impl Policy {
     /// Reads a policy from TOML or JSON.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let p: Policy = from_json_or_toml(text)?;
-        check_tee(p.tee.as_deref(), "a policy", TEES)?;
+        let f: PolicyFile = from_json_or_toml(text)?;
+        let what = "a policy";
+        let td_keys = given(&[
+            (
+                "require_sept_ve_disable",
+                f.require_sept_ve_disable.is_some(),
+            ),
+            ("allow_migratable", f.allow_migratable.is_some()),
+            (
+                "allow_other_td_attributes",
+                f.allow_other_td_attributes.is_some(),
+            ),
+            ("xfam", f.xfam.is_some()),
+        ]);
+        let sgx_keys = given(&[("min_isv_svn", f.min_isv_svn.is_some())]);
+        let tee = applies_to(
+            tee_named(f.tee.as_deref(), what)?,
+            &td_keys,
+            &sgx_keys,
+            "the policy's keys",
+        )?;
+        let d = Policy::default();
+        let p = Policy {
+            tee,
+            accepted_tcb_statuses: f.accepted_tcb_statuses.unwrap_or(d.accepted_tcb_statuses),
+            allow_debug: f.allow_debug.unwrap_or(d.allow_debug),
+            require_sept_ve_disable: f
+                .require_sept_ve_disable
+                .unwrap_or(d.require_sept_ve_disable),
+            allow_migratable: f.allow_migratable.unwrap_or(d.allow_migratable),
+            allow_other_td_attributes: f
+                .allow_other_td_attributes
+                .unwrap_or(d.allow_other_td_attributes),
+            xfam: f.xfam,
+            min_isv_svn: f.min_isv_svn.unwrap_or(d.min_isv_svn),
+        };
         if p.accepted_tcb_statuses.contains(&TcbStatus::Revoked) {
             return Err(ConfigError("a Revoked TCB is never acceptable".into()));
         }
@@ -221,19 +376,55 @@ pub fn appraise(
     event_log: Option<&EventLog>,
     checks: &mut Checks,
 ) {
+    let tee = match body {
+        Body::Sgx(_) => Tee::Sgx,
+        Body::Td10(_) | Body::Td15(_) => Tee::Tdx,
+    };
     match reference {
         None => checks.skip(
-            "reference",
+            CheckId::Reference,
             Category::Policy,
             "--no-reference: authenticity only, no reference values compared",
         ),
-        Some(r) => match body {
-            Body::Td10(t) | Body::Td15(t) => reference_td(r, t, checks),
-            Body::Sgx(e) => reference_sgx(r, e, checks),
-        },
+        Some(r) => {
+            if let Some(want) = r.tee {
+                checks.record(
+                    CheckId::Reference,
+                    Category::Policy,
+                    if want == tee {
+                        Ok(format!("reference values for {}", want.name()))
+                    } else {
+                        Err(format!(
+                            "the reference values are for {}, the quote is {}",
+                            kind(want),
+                            kind(tee)
+                        ))
+                    },
+                );
+            }
+            match body {
+                Body::Td10(t) | Body::Td15(t) => reference_td(r, t, checks),
+                Body::Sgx(e) => reference_sgx(r, e, checks),
+            }
+        }
     }
     if let (Some(log), Some(td)) = (event_log, body.td()) {
         replay(log, td, checks);
+    }
+    if let Some(want) = policy.tee {
+        checks.record(
+            CheckId::PolicyTee,
+            Category::Policy,
+            if want == tee {
+                Ok(format!("a policy for {}", want.name()))
+            } else {
+                Err(format!(
+                    "the policy is for {}, the quote is {}",
+                    kind(want),
+                    kind(tee)
+                ))
+            },
+        );
     }
     match body {
         Body::Td10(t) | Body::Td15(t) => policy_td(policy, t, checks),
@@ -241,153 +432,125 @@ pub fn appraise(
     }
 }
 
-const ABSENT: &str = "no reference value given";
+fn kind(t: Tee) -> &'static str {
+    match t {
+        Tee::Tdx => "a TD's",
+        Tee::Sgx => "an SGX enclave's",
+    }
+}
 
 fn reference_td(r: &Reference, t: &TdReport, checks: &mut Checks) {
-    match &r.mrtd {
-        Some(m) => one_of(checks, "reference.mrtd", "MRTD", m, &t.mr_td),
-        None if r.mr_enclave.is_some() => {
-            checks.record(
-                "reference.mrtd",
-                Category::Policy,
-                Err(
-                    "the reference values are for an SGX enclave (mr_enclave), the quote is a TD's"
-                        .into(),
-                ),
-            );
-        }
-        None => checks.skip(
-            "reference.mrtd",
-            Category::Policy,
-            "skip_measurement: any MRTD accepted",
-        ),
-    }
-    for (i, want) in [&r.rtmr0, &r.rtmr1, &r.rtmr2, &r.rtmr3]
+    let sgx = "the reference values give an SGX enclave's field; the quote is a TD's";
+    inapplicable(checks, CheckId::ReferenceMrEnclave, &r.mr_enclave, sgx);
+    inapplicable(checks, CheckId::ReferenceMrSigner, &r.mr_signer, sgx);
+    expect(checks, CheckId::ReferenceMrtd, "MRTD", &r.mrtd, &t.mr_td);
+    let labels = ["RTMR0", "RTMR1", "RTMR2", "RTMR3"];
+    for (((id, label), want), got) in CheckId::REFERENCE_RTMR
         .into_iter()
-        .enumerate()
+        .zip(labels)
+        .zip(&r.rtmr)
+        .zip(&t.rtmr)
     {
-        if let Some(got) = t.rtmr.get(i) {
-            eq_check(
-                checks,
-                &format!("reference.rtmr{i}"),
-                &format!("RTMR{i}"),
-                want.as_ref(),
-                got,
-                ABSENT,
-            );
-        }
+        expect(checks, id, label, want, got);
     }
-    eq_check(
+    expect(
         checks,
-        "reference.mr_config_id",
+        CheckId::ReferenceMrConfigId,
         "MRCONFIGID",
-        r.mr_config_id.as_ref(),
+        &r.mr_config_id,
         &t.mr_config_id,
-        ABSENT,
     );
-    eq_check(
+    expect(
         checks,
-        "reference.mr_owner",
+        CheckId::ReferenceMrOwner,
         "MROWNER",
-        r.mr_owner.as_ref(),
+        &r.mr_owner,
         &t.mr_owner,
-        ABSENT,
     );
-    eq_check(
+    expect(
         checks,
-        "reference.mr_owner_config",
+        CheckId::ReferenceMrOwnerConfig,
         "MROWNERCONFIG",
-        r.mr_owner_config.as_ref(),
+        &r.mr_owner_config,
         &t.mr_owner_config,
-        ABSENT,
     );
-    match (&r.mr_service_td, &t.mr_service_td) {
-        (Some(_), None) => {
-            checks.record(
-                "reference.mr_service_td",
-                Category::Policy,
-                Err("MRSERVICETD is required but the quote's TD report 1.0 has none".into()),
-            );
-        }
-        (want, Some(got)) => eq_check(
+    match &t.mr_service_td {
+        Some(got) => expect(
             checks,
-            "reference.mr_service_td",
+            CheckId::ReferenceMrServiceTd,
             "MRSERVICETD",
-            want.as_ref(),
+            &r.mr_service_td,
             got,
-            ABSENT,
         ),
-        (None, None) => {}
+        None => inapplicable(
+            checks,
+            CheckId::ReferenceMrServiceTd,
+            &r.mr_service_td,
+            "MRSERVICETD is required but the quote's TD report 1.0 has none",
+        ),
     }
-    match &r.mr_seam {
-        Some(m) => one_of(checks, "reference.mr_seam", "MRSEAM", m, &t.mr_seam),
-        None => checks.skip("reference.mr_seam", Category::Policy, ABSENT),
-    }
-    eq_check(
+    expect(
         checks,
-        "reference.report_data",
+        CheckId::ReferenceMrSeam,
+        "MRSEAM",
+        &r.mr_seam,
+        &t.mr_seam,
+    );
+    expect(
+        checks,
+        CheckId::ReferenceReportData,
         "REPORTDATA",
-        r.report_data.as_ref(),
+        &r.report_data,
         &t.report_data,
-        ABSENT,
     );
 }
 
 fn reference_sgx(r: &Reference, e: &EnclaveReport, checks: &mut Checks) {
-    match &r.mr_enclave {
-        Some(m) => one_of(
-            checks,
-            "reference.mr_enclave",
-            "MRENCLAVE",
-            m,
-            &e.mr_enclave,
-        ),
-        None if r.mrtd.is_some() => {
-            checks.record(
-                "reference.mr_enclave",
-                Category::Policy,
-                Err(
-                    "the reference values are for a TD (mrtd), the quote is an SGX enclave's"
-                        .into(),
-                ),
-            );
-        }
-        None => checks.skip(
-            "reference.mr_enclave",
-            Category::Policy,
-            "skip_measurement: any MRENCLAVE accepted",
-        ),
+    let td = "the reference values give a TD's field; the quote is an SGX enclave's";
+    inapplicable(checks, CheckId::ReferenceMrtd, &r.mrtd, td);
+    for (id, want) in CheckId::REFERENCE_RTMR.iter().zip(&r.rtmr) {
+        inapplicable(checks, *id, want, td);
     }
-    eq_check(
+    inapplicable(checks, CheckId::ReferenceMrConfigId, &r.mr_config_id, td);
+    inapplicable(checks, CheckId::ReferenceMrOwner, &r.mr_owner, td);
+    inapplicable(
         checks,
-        "reference.mr_signer",
-        "MRSIGNER",
-        r.mr_signer.as_ref(),
-        &e.mr_signer,
-        ABSENT,
+        CheckId::ReferenceMrOwnerConfig,
+        &r.mr_owner_config,
+        td,
     );
-    eq_check(
+    inapplicable(checks, CheckId::ReferenceMrServiceTd, &r.mr_service_td, td);
+    inapplicable(checks, CheckId::ReferenceMrSeam, &r.mr_seam, td);
+    expect(
         checks,
-        "reference.report_data",
+        CheckId::ReferenceMrEnclave,
+        "MRENCLAVE",
+        &r.mr_enclave,
+        &e.mr_enclave,
+    );
+    expect(
+        checks,
+        CheckId::ReferenceMrSigner,
+        "MRSIGNER",
+        &r.mr_signer,
+        &e.mr_signer,
+    );
+    expect(
+        checks,
+        CheckId::ReferenceReportData,
         "REPORTDATA",
-        r.report_data.as_ref(),
+        &r.report_data,
         &e.report_data,
-        ABSENT,
     );
 }
 
 fn replay(log: &EventLog, t: &TdReport, checks: &mut Checks) {
-    for (i, got) in (0u8..4).zip(t.rtmr.iter()) {
-        let name = format!("event_log.rtmr{i}");
+    for ((i, id), got) in (0u8..4).zip(CheckId::EVENT_LOG_RTMR).zip(t.rtmr.iter()) {
         match log.replay(i) {
-            None => checks.skip(
-                &name,
-                Category::Policy,
-                "the event log has no events for it",
-            ),
+            None => checks.skip(id, Category::Policy, "the event log has no events for it"),
             Some((value, n)) => {
                 checks.record(
-                    &name,
+                    id,
                     Category::Policy,
                     if &value == got {
                         Ok(format!("{n} events replay to RTMR{i} {}", hex::encode(got)))
@@ -408,7 +571,7 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
     let a = TdAttributes::new(t.td_attributes);
     flag(
         checks,
-        "policy.debug",
+        CheckId::PolicyDebug,
         policy.allow_debug || !a.debug,
         if a.debug {
             "debug TD allowed by the policy"
@@ -419,7 +582,7 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
     );
     flag(
         checks,
-        "policy.sept_ve_disable",
+        CheckId::PolicySeptVeDisable,
         a.sept_ve_disable || !policy.require_sept_ve_disable,
         if a.sept_ve_disable {
             "SEPT_VE_DISABLE set"
@@ -430,7 +593,7 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
     );
     flag(
         checks,
-        "policy.migratable",
+        CheckId::PolicyMigratable,
         policy.allow_migratable || !a.migratable,
         if a.migratable {
             "migratable TD allowed by the policy"
@@ -442,7 +605,7 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
     let other = TdAttributes::other_bits(t.td_attributes);
     flag(
         checks,
-        "policy.td_attributes",
+        CheckId::PolicyTdAttributes,
         policy.allow_other_td_attributes || other == 0,
         &format!("TDATTRIBUTES {}", hex::encode(&t.td_attributes)),
         &format!(
@@ -452,13 +615,13 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
     );
     match &policy.xfam {
         None => checks.skip(
-            "policy.xfam",
+            CheckId::PolicyXfam,
             Category::Policy,
             &format!("XFAM {} (any accepted)", hex::encode(&t.xfam)),
         ),
         Some(allowed) => flag(
             checks,
-            "policy.xfam",
+            CheckId::PolicyXfam,
             allowed.as_slice().iter().any(|x| x.0 == t.xfam),
             &format!("XFAM {} accepted", hex::encode(&t.xfam)),
             &format!("XFAM {} is not an accepted value", hex::encode(&t.xfam)),
@@ -470,7 +633,7 @@ fn policy_sgx(policy: &Policy, e: &EnclaveReport, checks: &mut Checks) {
     let debug = enclave_debug(e);
     flag(
         checks,
-        "policy.debug",
+        CheckId::PolicyDebug,
         policy.allow_debug || !debug,
         if debug {
             "debug enclave allowed by the policy"
@@ -480,7 +643,7 @@ fn policy_sgx(policy: &Policy, e: &EnclaveReport, checks: &mut Checks) {
         "ATTRIBUTES.DEBUG is set: a debug enclave; policy forbids it",
     );
     checks.record(
-        "policy.isv_svn",
+        CheckId::PolicyIsvSvn,
         Category::Policy,
         if e.isv_svn >= policy.min_isv_svn {
             Ok(format!("ISVSVN {} >= {}", e.isv_svn, policy.min_isv_svn))
@@ -515,9 +678,10 @@ mod tests {
             "22".repeat(48)
         );
         let r = Reference::parse(&json).unwrap();
-        assert_eq!(r.mrtd, Some(OneOrMany::One(Bytes([0x11; 48]))));
-        assert_eq!(r.rtmr1, Some(Bytes([0x22; 48])));
-        assert!(r.rtmr0.is_none() && r.rtmr2.is_none());
+        assert_eq!(r.mrtd, Expected::value(Bytes([0x11; 48])));
+        assert_eq!(r.rtmr[1], Expected::value(Bytes([0x22; 48])));
+        assert!(r.rtmr[0].is_skip() && r.rtmr[2].is_skip());
+        assert_eq!(r.tee, Some(Tee::Tdx));
         let snp = r#"{"tee":"snp","measurement":"00","firmware":{}}"#;
         assert!(Reference::parse(snp).unwrap_err().0.contains("\"snp\""));
     }

@@ -7,14 +7,21 @@
 //! re-serialised), signatures as hex r||s.
 
 use crate::time::Time;
-use crate::x509::{Cert, CertError, Crl, certificate_ders};
+use crate::x509::{Cert, CertError, Crl};
 use cvm_firmware::hex;
 use serde::Deserialize;
 
 /// Why a collateral bundle was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CollateralError(pub String);
+#[non_exhaustive]
+pub enum CollateralError {
+    /// A piece is missing (the verdict cannot be decided: collateral unavailable).
+    #[error("the collateral has no `{0}`")]
+    Missing(String),
+    /// A piece is malformed.
+    #[error("{0}")]
+    Malformed(String),
+}
 
 /// The collateral bundle as read from JSON; every field is required.
 #[derive(Debug, Deserialize)]
@@ -49,9 +56,10 @@ pub struct Collateral {
     pub root_ca_crl: Crl,
     /// The PCK Platform or Processor CA's CRL (covers PCK certificates).
     pub pck_crl: Crl,
-    /// The PCK CRL's issuer chain as supplied, DER (informative, not decoded: the CRL is
-    /// checked against the CA in the quote's own, verified, chain).
-    pub pck_crl_issuer_chain: Vec<Vec<u8>>,
+    /// The PCK CRL's issuer chain as supplied (the PCK CA, then the root): decoded, and
+    /// checked against the PCK CRL's issuer and the trusted root when a quote is
+    /// verified; the CRL itself is checked against the CA of the quote's own chain.
+    pub pck_crl_issuer_chain: Vec<Cert>,
     /// The TCB Info.
     pub tcb_info: Signed,
     /// The QE Identity.
@@ -59,7 +67,7 @@ pub struct Collateral {
 }
 
 fn required(v: Option<String>, field: &str) -> Result<String, CollateralError> {
-    v.ok_or_else(|| CollateralError(format!("the collateral has no `{field}`")))
+    v.ok_or_else(|| CollateralError::Missing(field.to_owned()))
 }
 
 fn crl(v: Option<String>, field: &str) -> Result<Crl, CollateralError> {
@@ -67,23 +75,24 @@ fn crl(v: Option<String>, field: &str) -> Result<Crl, CollateralError> {
     let bytes = if text.trim_start().starts_with("-----") {
         text.into_bytes()
     } else {
-        hex::decode(text.trim())
-            .ok_or_else(|| CollateralError(format!("`{field}` is neither hex DER nor PEM")))?
+        hex::decode(text.trim()).ok_or_else(|| {
+            CollateralError::Malformed(format!("`{field}` is neither hex DER nor PEM"))
+        })?
     };
-    Crl::parse(&bytes, field).map_err(|e| CollateralError(e.to_string()))
+    Crl::parse(&bytes, field).map_err(|e| CollateralError::Malformed(e.to_string()))
 }
 
-fn chain(v: Option<String>, field: &str) -> Result<Vec<Vec<u8>>, CollateralError> {
+fn chain(v: Option<String>, field: &str) -> Result<Vec<Cert>, CollateralError> {
     let text = required(v, field)?;
-    certificate_ders(text.as_bytes(), field).map_err(|e: CertError| CollateralError(e.to_string()))
+    Cert::parse_file(text.as_bytes(), field)
+        .map_err(|e: CertError| CollateralError::Malformed(e.to_string()))
 }
 
 fn signer(v: Option<String>, field: &str) -> Result<Cert, CollateralError> {
-    let ders = chain(v, field)?;
-    let first = ders
-        .first()
-        .ok_or_else(|| CollateralError(format!("`{field}` is empty")))?;
-    Cert::from_der(first, field).map_err(|e| CollateralError(e.to_string()))
+    chain(v, field)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CollateralError::Malformed(format!("`{field}` is empty")))
 }
 
 fn signed(
@@ -94,8 +103,9 @@ fn signed(
 ) -> Result<Signed, CollateralError> {
     let sig_field = format!("{name}_signature");
     let sig_text = required(sig, &sig_field)?;
-    let signature = hex::decode_exact::<64>(sig_text.trim())
-        .ok_or_else(|| CollateralError(format!("`{sig_field}` is not 64 bytes of hex (r||s)")))?;
+    let signature = hex::decode_exact::<64>(sig_text.trim()).ok_or_else(|| {
+        CollateralError::Malformed(format!("`{sig_field}` is not 64 bytes of hex (r||s)"))
+    })?;
     Ok(Signed {
         body: required(body, name)?,
         signature,
@@ -106,8 +116,8 @@ fn signed(
 impl Collateral {
     /// Reads a collateral bundle; a missing or undecodable piece is named.
     pub fn parse_json(text: &str) -> Result<Self, CollateralError> {
-        let raw: RawCollateral =
-            serde_json::from_str(text).map_err(|e| CollateralError(format!("JSON: {e}")))?;
+        let raw: RawCollateral = serde_json::from_str(text)
+            .map_err(|e| CollateralError::Malformed(format!("JSON: {e}")))?;
         Ok(Collateral {
             root_ca_crl: crl(raw.root_ca_crl, "root_ca_crl")?,
             pck_crl: crl(raw.pck_crl, "pck_crl")?,
@@ -173,14 +183,15 @@ impl Collateral {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, b)| *b)
-                .ok_or_else(|| CollateralError(format!("the collateral has no `{name}`")))
+                .ok_or_else(|| CollateralError::Missing(name.to_owned()))
         };
         let text = |name: &str| -> Result<String, CollateralError> {
             String::from_utf8(get(name)?.to_vec())
-                .map_err(|_| CollateralError(format!("`{name}` is not UTF-8 text")))
+                .map_err(|_| CollateralError::Malformed(format!("`{name}` is not UTF-8 text")))
         };
-        let crl =
-            |name: &str| Crl::parse(get(name)?, name).map_err(|e| CollateralError(e.to_string()));
+        let crl = |name: &str| {
+            Crl::parse(get(name)?, name).map_err(|e| CollateralError::Malformed(e.to_string()))
+        };
         let tcb_signer = signer(
             Some(text("tcb_signing_chain.pem")?),
             "tcb_signing_chain.pem",
@@ -201,7 +212,7 @@ impl Collateral {
                                 .and_then(|t| hex::decode_exact::<64>(t.trim()))
                         })
                         .ok_or_else(|| {
-                            CollateralError(format!(
+                            CollateralError::Malformed(format!(
                                 "`{sig_name}` is not 64 bytes of r||s (raw or hex)"
                             ))
                         })?;
@@ -250,16 +261,16 @@ fn pcs_response(
     match (value, response.signature) {
         (Some(value), Some(sig)) => {
             let signature = hex::decode_exact::<64>(sig.trim()).ok_or_else(|| {
-                CollateralError(format!(
+                CollateralError::Malformed(format!(
                     "`{name}`: the signature is not 64 bytes of hex (r||s)"
                 ))
             })?;
             Ok(Some((value.get().to_owned(), signature)))
         }
-        (Some(_), None) => Err(CollateralError(format!(
+        (Some(_), None) => Err(CollateralError::Malformed(format!(
             "`{name}`: a PCS response with `{key}` but no `signature`"
         ))),
-        (None, Some(_)) => Err(CollateralError(format!(
+        (None, Some(_)) => Err(CollateralError::Malformed(format!(
             "`{name}`: a PCS response without `{key}`"
         ))),
         (None, None) => Ok(None),

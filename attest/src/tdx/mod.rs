@@ -35,7 +35,7 @@ pub mod tcb;
 use crate::cache::Cache;
 
 use crate::time::Time;
-use crate::verdict::{Category, Checks, Verdict};
+use crate::verdict::{Category, CheckId, Checks, Verdict};
 use crate::x509::{Cert, Crl};
 use appraise::{EventLog, Policy, Reference};
 use claims::{Claims, PckClaims, TcbClaims};
@@ -75,7 +75,7 @@ impl Verifier<'_> {
         let quote = match Quote::parse(quote_bytes) {
             Ok(q) => q,
             Err(e) => {
-                checks.record("quote.parse", Category::Malformed, Err(e.to_string()));
+                checks.record(CheckId::QuoteParse, Category::Malformed, Err(e.to_string()));
                 return Verdict::new(checks, "tdx", None, None, self.at);
             }
         };
@@ -97,7 +97,7 @@ impl Verifier<'_> {
         match self.collateral {
             None => {
                 checks.record(
-                    "collateral",
+                    CheckId::Collateral,
                     Category::Collateral,
                     Err(
                         "no collateral given: revocation, the QE identity and the TCB status \
@@ -130,10 +130,13 @@ impl Verifier<'_> {
         checks: &mut Checks,
     ) -> Option<TcbClaims> {
         let at = self.at;
-        let anchor = self.root.cert();
+        let anchor = self.root.crl_anchor(&c.root_ca_crl);
         crl_checks(
             checks,
-            "root_ca_crl",
+            (
+                CheckId::CollateralRootCaCrl,
+                CheckId::CollateralRootCaCrlValidity,
+            ),
             "Root CA CRL",
             &c.root_ca_crl,
             (anchor, "trusted Intel SGX Root CA"),
@@ -142,17 +145,22 @@ impl Verifier<'_> {
         if let Some(p) = pck {
             crl_checks(
                 checks,
-                "pck_crl",
+                (CheckId::CollateralPckCrl, CheckId::CollateralPckCrlValidity),
                 "PCK CRL",
                 &c.pck_crl,
-                (&p.ca, "PCK certificate's CA"),
+                (Some(&p.ca), "PCK certificate's CA"),
                 self,
             );
             revocation(p, c, checks);
         }
+        checks.record(
+            CheckId::CollateralPckCrlIssuerChain,
+            Category::Signature,
+            pck_crl_issuer_chain(c, pck, self),
+        );
         let tcb_info: Option<TcbInfo> = signed_item(
             &c.tcb_info,
-            "tcb_info",
+            &TCB_INFO_CHECKS,
             "TCB Info",
             self,
             &c.root_ca_crl,
@@ -160,7 +168,7 @@ impl Verifier<'_> {
         );
         let qe_identity: Option<QeIdentity> = signed_item(
             &c.qe_identity,
-            "qe_identity",
+            &QE_IDENTITY_CHECKS,
             "QE Identity",
             self,
             &c.root_ca_crl,
@@ -169,7 +177,7 @@ impl Verifier<'_> {
         if let Some(info) = &tcb_info {
             check_window(
                 checks,
-                "collateral.tcb_info.validity",
+                CheckId::CollateralTcbInfoValidity,
                 "TCB Info",
                 &info.issue_date,
                 &info.next_update,
@@ -180,7 +188,7 @@ impl Verifier<'_> {
                 Tee::Sgx => ("SGX", 3),
             };
             checks.record(
-                "collateral.tcb_info.kind",
+                CheckId::CollateralTcbInfoKind,
                 Category::Collateral,
                 if info.id == want_id && info.version >= min_version {
                     Ok(format!("{} TCB Info version {}", info.id, info.version))
@@ -197,7 +205,7 @@ impl Verifier<'_> {
         if let Some(id) = &qe_identity {
             check_window(
                 checks,
-                "collateral.qe_identity.validity",
+                CheckId::CollateralQeIdentityValidity,
                 "QE Identity",
                 &id.issue_date,
                 &id.next_update,
@@ -208,7 +216,7 @@ impl Verifier<'_> {
                 Tee::Sgx => "QE",
             };
             checks.record(
-                "collateral.qe_identity.kind",
+                CheckId::CollateralQeIdentityKind,
                 Category::Collateral,
                 if id.id == want && id.version == 2 {
                     Ok(format!("{} identity version {}", id.id, id.version))
@@ -224,13 +232,13 @@ impl Verifier<'_> {
         }
         let qe_status = qe_identity.as_ref().and_then(|id| {
             checks.record(
-                "qe.identity",
+                CheckId::QeIdentity,
                 Category::Signature,
                 tcb::qe_identity_matches(id, &quote.qe_report),
             );
             let status = tcb::qe_status(id, &quote.qe_report);
             checks.record(
-                "qe.tcb",
+                CheckId::QeTcb,
                 Category::Signature,
                 status
                     .as_ref()
@@ -241,7 +249,7 @@ impl Verifier<'_> {
         });
         let (info, p) = (tcb_info?, pck?);
         let fmspc_ok = checks.record(
-            "tcb.fmspc",
+            CheckId::TcbFmspc,
             Category::Collateral,
             match (
                 collateral::hex_field::<6>(&info.fmspc, "fmspc"),
@@ -267,7 +275,7 @@ impl Verifier<'_> {
         let td = quote.body.td();
         let platform = tcb::platform_level(&info, &p.ext, td);
         checks.record(
-            "tcb.platform",
+            CheckId::TcbPlatform,
             Category::Policy,
             platform
                 .as_ref()
@@ -277,7 +285,7 @@ impl Verifier<'_> {
         let module = td.map(|td| {
             let m = tcb::module_status(&info, td);
             checks.record(
-                "tcb.module",
+                CheckId::TcbModule,
                 Category::Signature,
                 m.as_ref().map(|(_, why)| why.clone()).map_err(Clone::clone),
             );
@@ -313,7 +321,7 @@ fn structure(quote: &Quote<'_>, checks: &mut Checks) {
         n => format!("; {n} bytes after its end ignored (not part of the quote)"),
     };
     checks.record(
-        "quote.structure",
+        CheckId::QuoteStructure,
         Category::Malformed,
         if quote.header.qe_vendor_id == INTEL_QE_VENDOR_ID {
             Ok(format!(
@@ -351,7 +359,7 @@ fn qe_report_signature(quote: &Quote<'_>, p: &VerifiedPck, cache: &Cache, checks
             Err("the QE report's signature does not verify with the PCK certificate's key".into())
         }
     });
-    checks.record("qe.report_signature", Category::Signature, result);
+    checks.record(CheckId::QeReportSignature, Category::Signature, result);
 }
 
 fn qe_binding(quote: &Quote<'_>, checks: &mut Checks) {
@@ -361,7 +369,7 @@ fn qe_binding(quote: &Quote<'_>, checks: &mut Checks) {
     let digest: [u8; 32] = h.finalize().into();
     let (head, tail) = quote.qe_report.report_data.split_at(32);
     checks.record(
-        "qe.report_data",
+        CheckId::QeReportData,
         Category::Signature,
         if head == digest && tail.iter().all(|b| *b == 0) {
             Ok("QE REPORTDATA = SHA-256(attestation key || QE authentication data) || 32 zero bytes".into())
@@ -382,7 +390,7 @@ fn quote_signature(quote: &Quote<'_>, cache: &Cache, checks: &mut Checks) {
     point.copy_from_slice(&quote.attestation_key);
     let n = quote.signed_bytes().len();
     checks.record(
-        "quote.signature",
+        CheckId::QuoteSignature,
         Category::Signature,
         if p256_verify(cache, &key, quote.signed_bytes(), &quote.signature) {
             Ok(format!(
@@ -398,6 +406,58 @@ fn quote_signature(quote: &Quote<'_>, cache: &Cache, checks: &mut Checks) {
     );
 }
 
+/// The PCK CRL's issuer chain, as the collateral supplies it: the PCK CA that signed the
+/// CRL (the same CA as the quote's chain names, when that verified), issued by a trusted
+/// root and valid, followed by nothing but trusted roots.
+fn pck_crl_issuer_chain(
+    c: &Collateral,
+    pck: Option<&VerifiedPck>,
+    v: &Verifier<'_>,
+) -> Result<String, String> {
+    let (at, cache) = (v.at, v.cache);
+    let (first, rest) = c
+        .pck_crl_issuer_chain
+        .split_first()
+        .ok_or("the PCK CRL issuer chain is empty")?;
+    let cn = first.subject_cn().unwrap_or_default();
+    if !c.pck_crl.issued_by(first) {
+        return Err(format!(
+            "its first certificate ({cn:?}) is not the PCK CRL's issuer"
+        ));
+    }
+    if let Some(p) = pck
+        && first.cert.tbs_certificate.subject != p.ca.cert.tbs_certificate.subject
+    {
+        return Err(format!(
+            "its first certificate ({cn:?}) is not the quote's PCK CA ({:?})",
+            p.ca.subject_cn().unwrap_or_default()
+        ));
+    }
+    let anchor = v.root.anchor_for(first, cache).ok_or_else(|| {
+        format!(
+            "{cn:?} is issued by {:?}, which is not a trusted root",
+            first.issuer_cn().unwrap_or_default()
+        )
+    })?;
+    pck::check_issued(
+        (first, &pck::PCK_CA_PROFILE),
+        (anchor, &pck::ROOT_PROFILE),
+        "trusted Intel SGX Root CA",
+        at,
+        cache,
+    )
+    .map_err(|e| format!("{cn}: {e}"))?;
+    if let Some(other) = rest.iter().find(|r| !v.root.is_anchor(r.der())) {
+        return Err(format!(
+            "it carries a root ({:?}) that is not a trusted one",
+            other.subject_cn().unwrap_or_default()
+        ));
+    }
+    Ok(format!(
+        "{cn}, the PCK CRL's issuer, signed by the trusted Intel SGX Root CA, valid at {at}"
+    ))
+}
+
 fn revocation(p: &VerifiedPck, c: &Collateral, checks: &mut Checks) {
     let mut revoked = Vec::new();
     if c.root_ca_crl.revokes(&p.ca) {
@@ -407,7 +467,7 @@ fn revocation(p: &VerifiedPck, c: &Collateral, checks: &mut Checks) {
         revoked.push("the PCK certificate is revoked by the PCK CRL");
     }
     checks.record(
-        "pck.revocation",
+        CheckId::PckRevocation,
         Category::Signature,
         if revoked.is_empty() {
             Ok("neither the PCK certificate nor its CA is revoked".into())
@@ -417,36 +477,67 @@ fn revocation(p: &VerifiedPck, c: &Collateral, checks: &mut Checks) {
     );
 }
 
+/// The checks of one signed collateral item.
+struct ItemChecks {
+    signer: CheckId,
+    signature: CheckId,
+    body: CheckId,
+}
+
+const TCB_INFO_CHECKS: ItemChecks = ItemChecks {
+    signer: CheckId::CollateralTcbInfoSigner,
+    signature: CheckId::CollateralTcbInfoSignature,
+    body: CheckId::CollateralTcbInfoBody,
+};
+
+const QE_IDENTITY_CHECKS: ItemChecks = ItemChecks {
+    signer: CheckId::CollateralQeIdentitySigner,
+    signature: CheckId::CollateralQeIdentitySignature,
+    body: CheckId::CollateralQeIdentityBody,
+};
+
 /// Verifies a signed collateral item: its signer chains to the root, is Intel's TCB
 /// signing certificate, valid and not revoked; the signature is over the exact bytes;
 /// then the body is decoded.
 fn signed_item<T: serde::de::DeserializeOwned>(
     item: &Signed,
-    key: &str,
+    ids: &ItemChecks,
     name: &str,
     v: &Verifier<'_>,
     root_crl: &Crl,
     checks: &mut Checks,
 ) -> Option<T> {
-    let (anchor, at, cache) = (v.root.cert(), v.at, v.cache);
-    let signer_ok = checks.record(&format!("collateral.{key}.signer"), Category::Signature, {
+    let (at, cache) = (v.at, v.cache);
+    let signer_ok = checks.record(ids.signer, Category::Signature, {
         let signer = &item.signer;
         let cn = signer.subject_cn().unwrap_or_default();
+        let anchor = v.root.anchor_for(signer, cache);
         if cn != "Intel SGX TCB Signing" {
             Err(format!(
                 "the {name} signer {cn:?} is not Intel SGX TCB Signing"
             ))
         } else if root_crl.revokes(signer) {
             Err(format!("the {name} signer is revoked by the Root CA CRL"))
+        } else if let Some(anchor) = anchor {
+            pck::check_issued(
+                (signer, &pck::TCB_SIGNING_PROFILE),
+                (anchor, &pck::ROOT_PROFILE),
+                "trusted Intel SGX Root CA",
+                at,
+                cache,
+            )
+            .map(|()| format!("{cn}, signed by the trusted Intel SGX Root CA, valid at {at}"))
+            .map_err(|e| format!("the {name} signer: {e}"))
         } else {
-            pck::check_issued(signer, anchor, "trusted Intel SGX Root CA", at, cache)
-                .map(|()| format!("{cn}, signed by the trusted Intel SGX Root CA, valid at {at}"))
-                .map_err(|e| format!("the {name} signer: {e}"))
+            Err(format!(
+                "the {name} signer is issued by {:?}, which is not a trusted root",
+                signer.issuer_cn().unwrap_or_default()
+            ))
         }
     });
     let signature_ok = signer_ok
         && checks.record(
-            &format!("collateral.{key}.signature"),
+            ids.signature,
             Category::Signature,
             item.signer.p256_public_key().and_then(|k| {
                 if p256_verify(cache, k, item.body.as_bytes(), &item.signature) {
@@ -468,7 +559,7 @@ fn signed_item<T: serde::de::DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             checks.record(
-                &format!("collateral.{key}.body"),
+                ids.body,
                 Category::Malformed,
                 Err(format!("the signed {name} does not decode: {e}")),
             );
@@ -481,29 +572,39 @@ fn signed_item<T: serde::de::DeserializeOwned>(
 /// collateral, a bad signature a bad signature.
 fn crl_checks(
     checks: &mut Checks,
-    key: &str,
+    (signature, validity): (CheckId, CheckId),
     name: &str,
     crl: &Crl,
-    (signer, signer_name): (&Cert, &str),
+    (signer, signer_name): (Option<&Cert>, &str),
     v: &Verifier<'_>,
 ) {
     let (at, cache) = (v.at, v.cache);
     checks.record(
-        &format!("collateral.{key}"),
+        signature,
         Category::Signature,
-        cache
-            .crl_signed_by(crl, signer)
-            .map(|()| format!("{name} signed by the {signer_name}"))
-            .map_err(|e| format!("{name}: {e}")),
+        match signer {
+            None => Err(format!("{name}: its issuer is not the {signer_name}")),
+            Some(signer) => cache
+                .crl_signed_by(crl, signer)
+                .map(|()| format!("{name} signed by the {signer_name}"))
+                .map_err(|e| format!("{name}: {e}")),
+        },
     );
     checks.record(
-        &format!("collateral.{key}.validity"),
+        validity,
         Category::Collateral,
         collateral::crl_window(crl, at).map_err(|e| format!("the {name} is {e}")),
     );
 }
 
-fn check_window(checks: &mut Checks, check: &str, name: &str, issue: &str, next: &str, at: Time) {
+fn check_window(
+    checks: &mut Checks,
+    check: CheckId,
+    name: &str,
+    issue: &str,
+    next: &str,
+    at: Time,
+) {
     checks.record(
         check,
         Category::Collateral,
@@ -542,5 +643,5 @@ fn tcb_status(merged: &StatusAdvisories, policy: &Policy, checks: &mut Checks) {
             )),
         )
     };
-    checks.record("tcb.status", category, result);
+    checks.record(CheckId::TcbStatus, category, result);
 }

@@ -6,8 +6,8 @@
 
 use crate::cache::Cache;
 use crate::time::Time;
-use crate::verdict::{Category, Checks};
-use crate::x509::{Cert, CertError, certificate_ders};
+use crate::verdict::{Category, CheckId, Checks};
+use crate::x509::{Cert, CertError, KeyProfile, Profile, SignatureProfile, certificate_ders};
 use der::asn1::{Any, ObjectIdentifier, OctetStringRef};
 use der::{Decode, Tag, Tagged};
 
@@ -18,26 +18,78 @@ const BUILTIN_ROOT: &[u8] = include_bytes!("../trust/intel/IntelSGXRootCA.der");
 pub const ROOT_FINGERPRINT: &str =
     "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
 
-/// The trust anchor of Intel's PKI.
+/// Intel's PKI is ECDSA P-256 with SHA-256 throughout ("Intel SGX PCK Certificate and
+/// Certificate Revocation List Profile Specification" 1.5, sections 1.1-1.4).
+const fn intel(role: &'static str, ca: Option<u8>, crl_signer: bool) -> Profile {
+    Profile {
+        role,
+        key: KeyProfile::P256,
+        signed_with: SignatureProfile::EcdsaSha256,
+        ca,
+        crl_signer,
+    }
+}
+
+/// The Intel SGX Root CA: self-signed, over one CA (the PCK CA), signing CRLs.
+pub const ROOT_PROFILE: Profile = intel("Intel SGX Root CA", Some(1), true);
+/// The PCK Platform or Processor CA: issues PCK certificates and signs the PCK CRL.
+pub const PCK_CA_PROFILE: Profile = intel("PCK CA", Some(0), true);
+/// The PCK certificate: an end entity.
+pub const PCK_PROFILE: Profile = intel("PCK certificate", None, false);
+/// The TCB signing certificate: an end entity.
+pub const TCB_SIGNING_PROFILE: Profile = intel("TCB signing certificate", None, false);
+
+/// The trust anchors of Intel's PKI: the built-in Intel SGX Root CA, and any root the
+/// caller names explicitly (a test or pre-production PKI). Never taken from evidence.
 #[derive(Debug, Clone)]
 pub struct IntelRoot {
-    cert: Cert,
+    certs: Vec<Cert>,
 }
 
 impl IntelRoot {
     /// The built-in Intel SGX Root CA.
     pub fn builtin() -> Result<Self, CertError> {
-        Cert::from_der(BUILTIN_ROOT, "built-in Intel SGX Root CA").map(|cert| IntelRoot { cert })
+        Cert::from_der(BUILTIN_ROOT, "built-in Intel SGX Root CA").map(IntelRoot::from_cert)
     }
 
-    /// Another anchor, for tests and pre-production PKIs; never taken from evidence.
+    /// One anchor alone, instead of the built-in one (tests of a wrong root).
     pub fn from_cert(cert: Cert) -> Self {
-        IntelRoot { cert }
+        IntelRoot { certs: vec![cert] }
     }
 
-    /// The anchor's certificate.
-    pub fn cert(&self) -> &Cert {
-        &self.cert
+    /// Trusts one more root beside those already trusted (`cvm verify --root`).
+    pub fn add_root(&mut self, cert: Cert) {
+        self.certs.push(cert);
+    }
+
+    /// The first anchor (the built-in root, unless replaced).
+    pub fn cert(&self) -> Option<&Cert> {
+        self.certs.first()
+    }
+
+    /// Every anchor.
+    pub fn certs(&self) -> &[Cert] {
+        &self.certs
+    }
+
+    /// The anchor that issued `child`: one whose subject is the child's issuer and whose
+    /// key verifies its signature; failing that, the first of that name (so that the
+    /// caller's check reports why it does not verify); `None` if no anchor has the name.
+    pub fn anchor_for(&self, child: &Cert, cache: &Cache) -> Option<&Cert> {
+        let named = || self.certs.iter().filter(|a| child.issued_by_name(a));
+        named()
+            .find(|a| cache.cert_signed_by(child, a).is_ok())
+            .or_else(|| named().next())
+    }
+
+    /// The anchor a CRL names as its issuer.
+    pub fn crl_anchor(&self, crl: &crate::x509::Crl) -> Option<&Cert> {
+        self.certs.iter().find(|a| crl.issued_by(a))
+    }
+
+    /// Whether `der` is one of the anchors.
+    pub fn is_anchor(&self, der: &[u8]) -> bool {
+        self.certs.iter().any(|a| a.der() == der)
     }
 }
 
@@ -211,14 +263,17 @@ pub struct VerifiedPck {
     pub ext: SgxExtensions,
 }
 
-/// Checks that `cert` was signed by `issuer` and is valid at `at`.
+/// Checks that `cert` matches `profile`, that `issuer` (matching `issuer_profile`) signed
+/// it, and that it is valid at `at`.
 pub fn check_issued(
-    cert: &Cert,
-    issuer: &Cert,
+    (cert, profile): (&Cert, &Profile),
+    (issuer, issuer_profile): (&Cert, &Profile),
     issuer_name: &str,
     at: Time,
     cache: &Cache,
 ) -> Result<(), String> {
+    cert.check_profile(profile)?;
+    issuer.check_profile(issuer_profile)?;
     if !cert.issued_by_name(issuer) {
         return Err(format!("its issuer is not the {issuer_name}"));
     }
@@ -239,7 +294,7 @@ pub fn verify_chain(
     let ders = match certificate_ders(pem, "the quote's PCK chain") {
         Ok(d) => d,
         Err(e) => {
-            checks.record("pck.chain", Category::Signature, Err(e.to_string()));
+            checks.record(CheckId::PckChain, Category::Signature, Err(e.to_string()));
             return None;
         }
     };
@@ -250,13 +305,13 @@ pub fn verify_chain(
         ) {
             (Ok(leaf), Ok(ca)) => (leaf, ca, rest),
             (Err(e), _) | (_, Err(e)) => {
-                checks.record("pck.chain", Category::Signature, Err(e.to_string()));
+                checks.record(CheckId::PckChain, Category::Signature, Err(e.to_string()));
                 return None;
             }
         },
         _ => {
             checks.record(
-                "pck.chain",
+                CheckId::PckChain,
                 Category::Signature,
                 Err(format!(
                     "{} certificate(s): the chain needs the PCK certificate and its CA",
@@ -266,10 +321,9 @@ pub fn verify_chain(
             return None;
         }
     };
-    let anchor = root.cert();
-    if rest.iter().any(|der| der.as_slice() != anchor.der()) {
+    if rest.iter().any(|der| !root.is_anchor(der)) {
         checks.skip(
-            "pck.chain.root",
+            CheckId::PckChainRoot,
             Category::Signature,
             "the quote carries a root certificate that is not the trusted Intel SGX Root CA; \
              it is ignored",
@@ -282,27 +336,45 @@ pub fn verify_chain(
         _ => None,
     };
     let ca_ok = checks.record(
-        "pck.ca",
+        CheckId::PckCa,
         Category::Signature,
         match ca_kind {
             None => Err(format!(
                 "the intermediate {ca_cn:?} is not an Intel SGX PCK Platform or Processor CA"
             )),
-            Some(_) => check_issued(&ca, anchor, "trusted Intel SGX Root CA", at, cache)
+            Some(_) => match root.anchor_for(&ca, cache) {
+                None => Err(format!(
+                    "{ca_cn}: issued by {:?}, which is not a trusted root",
+                    ca.issuer_cn().unwrap_or_default()
+                )),
+                Some(anchor) => check_issued(
+                    (&ca, &PCK_CA_PROFILE),
+                    (anchor, &ROOT_PROFILE),
+                    "trusted Intel SGX Root CA",
+                    at,
+                    cache,
+                )
                 .map(|()| {
                     format!("{ca_cn}, signed by the trusted Intel SGX Root CA, valid at {at}")
                 })
                 .map_err(|e| format!("{ca_cn}: {e}")),
+            },
         },
     );
     let leaf_cn = leaf.subject_cn().unwrap_or_default();
     let leaf_ok = checks.record(
-        "pck.leaf",
+        CheckId::PckLeaf,
         Category::Signature,
         if leaf_cn == "Intel SGX PCK Certificate" {
-            check_issued(&leaf, &ca, &ca_cn, at, cache)
-                .map(|()| format!("PCK certificate signed by the {ca_cn}, valid at {at}"))
-                .map_err(|e| format!("PCK certificate: {e}"))
+            check_issued(
+                (&leaf, &PCK_PROFILE),
+                (&ca, &PCK_CA_PROFILE),
+                &ca_cn,
+                at,
+                cache,
+            )
+            .map(|()| format!("PCK certificate signed by the {ca_cn}, valid at {at}"))
+            .map_err(|e| format!("PCK certificate: {e}"))
         } else {
             Err(format!(
                 "the leaf {leaf_cn:?} is not an Intel SGX PCK Certificate"
@@ -312,7 +384,7 @@ pub fn verify_chain(
     let ext = match SgxExtensions::read(&leaf) {
         Ok(e) => e,
         Err(e) => {
-            checks.record("pck.extensions", Category::Signature, Err(e));
+            checks.record(CheckId::PckExtensions, Category::Signature, Err(e));
             return None;
         }
     };
@@ -334,12 +406,14 @@ mod tests {
     #[test]
     fn built_in_root_is_the_pinned_one() {
         let root = IntelRoot::builtin().unwrap();
+        let cert = root.cert().unwrap();
         assert_eq!(
-            cvm_firmware::hex::encode(&root.cert().fingerprint()),
+            cvm_firmware::hex::encode(&cert.fingerprint()),
             ROOT_FINGERPRINT
         );
-        assert_eq!(root.cert().subject_cn().unwrap(), "Intel SGX Root CA");
-        root.cert().verify_signed_by(root.cert()).unwrap();
+        assert_eq!(cert.subject_cn().unwrap(), "Intel SGX Root CA");
+        cert.verify_signed_by(cert).unwrap();
+        cert.check_profile(&ROOT_PROFILE).unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `cvm inspect`: the parsed structure of an image.
 
-use super::{CmdResult, read_input, simple};
+use super::{CmdResult, InputKind, read_input, simple};
 use crate::error::CliError;
 use crate::output::{Output, Render};
 use clap::{Args, Subcommand};
@@ -153,7 +153,7 @@ pub fn run(args: &InspectArgs) -> CmdResult {
 }
 
 fn firmware(args: &FirmwareArgs) -> Result<FirmwareReport, CliError> {
-    let bytes = read_input(&args.file)?;
+    let bytes = read_input(&args.file, InputKind::Firmware)?;
     let err = |source| CliError::Firmware {
         path: args.file.clone(),
         source,

@@ -1,6 +1,6 @@
 //! `cvm launch`: boot a guest from the same `LaunchPlan` that `cvm measure` hashes.
 
-use super::{CmdResult, parse_size, read_input};
+use super::{CmdResult, InputKind, parse_size, read_input};
 use crate::error::CliError;
 use crate::output::{Format, Output, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
@@ -205,15 +205,19 @@ fn launch(
     tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
 
     let (boot_name, path, image) = match (&args.firmware, &args.kernel) {
-        (Some(fw), _) => ("firmware", fw.clone(), read_input(fw)?),
-        (None, Some(k)) => ("kernel", k.clone(), read_input(k)?),
+        (Some(fw), _) => ("firmware", fw.clone(), read_input(fw, InputKind::Firmware)?),
+        (None, Some(k)) => ("kernel", k.clone(), read_input(k, InputKind::Kernel)?),
         (None, None) => (
             "built-in",
             PathBuf::from("<built-in guest>"),
             crate::guest::BUILTIN_GUEST.to_vec().into(),
         ),
     };
-    let initrd = args.initrd.as_deref().map(read_input).transpose()?;
+    let initrd = args
+        .initrd
+        .as_deref()
+        .map(|p| read_input(p, InputKind::Initrd))
+        .transpose()?;
     let cmdline = args.cmdline.as_deref().unwrap_or("");
     let boot = if boot_name == "firmware" {
         Boot::Firmware(&image)

@@ -1,7 +1,7 @@
 //! `cvm measure`: the launch measurement of a guest, computed from the same launch plan
 //! that `cvm launch` executes.
 
-use super::{CmdResult, read_input, simple};
+use super::{CmdResult, InputKind, read_input, simple};
 use crate::error::CliError;
 use crate::keys;
 use crate::output::{Output, Render};
@@ -359,7 +359,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         .as_deref()
         .map(|path| IdSigner::new(args, path, platform))
         .transpose()?;
-    let fw_bytes = read_input(&args.firmware)?;
+    let fw_bytes = read_input(&args.firmware, InputKind::Firmware)?;
     // Two cores' worth of work: while the firmware's pages are hashed for the launch
     // digest (SNP: SHA-384 per page) and the file for the report (SHA-256), the other
     // inputs are read and the plan is built (its kernel hashes table: SHA-256 of the
@@ -373,9 +373,21 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
                 InputFile::new(&args.firmware, &fw_bytes),
             )
         });
-        let kernel = args.kernel.as_deref().map(read_input).transpose()?;
-        let svsm_bytes = args.svsm.as_deref().map(read_input).transpose()?;
-        let initrd = args.initrd.as_deref().map(read_input).transpose()?;
+        let kernel = args
+            .kernel
+            .as_deref()
+            .map(|p| read_input(p, InputKind::Kernel))
+            .transpose()?;
+        let svsm_bytes = args
+            .svsm
+            .as_deref()
+            .map(|p| read_input(p, InputKind::Firmware))
+            .transpose()?;
+        let initrd = args
+            .initrd
+            .as_deref()
+            .map(|p| read_input(p, InputKind::Initrd))
+            .transpose()?;
         let firmware_err = |path: &Path| {
             let path = path.to_owned();
             move |source| CliError::Firmware { path, source }

@@ -2,7 +2,7 @@
 //! the TDX launch plan.
 
 use super::measure::{InputFile, MeasureArgs, MrtdOrder, reject_other_tee_options};
-use super::read_input;
+use super::{InputKind, read_input};
 use crate::error::CliError;
 use crate::input::Input;
 use crate::output::Render;
@@ -129,10 +129,22 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
         ],
     )?;
     let memory = args.memory.unwrap_or(2 << 30);
-    let fw_bytes = read_input(&args.firmware)?;
-    let kernel = args.kernel.as_deref().map(read_input).transpose()?;
-    let initrd = args.initrd.as_deref().map(read_input).transpose()?;
-    let acpi = args.acpi_tables.as_deref().map(read_input).transpose()?;
+    let fw_bytes = read_input(&args.firmware, InputKind::Firmware)?;
+    let kernel = args
+        .kernel
+        .as_deref()
+        .map(|p| read_input(p, InputKind::Kernel))
+        .transpose()?;
+    let initrd = args
+        .initrd
+        .as_deref()
+        .map(|p| read_input(p, InputKind::Initrd))
+        .transpose()?;
+    let acpi = args
+        .acpi_tables
+        .as_deref()
+        .map(|p| read_input(p, InputKind::AcpiTables))
+        .transpose()?;
     let fw = OvmfImage::parse(&fw_bytes).map_err(|source| CliError::Firmware {
         path: args.firmware.clone(),
         source,

@@ -24,20 +24,98 @@ pub fn simple(f: impl FnOnce() -> Result<Output, CliError>) -> CmdResult {
     }
 }
 
-/// Reads an input file whole.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::ReadInput {
-        path: path.to_owned(),
-        source,
-    })
+/// The kinds of input file cvm reads, each with the largest size it accepts. A file is
+/// measured before it is read and read no further than its limit, so that `/dev/zero`
+/// or a huge file is refused at once rather than read until memory runs out. README.md
+/// ("Input limits") has the same table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// Attestation evidence (an SNP report, a DCAP quote).
+    Evidence,
+    /// A certificate file (`--certs`, `--root`).
+    Certificate,
+    /// A CRL or a piece of collateral (`--crl`, `--collateral`).
+    Collateral,
+    /// Reference values, a policy, an event log to replay, a key.
+    Config,
+    /// Firmware (`--firmware`, `--svsm`).
+    Firmware,
+    /// A kernel image.
+    Kernel,
+    /// An initrd.
+    Initrd,
+    /// ACPI tables (`--acpi-tables`).
+    AcpiTables,
 }
 
-/// Reads a possibly large input file (firmware, kernel, initrd) whole; see [`crate::input`].
-pub fn read_input(path: &Path) -> Result<crate::input::Input, CliError> {
-    crate::input::read(path).map_err(|source| CliError::ReadInput {
-        path: path.to_owned(),
-        source,
-    })
+const MIB: u64 = 1 << 20;
+
+impl InputKind {
+    /// Every kind, in the README's order.
+    pub const ALL: [InputKind; 8] = [
+        InputKind::Evidence,
+        InputKind::Certificate,
+        InputKind::Collateral,
+        InputKind::Config,
+        InputKind::Firmware,
+        InputKind::Kernel,
+        InputKind::Initrd,
+        InputKind::AcpiTables,
+    ];
+
+    /// The largest file accepted, in bytes. Evidence is a few KiB (an SNP report 1184
+    /// bytes, a DCAP quote with its PCK chain about 5 KiB); Intel's largest PCK CRL is
+    /// under 1 MiB; firmware is mapped below 4 GiB beside the rest of the platform
+    /// (OVMF builds are 2-4 MiB, QEMU's largest flash 64 MiB).
+    pub fn limit(self) -> u64 {
+        match self {
+            InputKind::Evidence | InputKind::Certificate | InputKind::AcpiTables => MIB,
+            InputKind::Collateral | InputKind::Config => 16 * MIB,
+            InputKind::Firmware => 64 * MIB,
+            InputKind::Kernel => 512 * MIB,
+            InputKind::Initrd => 4096 * MIB,
+        }
+    }
+
+    /// What the file is, in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Evidence => "evidence",
+            InputKind::Certificate => "a certificate",
+            InputKind::Collateral => "collateral",
+            InputKind::Config => "a configuration file",
+            InputKind::Firmware => "firmware",
+            InputKind::Kernel => "a kernel",
+            InputKind::Initrd => "an initrd",
+            InputKind::AcpiTables => "ACPI tables",
+        }
+    }
+}
+
+fn read_error(path: &Path, kind: InputKind, source: std::io::Error) -> CliError {
+    if source.kind() == std::io::ErrorKind::FileTooLarge {
+        CliError::TooLarge {
+            path: path.to_owned(),
+            what: kind.name(),
+            limit: kind.limit(),
+        }
+    } else {
+        CliError::ReadInput {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Reads a small input file whole, refusing one larger than its kind's limit.
+pub fn read_file(path: &Path, kind: InputKind) -> Result<Vec<u8>, CliError> {
+    crate::input::read_bounded(path, kind.limit()).map_err(|e| read_error(path, kind, e))
+}
+
+/// Reads a possibly large input file (firmware, kernel, initrd) whole, refusing one
+/// larger than its kind's limit; see [`crate::input`].
+pub fn read_input(path: &Path, kind: InputKind) -> Result<crate::input::Input, CliError> {
+    crate::input::read(path, kind.limit()).map_err(|e| read_error(path, kind, e))
 }
 
 /// Parses `128M`, `2G`, `4096`, `512KiB`.

@@ -1,10 +1,10 @@
 //! `cvm verify`: verify attestation evidence and appraise it; exit 0 only for a pass.
 
-use super::{CmdResult, read_file};
+use super::{CmdResult, InputKind, read_file};
 use crate::error::CliError;
 use crate::output::{Output, Render};
 use clap::{Args, ValueEnum};
-use cvm_attest::config::Bytes;
+use cvm_attest::config::{Bytes, Expected};
 use cvm_attest::snp::appraise::{Policy, Reference};
 use cvm_attest::snp::certs::{Roots, Supplied};
 use cvm_attest::tdx;
@@ -42,10 +42,17 @@ pub struct VerifyArgs {
     /// ark (.der, .pem, .crt). AMD's ARKs (and ASKs) are built in.
     #[arg(long, value_name = "DIR")]
     pub certs: Option<PathBuf>,
-    /// SNP: an ARK-signed CRL (DER or PEM) revoking ASKs/ASVKs.
-    #[arg(long, value_name = "FILE")]
+    /// SNP: AMD's ARK-signed CRL (DER or PEM) for the product, revoking ASKs/ASVKs.
+    /// Without it (or --no-crl) the verdict fails for want of collateral.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_crl")]
     pub crl: Option<PathBuf>,
-    /// SNP: also trust this root certificate (an AMD ARK not built in).
+    /// SNP: accept a chain whose revocation is not checked (sets the policy's
+    /// allow_unchecked_revocation; the verdict says so).
+    #[arg(long)]
+    pub no_crl: bool,
+    /// Also trust this root certificate (an AMD ARK, or an Intel root, that is not
+    /// built in: a test or pre-production PKI). Repeatable; never needed for AMD's or
+    /// Intel's production roots.
     #[arg(long, value_name = "FILE")]
     pub root: Vec<PathBuf>,
     /// TDX: Intel's collateral for the quote's platform: a JSON bundle (CRLs, TCB Info,
@@ -247,36 +254,33 @@ struct SnpInputs {
 pub fn run(args: &VerifyArgs) -> CmdResult {
     match verdicts(args) {
         Err(e) => (None, Err(e)),
-        Ok(mut verdicts) => {
+        Ok(verdicts) => {
             // The most severe failure across the batch decides the exit code.
             let failure = verdicts
                 .iter()
-                .filter_map(|(_, v)| v.failure())
-                .min_by_key(|(c, _)| c.rank());
+                .filter_map(|(path, v)| v.failure().map(|f| (path, f)))
+                .min_by_key(|(_, (c, _))| c.rank());
             let exit = match failure {
                 None => Ok(()),
-                Some((category, first)) => Err(CliError::Rejected { category, first }),
+                Some((path, (category, first))) => Err(CliError::Rejected {
+                    category,
+                    first: format!("{}: {first}", path.display()),
+                }),
             };
-            let output = if verdicts.len() == 1 {
-                verdicts.pop().map(|(_, v)| Output::new(&v))
-            } else {
-                let report = BatchReport {
-                    verdict: if exit.is_ok() {
-                        Status::Pass
-                    } else {
-                        Status::Fail
-                    },
-                    verdicts: verdicts
-                        .into_iter()
-                        .map(|(evidence, verdict)| BatchItem { evidence, verdict })
-                        .collect(),
-                };
-                Some(Output::new(&report))
+            let report = BatchReport {
+                verdict: if exit.is_ok() {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
+                verdicts: verdicts
+                    .into_iter()
+                    .map(|(evidence, verdict)| BatchItem { evidence, verdict })
+                    .collect(),
             };
-            match output {
-                Some(Ok(out)) => (Some(out), exit),
-                Some(Err(e)) => (None, Err(e)),
-                None => (None, exit),
+            match Output::new(&report) {
+                Ok(out) => (Some(out), exit),
+                Err(e) => (None, Err(e)),
             }
         }
     }
@@ -284,14 +288,14 @@ pub fn run(args: &VerifyArgs) -> CmdResult {
 
 fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
     let at = match &args.at {
-        Some(s) => Time::parse_rfc3339(s).map_err(CliError::Usage)?,
+        Some(s) => Time::parse_rfc3339(s).map_err(|e| CliError::Usage(format!("--at: {e}")))?,
         None => now()?,
     };
     let mut tdx_inputs: Option<TdxInputs> = None;
     let mut snp_inputs: Option<SnpInputs> = None;
     let mut out = Vec::new();
     for path in &args.evidence {
-        let evidence = read_file(path)?;
+        let evidence = read_file(path, InputKind::Evidence)?;
         let verdict = match detect(args, path, &evidence)? {
             VerifyTee::Tdx => {
                 let i = match tdx_inputs.take() {
@@ -335,32 +339,34 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
     Ok(out)
 }
 
-/// The evidence type: given, or detected (an SNP report is exactly 1184 bytes; a DCAP
-/// quote starts with version 3, 4 or 5 and attestation key type 2).
+/// The evidence type: given, or detected. A DCAP quote starts with version 3, 4 or 5 and
+/// attestation key type 2 (ECDSA P-256), which no SNP report does (it starts with a
+/// 32-bit VERSION, 2 to 5), so a damaged quote of any length is still taken for a quote;
+/// an SNP report is 1184 bytes.
 fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, CliError> {
-    let tee = match args.tee {
-        VerifyTee::Auto if evidence.len() == cvm_attest::snp::report::REPORT_LEN => VerifyTee::Snp,
-        VerifyTee::Auto => match evidence {
-            [3..=5, 0, 2, 0, ..] => VerifyTee::Tdx,
-            _ => {
-                return Err(CliError::Evidence {
-                    path: path.to_owned(),
-                    reason: format!(
-                        "{} bytes is neither an SEV-SNP report (1184 bytes) nor a DCAP quote \
-                         (version 3-5, ECDSA P-256); give --tee to be told what is wrong with it",
-                        evidence.len()
-                    ),
-                });
-            }
-        },
-        t => t,
+    let tee = match (args.tee, evidence) {
+        (VerifyTee::Auto, [3..=5, 0, 2, 0, ..]) => VerifyTee::Tdx,
+        (VerifyTee::Auto, _) if evidence.len() == cvm_attest::snp::report::REPORT_LEN => {
+            VerifyTee::Snp
+        }
+        (VerifyTee::Auto, _) => {
+            return Err(CliError::Evidence {
+                path: path.to_owned(),
+                reason: format!(
+                    "{} bytes is neither an SEV-SNP report (1184 bytes) nor a DCAP quote \
+                     (version 3-5, ECDSA P-256); give --tee to be told what is wrong with it",
+                    evidence.len()
+                ),
+            });
+        }
+        (t, _) => t,
     };
     let given = |present: bool, name: &str| present.then(|| name.to_owned());
     let misplaced: Vec<String> = match tee {
         VerifyTee::Tdx => [
             given(args.certs.is_some(), "--certs"),
             given(args.crl.is_some(), "--crl"),
-            given(!args.root.is_empty(), "--root"),
+            given(args.no_crl, "--no-crl"),
         ]
         .into_iter()
         .flatten()
@@ -383,14 +389,16 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, 
             _ => ("snp", "they are for TDX quotes"),
         };
         return Err(CliError::Usage(format!(
-            "{} cannot be used with --tee {this}: {hint}",
+            "{}: {} cannot be used with --tee {this}: {hint}",
+            path.display(),
             misplaced.join(", ")
         )));
     }
     if tee == VerifyTee::Snp && args.certs.is_none() {
-        return Err(CliError::Usage(
-            "--tee snp needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK)".into(),
-        ));
+        return Err(CliError::Usage(format!(
+            "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK)",
+            path.display()
+        )));
     }
     Ok(tee)
 }
@@ -407,11 +415,49 @@ fn report_data(args: &VerifyArgs) -> Result<Option<Bytes<64>>, CliError> {
         .transpose()
 }
 
+/// Sets the reference's REPORT_DATA to `--report-data`, refusing a reference file that
+/// expects something else.
+fn merge_report_data(args: &VerifyArgs, field: &mut Expected<Bytes<64>>) -> Result<(), CliError> {
+    let Some(rd) = report_data(args)? else {
+        return Ok(());
+    };
+    match field {
+        Expected::AnyOf(v) if v.as_slice() != [rd] => {
+            return Err(CliError::Usage(format!(
+                "--report-data differs from the report_data of {}: give one of them",
+                args.reference
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        _ => *field = Expected::value(rd),
+    }
+    Ok(())
+}
+
+/// The roots named with `--root`, parsed.
+fn extra_roots(args: &VerifyArgs) -> Result<Vec<(PathBuf, Cert)>, CliError> {
+    let mut out = Vec::new();
+    for path in &args.root {
+        let bytes = read_file(path, InputKind::Certificate)?;
+        for cert in Cert::parse_file(&bytes, &path.display().to_string())
+            .map_err(|e| config(path, e.to_string()))?
+        {
+            out.push((path.clone(), cert));
+        }
+    }
+    Ok(out)
+}
+
 fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
-    let root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
+    let mut root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in Intel SGX Root CA"),
         reason: e.to_string(),
     })?;
+    for (_, cert) in extra_roots(args)? {
+        root.add_root(cert);
+    }
     let collateral = match &args.collateral {
         Some(p) => Some(read_collateral(p)?),
         None => None,
@@ -420,13 +466,26 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
         Some(p) => Some(read_text(p, tdx::appraise::Reference::parse)?),
         None => None,
     };
-    if let Some(rd) = report_data(args)? {
-        reference
-            .get_or_insert_with(|| tdx::appraise::Reference {
-                skip_measurement: true,
-                ..Default::default()
-            })
-            .report_data = Some(rd);
+    if args.report_data.is_some() {
+        let r = reference.get_or_insert(tdx::appraise::Reference {
+            tee: None,
+            mrtd: Expected::Skip,
+            rtmr: [
+                Expected::Skip,
+                Expected::Skip,
+                Expected::Skip,
+                Expected::Skip,
+            ],
+            mr_config_id: Expected::Skip,
+            mr_owner: Expected::Skip,
+            mr_owner_config: Expected::Skip,
+            mr_service_td: Expected::Skip,
+            mr_seam: Expected::Skip,
+            report_data: Expected::Skip,
+            mr_enclave: Expected::Skip,
+            mr_signer: Expected::Skip,
+        });
+        merge_report_data(args, &mut r.report_data)?;
     }
     Ok(TdxInputs {
         root,
@@ -449,13 +508,8 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
         path: PathBuf::from("built-in AMD roots"),
         reason: e.to_string(),
     })?;
-    for path in &args.root {
-        let bytes = read_file(path)?;
-        for cert in Cert::parse_file(&bytes, &path.display().to_string())
-            .map_err(|e| config(path, e.to_string()))?
-        {
-            roots.add_root(cert).map_err(|e| config(path, e))?;
-        }
+    for (path, cert) in extra_roots(args)? {
+        roots.add_root(cert).map_err(|e| config(&path, e))?;
     }
     let supplied = match &args.certs {
         Some(dir) => read_certs(dir)?,
@@ -465,7 +519,7 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
         .crl
         .as_deref()
         .map(|p| {
-            let bytes = read_file(p)?;
+            let bytes = read_file(p, InputKind::Collateral)?;
             Crl::parse(&bytes, &p.display().to_string()).map_err(|e| CliError::Evidence {
                 path: p.to_owned(),
                 reason: e.to_string(),
@@ -476,23 +530,31 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
         Some(p) => Some(read_text(p, Reference::parse)?),
         None => None,
     };
-    if let Some(rd) = report_data(args)? {
-        reference
-            .get_or_insert_with(|| Reference {
-                skip_measurement: true,
-                ..Reference::default()
-            })
-            .report_data = Some(rd);
+    if args.report_data.is_some() {
+        let r = reference.get_or_insert(Reference {
+            measurement: Expected::Skip,
+            host_data: Expected::Skip,
+            id_key_digest: Expected::Skip,
+            author_key_digest: Expected::Skip,
+            report_data: Expected::Skip,
+            family_id: Expected::Skip,
+            image_id: Expected::Skip,
+        });
+        merge_report_data(args, &mut r.report_data)?;
+    }
+    let mut policy = match &args.policy {
+        Some(p) => read_text(p, Policy::parse)?,
+        None => Policy::default(),
+    };
+    if args.no_crl {
+        policy.allow_unchecked_revocation = true;
     }
     Ok(SnpInputs {
         roots,
         supplied,
         crl,
         reference,
-        policy: match &args.policy {
-            Some(p) => read_text(p, Policy::parse)?,
-            None => Policy::default(),
-        },
+        policy,
         cache: cvm_attest::Cache::default(),
     })
 }
@@ -508,7 +570,7 @@ fn read_text<T, E: std::fmt::Display>(
     path: &Path,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, CliError> {
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, InputKind::Config)?;
     let text = String::from_utf8(bytes).map_err(|_| config(path, "not UTF-8 text".into()))?;
     parse(&text).map_err(|e| config(path, e.to_string()))
 }
@@ -527,7 +589,7 @@ fn read_dir_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CliError> {
         })?;
         if entry.path().is_file() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            files.push((name, read_file(&entry.path())?));
+            files.push((name, read_file(&entry.path(), InputKind::Collateral)?));
         }
     }
     files.sort();

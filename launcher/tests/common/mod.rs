@@ -31,6 +31,13 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// The first (for one `--evidence`, the only) verdict of `cvm verify --format json`.
+pub fn verdict_json(out: &Output) -> serde_json::Value {
+    let batch = stdout_json(out);
+    assert_eq!(batch["schema"], 1, "{batch:#}");
+    batch["verdicts"][0].clone()
+}
+
 /// `rel` below the shared directory (`$CVM_SHARED`, or `../shared` beside the
 /// repository), or `None` with a message on stderr when it is absent.
 pub fn shared(rel: &str) -> Option<PathBuf> {
