@@ -87,6 +87,14 @@ pub enum CertError {
         /// The decoder's message.
         reason: String,
     },
+    /// A certificate file's name does not say its role unambiguously.
+    #[error("{what}: {reason}")]
+    Name {
+        /// Which file.
+        what: String,
+        /// What is wrong with its name.
+        reason: String,
+    },
     /// A PEM file could not be decoded.
     #[error("{what}: malformed PEM ({reason})")]
     Pem {
@@ -737,9 +745,53 @@ pub fn certificate_ders(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CertEr
     Ok(out)
 }
 
-/// Whether `bytes` look like PEM text rather than DER.
+/// Whether `bytes` are PEM text rather than DER: DER starts with a SEQUENCE tag, PEM
+/// has a BEGIN line (explanatory text may come before it, RFC 7468 section 2).
 fn is_pem(bytes: &[u8]) -> bool {
-    bytes.trim_ascii_start().starts_with(b"-----")
+    bytes.first() != Some(&0x30) && bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// The DER of every certificate of a PEM chain that must be exactly that: CERTIFICATE
+/// blocks separated by whitespace, optionally ended by one NUL byte (as Intel's quoting
+/// enclave writes the PCK chain into a quote), with no other text before, between or
+/// after them.
+pub fn certificate_chain_exact(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CertError> {
+    let pem_err = |reason: String| CertError::Pem {
+        what: what.to_owned(),
+        reason,
+    };
+    let body = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    let text = std::str::from_utf8(body).map_err(|e| pem_err(e.to_string()))?;
+    let mut rest = text.trim_start();
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let block = rest
+            .strip_prefix("-----BEGIN CERTIFICATE-----")
+            .ok_or_else(|| {
+                pem_err(format!(
+                    "{} bytes that are not a CERTIFICATE block",
+                    rest.len()
+                ))
+            })?;
+        let (encoded, tail) = block
+            .split_once("-----END CERTIFICATE-----")
+            .ok_or_else(|| pem_err("no -----END CERTIFICATE----- line".into()))?;
+        let compact: Vec<u8> = encoded
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        use base64::Engine as _;
+        out.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(&compact)
+                .map_err(|e| pem_err(format!("CERTIFICATE: {e}")))?,
+        );
+        rest = tail.trim_start();
+    }
+    if out.is_empty() {
+        return Err(pem_err("no CERTIFICATE block".into()));
+    }
+    Ok(out)
 }
 
 /// The blocks of PEM text in order, each as its label and its base64-decoded contents

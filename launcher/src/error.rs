@@ -64,6 +64,14 @@ pub enum CliError {
         /// What is wrong.
         reason: String,
     },
+    /// Collateral a verdict needs is missing (a piece of `--collateral`).
+    #[error("{}: {reason}", path.display())]
+    CollateralMissing {
+        /// The collateral file or directory.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
     /// Verification completed and the evidence was rejected.
     #[error("verification failed: {first}")]
     Rejected {
@@ -110,6 +118,7 @@ impl CliError {
             | CliError::Evidence { .. }
             | CliError::Config { .. } => ExitCode::MalformedInput,
             CliError::Rejected { category, .. } => crate::cmd::verify::category_exit(*category),
+            CliError::CollateralMissing { .. } => ExitCode::CollateralUnavailable,
             CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             CliError::Launch(crate::vmm::LaunchError::NoKvm { .. }) => {

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{case_fact, code, cvm, stdout_json, temp_file, vectors};
+use common::{case_fact, code, cvm, failed_with, stdout_json, temp_file, vectors};
 use std::path::Path;
 use std::process::Output;
 
@@ -166,4 +166,72 @@ fn signature_malformed_and_missing_collateral_have_their_own_codes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no VCEK certificate"), "{err}");
+}
+
+#[test]
+fn leniencies_of_the_command_line_are_closed() {
+    let Some(v) = vectors() else { return };
+    let case = v.join("snp/snp-milan-v3-oak-oc-release");
+    let rd = case_fact(&case, "report_data");
+    // --report-data may not contradict the reference file: usage (1).
+    let file = temp_file(
+        "rd.toml",
+        format!("skip_measurement = true\nreport_data = \"{rd}\"\n"),
+    );
+    let file = file.to_str().unwrap();
+    let other = "11".repeat(64);
+    let out = verify(&case, &["--reference", file, "--report-data", &other]);
+    assert!(failed_with(&out, 1).contains("--report-data differs"));
+    // The same value is no contradiction.
+    let out = verify(&case, &["--reference", file, "--report-data", &rd]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    // --crl and --no-crl contradict each other.
+    let crl = temp_file("no.crl", b"x");
+    let out = verify(&case, &["--no-reference", "--crl", crl.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+
+    // Two files for one role, or a role's file with an undocumented suffix: malformed (2).
+    for (a, b) in [("vcek.der", "vcek.pem"), ("vcek.der", "vcek.der.bak")] {
+        let dir = std::env::temp_dir().join(format!("cvm-certs-{}-{b}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["ask.pem", "ark.pem"] {
+            std::fs::copy(case.join("certs").join(name), dir.join(name)).unwrap();
+        }
+        std::fs::copy(case.join("certs/vcek.der"), dir.join(a)).unwrap();
+        std::fs::copy(case.join("certs/vcek.der"), dir.join(b)).unwrap();
+        let out = cvm(&[
+            "verify".as_ref(),
+            "--evidence".as_ref(),
+            case.join("report.bin").as_os_str(),
+            "--certs".as_ref(),
+            dir.as_os_str(),
+            "--no-crl".as_ref(),
+            "--no-reference".as_ref(),
+        ]);
+        assert!(failed_with(&out, 2).contains(b), "{b}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // A DCAP quote cut to an SNP report's length is still a quote: malformed (2), not
+    // a usage error about --certs.
+    let quote = std::fs::read(v.join("tdx/tdx-v4-phala-b0c06f-uptodate/quote.bin")).unwrap();
+    let cut = temp_file("cut-quote.bin", &quote[..1184]);
+    let out = cvm(&[
+        "verify".as_ref(),
+        "--evidence".as_ref(),
+        cut.as_os_str(),
+        "--no-reference".as_ref(),
+    ]);
+    assert!(failed_with(&out, 2).contains("quote.parse"));
+
+    // Evidence that never ends is refused at its limit, not read until memory runs out.
+    let out = cvm(&[
+        "verify",
+        "--evidence",
+        "/dev/zero",
+        "--no-reference",
+        "--certs",
+        "/nonexistent",
+    ]);
+    assert!(failed_with(&out, 2).contains("larger than 1048576 bytes"));
 }

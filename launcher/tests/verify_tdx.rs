@@ -238,7 +238,7 @@ fn bad_inputs_are_one_line_errors() {
     // SNP options with a quote; TDX options with an SNP report.
     let out = verify(&c, &["--at", AT, "--no-reference", "--certs", "/tmp"]);
     assert!(failed_with(&out, 1).contains("--certs cannot be used with --tee tdx"));
-    // A collateral bundle missing a piece names it.
+    // A collateral bundle missing a piece names it: collateral unavailable (4).
     let text = std::fs::read_to_string(c.join("collateral.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v.as_object_mut().unwrap().remove("pck_crl");
@@ -251,7 +251,7 @@ fn bad_inputs_are_one_line_errors() {
         p.to_str().unwrap(),
         "--no-reference",
     ]);
-    assert!(failed_with(&out, 2).contains("`pck_crl`"));
+    assert!(failed_with(&out, 4).contains("the collateral has no `pck_crl`"));
     // Not evidence at all.
     let junk = temp_file("junk.bin", b"not a quote");
     let out = cvm(&[
@@ -312,4 +312,32 @@ fn a_batch_gives_every_verdict_and_the_worst_exit_code() {
     assert_eq!(code(&out), 0);
     let j = stdout_json(&out);
     assert_eq!(j["verdicts"][0]["checks"], j["verdicts"][1]["checks"]);
+}
+
+#[test]
+fn snp_options_are_refused_and_an_extra_root_is_an_anchor() {
+    let Some(c) = case(UPTODATE) else { return };
+    // SNP's revocation options are refused for a quote; --root is accepted (an extra
+    // anchor beside the built-in one, which still verifies the real chain).
+    let out = verify(&c, &["--at", AT, "--no-reference", "--no-crl"]);
+    assert!(failed_with(&out, 1).contains("--no-crl cannot be used with --tee tdx"));
+    let root = cvm_root_pem();
+    let out = verify(
+        &c,
+        &[
+            "--at",
+            AT,
+            "--no-reference",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Intel's root itself, as a file (an extra anchor that changes nothing).
+fn cvm_root_pem() -> std::path::PathBuf {
+    let root = vectors().unwrap().join("roots/intel/IntelSGXRootCA.pem");
+    assert!(root.is_file(), "{}", root.display());
+    root
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::panic, clippy::print_stderr, reason = "test support code")]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The directory of this crate (`tests/`).
@@ -29,19 +30,36 @@ pub fn vectors_dir() -> PathBuf {
         .unwrap_or_else(|| shared_dir().join("vectors"))
 }
 
-/// The reference measurements directory (`shared/reference`), or `None` with a message
-/// on stderr when it is absent.
-pub fn reference_dir() -> Option<PathBuf> {
-    let dir = shared_dir().join("reference");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is absent (set CVM_SHARED to the directory holding reference/ and vectors/)",
-            dir.display()
-        );
-        None
+/// Whether a test's input is `present`. An absent input never lets a test pass: under
+/// `CI=true` it fails the test; elsewhere the test stops early and says on the terminal
+/// that it was skipped, and why (written to the process's standard error directly,
+/// which the test harness does not capture, so it shows even for a passing test).
+pub fn present(present: bool, what: &str) -> bool {
+    if present {
+        return true;
     }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} (CI=true: a test without its inputs fails)"
+    );
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what}");
+    false
+}
+
+/// `path` if it exists, or `None` after [`present`] said why the test cannot run.
+pub fn input(path: PathBuf) -> Option<PathBuf> {
+    let what = format!(
+        "{} is absent (set CVM_SHARED to the directory holding reference/ and vectors/)",
+        path.display()
+    );
+    present(path.exists(), &what).then_some(path)
+}
+
+/// The reference measurements directory (`shared/reference`), if present (see
+/// [`present`]).
+pub fn reference_dir() -> Option<PathBuf> {
+    input(shared_dir().join("reference"))
 }
 
 /// A tab-separated table with a header row, as rows of (column name -> value).
@@ -62,18 +80,14 @@ pub fn read_tsv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
         .collect()
 }
 
-/// The vectors directory if present, or `None` with a message on stderr.
+/// The vectors directory, if present (see [`present`]).
 pub fn vectors() -> Option<PathBuf> {
     let dir = vectors_dir();
-    if dir.join("MANIFEST.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no vectors at {} (set CVM_VECTORS or CVM_SHARED)",
-            dir.display()
-        );
-        None
-    }
+    let what = format!(
+        "no vectors at {} (set CVM_VECTORS or CVM_SHARED)",
+        dir.display()
+    );
+    present(dir.join("MANIFEST.tsv").is_file(), &what).then_some(dir)
 }
 
 /// The SNP evidence of one vector case directory: the report, the certificates by role,

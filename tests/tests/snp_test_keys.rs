@@ -675,3 +675,35 @@ fn every_certificate_profile_rule_has_a_negative() {
         "differs from the signature algorithm inside the signed part",
     );
 }
+
+/// The checks that failed, by name.
+fn failed_names(v: &Verdict<Claims>) -> Vec<&'static str> {
+    v.failed_checks().map(|c| c.name.name()).collect()
+}
+
+#[test]
+fn leniencies_of_the_report_fields_are_closed() {
+    // VMPL 4 does not exist (four levels, 0-3), whatever the policy's VMPL list.
+    let v = plain(&report(Key::Vcek, |r| r[0x30] = 4));
+    assert_eq!(failed_names(&v), ["policy.vmpl"], "{:#?}", failed(&v));
+    assert!(failed(&v)[0].contains("VMPL 4 does not exist"));
+    // POLICY bit 26 is reserved in ABI 1.55.
+    let v = plain(&report(Key::Vcek, |r| r[0x0b] |= 0x04));
+    assert_eq!(
+        failed_names(&v),
+        ["policy.reserved_bits"],
+        "{:#?}",
+        failed(&v)
+    );
+    // A version 3 report always carries its CPUID; zero names no product.
+    let v = plain(&report(Key::Vcek, |r| r[0x188..0x18b].fill(0)));
+    assert_eq!(failed_names(&v), ["leaf.product"], "{:#?}", failed(&v));
+    // A Genoa CPUID on the Milan chain.
+    let v = plain(&report(Key::Vcek, |r| r[0x189] = 0x11));
+    assert_eq!(failed_names(&v), ["leaf.product"], "{:#?}", failed(&v));
+    assert!(
+        failed(&v)[0].contains("CPUID says Genoa"),
+        "{:#?}",
+        failed(&v)
+    );
+}

@@ -112,30 +112,52 @@ pub struct Supplied {
 
 impl Supplied {
     /// Sorts certificate files by role from their names: `vcek`, `vlek`, `ask`, `asvk`,
-    /// `ark`, with any extension (`.der`, `.pem`, `.crt`, `.cer`), case-insensitive.
-    /// Files with other names are returned unused, so the caller can say so.
+    /// `ark`, bare or with one of the extensions `.der`, `.pem`, `.crt`, `.cer`
+    /// (case-insensitive). A role's name with another suffix (`vcek.der.bak`), or two
+    /// files for one role (`vcek.der` and `vcek.pem`), is refused rather than resolved
+    /// by the order of the files. Files with other names are returned unused, so the
+    /// caller can say so.
     pub fn from_files<'n>(files: &[(&'n str, &[u8])]) -> Result<(Self, Vec<&'n str>), CertError> {
+        const EXTENSIONS: [&str; 4] = ["der", "pem", "crt", "cer"];
         let mut s = Supplied::default();
+        let mut taken: Vec<(&'static str, &str)> = Vec::new();
         let mut ignored = Vec::new();
         for (name, bytes) in files {
-            let stem = name
-                .rsplit('/')
-                .next()
-                .unwrap_or(name)
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let slot = match stem.as_str() {
-                "vcek" => &mut s.vcek,
-                "vlek" => &mut s.vlek,
-                "ask" => &mut s.ask,
-                "asvk" => &mut s.asvk,
-                "ark" => &mut s.ark,
+            let base = name.rsplit('/').next().unwrap_or(name);
+            let lower = base.to_ascii_lowercase();
+            let (stem, ext) = lower.split_once('.').unwrap_or((lower.as_str(), ""));
+            let role: &'static str = match stem {
+                "vcek" => "vcek",
+                "vlek" => "vlek",
+                "ask" => "ask",
+                "asvk" => "asvk",
+                "ark" => "ark",
                 _ => {
                     ignored.push(*name);
                     continue;
                 }
+            };
+            let bad_name = |reason: String| CertError::Name {
+                what: (*name).to_owned(),
+                reason,
+            };
+            if !ext.is_empty() && !EXTENSIONS.contains(&ext) {
+                return Err(bad_name(format!(
+                    "a {role} certificate is named {role}, {role}.der, .pem, .crt or .cer"
+                )));
+            }
+            if let Some((_, other)) = taken.iter().find(|(r, _)| *r == role) {
+                return Err(bad_name(format!(
+                    "{other} is the {role} certificate too: keep one of them"
+                )));
+            }
+            taken.push((role, name));
+            let slot = match role {
+                "vcek" => &mut s.vcek,
+                "vlek" => &mut s.vlek,
+                "ask" => &mut s.ask,
+                "asvk" => &mut s.asvk,
+                _ => &mut s.ark,
             };
             let mut certs = Cert::parse_file(bytes, name)?;
             if certs.len() != 1 {
@@ -602,5 +624,20 @@ mod tests {
         assert!(s.ark.is_some() && s.vcek.is_none());
         assert_eq!(ignored, ["README"]);
         assert!(Supplied::from_files(&[("vcek.der", b"junk".as_slice())]).is_err());
+        // A role's file with an undocumented suffix, or two files for one role.
+        let e = Supplied::from_files(&[("ark.pem.bak", ark)]).unwrap_err();
+        assert!(e.to_string().contains("ark.pem.bak"), "{e}");
+        let e = Supplied::from_files(&[("ark.pem", ark), ("ARK.der", ark)]).unwrap_err();
+        assert!(
+            e.to_string().contains("ark.pem is the ark certificate too"),
+            "{e}"
+        );
+        assert!(
+            Supplied::from_files(&[("ark", ark)])
+                .unwrap()
+                .0
+                .ark
+                .is_some()
+        );
     }
 }

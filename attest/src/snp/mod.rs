@@ -280,7 +280,10 @@ fn match_leaf(
             "the report's CPUID says {p}, the chain says {}",
             leaf.product
         )),
-        (Some([fam, model, _]), None) if fam != 0 || model != 0 => problems.push(format!(
+        // Version 3 and later reports always carry the CPUID (SEV-SNP ABI 1.55 table
+        // 22); zero, like any other family and model no product has, contradicts the
+        // chain.
+        (Some([fam, model, _]), None) => problems.push(format!(
             "the report's CPUID family {fam:#x} model {model:#x} is not an SEV-SNP product"
         )),
         _ => {}

@@ -441,7 +441,7 @@ fn pck_crl_issuer_chain(
     })?;
     pck::check_issued(
         (first, &pck::PCK_CA_PROFILE),
-        (anchor, &pck::ROOT_PROFILE),
+        (anchor, Some(&pck::ROOT_PROFILE)),
         "trusted Intel SGX Root CA",
         at,
         cache,
@@ -521,7 +521,7 @@ fn signed_item<T: serde::de::DeserializeOwned>(
         } else if let Some(anchor) = anchor {
             pck::check_issued(
                 (signer, &pck::TCB_SIGNING_PROFILE),
-                (anchor, &pck::ROOT_PROFILE),
+                (anchor, Some(&pck::ROOT_PROFILE)),
                 "trusted Intel SGX Root CA",
                 at,
                 cache,

@@ -7,7 +7,9 @@
 use crate::cache::Cache;
 use crate::time::Time;
 use crate::verdict::{Category, CheckId, Checks};
-use crate::x509::{Cert, CertError, KeyProfile, Profile, SignatureProfile, certificate_ders};
+use crate::x509::{
+    Cert, CertError, KeyProfile, Profile, SignatureProfile, certificate_chain_exact,
+};
 use der::asn1::{Any, ObjectIdentifier, OctetStringRef};
 use der::{Decode, Tag, Tagged};
 
@@ -263,17 +265,20 @@ pub struct VerifiedPck {
     pub ext: SgxExtensions,
 }
 
-/// Checks that `cert` matches `profile`, that `issuer` (matching `issuer_profile`) signed
-/// it, and that it is valid at `at`.
+/// Checks that `cert` matches `profile`, that `issuer` signed it (matching
+/// `issuer_profile`, unless another check judges the issuer), and that it is valid at
+/// `at`.
 pub fn check_issued(
     (cert, profile): (&Cert, &Profile),
-    (issuer, issuer_profile): (&Cert, &Profile),
+    (issuer, issuer_profile): (&Cert, Option<&Profile>),
     issuer_name: &str,
     at: Time,
     cache: &Cache,
 ) -> Result<(), String> {
     cert.check_profile(profile)?;
-    issuer.check_profile(issuer_profile)?;
+    if let Some(p) = issuer_profile {
+        issuer.check_profile(p)?;
+    }
     if !cert.issued_by_name(issuer) {
         return Err(format!("its issuer is not the {issuer_name}"));
     }
@@ -291,7 +296,7 @@ pub fn verify_chain(
     cache: &Cache,
     checks: &mut Checks,
 ) -> Option<VerifiedPck> {
-    let ders = match certificate_ders(pem, "the quote's PCK chain") {
+    let ders = match certificate_chain_exact(pem, "the quote's PCK chain") {
         Ok(d) => d,
         Err(e) => {
             checks.record(CheckId::PckChain, Category::Signature, Err(e.to_string()));
@@ -349,7 +354,7 @@ pub fn verify_chain(
                 )),
                 Some(anchor) => check_issued(
                     (&ca, &PCK_CA_PROFILE),
-                    (anchor, &ROOT_PROFILE),
+                    (anchor, Some(&ROOT_PROFILE)),
                     "trusted Intel SGX Root CA",
                     at,
                     cache,
@@ -366,15 +371,9 @@ pub fn verify_chain(
         CheckId::PckLeaf,
         Category::Signature,
         if leaf_cn == "Intel SGX PCK Certificate" {
-            check_issued(
-                (&leaf, &PCK_PROFILE),
-                (&ca, &PCK_CA_PROFILE),
-                &ca_cn,
-                at,
-                cache,
-            )
-            .map(|()| format!("PCK certificate signed by the {ca_cn}, valid at {at}"))
-            .map_err(|e| format!("PCK certificate: {e}"))
+            check_issued((&leaf, &PCK_PROFILE), (&ca, None), &ca_cn, at, cache)
+                .map(|()| format!("PCK certificate signed by the {ca_cn}, valid at {at}"))
+                .map_err(|e| format!("PCK certificate: {e}"))
         } else {
             Err(format!(
                 "the leaf {leaf_cn:?} is not an Intel SGX PCK Certificate"

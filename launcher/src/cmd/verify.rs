@@ -566,17 +566,24 @@ fn config(path: &Path, reason: String) -> CliError {
     }
 }
 
+/// A UTF-8 text file of `kind`, whole.
+fn read_text_file(path: &Path, kind: InputKind) -> Result<String, CliError> {
+    let bytes = read_file(path, kind)?;
+    String::from_utf8(bytes).map_err(|_| config(path, "not UTF-8 text".into()))
+}
+
+/// A configuration file (reference values, policy, event log) parsed by `parse`.
 fn read_text<T, E: std::fmt::Display>(
     path: &Path,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, CliError> {
-    let bytes = read_file(path, InputKind::Config)?;
-    let text = String::from_utf8(bytes).map_err(|_| config(path, "not UTF-8 text".into()))?;
+    let text = read_text_file(path, InputKind::Config)?;
     parse(&text).map_err(|e| config(path, e.to_string()))
 }
 
-/// The regular files directly in `dir`, by name, read whole.
-fn read_dir_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CliError> {
+/// The regular files directly in `dir`, by name, read whole (each within `kind`'s
+/// limit).
+fn read_dir_files(dir: &Path, kind: InputKind) -> Result<Vec<(String, Vec<u8>)>, CliError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CliError::ReadInput {
         path: dir.to_owned(),
         source,
@@ -589,7 +596,7 @@ fn read_dir_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CliError> {
         })?;
         if entry.path().is_file() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            files.push((name, read_file(&entry.path(), InputKind::Collateral)?));
+            files.push((name, read_file(&entry.path(), kind)?));
         }
     }
     files.sort();
@@ -606,7 +613,7 @@ fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
 /// Reads the certificates in `dir`, by role from their file names (see
 /// [`Supplied::from_files`]); other files are ignored with a warning.
 pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
-    let files = read_dir_files(dir)?;
+    let files = read_dir_files(dir, InputKind::Certificate)?;
     let (supplied, ignored) =
         Supplied::from_files(&as_refs(&files)).map_err(|e| CliError::Evidence {
             path: dir.to_owned(),
@@ -622,14 +629,23 @@ pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
 }
 
 /// Reads `--collateral`: a JSON bundle, or a directory of the pieces (see
-/// [`tdx::collateral::Collateral::from_pieces`]).
+/// [`tdx::collateral::Collateral::from_pieces`]). A missing piece is missing collateral
+/// (exit 4), a malformed one malformed input.
 fn read_collateral(path: &Path) -> Result<tdx::collateral::Collateral, CliError> {
+    let classify = |e: tdx::collateral::CollateralError| match e {
+        tdx::collateral::CollateralError::Missing(_) => CliError::CollateralMissing {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+        other => config(path, other.to_string()),
+    };
     if !path.is_dir() {
-        return read_text(path, tdx::collateral::Collateral::parse_json);
+        let text = read_text_file(path, InputKind::Collateral)?;
+        return tdx::collateral::Collateral::parse_json(&text).map_err(classify);
     }
-    let files = read_dir_files(path)?;
-    let (collateral, ignored) = tdx::collateral::Collateral::from_pieces(&as_refs(&files))
-        .map_err(|e| config(path, e.to_string()))?;
+    let files = read_dir_files(path, InputKind::Collateral)?;
+    let (collateral, ignored) =
+        tdx::collateral::Collateral::from_pieces(&as_refs(&files)).map_err(classify)?;
     for name in ignored {
         tracing::warn!("{}: ignoring {name}", path.display());
     }
