@@ -76,15 +76,35 @@ pub(crate) fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// Little-endian writes into a fixed buffer at offsets known to be in range (used to
-/// build structures whose layout is defined by the code, never by input).
-pub(crate) fn put(buf: &mut [u8], offset: usize, value: &[u8]) {
-    if let Some(dst) = offset
-        .checked_add(value.len())
-        .and_then(|end| buf.get_mut(offset..end))
-    {
+/// Writes `value` at the constant offset `OFF` of a fixed-size buffer: a write that does
+/// not fit is a compile-time error (the assertion is evaluated when the function is
+/// instantiated), so structures with a fixed layout need no run-time check.
+pub(crate) fn put_at<const OFF: usize, const N: usize, const LEN: usize>(
+    buf: &mut [u8; LEN],
+    value: &[u8; N],
+) {
+    const { assert!(OFF <= LEN && N <= LEN - OFF) };
+    if let Some(dst) = OFF.checked_add(N).and_then(|end| buf.get_mut(OFF..end)) {
         dst.copy_from_slice(value);
     }
+}
+
+/// Writes `value` at `offset` of `buf` (used to build structures whose layout is
+/// defined by the code, never by input). A write out of range is a bug in the builder,
+/// and an error rather than a silently dropped field: a structure with a field missing
+/// would be measured and launched without complaint.
+pub(crate) fn put(buf: &mut [u8], offset: usize, value: &[u8]) -> Result<()> {
+    let size = buf.len();
+    let dst = offset
+        .checked_add(value.len())
+        .and_then(|end| buf.get_mut(offset..end))
+        .ok_or(FirmwareError::Layout {
+            offset: to_u64(offset),
+            len: to_u64(value.len()),
+            size: to_u64(size),
+        })?;
+    dst.copy_from_slice(value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -112,5 +132,17 @@ pub(crate) mod tests {
         );
         assert!(img.bytes(u64::MAX, 2, "x").is_err());
         assert!(img.bytes(4, u64::MAX, "x").is_err());
+    }
+
+    #[test]
+    fn writes_out_of_range_are_errors() {
+        let mut b = [0u8; 8];
+        put(&mut b, 4, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(b, [0, 0, 0, 0, 1, 2, 3, 4]);
+        for (off, len) in [(5, 4), (8, 1), (usize::MAX, 2)] {
+            let e = put(&mut b, off, &vec![9; len]).unwrap_err();
+            assert!(matches!(e, FirmwareError::Layout { .. }), "{e}");
+        }
+        assert_eq!(b, [0, 0, 0, 0, 1, 2, 3, 4]);
     }
 }

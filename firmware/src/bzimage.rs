@@ -122,16 +122,16 @@ pub fn qemu_patch(
     let img = Image::new(IMAGE, data);
     let mut out = data.to_vec();
     let mut set = |offset: usize, value: &[u8]| crate::bytes::put(&mut out, offset, value);
-    set(0x210, &[QEMU_LOADER_TYPE]);
-    set(0x211, &[hdr.loadflags | CAN_USE_HEAP]);
+    set(0x210, &[QEMU_LOADER_TYPE])?;
+    set(0x211, &[hdr.loadflags | CAN_USE_HEAP])?;
     let heap_end = QEMU_CMDLINE_ADDR
         .saturating_sub(QEMU_REAL_ADDR)
         .saturating_sub(0x200);
     set(
         0x224,
         &u16::try_from(heap_end).unwrap_or(u16::MAX).to_le_bytes(),
-    );
-    set(0x228, &QEMU_CMDLINE_ADDR.to_le_bytes());
+    )?;
+    set(0x228, &QEMU_CMDLINE_ADDR.to_le_bytes())?;
     if initrd_len > 0 {
         let size = u32::try_from(initrd_len).map_err(|_| {
             crate::error::FirmwareError::Unsupported(format!(
@@ -165,8 +165,8 @@ pub fn qemu_patch(
                 ))
             })?
             & !0xfff;
-        set(0x218, &addr.to_le_bytes());
-        set(0x21c, &size.to_le_bytes());
+        set(0x218, &addr.to_le_bytes())?;
+        set(0x21c, &size.to_le_bytes())?;
     }
     Ok(out)
 }

@@ -37,6 +37,20 @@ pub enum FirmwareError {
     /// The requested launch cannot be built from these inputs.
     #[error("{0}")]
     Unsupported(String),
+    /// A structure cvm builds (a VMSA, a table, a header) was written out of its own
+    /// bounds: a bug in cvm, reported instead of producing a structure with a field
+    /// missing.
+    #[error(
+        "internal error: a {len}-byte write at offset {offset:#x} of a {size}-byte structure (a bug in cvm)"
+    )]
+    Layout {
+        /// Where the write was.
+        offset: u64,
+        /// How long it was.
+        len: u64,
+        /// The structure's size.
+        size: u64,
+    },
 }
 
 impl FirmwareError {
@@ -46,7 +60,7 @@ impl FirmwareError {
             FirmwareError::Truncated { image, .. } | FirmwareError::Invalid { image, .. } => {
                 Some(image)
             }
-            FirmwareError::Unsupported(_) => None,
+            FirmwareError::Unsupported(_) | FirmwareError::Layout { .. } => None,
         }
     }
 }

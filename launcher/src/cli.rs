@@ -51,9 +51,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => return clap_error(&e, stdout, stderr),
+        Err(e) => return clap_error(&e, json_prescan(&args), stdout, stderr),
     };
     let format = cli.format;
     let (output, result) = dispatch(cli.command, format);
@@ -61,7 +62,11 @@ where
     if let Some(output) = &output
         && let Err(e) = output.write(format, stdout)
     {
-        return report_error(&CliError::Output(e), None, stderr);
+        // A reader that closed the pipe early (`| head`) has what it wanted: end quietly
+        // with the result's own code. Any other failure to write is reported.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return report_error(&CliError::Output(e), None, stderr);
+        }
     }
     if let Err(e) = result {
         // In JSON mode, a command that produced no result still prints one object.
@@ -69,6 +74,13 @@ where
         code = report_error(&e, json_out, stderr);
     }
     code
+}
+
+/// Whether the command line asks for JSON output, read before clap has parsed it (so
+/// that a usage error is printed as JSON too): `--format json` or `--format=json`.
+fn json_prescan(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    args.contains(&"--format=json") || args.windows(2).any(|w| w == ["--format", "json"])
 }
 
 fn dispatch(command: Command, format: Format) -> CmdResult {
@@ -101,7 +113,12 @@ fn report_error(
     code
 }
 
-fn clap_error(e: &clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+fn clap_error(
+    e: &clap::Error,
+    json: bool,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -121,7 +138,19 @@ fn clap_error(e: &clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -
                 .unwrap_or("invalid arguments");
             let message = message.strip_prefix("error: ").unwrap_or(message);
             let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let line = line
+                .split_once(" For more information, try")
+                .map_or(line.as_str(), |(head, _)| head)
+                .trim_end();
             let _ = writeln!(stderr, "cvm: error: {line} (see 'cvm --help')");
+            if json {
+                let code = ExitCode::Usage;
+                let value = serde_json::json!({
+                    "schema": crate::output::SCHEMA,
+                    "error": { "code": code.code(), "kind": code.name(), "message": line }
+                });
+                let _ = write_json(&value, stdout);
+            }
             ExitCode::Usage
         }
     }

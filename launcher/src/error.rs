@@ -99,8 +99,9 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
-    /// Writing the result failed (a closed pipe, a full disk).
-    #[error("cannot write the output")]
+    /// Writing the result to standard output failed (a full disk, a device error; a
+    /// closed pipe is not an error).
+    #[error("cannot write the output to standard output")]
     Output(#[source] io::Error),
     /// A result could not be serialised (a bug).
     #[error("cannot serialise the result")]
@@ -127,9 +128,10 @@ impl CliError {
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             CliError::Launch(_) => ExitCode::LaunchFailed,
             CliError::GuestExit(_) => ExitCode::GuestAbnormalExit,
-            CliError::WriteFile { .. } | CliError::Output(_) | CliError::Serialize(_) => {
-                ExitCode::Internal
-            }
+            // Where the output goes is the caller's choice: a place that cannot be
+            // written to is a usage error, not a bug.
+            CliError::WriteFile { .. } | CliError::Output(_) => ExitCode::Usage,
+            CliError::Serialize(_) => ExitCode::Internal,
         }
     }
 }

@@ -76,7 +76,7 @@ fn require_unavailable_tee_exits_platform_unavailable() {
     // The KVM-less fixture host can launch nothing.
     let out = cvm(&[
         "probe",
-        "--root",
+        "--sysroot",
         &fixture("no-kvm"),
         "--require",
         "none",
@@ -96,8 +96,7 @@ fn require_unavailable_tee_exits_platform_unavailable() {
 
 #[test]
 fn require_available_tee_succeeds() {
-    if std::fs::File::open("/dev/kvm").is_err() {
-        eprintln!("skipped: no usable /dev/kvm on this host");
+    if !common::have_kvm() {
         return;
     }
     let out = cvm(&["probe", "--require", "none"]);
@@ -344,4 +343,44 @@ fn inspect_firmware_reports_metadata() {
     assert_eq!(sections.len(), 7);
     assert_eq!(sections[6]["kind"], "SNP_KERNEL_HASHES");
     assert_eq!(json["tdvf"]["sections"].as_array().unwrap().len(), 7);
+}
+
+/// Debian sid's TDX OVMF build carries SEV metadata whose SVSM_CAA and SNP_SEC_MEM
+/// sections have size zero. sev-snp-measure measures nothing for them, and so does cvm.
+/// The digests are sev-snp-measure 0.0.13's (run 2026-12-01 as `sev-snp-measure --mode
+/// snp --vcpus N --vcpu-type T --ovmf OVMF.inteltdx.ms.fd`): no table row has this image
+/// without a kernel.
+#[test]
+fn zero_size_sev_metadata_sections_measure_nothing() {
+    let Some(fw) = common::shared("reference/inputs/sid/OVMF.inteltdx.ms.fd") else {
+        return;
+    };
+    for (vcpus, cpu, digest) in [
+        (
+            "4",
+            "EPYC-Milan",
+            "1585ea7a12a4c80b6f30f3c05541e2d93f7653c8e3235356604a662cb5d622784a8edcadce5cef74388d299fdeb7b273",
+        ),
+        (
+            "1",
+            "EPYC-v4",
+            "d5e76cb222de4e070fad3ff1653fe517d92c7a7d814cf59a6d6f2298a962fb8486475d4f1953079aa02451ab7de4c9de",
+        ),
+    ] {
+        let out = cvm(&[
+            "measure".as_ref(),
+            "--tee".as_ref(),
+            "snp".as_ref(),
+            "--vcpus".as_ref(),
+            vcpus.as_ref(),
+            "--vcpu-type".as_ref(),
+            cpu.as_ref(),
+            "--firmware".as_ref(),
+            fw.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ]);
+        let json = stdout_json(&out);
+        assert_eq!(json["measurement"], digest, "{vcpus} {cpu}");
+    }
 }

@@ -154,7 +154,7 @@ fn id_block_errors_are_one_line() {
         (&["--id-key", p256.to_str().unwrap()], 2, "P-384"),
         (&["--id-key", fw.as_str()], 2, "not a PEM document"),
         (
-            &["--id-key", id.to_str().unwrap(), "--policy", "0x1"],
+            &["--id-key", id.to_str().unwrap(), "--guest-policy", "0x1"],
             1,
             "bit 17",
         ),

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{cvm, stdout_json, temp_file};
+use common::{cvm, have_kvm, stdout_json, temp_file};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,18 +22,6 @@ use std::time::{Duration, Instant};
 
 fn payload(name: &str) -> PathBuf {
     PathBuf::from(env!("OUT_DIR")).join(format!("{name}.bin"))
-}
-
-fn have_kvm() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: /dev/kvm cannot be opened on this host");
-    }
-    ok
 }
 
 /// Runs `cvm --format json launch --tee none ARGS` with the serial port in a file;

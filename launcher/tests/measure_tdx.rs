@@ -41,7 +41,7 @@ fn json_and_event_log_match_the_reference_row() {
         "2048M",
         "--acpi-tables",
         &p("tdx-acpi/canonical-defaults/acpi_tables.bin"),
-        "--event-log",
+        "--event-log-out",
         log.to_str().unwrap(),
         "--format",
         "json",

@@ -104,8 +104,8 @@ pub struct TdxMeasurement {
     pub secure_boot: Vec<SecureBootVariable>,
 }
 
-const ADD_TAG: &[u8] = b"MEM.PAGE.ADD";
-const EXTEND_TAG: &[u8] = b"MR.EXTEND";
+const ADD_TAG: &[u8; 12] = b"MEM.PAGE.ADD";
+const EXTEND_TAG: &[u8; 9] = b"MR.EXTEND";
 
 /// MRTD of `plan`: the fold of its steps.
 pub fn mrtd(plan: &LaunchPlan<'_>) -> Result<Digest48> {
@@ -138,10 +138,10 @@ fn pages(step: &Step<'_>) -> impl Iterator<Item = u64> {
     (0..step.len / PAGE).map(move |i| gpa.saturating_add(i.saturating_mul(PAGE)))
 }
 
-fn record(h: &mut Sha384, tag: &[u8], gpa: u64) {
+fn record<const N: usize>(h: &mut Sha384, tag: &[u8; N], gpa: u64) {
     let mut buf = [0u8; 128];
-    crate::bytes::put(&mut buf, 0, tag);
-    crate::bytes::put(&mut buf, 16, &gpa.to_le_bytes());
+    crate::bytes::put_at::<0, N, 128>(&mut buf, tag);
+    crate::bytes::put_at::<16, 8, 128>(&mut buf, &gpa.to_le_bytes());
     h.update(buf);
 }
 

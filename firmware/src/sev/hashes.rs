@@ -1,7 +1,7 @@
 //! The kernel hashes table that QEMU hands SEV guests for measured direct boot
 //! (`SevHashTable` in QEMU's target/i386/sev.c; verified by OVMF's BlobVerifierSevHashes).
 
-use crate::guid::{Guid, known};
+use crate::guid::known;
 use crate::plan::KernelHashes;
 use sha2::{Digest, Sha256};
 
@@ -23,40 +23,24 @@ pub fn kernel_hashes(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>
     }
 }
 
-/// The padded table for `h`.
+/// The padded table for `h`: the header GUID and the table's length (168), then three
+/// entries of a GUID, the entry's length (50) and a SHA-256 (OVMF's
+/// `PADDED_SEV_HASH_TABLE`). Every offset is a constant, checked at compile time.
 pub fn table(h: &KernelHashes) -> [u8; PADDED_LEN] {
+    use crate::bytes::put_at;
     let mut t = [0u8; PADDED_LEN];
-    let mut w = Writer { buf: &mut t, at: 0 };
-    w.guid(&known::SEV_HASH_TABLE_HEADER);
-    w.u16(168);
-    for (guid, digest) in [
-        (known::SEV_CMDLINE_ENTRY, &h.cmdline),
-        (known::SEV_INITRD_ENTRY, &h.initrd),
-        (known::SEV_KERNEL_ENTRY, &h.kernel),
-    ] {
-        w.guid(&guid);
-        w.u16(50);
-        w.bytes(digest);
-    }
+    put_at::<0, _, _>(&mut t, &known::SEV_HASH_TABLE_HEADER.0);
+    put_at::<16, _, _>(&mut t, &168u16.to_le_bytes());
+    put_at::<18, _, _>(&mut t, &known::SEV_CMDLINE_ENTRY.0);
+    put_at::<34, _, _>(&mut t, &50u16.to_le_bytes());
+    put_at::<36, _, _>(&mut t, &h.cmdline);
+    put_at::<68, _, _>(&mut t, &known::SEV_INITRD_ENTRY.0);
+    put_at::<84, _, _>(&mut t, &50u16.to_le_bytes());
+    put_at::<86, _, _>(&mut t, &h.initrd);
+    put_at::<118, _, _>(&mut t, &known::SEV_KERNEL_ENTRY.0);
+    put_at::<134, _, _>(&mut t, &50u16.to_le_bytes());
+    put_at::<136, _, _>(&mut t, &h.kernel);
     t
-}
-
-struct Writer<'b> {
-    buf: &'b mut [u8],
-    at: usize,
-}
-
-impl Writer<'_> {
-    fn bytes(&mut self, b: &[u8]) {
-        crate::bytes::put(self.buf, self.at, b);
-        self.at = self.at.saturating_add(b.len());
-    }
-    fn guid(&mut self, g: &Guid) {
-        self.bytes(&g.0);
-    }
-    fn u16(&mut self, v: u16) {
-        self.bytes(&v.to_le_bytes());
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! Signing needs randomness (ECDSA); the caller passes the generator, so this module stays
 //! free of I/O.
 
-use crate::bytes::put;
+use crate::bytes::put_at;
 use ring::rand::SecureRandom;
 use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use sha2::{Digest, Sha384};
@@ -92,12 +92,12 @@ impl IdBlock {
     /// The 0x60-byte structure (VERSION is 1, the only defined version).
     pub fn to_bytes(&self) -> [u8; ID_BLOCK_LEN] {
         let mut b = [0u8; ID_BLOCK_LEN];
-        put(&mut b, 0x00, &self.launch_digest);
-        put(&mut b, 0x30, &self.family_id);
-        put(&mut b, 0x40, &self.image_id);
-        put(&mut b, 0x50, &1u32.to_le_bytes());
-        put(&mut b, 0x54, &self.guest_svn.to_le_bytes());
-        put(&mut b, 0x58, &self.policy.to_le_bytes());
+        put_at::<0x00, _, _>(&mut b, &self.launch_digest);
+        put_at::<0x30, _, _>(&mut b, &self.family_id);
+        put_at::<0x40, _, _>(&mut b, &self.image_id);
+        put_at::<0x50, _, _>(&mut b, &1u32.to_le_bytes());
+        put_at::<0x54, _, _>(&mut b, &self.guest_svn.to_le_bytes());
+        put_at::<0x58, _, _>(&mut b, &self.policy.to_le_bytes());
         b
     }
 }
@@ -171,23 +171,15 @@ pub fn sign(
     let id_block = block.to_bytes();
     let id_pub = public_key_struct(id_key)?;
     let mut auth = Box::new([0u8; ID_AUTH_LEN]);
-    put(&mut auth[..], 0, &ALGO_ECDSA_P384_SHA384.to_le_bytes());
-    put(
-        &mut auth[..],
-        AUTH_BLOCK_SIG,
-        &signature_struct(id_key, &id_block, rng)?,
-    );
-    put(&mut auth[..], AUTH_ID_KEY, &id_pub);
+    put_at::<0, _, _>(&mut auth, &ALGO_ECDSA_P384_SHA384.to_le_bytes());
+    put_at::<AUTH_BLOCK_SIG, _, _>(&mut auth, &signature_struct(id_key, &id_block, rng)?);
+    put_at::<AUTH_ID_KEY, _, _>(&mut auth, &id_pub);
     let author_key_digest = match author_key {
         Some(author) => {
             let author_pub = public_key_struct(author)?;
-            put(&mut auth[..], 4, &ALGO_ECDSA_P384_SHA384.to_le_bytes());
-            put(
-                &mut auth[..],
-                AUTH_ID_KEY_SIG,
-                &signature_struct(author, &id_pub, rng)?,
-            );
-            put(&mut auth[..], AUTH_AUTHOR_KEY, &author_pub);
+            put_at::<4, _, _>(&mut auth, &ALGO_ECDSA_P384_SHA384.to_le_bytes());
+            put_at::<AUTH_ID_KEY_SIG, _, _>(&mut auth, &signature_struct(author, &id_pub, rng)?);
+            put_at::<AUTH_AUTHOR_KEY, _, _>(&mut auth, &author_pub);
             Some(Sha384::digest(author_pub).into())
         }
         None => None,
@@ -215,9 +207,9 @@ pub fn public_key_struct(key: &SigningKey) -> Result<[u8; PUBLIC_KEY_LEN], IdBlo
         }
     };
     let mut s = [0u8; PUBLIC_KEY_LEN];
-    put(&mut s, 0, &CURVE_P384.to_le_bytes());
-    put(&mut s, 4, &little_endian_component(x));
-    put(&mut s, 4 + COMPONENT, &little_endian_component(y));
+    put_at::<0, _, _>(&mut s, &CURVE_P384.to_le_bytes());
+    put_at::<4, _, _>(&mut s, &little_endian_component(x));
+    put_at::<{ 4 + COMPONENT }, _, _>(&mut s, &little_endian_component(y));
     Ok(s)
 }
 
@@ -238,8 +230,8 @@ fn signature_struct(
         _ => return Err(IdBlockError::Signing { role }),
     };
     let mut out = [0u8; SIGNATURE_LEN];
-    put(&mut out, 0, &little_endian_component(r));
-    put(&mut out, COMPONENT, &little_endian_component(s));
+    put_at::<0, _, _>(&mut out, &little_endian_component(r));
+    put_at::<COMPONENT, _, _>(&mut out, &little_endian_component(s));
     Ok(out)
 }
 

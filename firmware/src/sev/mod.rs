@@ -196,6 +196,13 @@ fn snp_metadata_steps<'a>(
     }
     let mut deferred = Vec::new();
     for (index, s) in sections.iter().enumerate() {
+        // A section of size zero (OVMF builds that reserve no SVSM CAA or SEC memory
+        // declare them so) covers no page: it is measured as nothing, as sev-snp-measure
+        // measures it (its page loops run zero times). The kernel hashes section alone
+        // must hold the table when a kernel is given: that case still fails below.
+        if s.size == 0 && !(s.kind == SevSectionType::SnpKernelHashes && table.is_some()) {
+            continue;
+        }
         let origin = if is_svsm {
             Origin::SvsmMetadata {
                 index,

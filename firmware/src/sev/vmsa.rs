@@ -4,7 +4,7 @@
 //! as Linux's `struct sev_es_save_area`. Only the fields a launch sets are written;
 //! everything else is zero.
 
-use crate::bytes::put;
+use crate::bytes::put_at;
 use crate::vcpu::{Segment, VcpuState};
 use serde::Serialize;
 
@@ -39,36 +39,42 @@ mod off {
 /// Encodes `s` as a VMSA page with `sev_features`.
 pub fn page(s: &VcpuState, sev_features: u64) -> Box<[u8; VMSA_SIZE]> {
     let mut p = Box::new([0u8; VMSA_SIZE]);
-    let segs = [
-        s.es, s.cs, s.ss, s.ds, s.fs, s.gs, s.gdtr, s.ldtr, s.idtr, s.tr,
-    ];
-    for (i, seg) in segs.iter().enumerate() {
-        let at = off::SEGMENTS.saturating_add(i.saturating_mul(16));
-        put(&mut p[..], at, &seg.selector.to_le_bytes());
-        put(&mut p[..], at.saturating_add(2), &seg.attrib.to_le_bytes());
-        put(&mut p[..], at.saturating_add(4), &seg.limit.to_le_bytes());
-        put(&mut p[..], at.saturating_add(8), &seg.base.to_le_bytes());
-    }
-    for (at, v) in [
-        (off::EFER, s.efer),
-        (off::CR4, s.cr4),
-        (off::CR3, s.cr3),
-        (off::CR0, s.cr0),
-        (off::DR7, s.dr7),
-        (off::DR6, s.dr6),
-        (off::RFLAGS, s.rflags),
-        (off::RIP, s.rip),
-        (off::RSP, s.rsp),
-        (off::G_PAT, s.g_pat),
-        (off::RDX, s.rdx),
-        (off::RSI, s.rsi),
-        (off::SEV_FEATURES, sev_features),
-        (off::XCR0, s.xcr0),
-    ] {
-        put(&mut p[..], at, &v.to_le_bytes());
-    }
-    put(&mut p[..], off::MXCSR, &s.mxcsr.to_le_bytes());
-    put(&mut p[..], off::X87_FCW, &s.x87_fcw.to_le_bytes());
+    // Every offset is a constant: put_at checks each write at compile time.
+    let seg = |s: &Segment| {
+        let mut r = [0u8; 16];
+        put_at::<0, _, _>(&mut r, &s.selector.to_le_bytes());
+        put_at::<2, _, _>(&mut r, &s.attrib.to_le_bytes());
+        put_at::<4, _, _>(&mut r, &s.limit.to_le_bytes());
+        put_at::<8, _, _>(&mut r, &s.base.to_le_bytes());
+        r
+    };
+    let b = &mut *p;
+    put_at::<{ off::SEGMENTS }, _, _>(b, &seg(&s.es));
+    put_at::<{ off::SEGMENTS + 0x10 }, _, _>(b, &seg(&s.cs));
+    put_at::<{ off::SEGMENTS + 0x20 }, _, _>(b, &seg(&s.ss));
+    put_at::<{ off::SEGMENTS + 0x30 }, _, _>(b, &seg(&s.ds));
+    put_at::<{ off::SEGMENTS + 0x40 }, _, _>(b, &seg(&s.fs));
+    put_at::<{ off::SEGMENTS + 0x50 }, _, _>(b, &seg(&s.gs));
+    put_at::<{ off::SEGMENTS + 0x60 }, _, _>(b, &seg(&s.gdtr));
+    put_at::<{ off::SEGMENTS + 0x70 }, _, _>(b, &seg(&s.ldtr));
+    put_at::<{ off::SEGMENTS + 0x80 }, _, _>(b, &seg(&s.idtr));
+    put_at::<{ off::SEGMENTS + 0x90 }, _, _>(b, &seg(&s.tr));
+    put_at::<{ off::EFER }, _, _>(b, &s.efer.to_le_bytes());
+    put_at::<{ off::CR4 }, _, _>(b, &s.cr4.to_le_bytes());
+    put_at::<{ off::CR3 }, _, _>(b, &s.cr3.to_le_bytes());
+    put_at::<{ off::CR0 }, _, _>(b, &s.cr0.to_le_bytes());
+    put_at::<{ off::DR7 }, _, _>(b, &s.dr7.to_le_bytes());
+    put_at::<{ off::DR6 }, _, _>(b, &s.dr6.to_le_bytes());
+    put_at::<{ off::RFLAGS }, _, _>(b, &s.rflags.to_le_bytes());
+    put_at::<{ off::RIP }, _, _>(b, &s.rip.to_le_bytes());
+    put_at::<{ off::RSP }, _, _>(b, &s.rsp.to_le_bytes());
+    put_at::<{ off::G_PAT }, _, _>(b, &s.g_pat.to_le_bytes());
+    put_at::<{ off::RDX }, _, _>(b, &s.rdx.to_le_bytes());
+    put_at::<{ off::RSI }, _, _>(b, &s.rsi.to_le_bytes());
+    put_at::<{ off::SEV_FEATURES }, _, _>(b, &sev_features.to_le_bytes());
+    put_at::<{ off::XCR0 }, _, _>(b, &s.xcr0.to_le_bytes());
+    put_at::<{ off::MXCSR }, _, _>(b, &s.mxcsr.to_le_bytes());
+    put_at::<{ off::X87_FCW }, _, _>(b, &s.x87_fcw.to_le_bytes());
     p
 }
 

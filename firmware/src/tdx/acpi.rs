@@ -89,17 +89,17 @@ impl Tables {
             });
         }
         let mut l = Loader(Vec::with_capacity(LOADER_LEN));
-        l.allocate(RSDP_FILE, 16, 2);
-        l.allocate(TABLES_FILE, 64, 1);
-        l.checksum(TABLES_FILE, dsdt);
+        l.allocate(RSDP_FILE, 16, 2)?;
+        l.allocate(TABLES_FILE, 64, 1)?;
+        l.checksum(TABLES_FILE, dsdt)?;
         // FADT FIRMWARE_CTRL (FACS) and DSDT, then X_DSDT.
-        l.pointer(TABLES_FILE, TABLES_FILE, facp.offset.saturating_add(36), 4);
-        l.pointer(TABLES_FILE, TABLES_FILE, facp.offset.saturating_add(40), 4);
-        l.pointer(TABLES_FILE, TABLES_FILE, facp.offset.saturating_add(140), 8);
-        l.checksum(TABLES_FILE, facp);
+        l.pointer(TABLES_FILE, TABLES_FILE, facp.offset.saturating_add(36), 4)?;
+        l.pointer(TABLES_FILE, TABLES_FILE, facp.offset.saturating_add(40), 4)?;
+        l.pointer(TABLES_FILE, TABLES_FILE, facp.offset.saturating_add(140), 8)?;
+        l.checksum(TABLES_FILE, facp)?;
         for t in &tables {
             if !matches!(&t.signature, b"FACS" | b"DSDT" | b"FACP" | b"RSDT") {
-                l.checksum(TABLES_FILE, *t);
+                l.checksum(TABLES_FILE, *t)?;
             }
         }
         for i in 0..entries {
@@ -107,15 +107,15 @@ impl Tables {
                 .offset
                 .saturating_add(HEADER_LEN)
                 .saturating_add(i.saturating_mul(4));
-            l.pointer(TABLES_FILE, TABLES_FILE, at, 4);
+            l.pointer(TABLES_FILE, TABLES_FILE, at, 4)?;
         }
-        l.checksum(TABLES_FILE, rsdt);
-        l.pointer(RSDP_FILE, TABLES_FILE, 16, 4);
+        l.checksum(TABLES_FILE, rsdt)?;
+        l.pointer(RSDP_FILE, TABLES_FILE, 16, 4)?;
         // The RSDP's checksum is its byte 8, over its 20 bytes.
         l.command(
             3,
             &[
-                &Loader::name(RSDP_FILE),
+                &Loader::name(RSDP_FILE)?,
                 &8u32.to_le_bytes(),
                 &[0; 4],
                 &20u32.to_le_bytes(),
@@ -136,9 +136,9 @@ impl Tables {
         loader.resize(LOADER_LEN, 0);
 
         let mut rsdp = [0u8; RSDP_LEN];
-        crate::bytes::put(&mut rsdp, 0, b"RSD PTR ");
-        crate::bytes::put(&mut rsdp, 9, b"BOCHS ");
-        crate::bytes::put(&mut rsdp, 16, &rsdt.offset.to_le_bytes());
+        crate::bytes::put_at::<0, _, _>(&mut rsdp, b"RSD PTR ");
+        crate::bytes::put_at::<9, _, _>(&mut rsdp, b"BOCHS ");
+        crate::bytes::put_at::<16, _, _>(&mut rsdp, &rsdt.offset.to_le_bytes());
         Ok(Tables {
             tables,
             rsdp,
@@ -202,37 +202,40 @@ impl Loader {
         self.0.resize(start.saturating_add(COMMAND_LEN), 0);
     }
 
-    fn name(file: &str) -> [u8; FILE_NAME_LEN] {
+    fn name(file: &str) -> Result<[u8; FILE_NAME_LEN]> {
         let mut n = [0u8; FILE_NAME_LEN];
-        crate::bytes::put(&mut n, 0, file.as_bytes());
-        n
+        crate::bytes::put(&mut n, 0, file.as_bytes())?;
+        Ok(n)
     }
 
-    fn allocate(&mut self, file: &str, align: u32, zone: u8) {
-        self.command(1, &[&Self::name(file), &align.to_le_bytes(), &[zone]]);
+    fn allocate(&mut self, file: &str, align: u32, zone: u8) -> Result<()> {
+        self.command(1, &[&Self::name(file)?, &align.to_le_bytes(), &[zone]]);
+        Ok(())
     }
 
-    fn pointer(&mut self, dst: &str, src: &str, offset: u32, size: u8) {
+    fn pointer(&mut self, dst: &str, src: &str, offset: u32, size: u8) -> Result<()> {
         self.command(
             2,
             &[
-                &Self::name(dst),
-                &Self::name(src),
+                &Self::name(dst)?,
+                &Self::name(src)?,
                 &offset.to_le_bytes(),
                 &[size],
             ],
         );
+        Ok(())
     }
 
-    fn checksum(&mut self, file: &str, t: Table) {
+    fn checksum(&mut self, file: &str, t: Table) -> Result<()> {
         self.command(
             3,
             &[
-                &Self::name(file),
+                &Self::name(file)?,
                 &t.offset.saturating_add(9).to_le_bytes(),
                 &t.offset.to_le_bytes(),
                 &t.len.to_le_bytes(),
             ],
         );
+        Ok(())
     }
 }

@@ -423,22 +423,22 @@ fn td_hob(sections: &[TdvfSection], ram: &[RamRange]) -> Result<Vec<u8>> {
         }
     }
     let mut bytes = vec![0u8; usize::from(PHIT_LEN)];
-    put(&mut bytes, 0, &HOB_HANDOFF.to_le_bytes());
-    put(&mut bytes, 2, &PHIT_LEN.to_le_bytes());
-    put(&mut bytes, 8, &PHIT_VERSION.to_le_bytes());
+    put(&mut bytes, 0, &HOB_HANDOFF.to_le_bytes())?;
+    put(&mut bytes, 2, &PHIT_LEN.to_le_bytes())?;
+    put(&mut bytes, 8, &PHIT_VERSION.to_le_bytes())?;
     for (ty, start, end) in resources {
         let mut r = [0u8; RESOURCE_BYTES];
-        put(&mut r, 0, &HOB_RESOURCE_DESCRIPTOR.to_le_bytes());
-        put(&mut r, 2, &RESOURCE_LEN.to_le_bytes());
-        put(&mut r, 24, &ty.to_le_bytes());
-        put(&mut r, 28, &RESOURCE_ATTRIBUTES.to_le_bytes());
-        put(&mut r, 32, &start.to_le_bytes());
-        put(&mut r, 40, &end.saturating_sub(start).to_le_bytes());
+        put(&mut r, 0, &HOB_RESOURCE_DESCRIPTOR.to_le_bytes())?;
+        put(&mut r, 2, &RESOURCE_LEN.to_le_bytes())?;
+        put(&mut r, 24, &ty.to_le_bytes())?;
+        put(&mut r, 28, &RESOURCE_ATTRIBUTES.to_le_bytes())?;
+        put(&mut r, 32, &start.to_le_bytes())?;
+        put(&mut r, 40, &end.saturating_sub(start).to_le_bytes())?;
         bytes.extend_from_slice(&r);
     }
     let mut end = [0u8; HOB_END_LEN];
-    put(&mut end, 0, &HOB_END_OF_LIST.to_le_bytes());
-    put(&mut end, 2, &END_LEN.to_le_bytes());
+    put(&mut end, 0, &HOB_END_OF_LIST.to_le_bytes())?;
+    put(&mut end, 2, &END_LEN.to_le_bytes())?;
     bytes.extend_from_slice(&end);
     let total = to_u64(bytes.len());
     if total > hob_section.mem_size {
@@ -449,7 +449,7 @@ fn td_hob(sections: &[TdvfSection], ram: &[RamRange]) -> Result<Vec<u8>> {
     }
     // PHIT.EfiEndOfHobList: the first byte past the end-of-list HOB.
     let end_of_list = hob_section.mem_address.saturating_add(total);
-    put(&mut bytes, 48, &end_of_list.to_le_bytes());
+    put(&mut bytes, 48, &end_of_list.to_le_bytes())?;
     Ok(bytes)
 }
 

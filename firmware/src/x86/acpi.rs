@@ -123,7 +123,7 @@ pub fn build(vcpus: u32) -> Result<Vec<u8>> {
 
     let mut out = vec![0u8; cursor];
     for (start, table) in at.into_iter().zip([&rsdp, &xsdt, &fadt, &dsdt, &madt]) {
-        put(&mut out, start, table);
+        put(&mut out, start, table)?;
     }
     Ok(out)
 }

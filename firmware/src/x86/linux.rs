@@ -173,14 +173,14 @@ fn zero_page(img: &Image<'_>, e820: &[E820Entry], initrd: Option<&Step<'_>>) -> 
         hdr_end.saturating_sub(to_u64(BP_HDR)),
         "setup header",
     )?;
-    put(&mut bp, BP_HDR, header);
+    put(&mut bp, BP_HDR, header)?;
 
-    put(&mut bp, BP_ACPI_RSDP_ADDR, &acpi::ACPI_GPA.to_le_bytes());
-    put(&mut bp, BP_VID_MODE, &0xffffu16.to_le_bytes());
-    put(&mut bp, BP_TYPE_OF_LOADER, &[0xff]);
+    put(&mut bp, BP_ACPI_RSDP_ADDR, &acpi::ACPI_GPA.to_le_bytes())?;
+    put(&mut bp, BP_VID_MODE, &0xffffu16.to_le_bytes())?;
+    put(&mut bp, BP_TYPE_OF_LOADER, &[0xff])?;
     let cmd_ptr = u32::try_from(CMDLINE_GPA).unwrap_or(0);
-    put(&mut bp, BP_CMD_LINE_PTR, &cmd_ptr.to_le_bytes());
-    put(&mut bp, BP_EXT_CMD_LINE_PTR, &0u32.to_le_bytes());
+    put(&mut bp, BP_CMD_LINE_PTR, &cmd_ptr.to_le_bytes())?;
+    put(&mut bp, BP_EXT_CMD_LINE_PTR, &0u32.to_le_bytes())?;
     if let Some(step) = initrd {
         let split = |v: u64| -> (u32, u32) {
             (
@@ -190,10 +190,10 @@ fn zero_page(img: &Image<'_>, e820: &[E820Entry], initrd: Option<&Step<'_>>) -> 
         };
         let (addr_lo, addr_hi) = split(step.gpa);
         let (len_lo, len_hi) = split(step.len);
-        put(&mut bp, BP_RAMDISK_IMAGE, &addr_lo.to_le_bytes());
-        put(&mut bp, BP_RAMDISK_SIZE, &len_lo.to_le_bytes());
-        put(&mut bp, BP_EXT_RAMDISK_IMAGE, &addr_hi.to_le_bytes());
-        put(&mut bp, BP_EXT_RAMDISK_SIZE, &len_hi.to_le_bytes());
+        put(&mut bp, BP_RAMDISK_IMAGE, &addr_lo.to_le_bytes())?;
+        put(&mut bp, BP_RAMDISK_SIZE, &len_lo.to_le_bytes())?;
+        put(&mut bp, BP_EXT_RAMDISK_IMAGE, &addr_hi.to_le_bytes())?;
+        put(&mut bp, BP_EXT_RAMDISK_SIZE, &len_hi.to_le_bytes())?;
     }
     if e820.len() > E820_MAX_ENTRIES {
         return Err(FirmwareError::Unsupported("too many e820 entries".into()));
@@ -202,12 +202,12 @@ fn zero_page(img: &Image<'_>, e820: &[E820Entry], initrd: Option<&Step<'_>>) -> 
         &mut bp,
         BP_E820_ENTRIES,
         &[u8::try_from(e820.len()).unwrap_or(0)],
-    );
+    )?;
     let mut off = BP_E820_TABLE;
     for (addr, size, kind) in e820 {
-        put(&mut bp, off, &addr.to_le_bytes());
-        put(&mut bp, off.saturating_add(8), &size.to_le_bytes());
-        put(&mut bp, off.saturating_add(16), &kind.to_le_bytes());
+        put(&mut bp, off, &addr.to_le_bytes())?;
+        put(&mut bp, off.saturating_add(8), &size.to_le_bytes())?;
+        put(&mut bp, off.saturating_add(16), &kind.to_le_bytes())?;
         off = off.saturating_add(20);
     }
     Ok(bp)

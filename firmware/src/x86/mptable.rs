@@ -76,22 +76,22 @@ pub fn build(gpa: u32, vcpus: u32) -> Result<Vec<u8>> {
         .map_err(|_| FirmwareError::Unsupported("MP table too large".into()))?;
     let entry_count = u16::from(ioapic_id).saturating_add(OTHER_ENTRIES);
     let mut header = vec![0u8; HEADER_LEN];
-    put(&mut header, 0, b"PCMP");
-    put(&mut header, 4, &base_len.to_le_bytes());
-    put(&mut header, 6, &[SPEC_REV]);
-    put(&mut header, 8, b"CVM     ");
-    put(&mut header, 16, b"CVM VM      ");
-    put(&mut header, 34, &entry_count.to_le_bytes());
-    put(&mut header, 36, &LAPIC_BASE.to_le_bytes());
+    put(&mut header, 0, b"PCMP")?;
+    put(&mut header, 4, &base_len.to_le_bytes())?;
+    put(&mut header, 6, &[SPEC_REV])?;
+    put(&mut header, 8, b"CVM     ")?;
+    put(&mut header, 16, b"CVM VM      ")?;
+    put(&mut header, 34, &entry_count.to_le_bytes())?;
+    put(&mut header, 36, &LAPIC_BASE.to_le_bytes())?;
     let sum = checksum(&[&header, &entries]);
-    put(&mut header, 7, &[sum]);
+    put(&mut header, 7, &[sum])?;
 
     let mut floating = vec![0u8; FLOATING_LEN];
-    put(&mut floating, 0, b"_MP_");
-    put(&mut floating, 4, &config_gpa.to_le_bytes());
-    put(&mut floating, 8, &[1, SPEC_REV]); // length in 16-byte units, revision
+    put(&mut floating, 0, b"_MP_")?;
+    put(&mut floating, 4, &config_gpa.to_le_bytes())?;
+    put(&mut floating, 8, &[1, SPEC_REV])?; // length in 16-byte units, revision
     let sum = checksum(&[&floating]);
-    put(&mut floating, 10, &[sum]);
+    put(&mut floating, 10, &[sum])?;
 
     let mut table = floating;
     table.extend_from_slice(&header);

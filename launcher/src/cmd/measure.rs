@@ -89,8 +89,9 @@ pub struct MeasureArgs {
     /// TDX: the order pages are added and extended in.
     #[arg(long, value_enum, default_value_t = MrtdOrder::SinglePass)]
     pub mrtd_order: MrtdOrder,
-    /// TDX: write the RTMR event log (JSON, see the README) to FILE.
-    #[arg(long, value_name = "FILE")]
+    /// TDX: write the RTMR event log (JSON, see the README) to FILE (`cvm verify
+    /// --event-log` replays it). `--event-log` is an older spelling.
+    #[arg(long = "event-log-out", alias = "event-log", value_name = "FILE")]
     pub event_log: Option<PathBuf>,
     /// The QEMU CPU model (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, ...).
     #[arg(long, value_name = "NAME", group = "cpu")]
@@ -148,8 +149,15 @@ pub struct MeasureArgs {
     /// With --id-key: GUEST_SVN.
     #[arg(long, value_name = "N", requires = "id_key", default_value_t = 0)]
     pub guest_svn: u32,
-    /// With --id-key: the guest policy the launch will use, hex (QEMU's default 0x30000).
-    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_hex_u64)]
+    /// With --id-key: the guest policy the launch will use, hex (QEMU's default
+    /// 0x30000). `--policy` is an older spelling.
+    #[arg(
+        long = "guest-policy",
+        alias = "policy",
+        value_name = "HEX",
+        requires = "id_key",
+        value_parser = parse_hex_u64
+    )]
     pub policy: Option<u64>,
 }
 
@@ -340,7 +348,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             ("--acpi-tables", args.acpi_tables.is_some()),
             ("--patch-kernel", args.patch_kernel),
             ("--mrtd-order", args.mrtd_order != MrtdOrder::SinglePass),
-            ("--event-log", args.event_log.is_some()),
+            ("--event-log-out", args.event_log.is_some()),
         ],
     )?;
     let vmm = match args.vmm {

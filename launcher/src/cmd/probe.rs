@@ -12,9 +12,14 @@ use std::path::PathBuf;
 pub struct ProbeArgs {
     /// Read sysfs, procfs and device nodes below this directory instead of `/` (to
     /// examine a copy of another host's /sys and /proc; device queries are still real
-    /// ioctls on ROOT/dev/kvm).
-    #[arg(long, value_name = "ROOT", default_value = "/")]
-    pub root: PathBuf,
+    /// ioctls on DIR/dev/kvm). `--root` is an older spelling.
+    #[arg(
+        long = "sysroot",
+        alias = "root",
+        value_name = "DIR",
+        default_value = "/"
+    )]
+    pub sysroot: PathBuf,
     /// Exit with the platform-unavailable code unless this TEE is available
     /// (repeatable).
     #[arg(long, value_enum, value_name = "TEE")]
@@ -23,7 +28,7 @@ pub struct ProbeArgs {
 
 /// Runs `cvm probe`.
 pub fn run(args: &ProbeArgs) -> CmdResult {
-    let facts = probe::gather(&args.root, Arch::current(), &SystemDevices);
+    let facts = probe::gather(&args.sysroot, Arch::current(), &SystemDevices);
     let report = probe::assess(&facts);
     let output = match Output::new(&report) {
         Ok(o) => o,

@@ -99,13 +99,19 @@ impl Devices {
             }
             (RESET_CONTROL | I8042_COMMAND | I8042_DATA | POST_PORT, _) => {}
             (p, None) if PIC_PORTS.contains(&p) => {}
-            (p, Some(off)) => {
+            // The 16550's registers are one byte wide; a wider access is not the UART's
+            // (Firecracker's serial device drops them the same way).
+            (p, Some(off)) if data.len() == 1 => {
                 if let Ok(mut s) = self.serial.lock()
                     && s.write(off, first).is_err()
                 {
                     self.note_unknown(format_args!("serial output failed at port {p:#x}"));
                 }
             }
+            (p, Some(_)) => self.note_unknown(format_args!(
+                "{}-byte write to serial port {p:#x} (one-byte accesses only)",
+                data.len()
+            )),
             (p, None) => {
                 self.note_unknown(format_args!("write of {data:02x?} to unknown port {p:#x}"));
             }
@@ -116,12 +122,16 @@ impl Devices {
     /// A port read.
     pub fn pio_in(&self, port: u16, data: &mut [u8]) {
         match (port, serial_offset(port)) {
-            (_, Some(off)) => {
+            (_, Some(off)) if data.len() == 1 => {
                 let v = self.serial.lock().map_or(0xff, |mut s| s.read(off));
-                data.fill(0);
-                if let Some(b) = data.first_mut() {
-                    *b = v;
-                }
+                data.fill(v);
+            }
+            (p, Some(_)) => {
+                data.fill(0xff);
+                self.note_unknown(format_args!(
+                    "{}-byte read from serial port {p:#x} (one-byte accesses only)",
+                    data.len()
+                ));
             }
             (I8042_COMMAND | I8042_DATA | RESET_CONTROL, None) => data.fill(0),
             (p, None) if PIC_PORTS.contains(&p) => data.fill(0xff),
@@ -231,6 +241,21 @@ mod tests {
         assert_eq!(d.pio_out(0xcf9, &[0x6]), Some(DeviceStop::Reset("0xcf9")));
         assert_eq!(d.pio_out(0xcf9, &[0x2]), None);
         assert_eq!(d.unknown_accesses(), 0);
+    }
+
+    #[test]
+    fn serial_takes_one_byte_accesses_only() {
+        let (d, cap) = devices();
+        // A 16- or 32-bit write to the data port is not a character.
+        assert_eq!(d.pio_out(SERIAL_PORT, &[b'a', b'b']), None);
+        assert_eq!(d.pio_out(SERIAL_PORT, b"wxyz"), None);
+        assert!(cap.0.lock().unwrap().is_empty());
+        let mut wide = [0u8; 2];
+        d.pio_in(SERIAL_PORT + 5, &mut wide);
+        assert_eq!(wide, [0xff, 0xff]);
+        assert_eq!(d.unknown_accesses(), 3);
+        assert_eq!(d.pio_out(SERIAL_PORT, b"c"), None);
+        assert_eq!(&cap.0.lock().unwrap()[..], b"c");
     }
 
     #[derive(Default)]

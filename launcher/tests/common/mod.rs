@@ -9,6 +9,7 @@
 )]
 
 use std::ffi::OsStr;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -57,13 +58,38 @@ pub fn vectors() -> Option<PathBuf> {
     }
 }
 
-fn present(path: PathBuf) -> Option<PathBuf> {
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("SKIPPED: {} is absent", path.display());
-        None
+/// Whether a test's input or platform is `ok`. An absent one never lets a test pass:
+/// under `CI=true` it fails the test; elsewhere the test stops early and says on the
+/// terminal that it was skipped, and why (written to the process's standard error
+/// directly, which the test harness does not capture, so it shows for a passing test).
+/// The same rule as `cvm_tests::present`, which this crate's tests cannot depend on.
+pub fn available(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
     }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} (CI=true: a test without its inputs fails)"
+    );
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what}");
+    false
+}
+
+fn present(path: PathBuf) -> Option<PathBuf> {
+    let what = format!("{} is absent (set CVM_SHARED)", path.display());
+    available(path.exists(), &what).then_some(path)
+}
+
+/// Whether `/dev/kvm` can be opened (see [`available`]).
+#[allow(dead_code, reason = "not every test crate launches")]
+pub fn have_kvm() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    available(ok, "/dev/kvm cannot be opened on this host")
 }
 
 /// Writes `contents` to a file named `name` in a directory private to this process.
