@@ -247,7 +247,7 @@ mod tests {
     fn serial_takes_one_byte_accesses_only() {
         let (d, cap) = devices();
         // A 16- or 32-bit write to the data port is not a character.
-        assert_eq!(d.pio_out(SERIAL_PORT, &[b'a', b'b']), None);
+        assert_eq!(d.pio_out(SERIAL_PORT, b"ab"), None);
         assert_eq!(d.pio_out(SERIAL_PORT, b"wxyz"), None);
         assert!(cap.0.lock().unwrap().is_empty());
         let mut wide = [0u8; 2];
