@@ -121,9 +121,24 @@ startup_64:
         call find_switch
         test rax, rax
         jz 1f
+        /* One to three digits, 0-255, then a space or the end: anything else is a
+           bad switch (status 2), never a status taken modulo 256. */
+        mov rsi, rax
         mov rdi, rax
         call parse_dec
-        mov [rip + exit_status], al
+        mov rcx, rdi
+        sub rcx, rsi
+        jz bad_exit
+        cmp rcx, 3
+        ja bad_exit
+        cmp eax, 255
+        ja bad_exit
+        movzx ecx, byte ptr [rdi]
+        test ecx, ecx
+        jz 2f
+        cmp ecx, ' '
+        jne bad_exit
+2:      mov [rip + exit_status], al
 1:
         lea rdi, [rip + sw_triple]
         call find_switch
@@ -246,6 +261,11 @@ all_up:
 
 bad_params:
         lea rdi, [rip + msg_bad_params]
+        call puts
+        mov eax, 2
+        jmp stop
+bad_exit:
+        lea rdi, [rip + msg_bad_exit]
         call puts
         mov eax, 2
         jmp stop
@@ -667,6 +687,7 @@ msg_up:         .asciz " up\n"
 msg_done:       .asciz "cvm built-in guest: done\n"
 msg_bad_params: .asciz "error: boot_params has no HdrS header\n"
 msg_bad_e820:   .asciz "error: the e820 map is empty\n"
+msg_bad_exit:   .asciz "error: cvm.exit= takes a status from 0 to 255\n"
 msg_missing:    .asciz "error: vcpus up: "
 msg_of:         .asciz " of "
 msg_hang:       .asciz "cvm.test=hang: spinning forever\n"

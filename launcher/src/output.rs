@@ -17,6 +17,11 @@ pub enum Format {
 /// only when a field changes meaning or disappears (new fields do not change it).
 pub const SCHEMA: u32 = 1;
 
+/// `n` with the noun in the number it takes: "1 vCPU", "2 vCPUs".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A result that can be shown in either format.
 pub trait Render: Serialize {
     /// Writes the human-readable form.

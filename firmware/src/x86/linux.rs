@@ -35,6 +35,11 @@ const E820_MAX_ENTRIES: usize = 128;
 /// `xloadflags` bit 0: the kernel has a 64-bit entry point at +0x200.
 const XLF_KERNEL_64: u16 = 1;
 
+/// The most processors the MP table describes in the last KiB of base memory (its fixed
+/// part, then 20 bytes per processor, between `MPTABLE_GPA` and `EBDA_END`); a larger
+/// guest gets no MP table and finds its vCPUs in ACPI's MADT.
+pub const MPTABLE_MAX_VCPUS: u32 = 40;
+
 /// The direct-boot steps and the BSP's entry state.
 pub(super) fn steps<'a>(
     cfg: &PlainConfig<'a>,
@@ -112,15 +117,17 @@ pub(super) fn steps<'a>(
 
     let e820 = e820_map(ram);
     let boot_params = zero_page(&img, &e820, initrd_step.as_ref())?;
-    let mp = mptable::build(u32::try_from(MPTABLE_GPA).unwrap_or(0), cfg.vcpus)?;
-    let acpi_tables = acpi::build(cfg.vcpus)?;
-    if MPTABLE_GPA.saturating_add(to_u64(mp.len())) > EBDA_END {
-        return Err(FirmwareError::Unsupported(format!(
-            "{} vCPUs do not fit in the MP table's 1 KiB: at most {} are supported",
+    // The MP table lives in the last KiB of base memory, which holds 40 processors; a
+    // larger guest finds its vCPUs in ACPI's MADT alone (Linux prefers it anyway).
+    let mp = if cfg.vcpus <= MPTABLE_MAX_VCPUS {
+        Some(mptable::build(
+            u32::try_from(MPTABLE_GPA).unwrap_or(0),
             cfg.vcpus,
-            (EBDA_END - MPTABLE_GPA).saturating_sub(mptable::size(0)) / 20
-        )));
-    }
+        )?)
+    } else {
+        None
+    };
+    let acpi_tables = acpi::build(cfg.vcpus)?;
 
     let normal = |gpa: u64, data: Cow<'a, [u8]>, origin: Origin| Step {
         gpa,
@@ -132,12 +139,14 @@ pub(super) fn steps<'a>(
     let mut steps = vec![
         normal(GDT_GPA, Cow::Owned(gdt()), Origin::Gdt),
         normal(PML4_GPA, Cow::Owned(page_tables()), Origin::PageTables),
-        normal(MPTABLE_GPA, Cow::Owned(mp), Origin::MpTable),
+    ];
+    steps.extend(mp.map(|mp| normal(MPTABLE_GPA, Cow::Owned(mp), Origin::MpTable)));
+    steps.extend([
         normal(acpi::ACPI_GPA, Cow::Owned(acpi_tables), Origin::AcpiTables),
         normal(ZERO_PAGE_GPA, Cow::Owned(boot_params), Origin::BootParams),
         normal(CMDLINE_GPA, Cow::Owned(cmd), Origin::CommandLine),
         normal(load, Cow::Borrowed(body), Origin::Kernel),
-    ];
+    ]);
     steps.extend(initrd_step);
     Ok((steps, long_mode_state(load.saturating_add(0x200))))
 }
@@ -326,8 +335,32 @@ mod tests {
     }
 
     #[test]
-    fn too_many_vcpus_for_the_mp_table() {
-        let e = rejection(&kernel(), None, "", 8 << 20, 64);
-        assert!(e.contains("MP table"), "{e}");
+    fn vcpus_beyond_the_mp_table_are_in_the_madt_alone() {
+        let k = kernel();
+        let origins = |vcpus| {
+            plan(&PlainConfig {
+                boot: Boot::Linux {
+                    kernel: &k,
+                    initrd: None,
+                    cmdline: "",
+                },
+                memory: 8 << 20,
+                vcpus,
+            })
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.origin)
+            .collect::<Vec<_>>()
+        };
+        assert!(origins(MPTABLE_MAX_VCPUS).contains(&Origin::MpTable));
+        let big = origins(MPTABLE_MAX_VCPUS + 1);
+        assert!(!big.contains(&Origin::MpTable), "{big:?}");
+        assert!(big.contains(&Origin::AcpiTables), "{big:?}");
+        // And 40 processors fill the MP table's KiB exactly as computed.
+        assert!(
+            MPTABLE_GPA + mptable::size(MPTABLE_MAX_VCPUS) <= EBDA_END
+                && MPTABLE_GPA + mptable::size(MPTABLE_MAX_VCPUS + 1) > EBDA_END
+        );
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod acpi;
 mod linux;
+pub use linux::MPTABLE_MAX_VCPUS;
 pub mod mptable;
 
 pub use linux::E820_RAM;

@@ -1,6 +1,6 @@
 //! `cvm launch`: boot a guest from the same `LaunchPlan` that `cvm measure` hashes.
 
-use super::{CmdResult, InputKind, parse_size, read_input};
+use super::{CmdResult, InputKind, read_input};
 use crate::error::CliError;
 use crate::output::{Format, Output, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
@@ -33,10 +33,13 @@ pub struct LaunchArgs {
     /// The kernel command line (also read by the built-in guest).
     #[arg(long, value_name = "STR", conflicts_with = "firmware")]
     pub cmdline: Option<String>,
-    /// Guest RAM: bytes, or with a K, M or G suffix (powers of 1024).
-    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_size)]
+    /// Guest RAM: bytes, or with a K, M or G suffix (powers of 1024); at most 8 TiB, the
+    /// largest memory slot KVM takes (KVM_MEM_MAX_NR_PAGES).
+    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_memory)]
     pub memory: u64,
-    /// Number of vCPUs.
+    /// Number of vCPUs: 1 to 255 (the local APIC IDs xAPIC mode can address). The
+    /// built-in guest takes at most 40, the processors an MP table in the last KiB of
+    /// base memory can list; a kernel with more finds them in ACPI's MADT.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=255))]
     pub vcpus: u32,
@@ -44,8 +47,9 @@ pub struct LaunchArgs {
     /// --format json, `stdio` means stderr, so that stdout carries only the result.
     #[arg(long, value_name = "DEST", default_value = "stdio", value_parser = parse_serial)]
     pub serial: SerialDest,
-    /// Stop the guest after this long (`500ms`, `10s`, `2m`; a bare number is seconds).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Stop the guest after this long (`500ms`, `10s`, `2m`; a bare number is seconds;
+    /// more than zero).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
     /// The interrupt controllers: all in KVM, or only the local APICs (split, as TDX
     /// needs; cvm emulates the I/O APIC, and there is no PIC and no PIT).
@@ -57,6 +61,29 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub pit: bool,
+}
+
+/// The most guest RAM: one memory slot of KVM_MEM_MAX_NR_PAGES ((1 << 31) - 1) 4 KiB
+/// pages (include/linux/kvm_host.h), rounded down to a GiB.
+const MAX_MEMORY: u64 = 8 << 40;
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let n = super::parse_size(s)?;
+    if n > MAX_MEMORY - (1 << 30) {
+        return Err(format!(
+            "{s:?} is more than KVM maps in one memory slot (at most {} GiB)",
+            (MAX_MEMORY >> 30) - 1
+        ));
+    }
+    Ok(n)
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("a timeout of zero would stop the guest before it starts".into());
+    }
+    Ok(d)
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -130,7 +157,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is longer than cvm can wait"))
 }
 
 /// What `cvm launch` reports.
@@ -171,14 +198,17 @@ impl Render for LaunchReport {
     fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "cvm: {} after {:.1} ms ({} vCPUs, {} MiB{}{})",
+            "cvm: {} after {:.1} ms ({}, {} MiB{}{})",
             self.stop.message,
             self.elapsed_ms,
-            self.vcpus,
+            crate::output::count(u64::from(self.vcpus), "vCPU", "vCPUs"),
             self.memory >> 20,
             if self.protected { "" } else { ", unprotected" },
             if self.unknown_accesses > 0 {
-                format!(", {} accesses to no device ignored", self.unknown_accesses)
+                format!(
+                    ", {} to no device ignored",
+                    crate::output::count(self.unknown_accesses, "access", "accesses")
+                )
             } else {
                 String::new()
             }
@@ -202,6 +232,15 @@ fn launch(
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     choose_backend(args.tee)?;
+    let builtin = args.firmware.is_none() && args.kernel.is_none();
+    if builtin && args.vcpus > cvm_firmware::x86::MPTABLE_MAX_VCPUS {
+        return Err(CliError::Usage(format!(
+            "the built-in guest finds its vCPUs in the MP table, which lists at most {}; \
+             --vcpus {} needs a kernel (--kernel), which reads ACPI's MADT",
+            cvm_firmware::x86::MPTABLE_MAX_VCPUS,
+            args.vcpus
+        )));
+    }
     tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
 
     let (boot_name, path, image) = match (&args.firmware, &args.kernel) {
@@ -234,6 +273,7 @@ fn launch(
         vcpus: args.vcpus,
     })
     .map_err(|source| CliError::Firmware { path, source })?;
+    super::log_plan(&plan);
 
     let serial = serial_out(&args.serial, format)?;
     // KVM's PIT needs the in-kernel irqchip.
@@ -327,6 +367,7 @@ fn serial_out(dest: &SerialDest, format: Format) -> Result<SerialOut, CliError> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse_size;
     use super::*;
 
     #[test]
@@ -342,6 +383,13 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1y").is_err());
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("0ms").is_err());
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        let huge = parse_duration("99999999999999999999999h").unwrap_err();
+        assert!(huge.contains("longer than cvm can wait"), "{huge}");
+        assert_eq!(parse_memory("8191G"), Ok(8191 << 30));
+        assert!(parse_memory("8192G").is_err());
         assert_eq!(
             parse_serial("file:/tmp/x"),
             Ok(SerialDest::File("/tmp/x".into()))

@@ -73,8 +73,9 @@ pub struct MeasureArgs {
     /// The kernel command line.
     #[arg(long, value_name = "STR", requires = "kernel")]
     pub cmdline: Option<String>,
-    /// Number of vCPUs.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// Number of vCPUs: 1 to 4096, the most KVM on x86 allows (CONFIG_KVM_MAX_NR_VCPUS).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub vcpus: u32,
     /// TDX: guest memory (the TD HOB and the kernel patch depend on it) [default: 2G].
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
@@ -99,22 +100,26 @@ pub struct MeasureArgs {
     /// The CPUID signature (CPUID Fn0000_0001_EAX), decimal or 0x-hex.
     #[arg(long, value_name = "N", value_parser = parse_u32, group = "cpu")]
     pub vcpu_sig: Option<u32>,
-    /// CPU family (with --vcpu-model and --vcpu-stepping).
-    #[arg(long, value_name = "N", requires_all = ["vcpu_model", "vcpu_stepping"], group = "cpu")]
+    /// CPU family (with --vcpu-model and --vcpu-stepping): 0 to 270, what CPUID's family
+    /// and extended family fields can say (0xf + 0xff).
+    #[arg(long, value_name = "N", requires_all = ["vcpu_model", "vcpu_stepping"], group = "cpu",
+          value_parser = clap::value_parser!(u32).range(0..=270))]
     pub vcpu_family: Option<u32>,
-    /// CPU model.
-    #[arg(long, value_name = "N", requires = "vcpu_family")]
+    /// CPU model: 0 to 255 (model and extended model).
+    #[arg(long, value_name = "N", requires = "vcpu_family",
+          value_parser = clap::value_parser!(u32).range(0..=255))]
     pub vcpu_model: Option<u32>,
-    /// CPU stepping.
-    #[arg(long, value_name = "N", requires = "vcpu_family")]
+    /// CPU stepping: 0 to 15.
+    #[arg(long, value_name = "N", requires = "vcpu_family",
+          value_parser = clap::value_parser!(u32).range(0..=15))]
     pub vcpu_stepping: Option<u32>,
     /// Whose vCPU reset conventions and page layout to follow.
     #[arg(long, value_enum, default_value_t = Vmm::Qemu)]
     pub vmm: Vmm,
-    /// SNP: the VMSA SEV_FEATURES, hex. KVM on Linux 6.6+ uses 0x21 when DebugSwap is
-    /// available; give the host's real value.
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_u64, default_value = "0x1")]
-    pub guest_features: u64,
+    /// SNP: the VMSA SEV_FEATURES, hex (default 0x1). KVM on Linux 6.6+ uses 0x21 when
+    /// DebugSwap is available; give the host's real value.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_u64)]
+    pub guest_features: Option<u64>,
     /// SNP: the launch digest after the firmware pages (a previous run's
     /// `firmware_digest`), to skip hashing the firmware.
     #[arg(long, value_name = "HEX", value_parser = parse_digest48)]
@@ -340,6 +345,13 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         MeasureTee::Sev => Platform::Sev,
         MeasureTee::Tdx => return Err(CliError::Usage("--tee tdx has its own report".into())),
     };
+    if platform != Platform::Snp {
+        reject_other_tee_options(
+            args,
+            "snp",
+            &[("--guest-features", args.guest_features.is_some())],
+        )?;
+    }
     reject_other_tee_options(
         args,
         "tdx",
@@ -417,7 +429,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             vcpus: args.vcpus,
             vcpu_sig: vcpu_sig.unwrap_or(0),
             vmm,
-            guest_features: args.guest_features,
+            guest_features: args.guest_features.unwrap_or(DEFAULT_GUEST_FEATURES),
             svsm: svsm_image.as_ref().map(|image| Svsm {
                 image,
                 vars_size: args.vars_size.unwrap_or(0),
@@ -433,6 +445,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             };
             CliError::Firmware { path, source }
         })?;
+        super::log_plan(&plan);
         // A hashing thread cannot panic short of allocation failure; if it did, the
         // pages are hashed by `measure` and the file here.
         let (prehashed, firmware_file) = hashing
@@ -457,6 +470,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             path: args.firmware.clone(),
             source,
         })?;
+        tracing::info!("measurement {}", hex::encode(&m.digest));
         let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
         let hashes = plan.kernel_hashes.as_ref();
         Ok(MeasureReport {
@@ -497,6 +511,9 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
 
 /// Refuses options that belong to another TEE than `args.tee` (`owner`): a pipeline that
 /// passes them expects them to change the result.
+/// SEV_FEATURES when `--guest-features` is not given: SNPActive alone (bit 0).
+const DEFAULT_GUEST_FEATURES: u64 = 0x1;
+
 pub(super) fn reject_other_tee_options(
     args: &MeasureArgs,
     owner: &str,

@@ -121,7 +121,7 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
                 "--vcpu-type/--vcpu-sig/--vcpu-family",
                 args.vcpu_type.is_some() || args.vcpu_sig.is_some() || args.vcpu_family.is_some(),
             ),
-            ("--guest-features", args.guest_features != 0x1),
+            ("--guest-features", args.guest_features.is_some()),
             ("--firmware-digest", args.firmware_digest.is_some()),
             ("--svsm", args.svsm.is_some()),
             ("--id-key", args.id_key.is_some()),
@@ -179,6 +179,7 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
         }
     };
     let plan = cvm_firmware::tdx::plan(&cfg).map_err(blame)?;
+    super::log_plan(&plan);
     let file = |p: &Option<PathBuf>, d: &Option<Input>| {
         p.as_deref()
             .zip(d.as_deref())

@@ -118,6 +118,27 @@ pub fn read_input(path: &Path, kind: InputKind) -> Result<crate::input::Input, C
     crate::input::read(path, kind.limit()).map_err(|e| read_error(path, kind, e))
 }
 
+/// Logs a plan: a summary at info level, every step at debug level (the steps the
+/// measurement folds and the launch loads, in order).
+pub fn log_plan(plan: &cvm_firmware::plan::LaunchPlan<'_>) {
+    tracing::info!(
+        "{} launch plan: {} steps, {} vCPU{}",
+        plan.platform.name(),
+        plan.steps.len(),
+        plan.vcpu_count,
+        if plan.vcpu_count == 1 { "" } else { "s" }
+    );
+    for (i, s) in plan.steps.iter().enumerate() {
+        tracing::debug!(
+            "plan step {i}: {:?}, {} at {:#x}, {:#x} bytes",
+            s.origin,
+            s.kind.name(),
+            s.gpa,
+            s.len
+        );
+    }
+}
+
 /// Parses `128M`, `2G`, `4096`, `512KiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

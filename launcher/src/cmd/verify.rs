@@ -186,6 +186,35 @@ impl AnyVerdict {
     }
 }
 
+impl AnyVerdict {
+    /// Logs each check as it was decided (debug level) and the verdict (info level).
+    fn log(&self, path: &Path) {
+        fn each<C>(v: &Verdict<C>, path: &Path) {
+            for c in &v.checks {
+                tracing::debug!(
+                    "{}: {} {:?}: {}",
+                    path.display(),
+                    c.name,
+                    c.outcome,
+                    c.reason
+                );
+            }
+            let failed = v.failed_checks().count();
+            tracing::info!(
+                "{}: {} verdict {:?} ({} checks, {failed} failed)",
+                path.display(),
+                v.tee,
+                v.verdict,
+                v.checks.len()
+            );
+        }
+        match self {
+            AnyVerdict::Snp(v) => each(&v.0, path),
+            AnyVerdict::Tdx(v) => each(&v.0, path),
+        }
+    }
+}
+
 impl Render for AnyVerdict {
     fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
         match self {
@@ -334,6 +363,7 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
                 AnyVerdict::Snp(Box::new(VerifyReport(v)))
             }
         };
+        verdict.log(path);
         out.push((path.clone(), verdict));
     }
     Ok(out)

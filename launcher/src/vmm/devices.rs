@@ -138,7 +138,7 @@ impl Devices {
             (p, None) => {
                 data.fill(0xff);
                 self.note_unknown(format_args!(
-                    "read of {} bytes from unknown port {p:#x}",
+                    "{}-byte read from unknown port {p:#x}",
                     data.len()
                 ));
             }
@@ -152,7 +152,7 @@ impl Devices {
         }
         data.fill(0xff);
         self.note_unknown(format_args!(
-            "read of {} bytes at unmapped {addr:#x}",
+            "{}-byte read at unmapped {addr:#x}",
             data.len()
         ));
     }

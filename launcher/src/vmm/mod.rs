@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
@@ -371,10 +371,18 @@ impl Vm {
     ) -> Result<Outcome, LaunchError> {
         for (slot, region) in self.memory.iter().enumerate() {
             let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            tracing::debug!(
+                "KVM_SET_USER_MEMORY_REGION slot {slot}: gpa {:#x}, {:#x} bytes",
+                region.start_addr().0,
+                region.len()
+            );
             sys::set_memory_region(&self.vm, slot, region)
                 .map_err(LaunchError::kvm("register guest memory"))?;
         }
         load(plan, &self.memory)?;
+        tracing::debug!(
+            "KVM_SET_TSS_ADDR {TSS_ADDR:#x}, KVM_SET_IDENTITY_MAP_ADDR {IDENTITY_MAP_ADDR:#x}"
+        );
 
         self.vm
             .set_tss_address(TSS_ADDR)
@@ -384,6 +392,10 @@ impl Vm {
             .map_err(LaunchError::kvm("set the identity map address"))?;
         match opts.irqchip {
             IrqChip::InKernel => {
+                tracing::debug!(
+                    "KVM_CREATE_IRQCHIP{}",
+                    if opts.pit { ", KVM_CREATE_PIT2" } else { "" }
+                );
                 self.vm
                     .create_irq_chip()
                     .map_err(LaunchError::kvm("create the in-kernel irqchip"))?;
@@ -405,6 +417,7 @@ impl Vm {
                 if let Some(a) = cap.args.first_mut() {
                     *a = SPLIT_IOAPIC_PINS;
                 }
+                tracing::debug!("KVM_ENABLE_CAP KVM_CAP_SPLIT_IRQCHIP, {SPLIT_IOAPIC_PINS} pins");
                 self.vm
                     .enable_cap(&cap)
                     .map_err(LaunchError::kvm("enable the split irqchip"))?;
@@ -437,6 +450,7 @@ impl Vm {
             .map_err(LaunchError::kvm("read the supported CPUID"))?;
         let mut vcpus = Vec::new();
         for id in 0..plan.vcpu_count {
+            tracing::debug!("KVM_CREATE_VCPU {id}, KVM_SET_CPUID2, initial registers");
             let fd = self
                 .vm
                 .create_vcpu(u64::from(id))
@@ -453,6 +467,13 @@ impl Vm {
         register_signal_handler(kick_signal(), on_kick)
             .map_err(|e| LaunchError::Step("install the vCPU kick handler", e.to_string()))?;
         let start = Instant::now();
+        tracing::info!(
+            "starting {} vCPU{} ({:?} irqchip{})",
+            plan.vcpu_count,
+            if plan.vcpu_count == 1 { "" } else { "s" },
+            opts.irqchip,
+            if opts.pit { ", PIT" } else { "" }
+        );
         for (id, fd) in (0u32..).zip(vcpus) {
             let (d, c) = (Arc::clone(&devices), Arc::clone(&control));
             let t = std::thread::Builder::new()
@@ -464,6 +485,7 @@ impl Vm {
 
         let waited = wait.until_stop(&control, start, opts.timeout);
         let elapsed = start.elapsed();
+        tracing::info!("the guest stopped after {elapsed:?}");
         if let Ok(Some(reason)) = &waited {
             control.stop(reason.clone());
         }
@@ -627,12 +649,18 @@ fn guest_memory(plan: &LaunchPlan<'_>) -> Result<GuestMemoryMmap<()>, LaunchErro
             ))
         })
         .collect::<Result<Vec<_>, LaunchError>>()?;
-    GuestMemoryMmap::from_ranges(&ranges)
-        .map_err(|e| LaunchError::Step("map guest memory", e.to_string()))
+    let total: u64 = plan.ram.iter().map(|r| r.len).sum();
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| {
+        LaunchError::Step(
+            "map guest memory",
+            format!("{} MiB of RAM (--memory): {e}", total >> 20),
+        )
+    })
 }
 
 /// Copies the plan's steps into guest memory, in order.
 fn load(plan: &LaunchPlan<'_>, memory: &GuestMemoryMmap<()>) -> Result<(), LaunchError> {
+    tracing::info!("loading {} plan steps into guest memory", plan.steps.len());
     for s in &plan.steps {
         match s.kind {
             PageKind::Normal => memory

@@ -95,9 +95,10 @@ pub(super) fn cpuid_for(supported: &CpuId, apic_id: u32) -> Result<CpuId, Launch
 
 /// Runs `vcpu` until the VM stops; returns why this vCPU stopped it, if it did.
 pub(super) fn run(mut vcpu: VcpuFd, id: u32, devices: Arc<Devices>, control: Arc<Control>) {
+    let mut exits = ExitCounts::default();
     while !control.stopping.load(Ordering::Acquire) {
         let reason = match vcpu.run() {
-            Ok(exit) => match exit {
+            Ok(exit) => match exits.count(id, exit) {
                 VcpuExit::IoOut(port, data) => match devices.pio_out(port, data) {
                     Some(DeviceStop::DebugExit(status)) => {
                         Some(StopReason::DebugExit { status, vcpu: id })
@@ -150,6 +151,60 @@ pub(super) fn run(mut vcpu: VcpuFd, id: u32, devices: Arc<Devices>, control: Arc
             control.stop(r);
             break;
         }
+    }
+    tracing::debug!("vcpu{id}: {exits}");
+}
+
+/// How many exits of each kind a vCPU took (logged when it stops).
+#[derive(Debug, Default)]
+struct ExitCounts {
+    io_out: u64,
+    io_in: u64,
+    mmio_read: u64,
+    mmio_write: u64,
+    intr: u64,
+    other: u64,
+}
+
+impl ExitCounts {
+    /// Counts `exit` (and traces it) and hands it back.
+    fn count<'e>(&mut self, id: u32, exit: VcpuExit<'e>) -> VcpuExit<'e> {
+        let n = match &exit {
+            VcpuExit::IoOut(port, data) => {
+                tracing::trace!("vcpu{id}: out {port:#x} {data:02x?}");
+                &mut self.io_out
+            }
+            VcpuExit::IoIn(port, data) => {
+                tracing::trace!("vcpu{id}: {}-byte in {port:#x}", data.len());
+                &mut self.io_in
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                tracing::trace!("vcpu{id}: {}-byte MMIO read {addr:#x}", data.len());
+                &mut self.mmio_read
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                tracing::trace!("vcpu{id}: MMIO write {addr:#x} {data:02x?}");
+                &mut self.mmio_write
+            }
+            VcpuExit::Intr => &mut self.intr,
+            other => {
+                tracing::trace!("vcpu{id}: {}", exit_name(other));
+                &mut self.other
+            }
+        };
+        *n = n.saturating_add(1);
+        exit
+    }
+}
+
+impl std::fmt::Display for ExitCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exits: {} port writes, {} port reads, {} MMIO reads, {} MMIO writes, {} interrupted \
+             runs, {} others",
+            self.io_out, self.io_in, self.mmio_read, self.mmio_write, self.intr, self.other
+        )
     }
 }
 
