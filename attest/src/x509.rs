@@ -797,7 +797,7 @@ pub fn certificate_chain_exact(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>,
 /// The blocks of PEM text in order, each as its label and its base64-decoded contents
 /// (RFC 7468, read laxly as its section 3 allows: whitespace inside the base64 is
 /// ignored, text outside the blocks too). Padding must be present and canonical.
-fn pem_decode(text: &str) -> Result<Vec<(&str, Vec<u8>)>, String> {
+pub fn pem_decode(text: &str) -> Result<Vec<(&str, Vec<u8>)>, String> {
     use base64::Engine as _;
     let mut blocks = Vec::new();
     let mut rest = text;

@@ -178,7 +178,13 @@ impl<'a> OvmfImage<'a> {
     /// Parses `data`. An image without a footer table is accepted (it has no entries);
     /// a footer table or metadata that is present but malformed is an error.
     pub fn parse(data: &'a [u8]) -> Result<Self> {
-        let img = Image::new(IMAGE, data);
+        Self::parse_as(data, IMAGE)
+    }
+
+    /// Parses `data` as [`OvmfImage::parse`] does, naming it `name` in errors (an SVSM
+    /// image is an OVMF-style image too).
+    pub fn parse_as(data: &'a [u8], name: &'static str) -> Result<Self> {
+        let img = Image::new(name, data);
         if img.len() == 0 || !img.len().is_multiple_of(4096) {
             return Err(img.invalid(
                 "image size",

@@ -24,8 +24,15 @@ pub fn load_p384(
         reason,
     };
     let pem = read_file(path, InputKind::Config)?;
-    let (label, der) =
-        der::pem::decode_vec(&pem).map_err(|e| bad(format!("not a PEM document ({e})")))?;
+    // RFC 7468 PEM, read as its section 2 allows: text before the BEGIN line is ignored.
+    let text = std::str::from_utf8(&pem)
+        .map_err(|_| bad("not a PEM document (not text: is it DER?)".into()))?;
+    let blocks =
+        cvm_attest::x509::pem_decode(text).map_err(|e| bad(format!("not a PEM document ({e})")))?;
+    let (label, der) = blocks
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("not a PEM document (no -----BEGIN line)".into()))?;
     let key = match label {
         "PRIVATE KEY" => SigningKey::from_pkcs8(&der, role, rng),
         "EC PRIVATE KEY" => {

@@ -72,6 +72,34 @@ fn probe_text_has_one_line_per_tee() {
 }
 
 #[test]
+fn the_sysroot_must_exist_and_names_what_it_read() {
+    for bad in ["/nonexistent/sysroot", "/etc/hostname"] {
+        let out = cvm(&["probe", "--sysroot", bad]);
+        assert!(failed_with(&out, 1).contains("not a directory"), "{bad}");
+    }
+    // A copy of an Arm host's files is an Arm host, whatever cvm runs on; messages name
+    // the files read below the sysroot.
+    let out = cvm(&[
+        "probe",
+        "--sysroot",
+        &fixture("cca-fvp"),
+        "--format",
+        "json",
+    ]);
+    let json = stdout_json(&out);
+    assert_eq!(json["host"]["arch"], "aarch64", "{json:#}");
+    let snp = json["tees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tee"] == "snp")
+        .unwrap();
+    let reason = snp["reason"].as_str().unwrap();
+    assert!(reason.contains("cca-fvp/dev/sev"), "{reason}");
+    assert!(!reason.contains(" /dev/sev"), "{reason}");
+}
+
+#[test]
 fn require_unavailable_tee_exits_platform_unavailable() {
     // The KVM-less fixture host can launch nothing.
     let out = cvm(&[

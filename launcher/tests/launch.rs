@@ -368,7 +368,7 @@ fn no_kvm_is_platform_unavailable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open /nonexistent/kvm"), "{err}");
+    assert!(err.contains("/nonexistent/kvm: cannot open it"), "{err}");
     assert!(err.contains("NOT protected"), "{err}");
 }
 

@@ -214,7 +214,10 @@ fn tdx_host_offers_tdx_and_none() {
         snp.contains("needs an AMD CPU (this one is GenuineIntel)"),
         "{snp}"
     );
-    assert!(snp.contains("no /dev/sev"), "{snp}");
+    assert!(
+        snp.contains("no ") && snp.contains("tdx-emr/dev/sev (the ccp"),
+        "{snp}"
+    );
     assert!(r.host.cpu.tee_flags.contains("tdx_host_platform"));
 }
 

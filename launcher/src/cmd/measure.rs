@@ -414,7 +414,9 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         };
         let fw = OvmfImage::parse(&fw_bytes).map_err(firmware_err(&args.firmware))?;
         let svsm_image = match (&args.svsm, &svsm_bytes) {
-            (Some(path), Some(bytes)) => Some(OvmfImage::parse(bytes).map_err(firmware_err(path))?),
+            (Some(path), Some(bytes)) => {
+                Some(OvmfImage::parse_as(bytes, "SVSM image").map_err(firmware_err(path))?)
+            }
             _ => None,
         };
         let vcpu_sig = vcpu_signature(args, platform, vmm)?;
@@ -439,9 +441,13 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         let plan = sev::plan(&cfg).map_err(|source| {
             let path = match (source.image(), &args.kernel) {
                 (Some("kernel"), Some(k)) => k.clone(),
-                (Some(_), _) if args.svsm.is_some() => PathBuf::from("--svsm/--firmware"),
+                (Some("SVSM image"), _) => args.svsm.clone().unwrap_or_default(),
                 (Some(_), _) => args.firmware.clone(),
-                (None, _) => PathBuf::from(format!("{} launch plan", platform.name())),
+                (None, _) => PathBuf::from(format!(
+                    "{} ({} launch plan)",
+                    args.firmware.display(),
+                    platform.name()
+                )),
             };
             CliError::Firmware { path, source }
         })?;

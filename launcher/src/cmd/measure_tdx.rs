@@ -174,7 +174,9 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
             None => None,
         };
         CliError::Firmware {
-            path: path.unwrap_or_else(|| PathBuf::from("tdx launch plan")),
+            path: path.unwrap_or_else(|| {
+                PathBuf::from(format!("{} (tdx launch plan)", args.firmware.display()))
+            }),
             source,
         }
     };

@@ -28,7 +28,17 @@ pub struct ProbeArgs {
 
 /// Runs `cvm probe`.
 pub fn run(args: &ProbeArgs) -> CmdResult {
-    let facts = probe::gather(&args.sysroot, Arch::current(), &SystemDevices);
+    if !args.sysroot.is_dir() {
+        return (
+            None,
+            Err(CliError::Usage(format!(
+                "--sysroot {}: not a directory",
+                args.sysroot.display()
+            ))),
+        );
+    }
+    let arch = Arch::of_root(&args.sysroot);
+    let facts = probe::gather(&args.sysroot, arch, &SystemDevices);
     let report = probe::assess(&facts);
     let output = match Output::new(&report) {
         Ok(o) => o,

@@ -471,7 +471,7 @@ fn extra_roots(args: &VerifyArgs) -> Result<Vec<(PathBuf, Cert)>, CliError> {
     let mut out = Vec::new();
     for path in &args.root {
         let bytes = read_file(path, InputKind::Certificate)?;
-        for cert in Cert::parse_file(&bytes, &path.display().to_string())
+        for cert in Cert::parse_file(&bytes, "the root certificate")
             .map_err(|e| config(path, e.to_string()))?
         {
             out.push((path.clone(), cert));
@@ -550,7 +550,7 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
         .as_deref()
         .map(|p| {
             let bytes = read_file(p, InputKind::Collateral)?;
-            Crl::parse(&bytes, &p.display().to_string()).map_err(|e| CliError::Evidence {
+            Crl::parse(&bytes, "the CRL").map_err(|e| CliError::Evidence {
                 path: p.to_owned(),
                 reason: e.to_string(),
             })

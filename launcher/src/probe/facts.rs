@@ -39,6 +39,27 @@ impl Arch {
             _ => Arch::Other,
         }
     }
+
+    /// The architecture of the host whose files are below `root`: this one for `/`, else
+    /// what the copy's `proc/cpuinfo` says (x86 lists `vendor_id` and `flags`, Arm `CPU
+    /// architecture` and `Features`), or [`Arch::Other`] when it says neither.
+    pub fn of_root(root: &Path) -> Self {
+        if root == Path::new("/") {
+            return Arch::current();
+        }
+        let text = fs::read_to_string(root.join("proc/cpuinfo")).unwrap_or_default();
+        let has = |key: &str| {
+            text.lines()
+                .any(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+        };
+        if has("vendor_id") || has("flags") {
+            Arch::X86_64
+        } else if has("CPU architecture") || has("Features") {
+            Arch::Aarch64
+        } else {
+            Arch::Other
+        }
+    }
 }
 
 /// What `/proc/cpuinfo` says about the CPU.
@@ -173,6 +194,9 @@ pub struct HostFacts {
     pub kvm_intel: Option<IntelParams>,
     /// Whether the SEV device (`/dev/sev`) exists.
     pub sev_device: bool,
+    /// Where the SEV device was looked for (`/dev/sev`, or below `--sysroot`).
+    #[serde(skip)]
+    pub sev_path: PathBuf,
     /// SNP_PLATFORM_STATUS, or why it could not be read; `None` without a SEV device.
     /// JSON: the status object, or `{"error": "..."}`.
     #[serde(serialize_with = "result_or_error")]
@@ -237,6 +261,7 @@ pub fn gather(root: &Path, arch: Arch, devices: &dyn HostDevices) -> HostFacts {
         kvm_amd,
         kvm_intel,
         sev_device,
+        sev_path,
         snp_platform,
         kvm_cap_arm_rmi,
     }

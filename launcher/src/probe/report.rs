@@ -224,7 +224,10 @@ fn unmet(tee: Tee, facts: &HostFacts) -> Vec<String> {
             }
             need(
                 facts.sev_device,
-                "no /dev/sev (the ccp driver found no AMD secure processor)".to_owned(),
+                format!(
+                    "no {} (the ccp driver found no AMD secure processor)",
+                    facts.sev_path.display()
+                ),
             );
             need(vm_type(ty), vm_type_why(name));
             if tee == Tee::Snp {

@@ -232,13 +232,13 @@ pub struct Outcome {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
-    /// The KVM device cannot be opened.
-    #[error("KVM is not available: cannot open {path}")]
+    /// The KVM device cannot be opened, or is not KVM.
+    #[error("KVM is not available: {path}: {reason}")]
     NoKvm {
         /// The device node.
         path: String,
         /// Why.
-        source: kvm_ioctls::Error,
+        reason: String,
     },
     /// A KVM call failed.
     #[error("{step}")]
@@ -329,6 +329,7 @@ fn kick_signal() -> libc::c_int {
 /// Runs `plan` as a plain KVM guest until it stops; every resource is released before
 /// this returns, on success and on error alike.
 pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchError> {
+    install_stop_handlers()?;
     let kvm = open_kvm()?;
     let vm_fd = kvm.create_vm().map_err(LaunchError::kvm("create the VM"))?;
     let memory = guest_memory(plan)?;
@@ -356,10 +357,38 @@ fn open_kvm() -> Result<Kvm, LaunchError> {
     let path = std::env::var_os(KVM_DEVICE_ENV).unwrap_or_else(|| "/dev/kvm".into());
     let c_path = std::ffi::CString::new(path.as_encoded_bytes().to_vec())
         .map_err(|_| LaunchError::Step("open KVM", format!("{KVM_DEVICE_ENV} contains a NUL")))?;
-    Kvm::new_with_path(&c_path).map_err(|e| LaunchError::NoKvm {
+    let no_kvm = |reason: String| LaunchError::NoKvm {
         path: path.to_string_lossy().into_owned(),
-        source: e,
-    })
+        reason,
+    };
+    let kvm = Kvm::new_with_path(&c_path).map_err(|e| no_kvm(format!("cannot open it: {e}")))?;
+    // A node that opens but is not KVM (another device, a file) fails here, before
+    // anything is created, rather than at KVM_CREATE_VM.
+    match kvm.get_api_version() {
+        KVM_API_VERSION => Ok(kvm),
+        v => Err(no_kvm(format!(
+            "not a KVM device (KVM_GET_API_VERSION answered {v}, not {KVM_API_VERSION})"
+        ))),
+    }
+}
+
+/// The only KVM API version there is (include/uapi/linux/kvm.h, `KVM_API_VERSION`).
+const KVM_API_VERSION: i32 = 12;
+
+/// Installs the SIGINT/SIGTERM handlers, before anything slow is set up: a signal that
+/// arrives while guest memory is being mapped then stops the launch, which tears down
+/// and reports, instead of killing the process with no summary.
+fn install_stop_handlers() -> Result<(), LaunchError> {
+    let step = "install the stop signal handlers";
+    if SIGNAL_EVENT.get().is_none() {
+        let e = EventFd::new(EFD_NONBLOCK).map_err(|e| LaunchError::Step(step, e.to_string()))?;
+        let _ = SIGNAL_EVENT.set(e);
+    }
+    for num in [libc::SIGINT, libc::SIGTERM] {
+        register_signal_handler(num, on_stop_signal)
+            .map_err(|e| LaunchError::Step(step, e.to_string()))?;
+    }
+    Ok(())
 }
 
 impl Vm {
@@ -552,17 +581,9 @@ impl Waiter {
         let step = "set up the VMM's event loop";
         let err = |e: std::io::Error| LaunchError::Step(step, e.to_string());
         let epoll = Epoll::new().map_err(err)?;
-        let sig = match SIGNAL_EVENT.get() {
-            Some(e) => e,
-            None => {
-                let e = EventFd::new(EFD_NONBLOCK).map_err(err)?;
-                SIGNAL_EVENT.get_or_init(|| e)
-            }
-        };
-        for num in [libc::SIGINT, libc::SIGTERM] {
-            register_signal_handler(num, on_stop_signal)
-                .map_err(|e| LaunchError::Step(step, e.to_string()))?;
-        }
+        let sig = SIGNAL_EVENT
+            .get()
+            .ok_or_else(|| LaunchError::Step(step, "the stop handlers are not installed".into()))?;
         use std::os::fd::AsRawFd;
         for (fd, tag) in [
             (control.wake.as_raw_fd(), WAKE_VCPU),
