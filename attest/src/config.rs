@@ -5,10 +5,50 @@ use crate::verdict::{Category, CheckId, Checks};
 use cvm_firmware::hex;
 use serde::Deserialize;
 
-/// Why a reference-value or policy file was rejected.
+/// Why a reference-value, policy or event-log file was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not JSON or TOML, or not of the file's format: an unknown key, a bad value, a key
+    /// given twice (the decoder's message, with its line and column).
+    #[error("{format}: {message}")]
+    Syntax {
+        /// "JSON" or "TOML".
+        format: &'static str,
+        /// What the decoder said.
+        message: String,
+    },
+    /// The file names another TEE than the evidence it is for.
+    #[error("{what} for {found:?}, not {expected:?}")]
+    OtherTee {
+        /// "reference values" or "a policy".
+        what: &'static str,
+        /// The TEE the file names.
+        found: String,
+        /// The TEE it should name.
+        expected: &'static str,
+    },
+    /// Reference values with neither a measurement nor `skip_measurement = true`.
+    #[error("no measurement: give {give}, or `skip_measurement = true` to accept any")]
+    NoMeasurement {
+        /// The key(s) that would give one.
+        give: &'static str,
+    },
+    /// Settings that contradict each other.
+    #[error("{0}")]
+    Contradiction(String),
+    /// A value no evidence could be judged by (a Revoked TCB accepted, an empty list
+    /// where one is needed, an event log of another format).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn syntax(format: &'static str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Syntax {
+        format,
+        message: e.to_string(),
+    }
+}
 
 /// A hex value of exactly `N` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +110,7 @@ impl<T> OneOrMany<T> {
 }
 
 pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError(format!("TOML: {e}")))
+    toml::from_str(text).map_err(|e| syntax("TOML", e))
 }
 
 /// Reads a file that is JSON (it starts with `{`) or TOML.
@@ -79,7 +119,7 @@ pub(crate) fn from_json_or_toml<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     if text.trim_start().starts_with('{') {
         no_duplicate_keys(text)?;
-        serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))
+        serde_json::from_str(text).map_err(|e| syntax("JSON", e))
     } else {
         from_toml(text)
     }
@@ -90,7 +130,7 @@ pub(crate) fn from_json_or_toml<T: serde::de::DeserializeOwned>(
 /// of `tees`, and converted by `handoff`). JSON with a key given twice is refused.
 pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
     text: &str,
-    tees: &[&str],
+    tees: &[&'static str],
     handoff: impl FnOnce(serde_json::Value) -> Result<R, ConfigError>,
     file: impl FnOnce(F) -> Result<R, ConfigError>,
 ) -> Result<R, ConfigError> {
@@ -98,8 +138,7 @@ pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
         return file(from_toml(text)?);
     }
     no_duplicate_keys(text)?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| syntax("JSON", e))?;
     if value.get("firmware").is_some() {
         // Name the TEE first: another TEE's output lacks the fields to complain about.
         check_tee(
@@ -109,18 +148,23 @@ pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
         )?;
         handoff(value)
     } else {
-        file(serde_json::from_value(value).map_err(|e| ConfigError(format!("JSON: {e}")))?)
+        file(serde_json::from_value(value).map_err(|e| syntax("JSON", e))?)
     }
 }
 
 /// A file that names its TEE must name one of `tees` (the first is the one named in the
 /// error).
-pub(crate) fn check_tee(tee: Option<&str>, what: &str, tees: &[&str]) -> Result<(), ConfigError> {
+pub(crate) fn check_tee(
+    tee: Option<&str>,
+    what: &'static str,
+    tees: &[&'static str],
+) -> Result<(), ConfigError> {
     match tee {
-        Some(t) if !tees.contains(&t) => Err(ConfigError(format!(
-            "{what} for {t:?}, not {:?}",
-            tees.first().copied().unwrap_or_default()
-        ))),
+        Some(t) if !tees.contains(&t) => Err(ConfigError::OtherTee {
+            what,
+            found: t.to_owned(),
+            expected: tees.first().copied().unwrap_or_default(),
+        }),
         _ => Ok(()),
     }
 }
@@ -256,7 +300,7 @@ pub(crate) fn no_duplicate_keys(text: &str) -> Result<(), ConfigError> {
     }
     serde_json::from_str::<Unique>(text)
         .map(|_| ())
-        .map_err(|e| ConfigError(format!("JSON: {e}")))
+        .map_err(|e| syntax("JSON", e))
 }
 
 pub(crate) fn flag(checks: &mut Checks, name: CheckId, ok: bool, pass: &str, fail: &str) {

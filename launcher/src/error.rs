@@ -49,20 +49,22 @@ pub enum CliError {
         reason: String,
     },
     /// Evidence or its certificates are malformed.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}", path.display())]
     Evidence {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: InputError,
     },
     /// A reference-value, policy, root, collateral or event-log file is malformed.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}", path.display())]
     Config {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: InputError,
     },
     /// Collateral a verdict needs is missing (a piece of `--collateral`).
     #[error("{}: {reason}", path.display())]
@@ -106,6 +108,26 @@ pub enum CliError {
     /// A result could not be serialised (a bug).
     #[error("cannot serialise the result")]
     Serialize(#[source] serde_json::Error),
+}
+
+/// What the `attest` library found wrong with an input of `cvm verify`, as the
+/// library's own error types (so a caller can tell a missing measurement from a bad
+/// certificate without reading the message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// A reference-value, policy or event-log file.
+    #[error(transparent)]
+    Config(#[from] cvm_attest::config::ConfigError),
+    /// A certificate, CRL or PEM file.
+    #[error(transparent)]
+    Cert(#[from] cvm_attest::x509::CertError),
+    /// A collateral bundle or piece.
+    #[error(transparent)]
+    Collateral(#[from] cvm_attest::tdx::collateral::CollateralError),
+    /// Evidence of no known kind, a file that is not text, a root of no known product.
+    #[error("{0}")]
+    Other(String),
 }
 
 impl CliError {

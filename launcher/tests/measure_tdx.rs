@@ -203,3 +203,20 @@ fn inspect_lists_the_variables_rtmr0_measures() {
     let json = stdout_json(&cvm(&["inspect", "firmware", &plain, "--format", "json"]));
     assert!(json.get("cfv_variables").is_none());
 }
+
+#[test]
+fn an_unwritable_event_log_is_a_usage_error() {
+    let Some(inputs) = shared("reference/inputs") else {
+        return;
+    };
+    let out = cvm(&[
+        "measure".as_ref(),
+        "--tee".as_ref(),
+        "tdx".as_ref(),
+        "--firmware".as_ref(),
+        inputs.join("trixie/OVMF.fd").as_os_str(),
+        "--event-log-out".as_ref(),
+        "/nonexistent/dir/log.json".as_ref(),
+    ]);
+    assert!(failed_with(&out, 1).contains("/nonexistent/dir/log.json"));
+}

@@ -235,3 +235,50 @@ fn leniencies_of_the_command_line_are_closed() {
     ]);
     assert!(failed_with(&out, 2).contains("larger than 1048576 bytes"));
 }
+
+#[test]
+fn a_closed_pipe_keeps_the_verdicts_code_and_logs_show_each_check() {
+    use std::process::{Command, Stdio};
+    let Some(v) = vectors() else { return };
+    let case = v.join("snp/snp-milan-v3-oak-oc-release");
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "verify",
+            "--evidence",
+            &case.join("report.bin").display().to_string(),
+            "--certs",
+            &case.join("certs").display().to_string(),
+            "--at",
+            "2026-03-01T00:00:00Z",
+            "--no-reference",
+            "--format",
+            "json",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    // The reader closes the pipe before cvm writes: cvm ends quietly with the
+    // verdict's own code (4: no CRL), not as an internal error.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvm"))
+        .args(args(&[]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
+    // -vv logs every check as it is decided, and the verdict; stdout stays JSON.
+    let out = cvm(&args(&["--no-crl", "-vv"]));
+    assert_eq!(code(&out), 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("report.signature Pass"), "{err}");
+    assert!(err.contains("snp verdict Pass"), "{err}");
+    assert!(
+        !err.contains("\u{1b}["),
+        "no colour when stderr is not a terminal"
+    );
+    stdout_json(&out);
+}

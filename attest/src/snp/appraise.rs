@@ -89,8 +89,11 @@ impl Reference {
             text,
             TEES,
             |value| {
-                let m: MeasureHandoff = serde_json::from_value(value)
-                    .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
+                let m: MeasureHandoff =
+                    serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
+                        format: "cvm measure output",
+                        message: e.to_string(),
+                    })?;
                 let id = m.id_block;
                 let opt = |v: Option<Bytes<48>>| v.map_or(Expected::Skip, Expected::value);
                 Ok(Reference {
@@ -116,13 +119,12 @@ impl File {
         check_tee(f.tee.as_deref(), "reference values", TEES)?;
         let measurement = match (f.measurement, f.skip_measurement) {
             (None, false) => {
-                return Err(ConfigError(
-                    "no measurement: give `measurement`, or `skip_measurement = true` to accept any"
-                        .into(),
-                ));
+                return Err(ConfigError::NoMeasurement {
+                    give: "`measurement`",
+                });
             }
             (Some(_), true) => {
-                return Err(ConfigError(
+                return Err(ConfigError::Contradiction(
                     "`measurement` and `skip_measurement` contradict each other".into(),
                 ));
             }
@@ -275,7 +277,7 @@ impl Policy {
         let p: Policy = from_json_or_toml(text)?;
         check_tee(p.tee.as_deref(), "a policy", TEES)?;
         if p.min_tcb_applies_to.is_empty() {
-            return Err(ConfigError(
+            return Err(ConfigError::Invalid(
                 "`min_tcb_applies_to` is empty: name at least one of reported, committed, \
                  current, launch"
                     .into(),

@@ -73,7 +73,7 @@ struct MeasureHandoff {
 }
 
 /// A `tee` key's value.
-fn tee_named(name: Option<&str>, what: &str) -> Result<Option<Tee>, ConfigError> {
+fn tee_named(name: Option<&str>, what: &'static str) -> Result<Option<Tee>, ConfigError> {
     check_tee(name, what, TEES)?;
     Ok(match name {
         Some("sgx") => Some(Tee::Sgx),
@@ -92,16 +92,16 @@ fn applies_to(
 ) -> Result<Option<Tee>, ConfigError> {
     let list = |k: &[&str]| k.join(", ");
     match (named, td_keys.is_empty(), sgx_keys.is_empty()) {
-        (_, false, false) => Err(ConfigError(format!(
+        (_, false, false) => Err(ConfigError::Contradiction(format!(
             "{what} mix TD keys ({}) and SGX keys ({}); a file is for one or the other",
             list(td_keys),
             list(sgx_keys)
         ))),
-        (Some(Tee::Sgx), false, _) => Err(ConfigError(format!(
+        (Some(Tee::Sgx), false, _) => Err(ConfigError::Contradiction(format!(
             "{what} for \"sgx\" give TD keys ({}), which SGX enclaves do not have",
             list(td_keys)
         ))),
-        (Some(Tee::Tdx), _, false) => Err(ConfigError(format!(
+        (Some(Tee::Tdx), _, false) => Err(ConfigError::Contradiction(format!(
             "{what} for \"tdx\" give SGX keys ({}), which TDs do not have",
             list(sgx_keys)
         ))),
@@ -145,14 +145,12 @@ impl File {
         )?;
         let measured = f.mrtd.is_some() || f.mr_enclave.is_some();
         if !measured && !f.skip_measurement {
-            return Err(ConfigError(
-                "no measurement: give `mrtd` (or `mr_enclave` for SGX), or \
-                 `skip_measurement = true` to accept any"
-                    .into(),
-            ));
+            return Err(ConfigError::NoMeasurement {
+                give: "`mrtd` (or `mr_enclave` for SGX)",
+            });
         }
         if measured && f.skip_measurement {
-            return Err(ConfigError(
+            return Err(ConfigError::Contradiction(
                 "a measurement and `skip_measurement` contradict each other".into(),
             ));
         }
@@ -179,8 +177,11 @@ impl Reference {
             text,
             TEES,
             |value| {
-                let m: MeasureHandoff = serde_json::from_value(value)
-                    .map_err(|e| ConfigError(format!("cvm measure output: {e}")))?;
+                let m: MeasureHandoff =
+                    serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
+                        format: "cvm measure output",
+                        message: e.to_string(),
+                    })?;
                 Ok(Reference {
                     tee: Some(Tee::Tdx),
                     mrtd: Expected::value(m.mrtd),
@@ -296,7 +297,9 @@ impl Policy {
             min_isv_svn: f.min_isv_svn.unwrap_or(d.min_isv_svn),
         };
         if p.accepted_tcb_statuses.contains(&TcbStatus::Revoked) {
-            return Err(ConfigError("a Revoked TCB is never acceptable".into()));
+            return Err(ConfigError::Invalid(
+                "a Revoked TCB is never acceptable".into(),
+            ));
         }
         Ok(p)
     }
@@ -337,15 +340,18 @@ impl EventLog {
             format: String,
             events: Vec<LogEvent>,
         }
-        let f: File = serde_json::from_str(text).map_err(|e| ConfigError(format!("JSON: {e}")))?;
+        let f: File = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+            format: "JSON",
+            message: e.to_string(),
+        })?;
         if f.format != EVENT_LOG_FORMAT {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "format {:?}, expected {EVENT_LOG_FORMAT:?}",
                 f.format
             )));
         }
         if let Some(e) = f.events.iter().find(|e| e.rtmr > 3) {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "an event extends RTMR {}; there are four (0-3)",
                 e.rtmr
             )));
@@ -683,7 +689,12 @@ mod tests {
         assert!(r.rtmr[0].is_skip() && r.rtmr[2].is_skip());
         assert_eq!(r.tee, Some(Tee::Tdx));
         let snp = r#"{"tee":"snp","measurement":"00","firmware":{}}"#;
-        assert!(Reference::parse(snp).unwrap_err().0.contains("\"snp\""));
+        assert!(
+            Reference::parse(snp)
+                .unwrap_err()
+                .to_string()
+                .contains("\"snp\"")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cvm verify`: verify attestation evidence and appraise it; exit 0 only for a pass.
 
 use super::{CmdResult, InputKind, read_file};
-use crate::error::CliError;
+use crate::error::{CliError, InputError};
 use crate::output::{Output, Render};
 use clap::{Args, ValueEnum};
 use cvm_attest::config::{Bytes, Expected};
@@ -382,11 +382,11 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, 
         (VerifyTee::Auto, _) => {
             return Err(CliError::Evidence {
                 path: path.to_owned(),
-                reason: format!(
+                source: InputError::Other(format!(
                     "{} bytes is neither an SEV-SNP report (1184 bytes) nor a DCAP quote \
                      (version 3-5, ECDSA P-256); give --tee to be told what is wrong with it",
                     evidence.len()
-                ),
+                )),
             });
         }
         (t, _) => t,
@@ -471,9 +471,7 @@ fn extra_roots(args: &VerifyArgs) -> Result<Vec<(PathBuf, Cert)>, CliError> {
     let mut out = Vec::new();
     for path in &args.root {
         let bytes = read_file(path, InputKind::Certificate)?;
-        for cert in Cert::parse_file(&bytes, "the root certificate")
-            .map_err(|e| config(path, e.to_string()))?
-        {
+        for cert in Cert::parse_file(&bytes, "the root certificate").map_err(|e| config(path, e))? {
             out.push((path.clone(), cert));
         }
     }
@@ -483,7 +481,7 @@ fn extra_roots(args: &VerifyArgs) -> Result<Vec<(PathBuf, Cert)>, CliError> {
 fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
     let mut root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in Intel SGX Root CA"),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     for (_, cert) in extra_roots(args)? {
         root.add_root(cert);
@@ -536,10 +534,12 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
 fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
     let mut roots = Roots::amd().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in AMD roots"),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     for (path, cert) in extra_roots(args)? {
-        roots.add_root(cert).map_err(|e| config(&path, e))?;
+        roots
+            .add_root(cert)
+            .map_err(|e| config(&path, InputError::Other(e)))?;
     }
     let supplied = match &args.certs {
         Some(dir) => read_certs(dir)?,
@@ -552,7 +552,7 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
             let bytes = read_file(p, InputKind::Collateral)?;
             Crl::parse(&bytes, "the CRL").map_err(|e| CliError::Evidence {
                 path: p.to_owned(),
-                reason: e.to_string(),
+                source: e.into(),
             })
         })
         .transpose()?;
@@ -589,26 +589,26 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
     })
 }
 
-fn config(path: &Path, reason: String) -> CliError {
+fn config(path: &Path, source: impl Into<InputError>) -> CliError {
     CliError::Config {
         path: path.to_owned(),
-        reason,
+        source: source.into(),
     }
 }
 
 /// A UTF-8 text file of `kind`, whole.
 fn read_text_file(path: &Path, kind: InputKind) -> Result<String, CliError> {
     let bytes = read_file(path, kind)?;
-    String::from_utf8(bytes).map_err(|_| config(path, "not UTF-8 text".into()))
+    String::from_utf8(bytes).map_err(|_| config(path, InputError::Other("not UTF-8 text".into())))
 }
 
 /// A configuration file (reference values, policy, event log) parsed by `parse`.
-fn read_text<T, E: std::fmt::Display>(
+fn read_text<T, E: Into<InputError>>(
     path: &Path,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, CliError> {
     let text = read_text_file(path, InputKind::Config)?;
-    parse(&text).map_err(|e| config(path, e.to_string()))
+    parse(&text).map_err(|e| config(path, e))
 }
 
 /// The regular files directly in `dir`, by name, read whole (each within `kind`'s
@@ -647,7 +647,7 @@ pub fn read_certs(dir: &Path) -> Result<Supplied, CliError> {
     let (supplied, ignored) =
         Supplied::from_files(&as_refs(&files)).map_err(|e| CliError::Evidence {
             path: dir.to_owned(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
     for name in ignored {
         tracing::warn!(
@@ -667,7 +667,7 @@ fn read_collateral(path: &Path) -> Result<tdx::collateral::Collateral, CliError>
             path: path.to_owned(),
             reason: e.to_string(),
         },
-        other => config(path, other.to_string()),
+        other => config(path, other),
     };
     if !path.is_dir() {
         let text = read_text_file(path, InputKind::Collateral)?;
