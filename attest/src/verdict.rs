@@ -1,6 +1,7 @@
 //! The result of a verification: pass or fail, with every check and its reason.
 
 use crate::time::Time;
+use cvm_firmware::Tee;
 use serde::Serialize;
 use std::fmt;
 
@@ -71,8 +72,8 @@ pub struct Check {
 pub struct Verdict<C> {
     /// Pass only if no check failed.
     pub verdict: Status,
-    /// The TEE ("snp", ...).
-    pub tee: &'static str,
+    /// The TEE whose evidence this is (`snp`, `tdx`, `sgx`).
+    pub tee: Tee,
     /// The product ("Milan", "Genoa", "Turin", ...), when known.
     pub product: Option<String>,
     /// The time the certificates and collateral were judged at.
@@ -88,7 +89,7 @@ impl<C> Verdict<C> {
     /// The verdict of `checks`: pass only if none failed.
     pub fn new(
         checks: Checks,
-        tee: &'static str,
+        tee: Tee,
         product: Option<String>,
         claims: Option<C>,
         at: Time,

@@ -6,11 +6,11 @@
 //! plan, so the measured plan is the launched plan.
 //!
 //! ```
-//! use cvm_firmware::{ovmf::OvmfImage, plan::Platform, sev, measure};
+//! use cvm_firmware::{ovmf::OvmfImage, Tee, sev, measure};
 //! # let image = vec![0u8; 4096];
 //! let fw = OvmfImage::parse(&image)?;
 //! let plan = sev::plan(&sev::SevConfig {
-//!     platform: Platform::Snp,
+//!     tee: Tee::Snp,
 //!     firmware: &fw,
 //!     direct_boot: None,
 //!     vcpus: 1,
@@ -50,7 +50,9 @@ pub mod pe;
 pub mod plan;
 pub mod sev;
 pub mod tdx;
+pub mod tee;
 pub mod vcpu;
 pub mod x86;
 
 pub use error::FirmwareError;
+pub use tee::Tee;

@@ -4,42 +4,13 @@
 //! launcher's backends execute it step by step. Nothing else is measured or launched.
 
 use crate::ovmf::{SevSectionType, TdvfSectionType};
+use crate::tee::Tee;
 use crate::vcpu::VcpuState;
 use serde::Serialize;
 use std::borrow::Cow;
 
 /// The page every plan is made of (SEV, SNP and TDX all launch 4 KiB pages).
 pub const PAGE: u64 = 4096;
-
-/// The kind of protected guest a plan is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Platform {
-    /// AMD SEV-SNP.
-    Snp,
-    /// AMD SEV-ES.
-    SevEs,
-    /// AMD SEV.
-    Sev,
-    /// Intel TDX.
-    Tdx,
-    /// A plain, unprotected KVM guest (the `none` backend): nothing is measured.
-    #[serde(rename = "none")]
-    Plain,
-}
-
-impl Platform {
-    /// The name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::Snp => "snp",
-            Platform::SevEs => "sev-es",
-            Platform::Sev => "sev",
-            Platform::Tdx => "tdx",
-            Platform::Plain => "none",
-        }
-    }
-}
 
 /// How a range of guest memory is handed to the hardware. For SNP these are the
 /// SNP_LAUNCH_UPDATE page types; SEV and SEV-ES only have [`PageKind::Normal`] data. TDX
@@ -203,8 +174,8 @@ pub struct KernelHashes {
 /// Everything a launch loads and starts, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchPlan<'a> {
-    /// The platform.
-    pub platform: Platform,
+    /// The TEE.
+    pub tee: Tee,
     /// Memory, in the order it is loaded.
     pub steps: Vec<Step<'a>>,
     /// The initial register state of the first `vcpus.len()` vCPUs, BSP first (SEV-ES and

@@ -10,10 +10,10 @@
 )]
 
 use base64::Engine as _;
+use cvm_firmware::Tee;
 use cvm_firmware::hex;
 use cvm_firmware::measure::sev::{Options, PageDigests, measure};
 use cvm_firmware::ovmf::OvmfImage;
-use cvm_firmware::plan::Platform;
 use cvm_firmware::sev::vmsa::X87_FCW_RESET;
 use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
 use cvm_tests::{read_tsv, reference_dir};
@@ -141,13 +141,13 @@ fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<Str
         .transpose()
         .map_err(|e| e.to_string())?;
     let platform = match row.mode.as_str() {
-        "snp" | "snp:ovmf-hash" | "snp:svsm" => Platform::Snp,
-        "seves" => Platform::SevEs,
-        "sev" => Platform::Sev,
+        "snp" | "snp:ovmf-hash" | "snp:svsm" => Tee::Snp,
+        "seves" => Tee::SevEs,
+        "sev" => Tee::Sev,
         other => panic!("{}: mode {other}", row.id),
     };
     let cfg = SevConfig {
-        platform,
+        tee: platform,
         firmware: &fw,
         direct_boot: row.kernel.then(|| DirectBoot {
             kernel: &inputs.kernel,

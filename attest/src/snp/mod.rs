@@ -152,7 +152,7 @@ fn finish(
 ) -> Verdict<Claims> {
     Verdict::new(
         checks,
-        "snp",
+        cvm_firmware::Tee::Snp,
         product.map(|p| p.name().to_owned()),
         claims,
         at,

@@ -440,8 +440,8 @@ pub fn appraise(
 
 fn kind(t: Tee) -> &'static str {
     match t {
-        Tee::Tdx => "a TD's",
         Tee::Sgx => "an SGX enclave's",
+        _ => "a TD's",
     }
 }
 

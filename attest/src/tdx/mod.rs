@@ -76,7 +76,7 @@ impl Verifier<'_> {
             Ok(q) => q,
             Err(e) => {
                 checks.record(CheckId::QuoteParse, Category::Malformed, Err(e.to_string()));
-                return Verdict::new(checks, "tdx", None, None, self.at);
+                return Verdict::new(checks, Tee::Tdx, None, None, self.at);
             }
         };
         let mut claims = Claims::new(&quote);
@@ -119,7 +119,7 @@ impl Verifier<'_> {
             .pck
             .as_ref()
             .map(|p| format!("FMSPC {} (PCK {:?} CA)", p.fmspc, p.ca));
-        Verdict::new(checks, quote.tee().name(), product, Some(claims), self.at)
+        Verdict::new(checks, quote.tee(), product, Some(claims), self.at)
     }
 
     fn with_collateral(
@@ -184,8 +184,8 @@ impl Verifier<'_> {
                 at,
             );
             let (want_id, min_version) = match quote.tee() {
-                Tee::Tdx => ("TDX", 3),
                 Tee::Sgx => ("SGX", 3),
+                _ => ("TDX", 3),
             };
             checks.record(
                 CheckId::CollateralTcbInfoKind,
@@ -212,8 +212,8 @@ impl Verifier<'_> {
                 at,
             );
             let want = match quote.tee() {
-                Tee::Tdx => "TD_QE",
                 Tee::Sgx => "QE",
+                _ => "TD_QE",
             };
             checks.record(
                 CheckId::CollateralQeIdentityKind,

@@ -58,25 +58,9 @@ pub enum QuoteError {
     },
 }
 
-/// Which TEE produced the quote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tee {
-    /// Intel TDX (quote versions 4 and 5).
-    Tdx,
-    /// Intel SGX (quote version 3).
-    Sgx,
-}
-
-impl Tee {
-    /// "tdx" or "sgx".
-    pub fn name(self) -> &'static str {
-        match self {
-            Tee::Tdx => "tdx",
-            Tee::Sgx => "sgx",
-        }
-    }
-}
+/// Which TEE produced the quote: [`Tee::Tdx`] (versions 4 and 5) or [`Tee::Sgx`]
+/// (version 3), the one TEE type of the firmware crate.
+pub use cvm_firmware::Tee;
 
 /// The quote header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,8 +461,8 @@ impl<'a> Quote<'a> {
         }
         let body = match (tee, version) {
             (Tee::Sgx, _) => Body::Sgx(EnclaveReport::read(&mut r)?),
-            (Tee::Tdx, 4) => Body::Td10(TdReport::read(&mut r, false)?),
-            (Tee::Tdx, _) => {
+            (_, 4) => Body::Td10(TdReport::read(&mut r, false)?),
+            (_, _) => {
                 let type_at = r.pos;
                 let body_type = r.u16("body type")?;
                 let size_at = r.pos;

@@ -9,15 +9,16 @@
 use super::Component;
 use crate::error::{FirmwareError, Result};
 use crate::hex::encode;
-use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
+use crate::plan::{LaunchPlan, Origin, PageKind, Step};
 use crate::sev::vmsa;
+use crate::tee::Tee;
 use sha2::{Digest, Sha256, Sha384};
 
 /// The result of measuring a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measurement {
-    /// The platform.
-    pub platform: Platform,
+    /// The TEE.
+    pub tee: Tee,
     /// The launch digest (48 bytes for SNP, 32 for SEV-ES and SEV).
     pub digest: Vec<u8>,
     /// SNP: the launch digest after the firmware pages alone (what `--firmware-digest`
@@ -91,8 +92,8 @@ fn hash_pages(data: &[u8]) -> Vec<[u8; 48]> {
 
 /// Measures `plan`. A plain (unprotected) plan has no launch measurement.
 pub fn measure(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Result<Measurement> {
-    match plan.platform {
-        Platform::Snp => {
+    match plan.tee {
+        Tee::Snp => {
             if let Some(s) = plan.steps.iter().find(|s| s.kind.snp_page_type().is_none()) {
                 return Err(FirmwareError::Unsupported(format!(
                     "an SNP plan cannot hold {} pages (at {:#x})",
@@ -102,13 +103,17 @@ pub fn measure(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Result<Measurement>
             }
             Ok(snp(plan, opts))
         }
-        Platform::Tdx => Err(FirmwareError::Unsupported(
+        Tee::Tdx => Err(FirmwareError::Unsupported(
             "a TDX plan is measured by measure::tdx".into(),
         )),
-        Platform::SevEs | Platform::Sev => Ok(sev(plan, opts)),
-        Platform::Plain => Err(FirmwareError::Unsupported(
+        Tee::SevEs | Tee::Sev => Ok(sev(plan, opts)),
+        Tee::None => Err(FirmwareError::Unsupported(
             "a plain (unprotected) launch has no hardware measurement".into(),
         )),
+        Tee::Cca | Tee::Sgx => Err(FirmwareError::Unsupported(format!(
+            "a {} plan is not measured by measure::sev",
+            plan.tee.name()
+        ))),
     }
 }
 
@@ -161,7 +166,7 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
         previous = Some((page, digest));
     }
     Measurement {
-        platform: plan.platform,
+        tee: plan.tee,
         digest: ld.0.to_vec(),
         firmware_digest,
         components,
@@ -246,7 +251,7 @@ fn sev(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
         }
     }
     Measurement {
-        platform: plan.platform,
+        tee: plan.tee,
         digest: h.finalize().to_vec(),
         firmware_digest: None,
         components,
@@ -311,7 +316,7 @@ mod tests {
 
     fn plan(data: &[u8]) -> LaunchPlan<'_> {
         LaunchPlan {
-            platform: Platform::Snp,
+            tee: Tee::Snp,
             steps: vec![Step {
                 gpa: 0xffc0_0000,
                 len: crate::bytes::to_u64(data.len()),

@@ -15,9 +15,10 @@ use crate::error::{FirmwareError, Result};
 use crate::guid::Guid;
 use crate::ovmf::TdvfSectionType;
 use crate::pe;
-use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
+use crate::plan::{LaunchPlan, Origin, PageKind, Step};
 use crate::tdx::varstore::{self, SecureBootVariable};
 use crate::tdx::{HOB_END_LEN, MR_EXTEND_CHUNK, PAGE, fw_cfg};
+use crate::tee::Tee;
 use serde::Serialize;
 use sha2::{Digest, Sha384};
 
@@ -242,10 +243,10 @@ impl Log {
 
 /// MRTD, the RTMRs and their events for `plan`.
 pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
-    if plan.platform != Platform::Tdx {
+    if plan.tee != Tee::Tdx {
         return Err(FirmwareError::Unsupported(format!(
             "a {} plan has no TDX measurement",
-            plan.platform.name()
+            plan.tee.name()
         )));
     }
     // MRTD and the RTMR events hash disjoint inputs: fold MRTD on a second thread.

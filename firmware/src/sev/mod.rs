@@ -9,7 +9,8 @@ pub mod vmsa;
 use crate::bzimage::BzImage;
 use crate::error::{FirmwareError, Result};
 use crate::ovmf::{OvmfImage, SevSectionType};
-use crate::plan::{LaunchPlan, Origin, PageKind, Platform, Step};
+use crate::plan::{LaunchPlan, Origin, PageKind, Step};
+use crate::tee::Tee;
 use std::borrow::Cow;
 pub use vmsa::VmmType;
 
@@ -45,7 +46,7 @@ pub struct Svsm<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct SevConfig<'a> {
     /// SNP, SEV-ES or SEV.
-    pub platform: Platform,
+    pub tee: Tee,
     /// The firmware.
     pub firmware: &'a OvmfImage<'a>,
     /// Direct-boot inputs, measured through the kernel hashes table.
@@ -64,10 +65,10 @@ pub struct SevConfig<'a> {
 
 /// Builds the launch plan for `cfg`.
 pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
-    if matches!(cfg.platform, Platform::Plain | Platform::Tdx) {
+    if !matches!(cfg.tee, Tee::Snp | Tee::SevEs | Tee::Sev) {
         return Err(FirmwareError::Unsupported(format!(
             "an SEV plan needs an SEV platform, not {}",
-            cfg.platform.name()
+            cfg.tee.name()
         )));
     }
     if cfg.vcpus == 0 {
@@ -89,9 +90,9 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
     let mut steps = vec![firmware_step(fw)];
     let table = kernel_hashes.as_ref().map(hashes::table);
 
-    match cfg.platform {
-        Platform::Snp => snp_metadata_steps(cfg, fw, false, table.as_ref(), &mut steps)?,
-        Platform::SevEs | Platform::Sev | Platform::Plain | Platform::Tdx => {
+    match cfg.tee {
+        Tee::Snp => snp_metadata_steps(cfg, fw, false, table.as_ref(), &mut steps)?,
+        _ => {
             if let Some(table) = table {
                 let (gpa, len) = fw.sev_hashes_table()?.ok_or_else(|| {
                     FirmwareError::Unsupported(
@@ -118,7 +119,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         }
     }
 
-    let vcpus = if cfg.platform == Platform::Sev {
+    let vcpus = if cfg.tee == Tee::Sev {
         // Plain SEV does not encrypt or measure register state.
         Vec::new()
     } else {
@@ -140,16 +141,16 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let sev_features = if cfg.platform == Platform::Snp {
+    let sev_features = if cfg.tee == Tee::Snp {
         cfg.guest_features
     } else {
         0
     };
-    if cfg.platform == Platform::Snp {
+    if cfg.tee == Tee::Snp {
         check_snp_layout(&steps)?;
     }
     Ok(LaunchPlan {
-        platform: cfg.platform,
+        tee: cfg.tee,
         steps,
         vcpus,
         vcpu_count: cfg.vcpus,
@@ -251,7 +252,7 @@ fn snp_metadata_steps<'a>(
 /// pages, SVSM pages, the SVSM's metadata pages, and every vCPU starting in the SVSM.
 fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>> {
     let unsupported = |m: &str| Err(FirmwareError::Unsupported(m.to_owned()));
-    if cfg.platform != Platform::Snp {
+    if cfg.tee != Tee::Snp {
         return unsupported("an SVSM is launched with SNP only");
     }
     if cfg.vmm != VmmType::Qemu {
@@ -293,7 +294,7 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
     check_snp_layout(&steps)?;
     let state = vmsa::svsm_state(eip, cfg.vcpu_sig, svsm.x87_fcw);
     Ok(LaunchPlan {
-        platform: Platform::Snp,
+        tee: Tee::Snp,
         steps,
         vcpus: (0..cfg.vcpus).map(|_| state).collect(),
         vcpu_count: cfg.vcpus,

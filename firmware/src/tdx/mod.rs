@@ -28,7 +28,8 @@ use crate::bytes::{put, to_u64};
 use crate::bzimage;
 use crate::error::{FirmwareError, Result};
 use crate::ovmf::{OvmfImage, TdvfSection, TdvfSectionType};
-use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, Platform, RamRange, Step};
+use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step};
+use crate::tee::Tee;
 use std::borrow::Cow;
 
 /// TDVF section attribute: the contents are extended into MRTD.
@@ -201,7 +202,7 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
     }
 
     Ok(LaunchPlan {
-        platform: Platform::Tdx,
+        tee: Tee::Tdx,
         steps,
         // The TDX module sets the initial vCPU state; it is neither chosen nor measured.
         vcpus: Vec::new(),

@@ -32,7 +32,8 @@ pub use linux::E820_RAM;
 pub use linux::E820_RESERVED;
 
 use crate::error::{FirmwareError, Result};
-use crate::plan::{LaunchPlan, Origin, PageKind, Platform, RamRange, Step};
+use crate::plan::{LaunchPlan, Origin, PageKind, RamRange, Step};
+use crate::tee::Tee;
 use crate::vcpu::{Segment, VcpuState};
 use std::borrow::Cow;
 
@@ -139,7 +140,7 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
         } => linux::steps(cfg, &ram, kernel, initrd, cmdline)?,
     };
     Ok(LaunchPlan {
-        platform: Platform::Plain,
+        tee: Tee::None,
         steps,
         vcpus: vec![bsp],
         vcpu_count: cfg.vcpus,

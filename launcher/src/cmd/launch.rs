@@ -4,6 +4,7 @@ use super::{CmdResult, InputKind, read_input};
 use crate::error::CliError;
 use crate::output::{Format, Output, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
+use crate::tee_arg::TeeChoice;
 use crate::vmm::{self, IrqChip, RunOptions, SerialOut};
 use clap::{Args, ValueEnum};
 use cvm_firmware::x86::{Boot, PlainConfig};
@@ -18,8 +19,9 @@ pub struct LaunchArgs {
     /// The TEE: `auto` picks the strongest one `cvm probe` finds and fails when there is
     /// none (an unprotected VM is never chosen silently); `none` is a plain, unprotected
     /// KVM guest for development.
-    #[arg(long, value_enum, default_value_t = LaunchTee::Auto)]
-    pub tee: LaunchTee,
+    #[arg(long, value_name = "TEE", default_value_t = TeeChoice::Auto,
+          value_parser = crate::tee_arg::auto_or(&Tee::LAUNCHABLE))]
+    pub tee: TeeChoice,
     /// Boot this firmware image (mapped to end at 4 GiB; the BSP starts at the reset
     /// vector).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd"])]
@@ -92,21 +94,6 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "off" => Ok(false),
         _ => Err("expected on or off".into()),
     }
-}
-
-/// The TEE to launch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LaunchTee {
-    /// The strongest TEE this host has.
-    Auto,
-    /// A plain, unprotected KVM guest.
-    None,
-    /// AMD SEV-SNP.
-    Snp,
-    /// Intel TDX.
-    Tdx,
-    /// Arm CCA.
-    Cca,
 }
 
 /// `--irqchip`.
@@ -317,13 +304,11 @@ fn launch(
 }
 
 /// `--tee`: only `none` is launched today; `auto` never falls back to it.
-fn choose_backend(tee: LaunchTee) -> Result<(), CliError> {
+fn choose_backend(tee: TeeChoice) -> Result<(), CliError> {
     let want = match tee {
-        LaunchTee::None => return Ok(()),
-        LaunchTee::Auto => None,
-        LaunchTee::Snp => Some(Tee::Snp),
-        LaunchTee::Tdx => Some(Tee::Tdx),
-        LaunchTee::Cca => Some(Tee::Cca),
+        TeeChoice::Tee(Tee::None) => return Ok(()),
+        TeeChoice::Auto => None,
+        TeeChoice::Tee(t) => Some(t),
     };
     let report = probe::assess(&probe::gather(
         Path::new("/"),

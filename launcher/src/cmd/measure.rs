@@ -8,11 +8,11 @@ use crate::output::{Output, Render};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, ValueEnum};
+use cvm_firmware::Tee;
 use cvm_firmware::hex;
 use cvm_firmware::measure::Component;
 use cvm_firmware::measure::sev::{Options, PageDigests, measure};
 use cvm_firmware::ovmf::OvmfImage;
-use cvm_firmware::plan::Platform;
 use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock, SigningKey};
 use cvm_firmware::sev::vmsa::X87_FCW_RESET;
 use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
@@ -21,19 +21,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// The TEEs `cvm measure` computes measurements for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MeasureTee {
-    /// AMD SEV-SNP: SHA-384 launch digest (MEASUREMENT in the attestation report).
-    Snp,
-    /// AMD SEV-ES: SHA-256 launch digest.
-    SevEs,
-    /// AMD SEV: SHA-256 launch digest.
-    Sev,
-    /// Intel TDX: MRTD and RTMR 0-3 (through TDVF).
-    Tdx,
-}
 
 /// Whose conventions the launch follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,8 +46,8 @@ pub enum MrtdOrder {
 #[derive(Debug, Args)]
 pub struct MeasureArgs {
     /// The TEE.
-    #[arg(long, value_enum)]
-    pub tee: MeasureTee,
+    #[arg(long, value_name = "TEE", value_parser = crate::tee_arg::one_of(&crate::tee_arg::MEASURED))]
+    pub tee: Tee,
     /// The firmware image (OVMF).
     #[arg(long, value_name = "FILE")]
     pub firmware: PathBuf,
@@ -332,7 +319,7 @@ impl Render for MeasureReport {
 /// Runs `cvm measure`.
 pub fn run(args: &MeasureArgs) -> CmdResult {
     simple(|| match args.tee {
-        MeasureTee::Tdx => Output::new(&super::measure_tdx::report(args)?),
+        Tee::Tdx => Output::new(&super::measure_tdx::report(args)?),
         _ => Output::new(&report(args)?),
     })
 }
@@ -340,12 +327,14 @@ pub fn run(args: &MeasureArgs) -> CmdResult {
 /// Computes the report for `args`.
 pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     let platform = match args.tee {
-        MeasureTee::Snp => Platform::Snp,
-        MeasureTee::SevEs => Platform::SevEs,
-        MeasureTee::Sev => Platform::Sev,
-        MeasureTee::Tdx => return Err(CliError::Usage("--tee tdx has its own report".into())),
+        t @ (Tee::Snp | Tee::SevEs | Tee::Sev) => t,
+        other => {
+            return Err(CliError::Usage(format!(
+                "--tee {other} is not measured by the SEV report"
+            )));
+        }
     };
-    if platform != Platform::Snp {
+    if platform != Tee::Snp {
         reject_other_tee_options(
             args,
             "snp",
@@ -368,7 +357,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         Vmm::Ec2 => VmmType::Ec2,
         Vmm::Gce => VmmType::Gce,
     };
-    if args.firmware_digest.is_some() && platform != Platform::Snp {
+    if args.firmware_digest.is_some() && platform != Tee::Snp {
         return Err(CliError::Usage(
             "--firmware-digest applies to --tee snp only".into(),
         ));
@@ -385,7 +374,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     // inputs are read and the plan is built (its kernel hashes table: SHA-256 of the
     // kernel). The plan is then measured with the page digests taken ahead of time from
     // the very buffer the plan's firmware pages borrow.
-    let prehash = platform == Platform::Snp && args.firmware_digest.is_none();
+    let prehash = platform == Tee::Snp && args.firmware_digest.is_none();
     std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {
             (
@@ -421,7 +410,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         };
         let vcpu_sig = vcpu_signature(args, platform, vmm)?;
         let cfg = SevConfig {
-            platform,
+            tee: platform,
             firmware: &fw,
             direct_boot: kernel.as_deref().map(|k| DirectBoot {
                 kernel: k,
@@ -484,13 +473,12 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             measurement: hex::encode(&m.digest),
             firmware_digest: m.firmware_digest.map(|d| hex::encode(&d)),
             vcpus: args.vcpus,
-            vcpu_sig: (platform != Platform::Sev)
+            vcpu_sig: (platform != Tee::Sev)
                 .then_some(vcpu_sig)
                 .flatten()
                 .map(|s| format!("{s:#x}")),
             vmm,
-            guest_features: (platform == Platform::Snp)
-                .then(|| format!("{:#x}", plan.sev_features)),
+            guest_features: (platform == Tee::Snp).then(|| format!("{:#x}", plan.sev_features)),
             firmware: firmware_file,
             // The plan's kernel hashes are the files' SHA-256: reuse them.
             kernel: args
@@ -529,8 +517,6 @@ pub(super) fn reject_other_tee_options(
         Some((flag, _)) => Err(CliError::Usage(format!(
             "{flag} applies to --tee {owner} only, not --tee {}",
             args.tee
-                .to_possible_value()
-                .map_or_else(String::new, |v| v.get_name().to_owned())
         ))),
         None => Ok(()),
     }
@@ -546,8 +532,8 @@ struct IdSigner {
 }
 
 impl IdSigner {
-    fn new(args: &MeasureArgs, id_key: &Path, platform: Platform) -> Result<Self, CliError> {
-        if platform != Platform::Snp {
+    fn new(args: &MeasureArgs, id_key: &Path, platform: Tee) -> Result<Self, CliError> {
+        if platform != Tee::Snp {
             return Err(CliError::Usage("ID blocks are for --tee snp only".into()));
         }
         let block = IdBlock {
@@ -612,7 +598,7 @@ impl IdSigner {
 /// does not measure register state, so none is needed there.
 fn vcpu_signature(
     args: &MeasureArgs,
-    platform: Platform,
+    platform: Tee,
     vmm: VmmType,
 ) -> Result<Option<u32>, CliError> {
     let given = match (&args.vcpu_type, args.vcpu_sig, args.vcpu_family) {
@@ -632,7 +618,7 @@ fn vcpu_signature(
         )),
         (None, None, None) => None,
     };
-    if given.is_none() && platform != Platform::Sev && vmm == VmmType::Qemu {
+    if given.is_none() && platform != Tee::Sev && vmm == VmmType::Qemu {
         return Err(CliError::Usage(
             "QEMU puts the vCPU's CPUID signature in the measured register state: give \
              --vcpu-type, --vcpu-sig, or --vcpu-family/--vcpu-model/--vcpu-stepping"

@@ -22,7 +22,7 @@ pub struct ProbeArgs {
     pub sysroot: PathBuf,
     /// Exit with the platform-unavailable code unless this TEE is available
     /// (repeatable).
-    #[arg(long, value_enum, value_name = "TEE")]
+    #[arg(long, value_name = "TEE", value_parser = crate::tee_arg::one_of(&Tee::LAUNCHABLE))]
     pub require: Vec<Tee>,
 }
 

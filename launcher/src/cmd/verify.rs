@@ -3,36 +3,28 @@
 use super::{CmdResult, InputKind, read_file};
 use crate::error::{CliError, InputError};
 use crate::output::{Output, Render};
-use clap::{Args, ValueEnum};
+use crate::tee_arg::TeeChoice;
+use clap::Args;
 use cvm_attest::config::{Bytes, Expected};
 use cvm_attest::snp::appraise::{Policy, Reference};
 use cvm_attest::snp::certs::{Roots, Supplied};
 use cvm_attest::tdx;
 use cvm_attest::x509::{Cert, Crl};
 use cvm_attest::{Category, Outcome, Status, Time, Verdict};
+use cvm_firmware::Tee;
 use cvm_firmware::hex;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// The evidence types `cvm verify` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VerifyTee {
-    /// Detect from the evidence.
-    Auto,
-    /// An AMD SEV-SNP ATTESTATION_REPORT (raw, 1184 bytes).
-    Snp,
-    /// An Intel DCAP quote: TDX (versions 4 and 5) or SGX (version 3).
-    Tdx,
-}
 
 /// Arguments of `cvm verify`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("refs").required(true).args(["reference", "no_reference"])))]
 pub struct VerifyArgs {
     /// The evidence type.
-    #[arg(long, value_enum, default_value_t = VerifyTee::Auto)]
-    pub tee: VerifyTee,
+    #[arg(long, value_name = "TEE", default_value_t = TeeChoice::Auto,
+          value_parser = crate::tee_arg::auto_or(&crate::tee_arg::EVIDENCE))]
+    pub tee: TeeChoice,
     /// The evidence file (SNP: the raw report; TDX: the raw quote). Repeat it to verify
     /// a batch in one process with the same certificates, collateral, reference values
     /// and policy (verified chains and collateral are reused across the batch).
@@ -326,7 +318,7 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
     for path in &args.evidence {
         let evidence = read_file(path, InputKind::Evidence)?;
         let verdict = match detect(args, path, &evidence)? {
-            VerifyTee::Tdx => {
+            Tee::Tdx => {
                 let i = match tdx_inputs.take() {
                     Some(i) => i,
                     None => tdx_inputs_for(args)?,
@@ -373,13 +365,11 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
 /// attestation key type 2 (ECDSA P-256), which no SNP report does (it starts with a
 /// 32-bit VERSION, 2 to 5), so a damaged quote of any length is still taken for a quote;
 /// an SNP report is 1184 bytes.
-fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, CliError> {
+fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliError> {
     let tee = match (args.tee, evidence) {
-        (VerifyTee::Auto, [3..=5, 0, 2, 0, ..]) => VerifyTee::Tdx,
-        (VerifyTee::Auto, _) if evidence.len() == cvm_attest::snp::report::REPORT_LEN => {
-            VerifyTee::Snp
-        }
-        (VerifyTee::Auto, _) => {
+        (TeeChoice::Auto, [3..=5, 0, 2, 0, ..]) => Tee::Tdx,
+        (TeeChoice::Auto, _) if evidence.len() == cvm_attest::snp::report::REPORT_LEN => Tee::Snp,
+        (TeeChoice::Auto, _) => {
             return Err(CliError::Evidence {
                 path: path.to_owned(),
                 source: InputError::Other(format!(
@@ -389,11 +379,11 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, 
                 )),
             });
         }
-        (t, _) => t,
+        (TeeChoice::Tee(t), _) => t,
     };
     let given = |present: bool, name: &str| present.then(|| name.to_owned());
     let misplaced: Vec<String> = match tee {
-        VerifyTee::Tdx => [
+        Tee::Tdx => [
             given(args.certs.is_some(), "--certs"),
             given(args.crl.is_some(), "--crl"),
             given(args.no_crl, "--no-crl"),
@@ -411,7 +401,7 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, 
     };
     if !misplaced.is_empty() {
         let (this, hint) = match tee {
-            VerifyTee::Tdx => (
+            Tee::Tdx => (
                 "tdx",
                 "the Intel SGX Root CA is built in and the PCK chain comes with the quote; \
                  CRLs come in --collateral",
@@ -424,7 +414,7 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<VerifyTee, 
             misplaced.join(", ")
         )));
     }
-    if tee == VerifyTee::Snp && args.certs.is_none() {
+    if tee == Tee::Snp && args.certs.is_none() {
         return Err(CliError::Usage(format!(
             "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK)",
             path.display()

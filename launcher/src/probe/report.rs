@@ -30,7 +30,7 @@ pub struct ProbeReport {
     pub schema: u32,
     /// The facts the verdicts were drawn from.
     pub host: HostFacts,
-    /// One entry per TEE, in [`Tee::ALL`] order.
+    /// One entry per launchable TEE, in [`Tee::LAUNCHABLE`] order.
     pub tees: Vec<TeeStatus>,
 }
 
@@ -126,7 +126,7 @@ impl Render for ProbeReport {
 
 /// Decides, for every TEE, whether the host can launch it.
 pub fn assess(facts: &HostFacts) -> ProbeReport {
-    let tees = Tee::ALL
+    let tees = Tee::LAUNCHABLE
         .iter()
         .map(|&tee| {
             let missing = unmet(tee, facts);
@@ -284,6 +284,7 @@ fn unmet(tee: Tee, facts: &HostFacts) -> Vec<String> {
             }
             need(guest_memfd, NO_GUEST_MEMFD.to_owned());
         }
+        Tee::Sgx => need(false, "cvm launches no SGX enclaves".to_owned()),
     }
     missing
 }

@@ -708,7 +708,8 @@ fn load(plan: &LaunchPlan<'_>, memory: &GuestMemoryMmap<()>) -> Result<(), Launc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cvm_firmware::plan::{Origin, Platform, RamRange, Step};
+    use cvm_firmware::Tee;
+    use cvm_firmware::plan::{Origin, RamRange, Step};
     use std::borrow::Cow;
 
     fn opts() -> RunOptions {
@@ -722,7 +723,7 @@ mod tests {
 
     fn plan_with(kind: PageKind, gpa: u64) -> LaunchPlan<'static> {
         LaunchPlan {
-            platform: Platform::Plain,
+            tee: Tee::None,
             steps: vec![Step {
                 gpa,
                 len: 4096,
