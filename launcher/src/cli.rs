@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a guest: the built-in guest, a firmware image or a bzImage.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg(target_os = "linux")]
     Launch(Box<cmd::launch::LaunchArgs>),
     /// Report which TEEs this host can launch, and why not for the others.
     Probe(ProbeArgs),
@@ -85,7 +85,7 @@ fn json_prescan(args: &[OsString]) -> bool {
 
 fn dispatch(command: Command, format: Format) -> CmdResult {
     match command {
-        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        #[cfg(target_os = "linux")]
         Command::Launch(args) => cmd::launch::run(&args, format),
         Command::Probe(args) => cmd::probe::run(&args),
         Command::Measure(args) => cmd::measure::run(&args),

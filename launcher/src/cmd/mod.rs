@@ -2,7 +2,7 @@
 //! succeeded, so that a result is printed even when the command then fails.
 
 pub mod inspect;
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(target_os = "linux")]
 pub mod launch;
 pub mod measure;
 mod measure_tdx;

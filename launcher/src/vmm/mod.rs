@@ -4,33 +4,35 @@
 //! on the timeout or on SIGINT/SIGTERM, and every vCPU thread is joined before `run`
 //! returns. The only `unsafe` is in [`sys`].
 
+pub mod backend;
 mod devices;
 mod ioapic;
+pub mod kvm;
+pub mod none;
+pub mod record;
 mod sys;
 mod vcpu;
 
 pub use devices::{DEBUG_EXIT_PORT, SERIAL_IRQ, SERIAL_PORT, SerialOut};
 
-use cvm_firmware::plan::{LaunchPlan, PageKind};
+use backend::{Backend, Hardware, PlatformOptions};
+use cvm_firmware::Tee;
+use cvm_firmware::plan::LaunchPlan;
 use devices::{Devices, Interrupt};
 use ioapic::{Ioapic, Msi, MsiSink};
-use kvm_bindings::{
-    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_msi,
-    kvm_pit_config,
-};
+use kvm_bindings::kvm_msi;
 use kvm_ioctls::{Kvm, VmFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 /// KVM's real-mode TSS (three pages) and identity-map page, just below the 16 MiB that
 /// firmware may occupy under 4 GiB (QEMU's addresses).
-const TSS_ADDR: usize = 0xfeff_d000;
+const TSS_ADDR: u64 = 0xfeff_d000;
 const IDENTITY_MAP_ADDR: u64 = 0xfeff_c000;
 /// The environment variable naming the KVM device node (default `/dev/kvm`).
 pub const KVM_DEVICE_ENV: &str = "CVM_KVM_DEVICE";
@@ -251,6 +253,22 @@ pub enum LaunchError {
     /// A step failed for another reason.
     #[error("{0}: {1}")]
     Step(&'static str, String),
+    /// The backend cannot do what the plan or the options ask.
+    #[error("the {tee} backend cannot launch this: {what}")]
+    Unsupported {
+        /// The backend's TEE.
+        tee: Tee,
+        /// What it cannot do.
+        what: String,
+    },
+    /// A plan built for another TEE than the backend's.
+    #[error("a {plan} plan cannot be launched by the {backend} backend")]
+    PlanMismatch {
+        /// The plan's TEE.
+        plan: Tee,
+        /// The backend's.
+        backend: Tee,
+    },
 }
 
 impl LaunchError {
@@ -282,13 +300,19 @@ impl Control {
 }
 
 /// The VM's resources, dropped in field order: vCPU threads are joined first (see
-/// [`Vm::shutdown`]), then the VM fd closes, then the guest memory is unmapped. The VM fd
-/// has no other owner: the I/O APIC holds only a weak reference.
+/// [`Vm::shutdown`]), then guest memory leaves the VM and is unmapped ([`sys::GuestRam`]
+/// deletes its slots first), then the VM fd closes. The VM fd has no other long-lived
+/// owner: the I/O APIC holds only a weak reference. Deleting the memory slots before the
+/// VM fd closes also makes teardown quicker: creating the in-kernel irqchip's devices
+/// leaves KVM freeing the replaced I/O bus tables after a normal SRCU grace period, which
+/// closing the VM waits for (`srcu_barrier`), while deleting a memory slot waits for an
+/// expedited one, which ends the pending period sooner (with `--pit off`: a 19 ms median
+/// launch became 12 ms on the development machine).
 struct Vm {
     threads: Vec<JoinHandle<()>>,
     control: Arc<Control>,
+    ram: Option<sys::GuestRam>,
     vm: Arc<VmFd>,
-    memory: GuestMemoryMmap<()>,
 }
 
 /// The I/O APIC's messages, sent to the VM's local APICs while the VM exists.
@@ -326,13 +350,51 @@ fn kick_signal() -> libc::c_int {
     SIGRTMIN()
 }
 
-/// Runs `plan` as a plain KVM guest until it stops; every resource is released before
-/// this returns, on success and on error alike.
-pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchError> {
+/// Drives `backend` through the launch of `plan` on `hw`, phase by phase: the VM and its
+/// platform, guest memory, every plan step in order, every vCPU, finalization. This is the
+/// only way a plan reaches the hardware, so what `hw` sees is the plan (and a
+/// [`record::Recorder`] shows it).
+pub fn setup(
+    hw: &mut dyn Hardware,
+    backend: &mut dyn Backend,
+    plan: &LaunchPlan<'_>,
+    opts: &PlatformOptions,
+) -> Result<(), LaunchError> {
+    if plan.tee != backend.tee() {
+        return Err(LaunchError::PlanMismatch {
+            plan: plan.tee,
+            backend: backend.tee(),
+        });
+    }
+    backend.create_vm(hw, opts)?;
+    backend.prepare_memory(hw, plan)?;
+    tracing::info!("loading {} plan steps", plan.steps.len());
+    for step in &plan.steps {
+        backend.load(hw, step)?;
+    }
+    for id in 0..plan.vcpu_count {
+        let state = usize::try_from(id).ok().and_then(|i| plan.vcpus.get(i));
+        backend.setup_vcpu(hw, id, state)?;
+    }
+    backend.finalize(hw)
+}
+
+/// Launches `plan` with `backend` on KVM and runs it until it stops; every resource is
+/// released before this returns, on success and on error alike.
+pub fn run(
+    plan: &LaunchPlan<'_>,
+    mut backend: Box<dyn Backend>,
+    opts: RunOptions,
+) -> Result<Outcome, LaunchError> {
     install_stop_handlers()?;
-    let kvm = open_kvm()?;
-    let vm_fd = kvm.create_vm().map_err(LaunchError::kvm("create the VM"))?;
-    let memory = guest_memory(plan)?;
+    let mut hw = kvm::KvmHardware::new(open_kvm()?);
+    let platform = PlatformOptions {
+        irqchip: opts.irqchip,
+        pit: opts.pit,
+    };
+    // On an error, dropping `hw` releases whatever was created, vCPUs and memory first.
+    setup(&mut hw, backend.as_mut(), plan, &platform)?;
+    let launched = hw.into_launched()?;
     let control = Arc::new(Control {
         stopping: AtomicBool::new(false),
         reason: Mutex::new(None),
@@ -342,13 +404,14 @@ pub fn run(plan: &LaunchPlan<'_>, opts: RunOptions) -> Result<Outcome, LaunchErr
     let mut vm = Vm {
         threads: Vec::new(),
         control,
-        vm: Arc::new(vm_fd),
-        memory,
+        ram: Some(launched.ram),
+        vm: launched.vm,
     };
-    let result = vm.launch(&kvm, plan, opts);
-    // Whatever happened, no vCPU thread outlives this function.
+    let result = vm.start(plan, Arc::from(backend), launched.vcpus, opts);
+    // Whatever happened, no vCPU thread outlives this function, and the memory leaves
+    // the VM before the VM fd closes.
     vm.shutdown();
-    vm.remove_memory();
+    vm.ram = None;
     result
 }
 
@@ -392,67 +455,14 @@ fn install_stop_handlers() -> Result<(), LaunchError> {
 }
 
 impl Vm {
-    fn launch(
+    /// Connects the devices and runs the vCPUs until the guest stops.
+    fn start(
         &mut self,
-        kvm: &Kvm,
         plan: &LaunchPlan<'_>,
+        backend: Arc<dyn Backend>,
+        vcpus: Vec<(u32, kvm_ioctls::VcpuFd)>,
         opts: RunOptions,
     ) -> Result<Outcome, LaunchError> {
-        for (slot, region) in self.memory.iter().enumerate() {
-            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-            tracing::debug!(
-                "KVM_SET_USER_MEMORY_REGION slot {slot}: gpa {:#x}, {:#x} bytes",
-                region.start_addr().0,
-                region.len()
-            );
-            sys::set_memory_region(&self.vm, slot, region)
-                .map_err(LaunchError::kvm("register guest memory"))?;
-        }
-        load(plan, &self.memory)?;
-        tracing::debug!(
-            "KVM_SET_TSS_ADDR {TSS_ADDR:#x}, KVM_SET_IDENTITY_MAP_ADDR {IDENTITY_MAP_ADDR:#x}"
-        );
-
-        self.vm
-            .set_tss_address(TSS_ADDR)
-            .map_err(LaunchError::kvm("set the TSS address"))?;
-        self.vm
-            .set_identity_map_address(IDENTITY_MAP_ADDR)
-            .map_err(LaunchError::kvm("set the identity map address"))?;
-        match opts.irqchip {
-            IrqChip::InKernel => {
-                tracing::debug!(
-                    "KVM_CREATE_IRQCHIP{}",
-                    if opts.pit { ", KVM_CREATE_PIT2" } else { "" }
-                );
-                self.vm
-                    .create_irq_chip()
-                    .map_err(LaunchError::kvm("create the in-kernel irqchip"))?;
-                if opts.pit {
-                    let pit = kvm_pit_config {
-                        flags: KVM_PIT_SPEAKER_DUMMY,
-                        ..Default::default()
-                    };
-                    self.vm
-                        .create_pit2(pit)
-                        .map_err(LaunchError::kvm("create the PIT"))?;
-                }
-            }
-            IrqChip::Split => {
-                let mut cap = kvm_enable_cap {
-                    cap: KVM_CAP_SPLIT_IRQCHIP,
-                    ..Default::default()
-                };
-                if let Some(a) = cap.args.first_mut() {
-                    *a = SPLIT_IOAPIC_PINS;
-                }
-                tracing::debug!("KVM_ENABLE_CAP KVM_CAP_SPLIT_IRQCHIP, {SPLIT_IOAPIC_PINS} pins");
-                self.vm
-                    .enable_cap(&cap)
-                    .map_err(LaunchError::kvm("enable the split irqchip"))?;
-            }
-        }
-
         let irq = match opts.irqchip {
             IrqChip::InKernel => {
                 let fd = EventFd::new(EFD_NONBLOCK)
@@ -473,41 +483,25 @@ impl Vm {
         let devices = Arc::new(Devices::new(opts.serial, irq));
         let control = Arc::clone(&self.control);
 
-        // Every vCPU is created and configured before any runs.
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(LaunchError::kvm("read the supported CPUID"))?;
-        let mut vcpus = Vec::new();
-        for id in 0..plan.vcpu_count {
-            tracing::debug!("KVM_CREATE_VCPU {id}, KVM_SET_CPUID2, initial registers");
-            let fd = self
-                .vm
-                .create_vcpu(u64::from(id))
-                .map_err(LaunchError::kvm("create a vCPU"))?;
-            fd.set_cpuid2(&vcpu::cpuid_for(&supported, id)?)
-                .map_err(LaunchError::kvm("set a vCPU's CPUID"))?;
-            if let Some(state) = usize::try_from(id).ok().and_then(|i| plan.vcpus.get(i)) {
-                vcpu::set_state(&fd, state)?;
-            }
-            vcpus.push(fd);
-        }
-
         let wait = Waiter::new(&control)?;
         register_signal_handler(kick_signal(), on_kick)
             .map_err(|e| LaunchError::Step("install the vCPU kick handler", e.to_string()))?;
         let start = Instant::now();
         tracing::info!(
-            "starting {} vCPU{} ({:?} irqchip{})",
-            plan.vcpu_count,
-            if plan.vcpu_count == 1 { "" } else { "s" },
+            "starting {} ({:?} irqchip{})",
+            crate::output::count(u64::from(plan.vcpu_count), "vCPU", "vCPUs"),
             opts.irqchip,
             if opts.pit { ", PIT" } else { "" }
         );
-        for (id, fd) in (0u32..).zip(vcpus) {
-            let (d, c) = (Arc::clone(&devices), Arc::clone(&control));
+        for (id, fd) in vcpus {
+            let (d, c, b) = (
+                Arc::clone(&devices),
+                Arc::clone(&control),
+                Arc::clone(&backend),
+            );
             let t = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
-                .spawn(move || vcpu::run(fd, id, d, c))
+                .spawn(move || vcpu::run(fd, id, d, c, b))
                 .map_err(|e| LaunchError::Step("start a vCPU thread", e.to_string()))?;
             self.threads.push(t);
         }
@@ -531,21 +525,6 @@ impl Vm {
             elapsed,
             unknown_accesses: devices.unknown_accesses(),
         })
-    }
-
-    /// Takes the guest memory out of the VM before the VM fd closes (the vCPU threads have
-    /// stopped). Teardown in reverse order is also quicker: creating the in-kernel
-    /// irqchip's devices leaves KVM freeing the replaced I/O bus tables after a normal
-    /// SRCU grace period, which closing the VM waits for (`srcu_barrier`), while removing
-    /// a memory slot waits for an expedited one, which ends the pending period sooner
-    /// (with `--pit off`: a 19 ms median launch became 12 ms on the development machine).
-    fn remove_memory(&self) {
-        for slot in 0..self.memory.num_regions() {
-            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-            if let Err(e) = sys::remove_memory_region(&self.vm, slot) {
-                tracing::debug!("removing memory slot {slot}: {e}");
-            }
-        }
     }
 
     /// Stops every vCPU thread: each is signalled until it has left `KVM_RUN` and
@@ -636,90 +615,12 @@ impl Waiter {
     }
 }
 
-/// Guest memory: the plan's RAM, plus a region for every step outside it (firmware).
-fn guest_memory(plan: &LaunchPlan<'_>) -> Result<GuestMemoryMmap<()>, LaunchError> {
-    let step = "lay out guest memory";
-    let mut ranges: Vec<(u64, u64)> = plan.ram.iter().map(|r| (r.gpa, r.len)).collect();
-    for s in &plan.steps {
-        let end = s.gpa.saturating_add(s.len);
-        let inside = ranges
-            .iter()
-            .any(|(g, l)| s.gpa >= *g && end <= g.saturating_add(*l));
-        if inside {
-            continue;
-        }
-        let overlaps = ranges
-            .iter()
-            .any(|(g, l)| s.gpa < g.saturating_add(*l) && end > *g);
-        if overlaps {
-            return Err(LaunchError::Step(
-                step,
-                format!("{:?} at {:#x} straddles the end of RAM", s.origin, s.gpa),
-            ));
-        }
-        let start = s.gpa & !0xfff;
-        let aligned_end = end.saturating_add(0xfff) & !0xfff;
-        ranges.push((start, aligned_end.saturating_sub(start)));
-    }
-    let ranges = ranges
-        .into_iter()
-        .map(|(g, l)| {
-            Ok((
-                GuestAddress(g),
-                usize::try_from(l).map_err(|e| LaunchError::Step(step, e.to_string()))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, LaunchError>>()?;
-    let total: u64 = plan.ram.iter().map(|r| r.len).sum();
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| {
-        LaunchError::Step(
-            "map guest memory",
-            format!("{} MiB of RAM (--memory): {e}", total >> 20),
-        )
-    })
-}
-
-/// Copies the plan's steps into guest memory, in order.
-fn load(plan: &LaunchPlan<'_>, memory: &GuestMemoryMmap<()>) -> Result<(), LaunchError> {
-    tracing::info!("loading {} plan steps into guest memory", plan.steps.len());
-    for s in &plan.steps {
-        match s.kind {
-            PageKind::Normal => memory
-                .write_slice(&s.data, GuestAddress(s.gpa))
-                .map_err(|e| {
-                    LaunchError::Step(
-                        "load the plan into guest memory",
-                        format!("{:?} at {:#x}: {e}", s.origin, s.gpa),
-                    )
-                })?,
-            // Fresh anonymous memory is already zero.
-            PageKind::Zero => {}
-            other => {
-                return Err(LaunchError::Step(
-                    "load the plan into guest memory",
-                    format!("{other:?} pages need a confidential backend"),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
-    use cvm_firmware::Tee;
-    use cvm_firmware::plan::{Origin, RamRange, Step};
+    use cvm_firmware::plan::{Origin, PageKind, RamRange, Step};
     use std::borrow::Cow;
-
-    fn opts() -> RunOptions {
-        RunOptions {
-            serial: Box::new(std::io::sink()),
-            timeout: Some(Duration::from_secs(5)),
-            irqchip: IrqChip::InKernel,
-            pit: false,
-        }
-    }
 
     fn plan_with(kind: PageKind, gpa: u64) -> LaunchPlan<'static> {
         LaunchPlan {
@@ -747,25 +648,65 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failing_step_is_named_and_the_launch_returns() {
-        if std::fs::metadata("/dev/kvm").is_err() {
-            eprintln!("SKIPPED: no /dev/kvm");
-            return;
+    fn platform() -> PlatformOptions {
+        PlatformOptions {
+            irqchip: IrqChip::InKernel,
+            pit: false,
         }
-        // The none backend cannot load SNP secrets pages: the load step fails, after the
-        // VM and its memory exist, and everything is released.
-        let err = run(&plan_with(PageKind::Secrets, 0x1000), opts()).unwrap_err();
+    }
+
+    #[test]
+    fn a_step_the_backend_cannot_load_is_a_typed_error_and_nothing_follows_it() {
+        let mut hw = record::Recorder::default();
+        let err = setup(
+            &mut hw,
+            &mut none::NoneBackend,
+            &plan_with(PageKind::Secrets, 0x1000),
+            &platform(),
+        )
+        .unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("load the plan into guest memory"),
+            matches!(&err, LaunchError::Unsupported { tee: Tee::None, what } if what.starts_with("secrets pages")),
             "{err}"
         );
-        // A step that straddles the end of RAM is refused before any mapping.
-        let err = run(&plan_with(PageKind::Normal, (2 << 20) - 2048), opts()).unwrap_err();
+        // The VM and its memory were set up; no vCPU was.
+        assert!(
+            matches!(hw.ops.last(), Some(record::Op::AddMemory(_))),
+            "{:?}",
+            hw.ops
+        );
+    }
+
+    #[test]
+    fn a_step_straddling_the_end_of_ram_is_refused_before_memory_is_mapped() {
+        let mut hw = record::Recorder::default();
+        let err = setup(
+            &mut hw,
+            &mut none::NoneBackend,
+            &plan_with(PageKind::Normal, (2 << 20) - 2048),
+            &platform(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("straddles the end of RAM"),
             "{err}"
         );
+        assert!(!hw.ops.iter().any(|o| matches!(o, record::Op::AddMemory(_))));
+    }
+
+    #[test]
+    fn a_plan_of_another_tee_is_refused() {
+        let mut plan = plan_with(PageKind::Normal, 0x1000);
+        plan.tee = Tee::Snp;
+        let mut hw = record::Recorder::default();
+        let err = setup(&mut hw, &mut none::NoneBackend, &plan, &platform()).unwrap_err();
+        assert!(matches!(
+            err,
+            LaunchError::PlanMismatch {
+                plan: Tee::Snp,
+                backend: Tee::None
+            }
+        ));
+        assert!(hw.ops.is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! vCPUs: the plan's register state loaded into KVM, CPUID filtered for the guest, and the
 //! run loop that turns exits into device accesses or a reason to stop.
 
+use super::backend::{Backend, ExitHandled};
 use super::devices::{DeviceStop, Devices};
 use super::{Control, LaunchError, StopReason};
 use cvm_firmware::vcpu::{Segment, VcpuState};
@@ -94,7 +95,13 @@ pub(super) fn cpuid_for(supported: &CpuId, apic_id: u32) -> Result<CpuId, Launch
 }
 
 /// Runs `vcpu` until the VM stops; returns why this vCPU stopped it, if it did.
-pub(super) fn run(mut vcpu: VcpuFd, id: u32, devices: Arc<Devices>, control: Arc<Control>) {
+pub(super) fn run(
+    mut vcpu: VcpuFd,
+    id: u32,
+    devices: Arc<Devices>,
+    control: Arc<Control>,
+    backend: Arc<dyn Backend>,
+) {
     let mut exits = ExitCounts::default();
     while !control.stopping.load(Ordering::Acquire) {
         let reason = match vcpu.run() {
@@ -128,17 +135,21 @@ pub(super) fn run(mut vcpu: VcpuFd, id: u32, devices: Arc<Devices>, control: Arc
                 VcpuExit::Hlt => Some(StopReason::Halted { vcpu: id }),
                 VcpuExit::FailEntry(reason, _) => Some(StopReason::FailEntry { reason, vcpu: id }),
                 VcpuExit::InternalError => {
-                    let (suberror, insn) = super::sys::internal_error(&mut vcpu);
+                    let (suberror, insn) =
+                        super::sys::internal_error(&mut vcpu).unwrap_or_default();
                     Some(StopReason::InternalError {
                         suberror,
                         insn,
                         vcpu: id,
                     })
                 }
-                other => Some(StopReason::Unhandled {
-                    exit: exit_name(&other),
-                    vcpu: id,
-                }),
+                mut other => match backend.handle_exit(id, &mut other) {
+                    ExitHandled::Resume => None,
+                    ExitHandled::NotMine => Some(StopReason::Unhandled {
+                        exit: exit_name(&other),
+                        vcpu: id,
+                    }),
+                },
             },
             // A kick (signal) from the VMM's main thread, or a signal for the process.
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,

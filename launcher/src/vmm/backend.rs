@@ -1,0 +1,101 @@
+//! The seam between the VMM core and the TEEs.
+//!
+//! The VMM core ([`super::setup`]) drives a [`Backend`] through a launch's phases, in
+//! order: create the VM of the backend's type, prepare guest memory, load every step of
+//! the plan, set up every vCPU, finalize. The backend turns each phase into operations on
+//! the [`Hardware`]: KVM itself ([`super::kvm::KvmHardware`]), or a [`super::record::Recorder`]
+//! that keeps the operations for tests (and the confidential backends' models, which also
+//! check each operation as the firmware would). A backend that cannot do something returns
+//! a typed [`LaunchError::Unsupported`], never a panic.
+//!
+//! Only the `none` backend exists so far ([`super::none::NoneBackend`]).
+
+use super::{IrqChip, LaunchError};
+use cvm_firmware::Tee;
+use cvm_firmware::plan::{LaunchPlan, Step};
+use cvm_firmware::vcpu::VcpuState;
+use kvm_ioctls::VcpuExit;
+
+/// A KVM VM type (`KVM_CREATE_VM`'s argument; include/uapi/linux/kvm.h and
+/// arch/x86/include/uapi/asm/kvm.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmType(pub u64);
+
+impl VmType {
+    /// `KVM_X86_DEFAULT_VM`: a plain VM.
+    pub const DEFAULT: VmType = VmType(0);
+}
+
+/// Where the guest's platform devices are: what the VM needs before memory and vCPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformOptions {
+    /// The interrupt controllers.
+    pub irqchip: IrqChip,
+    /// Whether KVM emulates the PIT (in-kernel irqchip only).
+    pub pit: bool,
+}
+
+/// The operations a backend performs on the hardware side of a launch: KVM's VM and vCPU
+/// ioctls, and the guest memory the VMM maps. Each returns a typed error naming the step.
+pub trait Hardware {
+    /// `KVM_CREATE_VM` of `vm_type`.
+    fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError>;
+    /// `KVM_SET_TSS_ADDR` and `KVM_SET_IDENTITY_MAP_ADDR` (x86: the pages KVM needs for
+    /// real mode).
+    fn set_system_addresses(&mut self, tss: u64, identity_map: u64) -> Result<(), LaunchError>;
+    /// The interrupt controllers: `KVM_CREATE_IRQCHIP` (and `KVM_CREATE_PIT2`), or
+    /// `KVM_CAP_SPLIT_IRQCHIP`.
+    fn create_irqchip(&mut self, irqchip: IrqChip, pit: bool) -> Result<(), LaunchError>;
+    /// Maps guest memory at `ranges` (`(gpa, len)`, page-aligned) and registers each
+    /// range as a memory slot.
+    fn add_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError>;
+    /// Copies `data` into guest memory at `gpa`.
+    fn write_memory(&mut self, gpa: u64, data: &[u8]) -> Result<(), LaunchError>;
+    /// Sets `len` bytes of guest memory at `gpa` to zero.
+    fn zero_memory(&mut self, gpa: u64, len: u64) -> Result<(), LaunchError>;
+    /// `KVM_CREATE_VCPU` `id`, with the guest's CPUID.
+    fn create_vcpu(&mut self, id: u32) -> Result<(), LaunchError>;
+    /// Loads `state` into vCPU `id`'s registers.
+    fn set_vcpu_state(&mut self, id: u32, state: &VcpuState) -> Result<(), LaunchError>;
+}
+
+/// What became of an exit offered to a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitHandled {
+    /// Not this backend's exit: the VMM core's devices, or its stop rules, decide.
+    NotMine,
+    /// Handled; the vCPU runs on.
+    Resume,
+}
+
+/// A TEE's launch, as the VMM core drives it.
+pub trait Backend: Send + Sync {
+    /// The TEE this backend launches; the core refuses a plan of another.
+    fn tee(&self) -> Tee;
+    /// Creates the VM of this backend's type and the platform it needs.
+    fn create_vm(
+        &mut self,
+        hw: &mut dyn Hardware,
+        opts: &PlatformOptions,
+    ) -> Result<(), LaunchError>;
+    /// Prepares guest memory for `plan`.
+    fn prepare_memory(
+        &mut self,
+        hw: &mut dyn Hardware,
+        plan: &LaunchPlan<'_>,
+    ) -> Result<(), LaunchError>;
+    /// Loads one step of the plan (the core calls it for every step, in plan order).
+    fn load(&mut self, hw: &mut dyn Hardware, step: &Step<'_>) -> Result<(), LaunchError>;
+    /// Sets up vCPU `id`, in the plan's register state when the plan gives one.
+    fn setup_vcpu(
+        &mut self,
+        hw: &mut dyn Hardware,
+        id: u32,
+        state: Option<&VcpuState>,
+    ) -> Result<(), LaunchError>;
+    /// Ends the launch (after which the hardware's measurement is final).
+    fn finalize(&mut self, hw: &mut dyn Hardware) -> Result<(), LaunchError>;
+    /// An exit of vCPU `vcpu` the core's devices did not take: the backend's own
+    /// (page-state changes, TEE hypercalls), or not.
+    fn handle_exit(&self, vcpu: u32, exit: &mut VcpuExit<'_>) -> ExitHandled;
+}
