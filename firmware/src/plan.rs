@@ -174,8 +174,6 @@ pub struct KernelHashes {
 /// Everything a launch loads and starts, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchPlan<'a> {
-    /// The TEE.
-    pub tee: Tee,
     /// Memory, in the order it is loaded.
     pub steps: Vec<Step<'a>>,
     /// The initial register state of the first `vcpus.len()` vCPUs, BSP first (SEV-ES and
@@ -187,21 +185,91 @@ pub struct LaunchPlan<'a> {
     pub vcpu_count: u32,
     /// Guest RAM as the plan lays it out (empty when the plan leaves it to the VMM).
     pub ram: Vec<RamRange>,
+    /// What only this plan's TEE has, and so which TEE the plan is for.
+    pub part: TeePart<'a>,
+}
+
+/// The parts of a plan only one TEE has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeePart<'a> {
+    /// AMD SEV-SNP.
+    Snp(SevPart),
+    /// AMD SEV-ES.
+    SevEs(SevPart),
+    /// AMD SEV.
+    Sev(SevPart),
+    /// Intel TDX.
+    Tdx(TdxPart<'a>),
+    /// An Arm CCA realm (its parameters come with the realm plan).
+    Cca,
+    /// A plain, unprotected guest.
+    None,
+}
+
+/// What an AMD SEV launch carries besides its pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SevPart {
     /// The VMSA `SEV_FEATURES` (SNP); zero for SEV-ES and SEV.
     pub sev_features: u64,
     /// The kernel hashes, when the plan carries a kernel hashes table.
     pub kernel_hashes: Option<KernelHashes>,
+}
+
+/// What a TDX launch carries besides its pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxPart<'a> {
     /// The fw_cfg files the VMM serves to the firmware, for the measurements the firmware
-    /// takes at boot (TDX RTMRs); empty when nothing measured comes through fw_cfg.
+    /// takes at boot (RTMRs); empty when nothing measured comes through fw_cfg.
     pub fw_cfg: Vec<FwCfgFile<'a>>,
 }
 
+impl TeePart<'_> {
+    /// The TEE.
+    pub fn tee(&self) -> Tee {
+        match self {
+            TeePart::Snp(_) => Tee::Snp,
+            TeePart::SevEs(_) => Tee::SevEs,
+            TeePart::Sev(_) => Tee::Sev,
+            TeePart::Tdx(_) => Tee::Tdx,
+            TeePart::Cca => Tee::Cca,
+            TeePart::None => Tee::None,
+        }
+    }
+}
+
 impl<'a> LaunchPlan<'a> {
-    /// The fw_cfg file `name`, if the plan serves it.
+    /// The TEE the plan is for.
+    pub fn tee(&self) -> Tee {
+        self.part.tee()
+    }
+
+    /// The SEV part, for an SNP, SEV-ES or SEV plan.
+    pub fn sev(&self) -> Option<&SevPart> {
+        match &self.part {
+            TeePart::Snp(p) | TeePart::SevEs(p) | TeePart::Sev(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The SEV features of the VMSAs (zero for any plan but SNP's).
+    pub fn sev_features(&self) -> u64 {
+        self.sev().map_or(0, |p| p.sev_features)
+    }
+
+    /// The kernel hashes an SEV plan carries.
+    pub fn kernel_hashes(&self) -> Option<&KernelHashes> {
+        self.sev().and_then(|p| p.kernel_hashes.as_ref())
+    }
+
+    /// The fw_cfg file `name`, if the plan (TDX) serves it.
     pub fn fw_cfg_file(&self, name: &str) -> Option<&[u8]> {
-        self.fw_cfg
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.data.as_ref())
+        match &self.part {
+            TeePart::Tdx(t) => t
+                .fw_cfg
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.data.as_ref()),
+            _ => None,
+        }
     }
 }

@@ -31,7 +31,7 @@ impl Segment {
 /// The architectural state a vCPU starts in: everything a launch sets and a measurement
 /// depends on. Registers not listed start at zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct VcpuState {
+pub struct X86Vcpu {
     /// ES.
     pub es: Segment,
     /// CS.
@@ -84,14 +84,14 @@ pub struct VcpuState {
     pub x87_fcw: u16,
 }
 
-impl VcpuState {
+impl X86Vcpu {
     /// The architectural state after RESET or INIT (Intel SDM vol. 3 table 10-1, AMD APM
     /// vol. 2 table 14-1): real mode, executing at `eip` through CS base `eip & !0xffff`
     /// and IP `eip & 0xffff` (`0xfffffff0`: the reset vector).
     pub fn reset(eip: u32) -> Self {
         let eip = u64::from(eip);
         let data = Segment::new(0, 0x93, 0xffff, 0);
-        VcpuState {
+        X86Vcpu {
             es: data,
             cs: Segment::new(0xf000, 0x9b, 0xffff, eip & 0xffff_0000),
             ss: data,
@@ -111,7 +111,48 @@ impl VcpuState {
             xcr0: 0x1,
             mxcsr: 0x1f80,
             x87_fcw: 0x37f,
-            ..VcpuState::default()
+            ..X86Vcpu::default()
         }
+    }
+}
+
+/// The registers an AArch64 realm's vCPU (a REC) starts with: what RMI_REC_CREATE takes
+/// (RMM specification 1.0, `RmiRecParams`: flags, MPIDR, PC, GPRS\[0-7\]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Aarch64Vcpu {
+    /// Whether the REC is runnable at creation (the first; the others wait for PSCI
+    /// CPU_ON).
+    pub runnable: bool,
+    /// MPIDR.
+    pub mpidr: u64,
+    /// The entry point.
+    pub pc: u64,
+    /// X0 to X7 (X0: the DTB's address, for a Linux entry).
+    pub gprs: [u64; 8],
+}
+
+/// The state a vCPU starts in, by architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "arch", rename_all = "lowercase")]
+pub enum VcpuState {
+    /// x86-64: registers in the VMCB/VMSA layout.
+    X86(X86Vcpu),
+    /// AArch64: a realm's REC parameters.
+    Aarch64(Aarch64Vcpu),
+}
+
+impl VcpuState {
+    /// The x86 registers, for an x86 vCPU.
+    pub fn x86(&self) -> Option<&X86Vcpu> {
+        match self {
+            VcpuState::X86(s) => Some(s),
+            VcpuState::Aarch64(_) => None,
+        }
+    }
+}
+
+impl From<X86Vcpu> for VcpuState {
+    fn from(s: X86Vcpu) -> Self {
+        VcpuState::X86(s)
     }
 }

@@ -14,9 +14,8 @@
     reason = "an integration test crate: every function is test code"
 )]
 
-use cvm_firmware::Tee;
-use cvm_firmware::plan::{LaunchPlan, Origin, PageKind, RamRange, Step};
-use cvm_firmware::vcpu::VcpuState;
+use cvm_firmware::plan::{LaunchPlan, Origin, PageKind, RamRange, Step, TeePart};
+use cvm_firmware::vcpu::{VcpuState, X86Vcpu};
 use cvm_firmware::x86::{Boot, PlainConfig};
 use cvm_launcher::vmm::backend::{PlatformOptions, VmType};
 use cvm_launcher::vmm::none::NoneBackend;
@@ -238,19 +237,16 @@ fn random_plan(rng: &mut Rng) -> LaunchPlan<'static> {
     let vcpu_count = (rng.below(8) + 1) as u32;
     let states = rng.below(u64::from(vcpu_count) + 1) as usize;
     LaunchPlan {
-        tee: Tee::None,
         steps,
         vcpus: (0..states)
-            .map(|i| VcpuState::reset(0xffff_fff0 - i as u32))
+            .map(|i| VcpuState::X86(X86Vcpu::reset(0xffff_fff0 - i as u32)))
             .collect(),
         vcpu_count,
         ram: vec![RamRange {
             gpa: 0,
             len: ram_len,
         }],
-        sev_features: 0,
-        kernel_hashes: None,
-        fw_cfg: Vec::new(),
+        part: TeePart::None,
     }
 }
 

@@ -6,7 +6,7 @@
 use cvm_firmware::guid::known::{FOOTER_TABLE, OVMF_SEV_METADATA, SEV_ES_RESET_BLOCK};
 use cvm_firmware::measure::sev::measure;
 use cvm_firmware::ovmf::OvmfImage;
-use cvm_firmware::plan::Platform;
+use cvm_firmware::Tee;
 use cvm_firmware::sev::{self, SevConfig, VmmType};
 use libfuzzer_sys::fuzz_target;
 
@@ -33,9 +33,9 @@ fuzz_target!(|data: &[u8]| {
     image[asev + 12..asev + 16].copy_from_slice(&u32::try_from(n).unwrap().to_le_bytes());
     image[asev + 16..asev + 16 + 12 * n].copy_from_slice(&sections[..12 * n]);
     let Ok(fw) = OvmfImage::parse(&image) else { return };
-    for platform in [Platform::Snp, Platform::SevEs, Platform::Sev] {
+    for tee in [Tee::Snp, Tee::SevEs, Tee::Sev] {
         let cfg = SevConfig {
-            platform,
+            tee,
             firmware: &fw,
             direct_boot: None,
             vcpus: 2,

@@ -12,6 +12,7 @@ use crate::hex::encode;
 use crate::plan::{LaunchPlan, Origin, PageKind, Step};
 use crate::sev::vmsa;
 use crate::tee::Tee;
+use crate::vcpu::VcpuState;
 use sha2::{Digest, Sha256, Sha384};
 
 /// The result of measuring a plan.
@@ -92,7 +93,13 @@ fn hash_pages(data: &[u8]) -> Vec<[u8; 48]> {
 
 /// Measures `plan`. A plain (unprotected) plan has no launch measurement.
 pub fn measure(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Result<Measurement> {
-    match plan.tee {
+    // The folds below read every vCPU's x86 registers (a VMSA each).
+    if plan.vcpus.iter().any(|v| v.x86().is_none()) {
+        return Err(FirmwareError::Unsupported(
+            "an SEV plan's vCPUs are x86 vCPUs".into(),
+        ));
+    }
+    match plan.tee() {
         Tee::Snp => {
             if let Some(s) = plan.steps.iter().find(|s| s.kind.snp_page_type().is_none()) {
                 return Err(FirmwareError::Unsupported(format!(
@@ -112,7 +119,7 @@ pub fn measure(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Result<Measurement>
         )),
         Tee::Cca | Tee::Sgx => Err(FirmwareError::Unsupported(format!(
             "a {} plan is not measured by measure::sev",
-            plan.tee.name()
+            plan.tee().name()
         ))),
     }
 }
@@ -153,8 +160,8 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
     // Application processors usually share one reset state: a VMSA page equal to the
     // one before it has the same digest.
     let mut previous: Option<(Box<[u8; vmsa::VMSA_SIZE]>, [u8; 48])> = None;
-    for (i, vcpu) in plan.vcpus.iter().enumerate() {
-        let page = vmsa::page(vcpu, plan.sev_features);
+    for (i, vcpu) in plan.vcpus.iter().filter_map(VcpuState::x86).enumerate() {
+        let page = vmsa::page(vcpu, plan.sev_features());
         let digest = match &previous {
             Some((p, d)) if p[..] == page[..] => *d,
             _ => Sha384::digest(&page[..]).into(),
@@ -166,7 +173,7 @@ fn snp(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
         previous = Some((page, digest));
     }
     Measurement {
-        tee: plan.tee,
+        tee: plan.tee(),
         digest: ld.0.to_vec(),
         firmware_digest,
         components,
@@ -243,15 +250,15 @@ fn sev(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Measurement {
             components.push(component(plan, step, None));
         }
     }
-    for (i, vcpu) in plan.vcpus.iter().enumerate() {
-        let page = vmsa::page(vcpu, plan.sev_features);
+    for (i, vcpu) in plan.vcpus.iter().filter_map(VcpuState::x86).enumerate() {
+        let page = vmsa::page(vcpu, plan.sev_features());
         h.update(&page[..]);
         if opts.explain {
             components.push(vmsa_component(i, &page[..], None));
         }
     }
     Measurement {
-        tee: plan.tee,
+        tee: plan.tee(),
         digest: h.finalize().to_vec(),
         firmware_digest: None,
         components,
@@ -264,7 +271,7 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
         Origin::SevMetadata { index, section } => {
             format!("SEV metadata section {index} ({section:?})")
         }
-        Origin::KernelHashes => match plan.kernel_hashes {
+        Origin::KernelHashes => match plan.kernel_hashes() {
             Some(k) => format!(
                 "kernel hashes table (kernel sha256 {}, initrd sha256 {}, cmdline sha256 {})",
                 encode(&k.kernel),
@@ -316,7 +323,6 @@ mod tests {
 
     fn plan(data: &[u8]) -> LaunchPlan<'_> {
         LaunchPlan {
-            tee: Tee::Snp,
             steps: vec![Step {
                 gpa: 0xffc0_0000,
                 len: crate::bytes::to_u64(data.len()),
@@ -327,9 +333,10 @@ mod tests {
             vcpus: Vec::new(),
             vcpu_count: 1,
             ram: Vec::new(),
-            sev_features: 1,
-            kernel_hashes: None,
-            fw_cfg: Vec::new(),
+            part: crate::plan::TeePart::Snp(crate::plan::SevPart {
+                sev_features: 1,
+                kernel_hashes: None,
+            }),
         }
     }
 

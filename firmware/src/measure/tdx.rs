@@ -243,10 +243,10 @@ impl Log {
 
 /// MRTD, the RTMRs and their events for `plan`.
 pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
-    if plan.tee != Tee::Tdx {
+    if plan.tee() != Tee::Tdx {
         return Err(FirmwareError::Unsupported(format!(
             "a {} plan has no TDX measurement",
-            plan.tee.name()
+            plan.tee().name()
         )));
     }
     // MRTD and the RTMR events hash disjoint inputs: fold MRTD on a second thread.

@@ -9,8 +9,9 @@ pub mod vmsa;
 use crate::bzimage::BzImage;
 use crate::error::{FirmwareError, Result};
 use crate::ovmf::{OvmfImage, SevSectionType};
-use crate::plan::{LaunchPlan, Origin, PageKind, Step};
+use crate::plan::{LaunchPlan, Origin, PageKind, SevPart, Step, TeePart};
 use crate::tee::Tee;
+use crate::vcpu::VcpuState;
 use std::borrow::Cow;
 pub use vmsa::VmmType;
 
@@ -137,7 +138,11 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
                         )
                     })?
                 };
-                Ok(vmsa::reset_state(cfg.vmm, eip, cfg.vcpu_sig))
+                Ok(VcpuState::X86(vmsa::reset_state(
+                    cfg.vmm,
+                    eip,
+                    cfg.vcpu_sig,
+                )))
             })
             .collect::<Result<Vec<_>>>()?
     };
@@ -149,15 +154,20 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
     if cfg.tee == Tee::Snp {
         check_snp_layout(&steps)?;
     }
+    let sev = SevPart {
+        sev_features,
+        kernel_hashes,
+    };
     Ok(LaunchPlan {
-        tee: cfg.tee,
         steps,
         vcpus,
         vcpu_count: cfg.vcpus,
         ram: Vec::new(),
-        sev_features,
-        kernel_hashes,
-        fw_cfg: Vec::new(),
+        part: match cfg.tee {
+            Tee::Snp => TeePart::Snp(sev),
+            Tee::SevEs => TeePart::SevEs(sev),
+            _ => TeePart::Sev(sev),
+        },
     })
 }
 
@@ -294,14 +304,14 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
     check_snp_layout(&steps)?;
     let state = vmsa::svsm_state(eip, cfg.vcpu_sig, svsm.x87_fcw);
     Ok(LaunchPlan {
-        tee: Tee::Snp,
         steps,
-        vcpus: (0..cfg.vcpus).map(|_| state).collect(),
+        vcpus: (0..cfg.vcpus).map(|_| VcpuState::X86(state)).collect(),
         vcpu_count: cfg.vcpus,
         ram: Vec::new(),
-        sev_features: cfg.guest_features,
-        kernel_hashes: None,
-        fw_cfg: Vec::new(),
+        part: TeePart::Snp(SevPart {
+            sev_features: cfg.guest_features,
+            kernel_hashes: None,
+        }),
     })
 }
 

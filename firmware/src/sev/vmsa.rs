@@ -5,7 +5,7 @@
 //! everything else is zero.
 
 use crate::bytes::put_at;
-use crate::vcpu::{Segment, VcpuState};
+use crate::vcpu::{Segment, X86Vcpu};
 use serde::Serialize;
 
 /// The size of a VMSA page.
@@ -37,7 +37,7 @@ mod off {
 }
 
 /// Encodes `s` as a VMSA page with `sev_features`.
-pub fn page(s: &VcpuState, sev_features: u64) -> Box<[u8; VMSA_SIZE]> {
+pub fn page(s: &X86Vcpu, sev_features: u64) -> Box<[u8; VMSA_SIZE]> {
     let mut p = Box::new([0u8; VMSA_SIZE]);
     // Every offset is a constant: put_at checks each write at compile time.
     let seg = |s: &Segment| {
@@ -93,13 +93,13 @@ pub enum VmmType {
 
 /// The architectural reset state the VMM gives a vCPU that starts at `eip`
 /// (`BSP_EIP` for the BSP, the firmware's AP reset address for the others).
-pub fn reset_state(vmm: VmmType, eip: u32, vcpu_sig: u32) -> VcpuState {
-    let mut s = VcpuState {
+pub fn reset_state(vmm: VmmType, eip: u32, vcpu_sig: u32) -> X86Vcpu {
+    let mut s = X86Vcpu {
         efer: 0x1000, // KVM sets EFER.SVME
         cr0: 0x10,    // as KVM syncs it into the VMSA (CD and NW clear)
         cr4: 0x40,    // KVM sets CR4.MCE
         rdx: u64::from(vcpu_sig),
-        ..VcpuState::reset(eip)
+        ..X86Vcpu::reset(eip)
     };
     match vmm {
         VmmType::Qemu => {}
@@ -131,9 +131,9 @@ pub fn reset_state(vmm: VmmType, eip: u32, vcpu_sig: u32) -> VcpuState {
 /// `VMSA_SVSM`). `x87_fcw` is the x87 control word the VMM loads: 0x37f is the FPU
 /// reset value that KVM syncs into the VMSA (with KVM_SEV_INIT2); sev-snp-measure 0.0.13
 /// leaves it at 0 (its `fcw=` keyword never reaches the `x87_fcw` field).
-pub fn svsm_state(eip: u32, vcpu_sig: u32, x87_fcw: u16) -> VcpuState {
+pub fn svsm_state(eip: u32, vcpu_sig: u32, x87_fcw: u16) -> X86Vcpu {
     let flat = |selector, attrib| Segment::new(selector, attrib, 0xffff_ffff, 0);
-    VcpuState {
+    X86Vcpu {
         es: flat(16, 0xc93),
         cs: flat(8, 0xc9b),
         ss: flat(16, 0xc93),
@@ -156,7 +156,7 @@ pub fn svsm_state(eip: u32, vcpu_sig: u32, x87_fcw: u16) -> VcpuState {
         xcr0: 0x1,
         mxcsr: 0x1f80,
         x87_fcw,
-        ..VcpuState::default()
+        ..X86Vcpu::default()
     }
 }
 

@@ -28,8 +28,7 @@ use crate::bytes::{put, to_u64};
 use crate::bzimage;
 use crate::error::{FirmwareError, Result};
 use crate::ovmf::{OvmfImage, TdvfSection, TdvfSectionType};
-use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step};
-use crate::tee::Tee;
+use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step, TdxPart, TeePart};
 use std::borrow::Cow;
 
 /// TDVF section attribute: the contents are extended into MRTD.
@@ -202,15 +201,12 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
     }
 
     Ok(LaunchPlan {
-        tee: Tee::Tdx,
         steps,
         // The TDX module sets the initial vCPU state; it is neither chosen nor measured.
         vcpus: Vec::new(),
         vcpu_count: cfg.vcpus,
         ram,
-        sev_features: 0,
-        kernel_hashes: None,
-        fw_cfg: files,
+        part: TeePart::Tdx(TdxPart { fw_cfg: files }),
     })
 }
 

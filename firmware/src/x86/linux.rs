@@ -9,7 +9,7 @@ use crate::bytes::{Image, put, to_u64};
 use crate::bzimage::BzImage;
 use crate::error::{FirmwareError, Result};
 use crate::plan::{Origin, PageKind, RamRange, Step};
-use crate::vcpu::VcpuState;
+use crate::vcpu::X86Vcpu;
 use std::borrow::Cow;
 
 /// e820 type of usable RAM.
@@ -47,7 +47,7 @@ pub(super) fn steps<'a>(
     kernel: &'a [u8],
     initrd: Option<&'a [u8]>,
     cmdline: &str,
-) -> Result<(Vec<Step<'a>>, VcpuState)> {
+) -> Result<(Vec<Step<'a>>, X86Vcpu)> {
     let img = Image::new("kernel", kernel);
     let hdr = BzImage::parse(kernel)?;
     if hdr.xloadflags & XLF_KERNEL_64 == 0 {
@@ -274,8 +274,9 @@ mod tests {
         assert_eq!(&by(Origin::CommandLine).data[..], b"console=ttyS0 quiet\0");
         let kern = by(Origin::Kernel);
         assert_eq!((kern.gpa, kern.data[0]), (HIMEM_START, 0xf4));
-        assert_eq!(p.vcpus[0].rip, HIMEM_START + 0x200);
-        assert_eq!(p.vcpus[0].rsi, ZERO_PAGE_GPA);
+        let bsp = p.vcpus[0].x86().unwrap();
+        assert_eq!(bsp.rip, HIMEM_START + 0x200);
+        assert_eq!(bsp.rsi, ZERO_PAGE_GPA);
     }
 
     /// The error of a direct-boot plan that must fail.

@@ -32,9 +32,8 @@ pub use linux::E820_RAM;
 pub use linux::E820_RESERVED;
 
 use crate::error::{FirmwareError, Result};
-use crate::plan::{LaunchPlan, Origin, PageKind, RamRange, Step};
-use crate::tee::Tee;
-use crate::vcpu::{Segment, VcpuState};
+use crate::plan::{LaunchPlan, Origin, PageKind, RamRange, Step, TeePart};
+use crate::vcpu::{Segment, VcpuState, X86Vcpu};
 use std::borrow::Cow;
 
 /// The GDT of direct boot.
@@ -132,7 +131,7 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
     }
     let ram = ram_ranges(cfg.memory);
     let (steps, bsp) = match cfg.boot {
-        Boot::Firmware(image) => (vec![firmware_step(image)?], VcpuState::reset(RESET_VECTOR)),
+        Boot::Firmware(image) => (vec![firmware_step(image)?], X86Vcpu::reset(RESET_VECTOR)),
         Boot::Linux {
             kernel,
             initrd,
@@ -140,14 +139,11 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
         } => linux::steps(cfg, &ram, kernel, initrd, cmdline)?,
     };
     Ok(LaunchPlan {
-        tee: Tee::None,
         steps,
-        vcpus: vec![bsp],
+        vcpus: vec![VcpuState::X86(bsp)],
         vcpu_count: cfg.vcpus,
         ram,
-        sev_features: 0,
-        kernel_hashes: None,
-        fw_cfg: Vec::new(),
+        part: TeePart::None,
     })
 }
 
@@ -197,11 +193,11 @@ fn firmware_step(image: &[u8]) -> Result<Step<'_>> {
 }
 
 /// 64-bit mode with the boot GDT's flat segments and the identity page tables.
-fn long_mode_state(rip: u64) -> VcpuState {
+fn long_mode_state(rip: u64) -> X86Vcpu {
     // Attributes: code = type 0xb, S, P, L, G; data = type 0x3, S, P, D/B, G;
     // TSS = busy 64-bit TSS, P.
     let data = Segment::new(BOOT_DS, 0xc93, 0xffff_ffff, 0);
-    VcpuState {
+    X86Vcpu {
         es: data,
         cs: Segment::new(BOOT_CS, 0xa9b, 0xffff_ffff, 0),
         ss: data,
@@ -226,7 +222,7 @@ fn long_mode_state(rip: u64) -> VcpuState {
         xcr0: 0x1,
         mxcsr: 0x1f80,
         x87_fcw: 0x37f,
-        ..VcpuState::default()
+        ..X86Vcpu::default()
     }
 }
 
@@ -297,7 +293,7 @@ mod tests {
         assert_eq!(p.steps[0].gpa + p.steps[0].len, FOUR_GIB);
         assert_eq!(p.vcpus.len(), 1);
         assert_eq!(p.vcpu_count, 3);
-        let bsp = p.vcpus[0];
+        let bsp = *p.vcpus[0].x86().unwrap();
         assert_eq!(bsp.cs.base + bsp.rip, 0xffff_fff0);
         assert_eq!(
             p.ram,

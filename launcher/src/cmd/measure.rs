@@ -467,7 +467,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         })?;
         tracing::info!("measurement {}", hex::encode(&m.digest));
         let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
-        let hashes = plan.kernel_hashes.as_ref();
+        let hashes = plan.kernel_hashes();
         Ok(MeasureReport {
             tee: platform.name(),
             measurement: hex::encode(&m.digest),
@@ -478,7 +478,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
                 .flatten()
                 .map(|s| format!("{s:#x}")),
             vmm,
-            guest_features: (platform == Tee::Snp).then(|| format!("{:#x}", plan.sev_features)),
+            guest_features: (platform == Tee::Snp).then(|| format!("{:#x}", plan.sev_features())),
             firmware: firmware_file,
             // The plan's kernel hashes are the files' SHA-256: reuse them.
             kernel: args

@@ -123,7 +123,7 @@ pub fn read_input(path: &Path, kind: InputKind) -> Result<crate::input::Input, C
 pub fn log_plan(plan: &cvm_firmware::plan::LaunchPlan<'_>) {
     tracing::info!(
         "{} launch plan: {} steps, {} vCPU{}",
-        plan.tee.name(),
+        plan.tee().name(),
         plan.steps.len(),
         plan.vcpu_count,
         if plan.vcpu_count == 1 { "" } else { "s" }

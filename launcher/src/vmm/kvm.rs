@@ -208,6 +208,12 @@ impl Hardware for KvmHardware {
     }
 
     fn set_vcpu_state(&mut self, id: u32, state: &VcpuState) -> Result<(), LaunchError> {
-        vcpu::set_state(self.vcpu(id, "set the vCPU's registers")?, state)
+        let regs = state.x86().ok_or_else(|| {
+            LaunchError::Step(
+                "set the vCPU's registers",
+                "an AArch64 vCPU on an x86 VM".into(),
+            )
+        })?;
+        vcpu::set_state(self.vcpu(id, "set the vCPU's registers")?, regs)
     }
 }

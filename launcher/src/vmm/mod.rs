@@ -360,9 +360,9 @@ pub fn setup(
     plan: &LaunchPlan<'_>,
     opts: &PlatformOptions,
 ) -> Result<(), LaunchError> {
-    if plan.tee != backend.tee() {
+    if plan.tee() != backend.tee() {
         return Err(LaunchError::PlanMismatch {
-            plan: plan.tee,
+            plan: plan.tee(),
             backend: backend.tee(),
         });
     }
@@ -624,7 +624,6 @@ mod tests {
 
     fn plan_with(kind: PageKind, gpa: u64) -> LaunchPlan<'static> {
         LaunchPlan {
-            tee: Tee::None,
             steps: vec![Step {
                 gpa,
                 len: 4096,
@@ -642,9 +641,7 @@ mod tests {
                 gpa: 0,
                 len: 2 << 20,
             }],
-            sev_features: 0,
-            kernel_hashes: None,
-            fw_cfg: Vec::new(),
+            part: cvm_firmware::plan::TeePart::None,
         }
     }
 
@@ -697,7 +694,10 @@ mod tests {
     #[test]
     fn a_plan_of_another_tee_is_refused() {
         let mut plan = plan_with(PageKind::Normal, 0x1000);
-        plan.tee = Tee::Snp;
+        plan.part = cvm_firmware::plan::TeePart::Snp(cvm_firmware::plan::SevPart {
+            sev_features: 1,
+            kernel_hashes: None,
+        });
         let mut hw = record::Recorder::default();
         let err = setup(&mut hw, &mut none::NoneBackend, &plan, &platform()).unwrap_err();
         assert!(matches!(

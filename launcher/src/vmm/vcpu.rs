@@ -4,7 +4,7 @@
 use super::backend::{Backend, ExitHandled};
 use super::devices::{DeviceStop, Devices};
 use super::{Control, LaunchError, StopReason};
-use cvm_firmware::vcpu::{Segment, VcpuState};
+use cvm_firmware::vcpu::{Segment, X86Vcpu};
 use kvm_bindings::{CpuId, kvm_dtable, kvm_segment};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 /// Loads `state` into `vcpu`: segments, descriptor tables, control registers and EFER,
 /// general registers, and the x87/SSE control words. The APIC base and everything else
 /// keep KVM's reset values.
-pub(super) fn set_state(vcpu: &VcpuFd, state: &VcpuState) -> Result<(), LaunchError> {
+pub(super) fn set_state(vcpu: &VcpuFd, state: &X86Vcpu) -> Result<(), LaunchError> {
     let step = "set the vCPU's registers";
     let mut sregs = vcpu.get_sregs().map_err(LaunchError::kvm(step))?;
     sregs.cs = segment(&state.cs);
