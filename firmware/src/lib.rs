@@ -44,6 +44,7 @@ pub mod bzimage;
 pub mod error;
 pub mod guid;
 pub mod hex;
+pub mod launch;
 pub mod measure;
 pub mod ovmf;
 pub mod pe;

@@ -1,46 +1,28 @@
 //! `cvm measure`: the launch measurement of a guest, computed from the same launch plan
 //! that `cvm launch` executes.
 
-use super::{CmdResult, InputKind, read_input, simple};
+use super::plan_args::{self, Given, PLANNED, PlanArgs, SNP, TDX};
+use super::{CmdResult, simple};
 use crate::error::CliError;
 use crate::keys;
 use crate::output::{Output, Render};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use cvm_firmware::Tee;
 use cvm_firmware::hex;
+use cvm_firmware::launch::LaunchMeasurement;
 use cvm_firmware::measure::Component;
-use cvm_firmware::measure::sev::{Options, PageDigests, measure};
-use cvm_firmware::ovmf::OvmfImage;
+use cvm_firmware::measure::sev::{Options, PageDigests};
+use cvm_firmware::sev::VmmType;
 use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock, SigningKey};
-use cvm_firmware::sev::vmsa::X87_FCW_RESET;
-use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
 use ring::rand::SystemRandom;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Whose conventions the launch follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Vmm {
-    /// QEMU/KVM, and cvm's own launcher.
-    Qemu,
-    /// Amazon EC2.
-    Ec2,
-    /// Google Compute Engine.
-    Gce,
-}
-
-/// The order in which a TD's measured pages are added and extended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MrtdOrder {
-    /// Page by page (Linux 6.16+ KVM, QEMU 9+).
-    SinglePass,
-    /// All pages of a section, then all extends (QEMU 8.x).
-    TwoPass,
-}
+pub use super::plan_args::{MrtdOrder, Vmm};
 
 /// Arguments of `cvm measure`.
 #[derive(Debug, Args)]
@@ -48,80 +30,17 @@ pub struct MeasureArgs {
     /// The TEE.
     #[arg(long, value_name = "TEE", value_parser = crate::tee_arg::one_of(&crate::tee_arg::MEASURED))]
     pub tee: Tee,
-    /// The firmware image (OVMF).
-    #[arg(long, value_name = "FILE")]
-    pub firmware: PathBuf,
-    /// A kernel for measured direct boot (bzImage).
-    #[arg(long, value_name = "FILE")]
-    pub kernel: Option<PathBuf>,
-    /// The initrd for direct boot.
-    #[arg(long, value_name = "FILE", requires = "kernel")]
-    pub initrd: Option<PathBuf>,
-    /// The kernel command line.
-    #[arg(long, value_name = "STR", requires = "kernel")]
-    pub cmdline: Option<String>,
-    /// Number of vCPUs: 1 to 4096, the most KVM on x86 allows (CONFIG_KVM_MAX_NR_VCPUS).
-    #[arg(long, default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub vcpus: u32,
-    /// TDX: guest memory (the TD HOB and the kernel patch depend on it) [default: 2G].
-    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
-    pub memory: Option<u64>,
-    /// TDX: QEMU's ACPI tables blob (fw_cfg `etc/acpi/tables`), needed for RTMR 0.
-    #[arg(long, value_name = "FILE")]
-    pub acpi_tables: Option<PathBuf>,
-    /// TDX: serve the kernel with QEMU's setup-header patch (what OVMF before 2025.05
-    /// measures).
-    #[arg(long, requires = "kernel")]
-    pub patch_kernel: bool,
-    /// TDX: the order pages are added and extended in.
-    #[arg(long, value_enum, default_value_t = MrtdOrder::SinglePass)]
-    pub mrtd_order: MrtdOrder,
+    /// The options that build the plan (the same as `cvm launch`'s).
+    #[command(flatten)]
+    pub plan: PlanArgs,
     /// TDX: write the RTMR event log (JSON, see the README) to FILE (`cvm verify
     /// --event-log` replays it). `--event-log` is an older spelling.
     #[arg(long = "event-log-out", alias = "event-log", value_name = "FILE")]
     pub event_log: Option<PathBuf>,
-    /// The QEMU CPU model (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, EPYC-Turin, ...).
-    #[arg(long, value_name = "NAME", group = "cpu")]
-    pub vcpu_type: Option<String>,
-    /// The CPUID signature (CPUID Fn0000_0001_EAX), decimal or 0x-hex.
-    #[arg(long, value_name = "N", value_parser = parse_u32, group = "cpu")]
-    pub vcpu_sig: Option<u32>,
-    /// CPU family (with --vcpu-model and --vcpu-stepping): 0 to 270, what CPUID's family
-    /// and extended family fields can say (0xf + 0xff).
-    #[arg(long, value_name = "N", requires_all = ["vcpu_model", "vcpu_stepping"], group = "cpu",
-          value_parser = clap::value_parser!(u32).range(0..=270))]
-    pub vcpu_family: Option<u32>,
-    /// CPU model: 0 to 255 (model and extended model).
-    #[arg(long, value_name = "N", requires = "vcpu_family",
-          value_parser = clap::value_parser!(u32).range(0..=255))]
-    pub vcpu_model: Option<u32>,
-    /// CPU stepping: 0 to 15.
-    #[arg(long, value_name = "N", requires = "vcpu_family",
-          value_parser = clap::value_parser!(u32).range(0..=15))]
-    pub vcpu_stepping: Option<u32>,
-    /// Whose vCPU reset conventions and page layout to follow.
-    #[arg(long, value_enum, default_value_t = Vmm::Qemu)]
-    pub vmm: Vmm,
-    /// SNP: the VMSA SEV_FEATURES, hex (default 0x1). KVM on Linux 6.6+ uses 0x21 when
-    /// DebugSwap is available; give the host's real value.
-    #[arg(long, value_name = "HEX", value_parser = parse_hex_u64)]
-    pub guest_features: Option<u64>,
     /// SNP: the launch digest after the firmware pages (a previous run's
     /// `firmware_digest`), to skip hashing the firmware.
     #[arg(long, value_name = "HEX", value_parser = parse_digest48)]
     pub firmware_digest: Option<[u8; 48]>,
-    /// SNP: an SVSM image launched below the firmware (every vCPU starts in the SVSM).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "vars_size",
-        conflicts_with = "kernel"
-    )]
-    pub svsm: Option<PathBuf>,
-    /// With --svsm: bytes of firmware variable store between the SVSM and the firmware.
-    #[arg(long, value_name = "N", requires = "svsm")]
-    pub vars_size: Option<u64>,
     /// List every contributing component with its own digest.
     #[arg(long)]
     pub explain: bool,
@@ -148,29 +67,13 @@ pub struct MeasureArgs {
         alias = "policy",
         value_name = "HEX",
         requires = "id_key",
-        value_parser = parse_hex_u64
+        value_parser = plan_args::parse_hex_u64
     )]
     pub policy: Option<u64>,
 }
 
 fn parse_id16(s: &str) -> Result<[u8; 16], String> {
     hex::decode_exact(s).ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
-}
-
-fn parse_u32(s: &str) -> Result<u32, String> {
-    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => s.parse(),
-    };
-    r.map_err(|e| format!("{s:?}: {e}"))
-}
-
-fn parse_hex_u64(s: &str) -> Result<u64, String> {
-    let h = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    u64::from_str_radix(h, 16).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn parse_digest48(s: &str) -> Result<[u8; 48], String> {
@@ -318,141 +221,71 @@ impl Render for MeasureReport {
 
 /// Runs `cvm measure`.
 pub fn run(args: &MeasureArgs) -> CmdResult {
-    simple(|| match args.tee {
-        Tee::Tdx => Output::new(&super::measure_tdx::report(args)?),
-        _ => Output::new(&report(args)?),
+    simple(|| {
+        refuse_inapplicable(args)?;
+        match args.tee {
+            Tee::Tdx => Output::new(&super::measure_tdx::report(args)?),
+            _ => Output::new(&report(args)?),
+        }
     })
 }
 
-/// Computes the report for `args`.
+/// Refuses every option that does not apply to `args.tee`: the plan's, and measure's
+/// own, through the one mechanism [`plan_args::refuse_inapplicable`].
+pub(super) fn refuse_inapplicable(args: &MeasureArgs) -> Result<(), CliError> {
+    let mut given: Vec<Given> = args.plan.given();
+    given.extend(plan_args::given(&[
+        ("--firmware-digest", args.firmware_digest.is_some(), SNP),
+        ("--event-log-out", args.event_log.is_some(), TDX),
+        ("--id-key", args.id_key.is_some(), SNP),
+        ("--explain", args.explain, PLANNED),
+    ]));
+    plan_args::refuse_inapplicable(args.tee, &crate::tee_arg::MEASURED, &given)
+}
+
+/// Computes the report for `args` (SNP, SEV-ES or SEV).
 pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
-    let platform = match args.tee {
-        t @ (Tee::Snp | Tee::SevEs | Tee::Sev) => t,
-        other => {
-            return Err(CliError::Usage(format!(
-                "--tee {other} is not measured by the SEV report"
-            )));
-        }
-    };
-    if platform != Tee::Snp {
-        reject_other_tee_options(
-            args,
-            "snp",
-            &[("--guest-features", args.guest_features.is_some())],
-        )?;
-    }
-    reject_other_tee_options(
-        args,
-        "tdx",
-        &[
-            ("--memory", args.memory.is_some()),
-            ("--acpi-tables", args.acpi_tables.is_some()),
-            ("--patch-kernel", args.patch_kernel),
-            ("--mrtd-order", args.mrtd_order != MrtdOrder::SinglePass),
-            ("--event-log-out", args.event_log.is_some()),
-        ],
-    )?;
-    let vmm = match args.vmm {
-        Vmm::Qemu => VmmType::Qemu,
-        Vmm::Ec2 => VmmType::Ec2,
-        Vmm::Gce => VmmType::Gce,
-    };
-    if args.firmware_digest.is_some() && platform != Tee::Snp {
-        return Err(CliError::Usage(
-            "--firmware-digest applies to --tee snp only".into(),
-        ));
-    }
+    let tee = args.tee;
+    let plan_args = &args.plan;
     // Check the ID block's inputs and load its keys before any hashing.
     let id_signer = args
         .id_key
         .as_deref()
-        .map(|path| IdSigner::new(args, path, platform))
+        .map(|path| IdSigner::new(args, path))
         .transpose()?;
-    let fw_bytes = read_input(&args.firmware, InputKind::Firmware)?;
+    let firmware = plan_args.read_firmware()?;
+    let fw_path = plan_args.firmware.clone().unwrap_or_default();
     // Two cores' worth of work: while the firmware's pages are hashed for the launch
     // digest (SNP: SHA-384 per page) and the file for the report (SHA-256), the other
     // inputs are read and the plan is built (its kernel hashes table: SHA-256 of the
     // kernel). The plan is then measured with the page digests taken ahead of time from
     // the very buffer the plan's firmware pages borrow.
-    let prehash = platform == Tee::Snp && args.firmware_digest.is_none();
+    let prehash = tee == Tee::Snp && args.firmware_digest.is_none();
+    let fw_bytes: &[u8] = firmware.as_deref().unwrap_or_default();
     std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {
             (
-                prehash.then(|| PageDigests::new(&fw_bytes)),
-                InputFile::new(&args.firmware, &fw_bytes),
+                prehash.then(|| PageDigests::new(fw_bytes)),
+                InputFile::new(&fw_path, fw_bytes),
             )
         });
-        let kernel = args
-            .kernel
-            .as_deref()
-            .map(|p| read_input(p, InputKind::Kernel))
-            .transpose()?;
-        let svsm_bytes = args
-            .svsm
-            .as_deref()
-            .map(|p| read_input(p, InputKind::Firmware))
-            .transpose()?;
-        let initrd = args
-            .initrd
-            .as_deref()
-            .map(|p| read_input(p, InputKind::Initrd))
-            .transpose()?;
-        let firmware_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| CliError::Firmware { path, source }
-        };
-        let fw = OvmfImage::parse(&fw_bytes).map_err(firmware_err(&args.firmware))?;
-        let svsm_image = match (&args.svsm, &svsm_bytes) {
-            (Some(path), Some(bytes)) => {
-                Some(OvmfImage::parse_as(bytes, "SVSM image").map_err(firmware_err(path))?)
-            }
-            _ => None,
-        };
-        let vcpu_sig = vcpu_signature(args, platform, vmm)?;
-        let cfg = SevConfig {
-            tee: platform,
-            firmware: &fw,
-            direct_boot: kernel.as_deref().map(|k| DirectBoot {
-                kernel: k,
-                initrd: initrd.as_deref(),
-                cmdline: args.cmdline.as_deref(),
-            }),
-            vcpus: args.vcpus,
-            vcpu_sig: vcpu_sig.unwrap_or(0),
-            vmm,
-            guest_features: args.guest_features.unwrap_or(DEFAULT_GUEST_FEATURES),
-            svsm: svsm_image.as_ref().map(|image| Svsm {
-                image,
-                vars_size: args.vars_size.unwrap_or(0),
-                x87_fcw: X87_FCW_RESET,
-            }),
-        };
-        let plan = sev::plan(&cfg).map_err(|source| {
-            let path = match (source.image(), &args.kernel) {
-                (Some("kernel"), Some(k)) => k.clone(),
-                (Some("SVSM image"), _) => args.svsm.clone().unwrap_or_default(),
-                (Some(_), _) => args.firmware.clone(),
-                (None, _) => PathBuf::from(format!(
-                    "{} ({} launch plan)",
-                    args.firmware.display(),
-                    platform.name()
-                )),
-            };
-            CliError::Firmware { path, source }
-        })?;
+        let files = plan_args.read_others()?;
+        let inputs = plan_args.inputs(tee, firmware.as_deref(), &files, 0)?;
+        let images = inputs.parse().map_err(|e| plan_args.blame(tee, e))?;
+        let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
         super::log_plan(&plan);
         // A hashing thread cannot panic short of allocation failure; if it did, the
         // pages are hashed by `measure` and the file here.
         let (prehashed, firmware_file) = hashing
             .join()
-            .unwrap_or_else(|_| (None, InputFile::new(&args.firmware, &fw_bytes)));
+            .unwrap_or_else(|_| (None, InputFile::new(&fw_path, fw_bytes)));
         // Pages not hashed ahead (SVSM, SEV-ES and SEV, `--firmware-digest`) are spread
         // over the cores.
-        let threads = match (&prehashed, &args.svsm) {
+        let threads = match (&prehashed, &plan_args.svsm) {
             (Some(_), None) => 1,
             _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let m = measure(
+        let measured = cvm_firmware::launch::measure(
             &plan,
             &Options {
                 firmware_digest: args.firmware_digest,
@@ -461,65 +294,50 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
                 prehashed: prehashed.as_ref(),
             },
         )
-        .map_err(|source| CliError::Firmware {
-            path: args.firmware.clone(),
-            source,
-        })?;
+        .map_err(|e| plan_args.blame(tee, e))?;
+        let LaunchMeasurement::Sev(m) = measured else {
+            return Err(CliError::Usage(format!(
+                "--tee {tee} has no SEV measurement"
+            )));
+        };
         tracing::info!("measurement {}", hex::encode(&m.digest));
         let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
         let hashes = plan.kernel_hashes();
+        // Plain SEV measures no register state, so no signature.
+        let vcpu_sig = match tee {
+            Tee::Sev => None,
+            _ => plan_args.vcpu_signature(tee)?,
+        };
         Ok(MeasureReport {
-            tee: platform.name(),
+            tee: tee.name(),
             measurement: hex::encode(&m.digest),
             firmware_digest: m.firmware_digest.map(|d| hex::encode(&d)),
-            vcpus: args.vcpus,
-            vcpu_sig: (platform != Tee::Sev)
-                .then_some(vcpu_sig)
-                .flatten()
-                .map(|s| format!("{s:#x}")),
-            vmm,
-            guest_features: (platform == Tee::Snp).then(|| format!("{:#x}", plan.sev_features())),
+            vcpus: plan_args.vcpus,
+            vcpu_sig: vcpu_sig.map(|s| format!("{s:#x}")),
+            vmm: plan_args.vmm.vmm_type(),
+            guest_features: (tee == Tee::Snp).then(|| format!("{:#x}", plan.sev_features())),
             firmware: firmware_file,
             // The plan's kernel hashes are the files' SHA-256: reuse them.
-            kernel: args
+            kernel: plan_args
                 .kernel
                 .as_deref()
-                .zip(kernel.as_deref())
+                .zip(files.kernel.as_deref())
                 .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.kernel))),
-            initrd: args
+            initrd: plan_args
                 .initrd
                 .as_deref()
-                .zip(initrd.as_deref())
+                .zip(files.initrd.as_deref())
                 .map(|(p, d)| InputFile::with_digest(p, d, hashes.map(|h| &h.initrd))),
-            cmdline: args.cmdline.clone(),
-            svsm: args
+            cmdline: plan_args.cmdline.clone(),
+            svsm: plan_args
                 .svsm
                 .as_deref()
-                .zip(svsm_bytes.as_deref())
+                .zip(files.svsm.as_deref())
                 .map(|(p, d)| InputFile::new(p, d)),
             id_block,
             components: m.components,
         })
     })
-}
-
-/// Refuses options that belong to another TEE than `args.tee` (`owner`): a pipeline that
-/// passes them expects them to change the result.
-/// SEV_FEATURES when `--guest-features` is not given: SNPActive alone (bit 0).
-const DEFAULT_GUEST_FEATURES: u64 = 0x1;
-
-pub(super) fn reject_other_tee_options(
-    args: &MeasureArgs,
-    owner: &str,
-    given: &[(&str, bool)],
-) -> Result<(), CliError> {
-    match given.iter().find(|(_, set)| *set) {
-        Some((flag, _)) => Err(CliError::Usage(format!(
-            "{flag} applies to --tee {owner} only, not --tee {}",
-            args.tee
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// An ID block's fields and keys, checked and loaded before the measurement is computed.
@@ -532,10 +350,7 @@ struct IdSigner {
 }
 
 impl IdSigner {
-    fn new(args: &MeasureArgs, id_key: &Path, platform: Tee) -> Result<Self, CliError> {
-        if platform != Tee::Snp {
-            return Err(CliError::Usage("ID blocks are for --tee snp only".into()));
-        }
+    fn new(args: &MeasureArgs, id_key: &Path) -> Result<Self, CliError> {
         let block = IdBlock {
             launch_digest: [0; 48],
             family_id: args.family_id.unwrap_or_default(),
@@ -592,38 +407,4 @@ impl IdSigner {
             policy: format!("{:#x}", block.policy),
         })
     }
-}
-
-/// The CPUID signature QEMU puts in RDX. EC2 and GCE use a fixed value, and plain SEV
-/// does not measure register state, so none is needed there.
-fn vcpu_signature(
-    args: &MeasureArgs,
-    platform: Tee,
-    vmm: VmmType,
-) -> Result<Option<u32>, CliError> {
-    let given = match (&args.vcpu_type, args.vcpu_sig, args.vcpu_family) {
-        (Some(name), _, _) => {
-            Some(
-                cpu::signature_of(name).map_err(|source| CliError::Firmware {
-                    path: PathBuf::from("--vcpu-type"),
-                    source,
-                })?,
-            )
-        }
-        (None, Some(sig), _) => Some(sig),
-        (None, None, Some(family)) => Some(cpu::signature(
-            family,
-            args.vcpu_model.unwrap_or(0),
-            args.vcpu_stepping.unwrap_or(0),
-        )),
-        (None, None, None) => None,
-    };
-    if given.is_none() && platform != Tee::Sev && vmm == VmmType::Qemu {
-        return Err(CliError::Usage(
-            "QEMU puts the vCPU's CPUID signature in the measured register state: give \
-             --vcpu-type, --vcpu-sig, or --vcpu-family/--vcpu-model/--vcpu-stepping"
-                .into(),
-        ));
-    }
-    Ok(given)
 }

@@ -1,18 +1,21 @@
 //! `cvm measure --tee tdx`: MRTD and RTMR 0-3 of a TD booted from TDVF firmware, from
 //! the TDX launch plan.
 
-use super::measure::{InputFile, MeasureArgs, MrtdOrder, reject_other_tee_options};
-use super::{InputKind, read_input};
+use super::measure::{InputFile, MeasureArgs};
 use crate::error::CliError;
 use crate::input::Input;
 use crate::output::Render;
+use cvm_firmware::Tee;
 use cvm_firmware::hex;
+use cvm_firmware::launch::Inputs;
 use cvm_firmware::measure::tdx::{self, Event};
-use cvm_firmware::ovmf::OvmfImage;
-use cvm_firmware::tdx::{AddOrder, DirectBoot, TdxConfig};
+use cvm_firmware::tdx::AddOrder;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// Guest memory when `--memory` is not given.
+const DEFAULT_MEMORY: u64 = 2 << 30;
 
 /// The format name of `--event-log` files.
 pub const EVENT_LOG_FORMAT: &str = "cvm-tdx-event-log/1";
@@ -113,74 +116,18 @@ impl Render for TdxReport {
 
 /// Computes the TDX report for `args`, and writes the event log if asked.
 pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
-    reject_other_tee_options(
-        args,
-        "snp, sev-es or sev",
-        &[
-            (
-                "--vcpu-type/--vcpu-sig/--vcpu-family",
-                args.vcpu_type.is_some() || args.vcpu_sig.is_some() || args.vcpu_family.is_some(),
-            ),
-            ("--guest-features", args.guest_features.is_some()),
-            ("--firmware-digest", args.firmware_digest.is_some()),
-            ("--svsm", args.svsm.is_some()),
-            ("--id-key", args.id_key.is_some()),
-            ("--vmm", args.vmm != super::measure::Vmm::Qemu),
-        ],
-    )?;
-    let memory = args.memory.unwrap_or(2 << 30);
-    let fw_bytes = read_input(&args.firmware, InputKind::Firmware)?;
-    let kernel = args
-        .kernel
-        .as_deref()
-        .map(|p| read_input(p, InputKind::Kernel))
-        .transpose()?;
-    let initrd = args
-        .initrd
-        .as_deref()
-        .map(|p| read_input(p, InputKind::Initrd))
-        .transpose()?;
-    let acpi = args
-        .acpi_tables
-        .as_deref()
-        .map(|p| read_input(p, InputKind::AcpiTables))
-        .transpose()?;
-    let fw = OvmfImage::parse(&fw_bytes).map_err(|source| CliError::Firmware {
-        path: args.firmware.clone(),
-        source,
-    })?;
-    let order = match args.mrtd_order {
-        MrtdOrder::SinglePass => AddOrder::SinglePass,
-        MrtdOrder::TwoPass => AddOrder::TwoPass,
+    let plan_args = &args.plan;
+    let firmware = plan_args.read_firmware()?;
+    let files = plan_args.read_others()?;
+    let inputs = plan_args.inputs(Tee::Tdx, firmware.as_deref(), &files, DEFAULT_MEMORY)?;
+    let (memory, order) = match &inputs {
+        Inputs::Tdx(t) => (t.memory, t.order),
+        _ => return Err(CliError::Usage("--tee tdx builds a TDX plan".into())),
     };
-    let cfg = TdxConfig {
-        firmware: &fw,
-        memory,
-        vcpus: args.vcpus,
-        order,
-        direct_boot: kernel.as_deref().map(|k| DirectBoot {
-            kernel: k,
-            initrd: initrd.as_deref(),
-            cmdline: args.cmdline.as_deref(),
-            patch_kernel: args.patch_kernel,
-        }),
-        acpi_tables: acpi.as_deref(),
-    };
-    let blame = |source: cvm_firmware::FirmwareError| {
-        let path = match source.image() {
-            Some("kernel") => args.kernel.clone(),
-            Some("ACPI tables") => args.acpi_tables.clone(),
-            Some(_) => Some(args.firmware.clone()),
-            None => None,
-        };
-        CliError::Firmware {
-            path: path.unwrap_or_else(|| {
-                PathBuf::from(format!("{} (tdx launch plan)", args.firmware.display()))
-            }),
-            source,
-        }
-    };
-    let plan = cvm_firmware::tdx::plan(&cfg).map_err(blame)?;
+    let images = inputs.parse().map_err(|e| plan_args.blame(Tee::Tdx, e))?;
+    let plan = inputs
+        .plan(&images)
+        .map_err(|e| plan_args.blame(Tee::Tdx, e))?;
     super::log_plan(&plan);
     let file = |p: &Option<PathBuf>, d: &Option<Input>| {
         p.as_deref()
@@ -188,21 +135,22 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
             .map(|(p, d)| InputFile::new(p, d))
     };
     // The input files' own SHA-256s (for the report) while the plan is measured.
-    let (m, files) = std::thread::scope(|scope| {
-        let files = scope.spawn(|| {
+    let (m, hashed) = std::thread::scope(|scope| {
+        let hashed = scope.spawn(|| {
             (
-                InputFile::new(&args.firmware, &fw_bytes),
-                file(&args.kernel, &kernel),
-                file(&args.initrd, &initrd),
-                file(&args.acpi_tables, &acpi),
+                file(&plan_args.firmware, &firmware),
+                file(&plan_args.kernel, &files.kernel),
+                file(&plan_args.initrd, &files.initrd),
+                file(&plan_args.acpi_tables, &files.acpi_tables),
             )
         });
         let m = tdx::measure(&plan);
-        (m, files.join())
+        (m, hashed.join())
     });
-    let m = m.map_err(blame)?;
+    let m = m.map_err(|e| plan_args.blame(Tee::Tdx, e))?;
     let (firmware, kernel_file, initrd_file, acpi_file) =
-        files.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
+        hashed.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
+    let firmware = firmware.ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
     let mrtd = hex::encode(&m.mrtd);
     let rtmr = m.rtmr.map(|r| r.map(|d| hex::encode(&d)));
     if let Some(path) = &args.event_log {
@@ -216,16 +164,16 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
             AddOrder::SinglePass => "single-pass",
             AddOrder::TwoPass => "two-pass",
         },
-        vcpus: args.vcpus,
+        vcpus: plan_args.vcpus,
         memory,
         firmware,
         kernel: kernel_file,
-        patch_kernel: args.patch_kernel,
+        patch_kernel: plan_args.patch_kernel,
         initrd: initrd_file,
-        cmdline: args
+        cmdline: plan_args
             .kernel
             .as_ref()
-            .map(|_| args.cmdline.clone().unwrap_or_default()),
+            .map(|_| plan_args.cmdline.clone().unwrap_or_default()),
         acpi_tables: acpi_file,
         secure_boot_variables: m
             .secure_boot

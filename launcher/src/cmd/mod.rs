@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod launch;
 pub mod measure;
 mod measure_tdx;
+pub mod plan_args;
 pub mod probe;
 pub mod verify;
 
