@@ -357,6 +357,39 @@ fn bad_input_is_one_line_with_the_right_code() {
         1,
         "--kernel",
     );
+    // The plan options are measure's: those of another TEE are refused, not ignored.
+    for (extra, why) in [
+        (
+            &["--vmm", "ec2"][..],
+            "--vmm applies to --tee snp, sev-es, sev only, not --tee none",
+        ),
+        (
+            &["--acpi-tables", "t.bin"][..],
+            "--acpi-tables applies to --tee tdx only",
+        ),
+        (
+            &["--guest-features", "0x21"][..],
+            "--guest-features applies to --tee snp only",
+        ),
+        (
+            &["--mrtd-order", "two-pass"][..],
+            "--mrtd-order applies to --tee tdx only",
+        ),
+        (&["--vcpus", "256"][..], "a plain guest has at most 255"),
+        (&["--memory", "8192G"][..], "at most 8191 GiB"),
+        (&["--firmware", "f.fd", "--kernel", "k"][..], "not both"),
+        (&["--firmware", "f.fd", "--cmdline", "x"][..], "not both"),
+    ] {
+        let mut args = vec!["launch", "--tee", "none"];
+        args.extend_from_slice(extra);
+        rejected(&args, 1, why);
+    }
+    // Refused before the host is asked whether it has the TEE at all.
+    rejected(
+        &["launch", "--tee", "snp", "--acpi-tables", "t.bin"],
+        1,
+        "--acpi-tables applies to --tee tdx only, not --tee snp",
+    );
 }
 
 #[test]

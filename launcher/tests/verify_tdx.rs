@@ -237,7 +237,7 @@ fn bad_inputs_are_one_line_errors() {
     let Some(c) = case(UPTODATE) else { return };
     // SNP options with a quote; TDX options with an SNP report.
     let out = verify(&c, &["--at", AT, "--no-reference", "--certs", "/tmp"]);
-    assert!(failed_with(&out, 1).contains("--certs cannot be used with --tee tdx"));
+    assert!(failed_with(&out, 1).contains("--certs applies to --tee snp only, not --tee tdx"));
     // A collateral bundle missing a piece names it: collateral unavailable (4).
     let text = std::fs::read_to_string(c.join("collateral.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -320,7 +320,7 @@ fn snp_options_are_refused_and_an_extra_root_is_an_anchor() {
     // SNP's revocation options are refused for a quote; --root is accepted (an extra
     // anchor beside the built-in one, which still verifies the real chain).
     let out = verify(&c, &["--at", AT, "--no-reference", "--no-crl"]);
-    assert!(failed_with(&out, 1).contains("--no-crl cannot be used with --tee tdx"));
+    assert!(failed_with(&out, 1).contains("--no-crl applies to --tee snp only, not --tee tdx"));
     let root = cvm_root_pem();
     let out = verify(
         &c,

@@ -11,7 +11,8 @@
     )
 )]
 
-use super::{CmdResult, InputKind, read_input};
+use super::CmdResult;
+use super::plan_args::{self, PlanArgs};
 use crate::error::CliError;
 use crate::output::{Format, Output, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
@@ -19,7 +20,6 @@ use crate::tee_arg::TeeChoice;
 #[cfg(target_arch = "x86_64")]
 use crate::vmm::{self, IrqChip, RunOptions, SerialOut};
 use clap::{Args, ValueEnum};
-use cvm_firmware::x86::{Boot, PlainConfig};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -34,29 +34,10 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "TEE", default_value_t = TeeChoice::Auto,
           value_parser = crate::tee_arg::auto_or(&Tee::LAUNCHABLE))]
     pub tee: TeeChoice,
-    /// Boot this firmware image (mapped to end at 4 GiB; the BSP starts at the reset
-    /// vector).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd"])]
-    pub firmware: Option<PathBuf>,
-    /// Boot this bzImage directly (64-bit Linux boot protocol).
-    #[arg(long, value_name = "FILE")]
-    pub kernel: Option<PathBuf>,
-    /// The initrd for --kernel.
-    #[arg(long, value_name = "FILE", requires = "kernel")]
-    pub initrd: Option<PathBuf>,
-    /// The kernel command line (also read by the built-in guest).
-    #[arg(long, value_name = "STR", conflicts_with = "firmware")]
-    pub cmdline: Option<String>,
-    /// Guest RAM: bytes, or with a K, M or G suffix (powers of 1024); at most 8 TiB, the
-    /// largest memory slot KVM takes (KVM_MEM_MAX_NR_PAGES).
-    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_memory)]
-    pub memory: u64,
-    /// Number of vCPUs: 1 to 255 (the local APIC IDs xAPIC mode can address). The
-    /// built-in guest takes at most 40, the processors an MP table in the last KiB of
-    /// base memory can list; a kernel with more finds them in ACPI's MADT.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=255))]
-    pub vcpus: u32,
+    /// The plan: the same options, meaning the same, as `cvm measure`'s. With neither
+    /// --firmware nor --kernel, a plain guest boots cvm's built-in guest.
+    #[command(flatten)]
+    pub plan: PlanArgs,
     /// Where the guest's serial port (COM1) writes: `stdio`, `file:PATH` or `none`. With
     /// --format json, `stdio` means stderr, so that stdout carries only the result.
     #[arg(long, value_name = "DEST", default_value = "stdio", value_parser = parse_serial)]
@@ -77,19 +58,25 @@ pub struct LaunchArgs {
     pub pit: bool,
 }
 
+/// Guest RAM of a plain guest when `--memory` is not given.
+const DEFAULT_PLAIN_MEMORY: u64 = 128 << 20;
+
+/// The most vCPUs of a plain guest: the local APIC IDs xAPIC mode can address.
+const MAX_PLAIN_VCPUS: u32 = 255;
+
 /// The most guest RAM: one memory slot of KVM_MEM_MAX_NR_PAGES ((1 << 31) - 1) 4 KiB
 /// pages (include/linux/kvm_host.h), rounded down to a GiB.
 const MAX_MEMORY: u64 = 8 << 40;
 
-fn parse_memory(s: &str) -> Result<u64, String> {
-    let n = super::parse_size(s)?;
-    if n > MAX_MEMORY - (1 << 30) {
-        return Err(format!(
-            "{s:?} is more than KVM maps in one memory slot (at most {} GiB)",
+/// `--memory` within what cvm maps in its one memory slot.
+fn check_memory(memory: u64) -> Result<(), CliError> {
+    if memory > MAX_MEMORY - (1 << 30) {
+        return Err(CliError::Usage(format!(
+            "--memory {memory} is more than KVM maps in one memory slot (at most {} GiB)",
             (MAX_MEMORY >> 30) - 1
-        ));
+        )));
     }
-    Ok(n)
+    Ok(())
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -226,12 +213,85 @@ pub fn run(args: &LaunchArgs, format: Format) -> CmdResult {
     }
 }
 
+/// The TEE to launch: `--tee` as given, or for `auto` what `cvm probe` finds.
+fn resolve(tee: TeeChoice) -> Result<Tee, CliError> {
+    match tee {
+        TeeChoice::Tee(t) => Ok(t),
+        TeeChoice::Auto => probe_host().best_confidential().ok_or_else(|| {
+            CliError::PlatformUnavailable(
+                "--tee auto: this host has no TEE cvm can launch ('cvm probe' says why); \
+                 use --tee none for an unprotected development VM"
+                    .into(),
+            )
+        }),
+    }
+}
+
+fn probe_host() -> probe::ProbeReport {
+    probe::assess(&probe::gather(
+        Path::new("/"),
+        Arch::current(),
+        &SystemDevices,
+    ))
+}
+
+/// Refuses the options that do not apply to a `tee` launch, and checks the plain
+/// guest's limits.
+fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
+    let mut given = args.plan.given();
+    given.extend(plan_args::given(&[(
+        "--memory",
+        args.plan.memory.is_some(),
+        &Tee::LAUNCHABLE,
+    )]));
+    plan_args::refuse_inapplicable(tee, &Tee::LAUNCHABLE, &given)?;
+    args.plan.check_boot(tee)?;
+    if let Some(memory) = args.plan.memory {
+        check_memory(memory)?;
+    }
+    if tee == Tee::None && args.plan.vcpus > MAX_PLAIN_VCPUS {
+        return Err(CliError::Usage(format!(
+            "--vcpus {}: a plain guest has at most {MAX_PLAIN_VCPUS} (the local APIC IDs \
+             xAPIC mode can address)",
+            args.plan.vcpus
+        )));
+    }
+    let builtin = args.plan.firmware.is_none() && args.plan.kernel.is_none();
+    if tee == Tee::None && builtin && args.plan.vcpus > cvm_firmware::x86::MPTABLE_MAX_VCPUS {
+        return Err(CliError::Usage(format!(
+            "the built-in guest finds its vCPUs in the MP table, which lists at most {}; \
+             --vcpus {} needs a kernel (--kernel), which reads ACPI's MADT",
+            cvm_firmware::x86::MPTABLE_MAX_VCPUS,
+            args.plan.vcpus
+        )));
+    }
+    Ok(())
+}
+
+/// Fails unless cvm has a launch backend for `tee` on this host.
+fn check_backend(tee: Tee) -> Result<(), CliError> {
+    if tee == Tee::None {
+        return Ok(());
+    }
+    match probe_host().status(tee) {
+        Some(st) if !st.available => Err(CliError::PlatformUnavailable(format!(
+            "{tee} is not available on this host: {}",
+            st.reason.as_deref().unwrap_or("see 'cvm probe'")
+        ))),
+        _ => Err(CliError::PlatformUnavailable(format!(
+            "{tee} is available on this host, but cvm's {tee} launch backend is not built yet"
+        ))),
+    }
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn launch(
     args: &LaunchArgs,
     _format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    choose_backend(args.tee)?;
+    let tee = resolve(args.tee)?;
+    check_options(args, tee)?;
+    check_backend(tee)?;
     Err(CliError::PlatformUnavailable(format!(
         "cvm's VMM launches x86-64 guests only (the CCA realm backend is not built yet); \
          this host is {}",
@@ -244,48 +304,25 @@ fn launch(
     args: &LaunchArgs,
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    choose_backend(args.tee)?;
-    let builtin = args.firmware.is_none() && args.kernel.is_none();
-    if builtin && args.vcpus > cvm_firmware::x86::MPTABLE_MAX_VCPUS {
-        return Err(CliError::Usage(format!(
-            "the built-in guest finds its vCPUs in the MP table, which lists at most {}; \
-             --vcpus {} needs a kernel (--kernel), which reads ACPI's MADT",
-            cvm_firmware::x86::MPTABLE_MAX_VCPUS,
-            args.vcpus
-        )));
-    }
+    let tee = resolve(args.tee)?;
+    check_options(args, tee)?;
+    check_backend(tee)?;
     tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
 
-    let (boot_name, path, image) = match (&args.firmware, &args.kernel) {
-        (Some(fw), _) => ("firmware", fw.clone(), read_input(fw, InputKind::Firmware)?),
-        (None, Some(k)) => ("kernel", k.clone(), read_input(k, InputKind::Kernel)?),
-        (None, None) => (
-            "built-in",
-            PathBuf::from("<built-in guest>"),
-            crate::guest::BUILTIN_GUEST.to_vec().into(),
-        ),
-    };
-    let initrd = args
-        .initrd
-        .as_deref()
-        .map(|p| read_input(p, InputKind::Initrd))
-        .transpose()?;
-    let cmdline = args.cmdline.as_deref().unwrap_or("");
-    let boot = if boot_name == "firmware" {
-        Boot::Firmware(&image)
-    } else {
-        Boot::Linux {
-            kernel: &image,
-            initrd: initrd.as_deref(),
-            cmdline,
+    let plan_args = &args.plan;
+    let firmware = plan_args.read_firmware()?;
+    let mut files = plan_args.read_others()?;
+    let boot_name = match (&firmware, &files.kernel) {
+        (Some(_), _) => "firmware",
+        (None, Some(_)) => "kernel",
+        (None, None) => {
+            files.kernel = Some(crate::guest::BUILTIN_GUEST.to_vec().into());
+            "built-in"
         }
     };
-    let plan = cvm_firmware::x86::plan(&PlainConfig {
-        boot,
-        memory: args.memory,
-        vcpus: args.vcpus,
-    })
-    .map_err(|source| CliError::Firmware { path, source })?;
+    let inputs = plan_args.inputs(Tee::None, firmware.as_deref(), &files, DEFAULT_PLAIN_MEMORY)?;
+    let images = inputs.parse().map_err(|e| plan_args.blame(tee, e))?;
+    let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
     super::log_plan(&plan);
 
     let serial = serial_out(&args.serial, format)?;
@@ -316,8 +353,8 @@ fn launch(
         tee: "none",
         protected: false,
         boot: boot_name,
-        memory: args.memory,
-        vcpus: args.vcpus,
+        memory: plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY),
+        vcpus: plan_args.vcpus,
         pit,
         stop: StopReport {
             reason: outcome.reason.kind(),
@@ -328,39 +365,6 @@ fn launch(
         unknown_accesses: outcome.unknown_accesses,
     };
     Ok((report, result))
-}
-
-/// `--tee`: only `none` is launched today; `auto` never falls back to it.
-fn choose_backend(tee: TeeChoice) -> Result<(), CliError> {
-    let want = match tee {
-        TeeChoice::Tee(Tee::None) => return Ok(()),
-        TeeChoice::Auto => None,
-        TeeChoice::Tee(t) => Some(t),
-    };
-    let report = probe::assess(&probe::gather(
-        Path::new("/"),
-        Arch::current(),
-        &SystemDevices,
-    ));
-    let tee = match want.or_else(|| report.best_confidential()) {
-        Some(t) => t,
-        None => {
-            return Err(CliError::PlatformUnavailable(
-                "--tee auto: this host has no TEE cvm can launch ('cvm probe' says why); \
-                 use --tee none for an unprotected development VM"
-                    .into(),
-            ));
-        }
-    };
-    match report.status(tee) {
-        Some(st) if !st.available => Err(CliError::PlatformUnavailable(format!(
-            "{tee} is not available on this host: {}",
-            st.reason.as_deref().unwrap_or("see 'cvm probe'")
-        ))),
-        _ => Err(CliError::PlatformUnavailable(format!(
-            "{tee} is available on this host, but cvm's {tee} launch backend is not built yet"
-        ))),
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -401,8 +405,8 @@ mod tests {
         assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
         let huge = parse_duration("99999999999999999999999h").unwrap_err();
         assert!(huge.contains("longer than cvm can wait"), "{huge}");
-        assert_eq!(parse_memory("8191G"), Ok(8191 << 30));
-        assert!(parse_memory("8192G").is_err());
+        assert!(check_memory(8191 << 30).is_ok());
+        assert!(check_memory(8192 << 30).is_err());
         assert_eq!(
             parse_serial("file:/tmp/x"),
             Ok(SerialDest::File("/tmp/x".into()))

@@ -235,12 +235,14 @@ pub fn run(args: &MeasureArgs) -> CmdResult {
 pub(super) fn refuse_inapplicable(args: &MeasureArgs) -> Result<(), CliError> {
     let mut given: Vec<Given> = args.plan.given();
     given.extend(plan_args::given(&[
+        ("--memory", args.plan.memory.is_some(), TDX),
         ("--firmware-digest", args.firmware_digest.is_some(), SNP),
         ("--event-log-out", args.event_log.is_some(), TDX),
         ("--id-key", args.id_key.is_some(), SNP),
         ("--explain", args.explain, PLANNED),
     ]));
-    plan_args::refuse_inapplicable(args.tee, &crate::tee_arg::MEASURED, &given)
+    plan_args::refuse_inapplicable(args.tee, &crate::tee_arg::MEASURED, &given)?;
+    args.plan.check_boot(args.tee)
 }
 
 /// Computes the report for `args` (SNP, SEV-ES or SEV).

@@ -77,8 +77,9 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub vcpus: u32,
-    /// Guest memory (TDX: the TD HOB and the kernel patch depend on it, default 2G; plain
-    /// guests: default 128M), in bytes or with a K, M or G suffix.
+    /// Guest memory, in bytes or with a K, M or G suffix (powers of 1024). Measured for
+    /// TDX only (the TD HOB and the kernel patch depend on it; default 2G); a plain
+    /// launch defaults to 128M.
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     pub memory: Option<u64>,
     /// SNP, SEV-ES: the QEMU CPU model (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan,
@@ -207,10 +208,11 @@ fn read(path: Option<&Path>, kind: InputKind) -> Result<Option<Input>, CliError>
 }
 
 impl PlanArgs {
-    /// The plan options that were given, with the TEEs each applies to.
+    /// The plan options that were given, with the TEEs each applies to. `--memory` is
+    /// the command's to add: a launch of any TEE needs memory, but only a TD's
+    /// measurement depends on it.
     pub fn given(&self) -> Vec<Given> {
         given(&[
-            ("--memory", self.memory.is_some(), &[Tee::Tdx, Tee::None]),
             (
                 "--vcpu-type/--vcpu-sig/--vcpu-family",
                 self.vcpu_type.is_some() || self.vcpu_sig.is_some() || self.vcpu_family.is_some(),
@@ -274,6 +276,22 @@ impl PlanArgs {
         Ok(given)
     }
 
+    /// Refuses boot options that do not go together for `tee`, before any file is read.
+    pub fn check_boot(&self, tee: Tee) -> Result<(), CliError> {
+        let kernel_given = self.kernel.is_some();
+        if tee == Tee::None && self.firmware.is_some() && (kernel_given || self.cmdline.is_some()) {
+            return Err(CliError::Usage(
+                "a plain guest boots --firmware or --kernel (with --cmdline), not both".into(),
+            ));
+        }
+        if tee != Tee::None && self.cmdline.is_some() && !kernel_given {
+            return Err(CliError::Usage(
+                "--cmdline is the kernel's: give --kernel too".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The firmware crate's inputs for a `tee` plan from `firmware` and `files` (memory
     /// defaulting to `default_memory`). Options of another TEE must have been refused
     /// ([`refuse_inapplicable`]).
@@ -291,11 +309,7 @@ impl PlanArgs {
         };
         let memory = self.memory.unwrap_or(default_memory);
         let cmdline = self.cmdline.as_deref();
-        if tee != Tee::None && cmdline.is_some() && self.kernel.is_none() {
-            return Err(CliError::Usage(
-                "--cmdline is the kernel's: give --kernel too".into(),
-            ));
-        }
+        self.check_boot(tee)?;
         match tee {
             Tee::Snp | Tee::SevEs | Tee::Sev => Ok(Inputs::Sev(SevInputs {
                 tee,
@@ -329,13 +343,6 @@ impl PlanArgs {
             })),
             Tee::None => {
                 let boot = match (firmware_image, files.kernel.as_deref()) {
-                    (Some(_), _) if cmdline.is_some() || self.kernel.is_some() => {
-                        return Err(CliError::Usage(
-                            "a plain guest boots --firmware or --kernel (with --cmdline), not \
-                             both"
-                                .into(),
-                        ));
-                    }
                     (Some(image), _) => Boot::Firmware(image),
                     (None, Some(kernel)) => Boot::Linux {
                         kernel,

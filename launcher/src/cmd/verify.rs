@@ -1,5 +1,6 @@
 //! `cvm verify`: verify attestation evidence and appraise it; exit 0 only for a pass.
 
+use super::plan_args;
 use super::{CmdResult, InputKind, read_file};
 use crate::error::{CliError, InputError};
 use crate::output::{Output, Render};
@@ -381,39 +382,25 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliErr
         }
         (TeeChoice::Tee(t), _) => t,
     };
-    let given = |present: bool, name: &str| present.then(|| name.to_owned());
-    let misplaced: Vec<String> = match tee {
-        Tee::Tdx => [
-            given(args.certs.is_some(), "--certs"),
-            given(args.crl.is_some(), "--crl"),
-            given(args.no_crl, "--no-crl"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        _ => [
-            given(args.collateral.is_some(), "--collateral"),
-            given(args.event_log.is_some(), "--event-log"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-    };
-    if !misplaced.is_empty() {
-        let (this, hint) = match tee {
-            Tee::Tdx => (
-                "tdx",
-                "the Intel SGX Root CA is built in and the PCK chain comes with the quote; \
-                 CRLs come in --collateral",
-            ),
-            _ => ("snp", "they are for TDX quotes"),
+    // One mechanism refuses an option of another TEE, in verify as in measure and
+    // launch: a pipeline that passes one expects it to count.
+    let given = plan_args::given(&[
+        ("--certs", args.certs.is_some(), plan_args::SNP),
+        ("--crl", args.crl.is_some(), plan_args::SNP),
+        ("--no-crl", args.no_crl, plan_args::SNP),
+        ("--collateral", args.collateral.is_some(), plan_args::TDX),
+        ("--event-log", args.event_log.is_some(), plan_args::TDX),
+    ]);
+    plan_args::refuse_inapplicable(tee, &crate::tee_arg::EVIDENCE, &given).map_err(|e| {
+        let hint = match tee {
+            Tee::Tdx => {
+                "the Intel SGX Root CA is built in, the PCK chain comes with the quote, and \
+                 CRLs come in --collateral"
+            }
+            _ => "an SNP report's certificates and CRL come in --certs and --crl",
         };
-        return Err(CliError::Usage(format!(
-            "{}: {} cannot be used with --tee {this}: {hint}",
-            path.display(),
-            misplaced.join(", ")
-        )));
-    }
+        CliError::Usage(format!("{}: {e} ({hint})", path.display()))
+    })?;
     if tee == Tee::Snp && args.certs.is_none() {
         return Err(CliError::Usage(format!(
             "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK)",
