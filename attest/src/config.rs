@@ -2,7 +2,6 @@
 //! one-or-many lists, TOML or JSON input, and the equality and flag checks.
 
 use crate::verdict::{Category, CheckId, Checks};
-use cvm_firmware::hex;
 use serde::Deserialize;
 
 /// Why a reference-value, policy or event-log file was rejected.
@@ -50,6 +49,14 @@ fn syntax(format: &'static str, e: impl std::fmt::Display) -> ConfigError {
     }
 }
 
+/// `N` bytes of hex, upper or lower case, with an optional `0x` prefix: values as people
+/// write them in reference files and on the command line.
+pub fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut out).ok()?;
+    Some(out)
+}
+
 /// A hex value of exactly `N` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bytes<const N: usize>(pub [u8; N]);
@@ -57,7 +64,7 @@ pub struct Bytes<const N: usize>(pub [u8; N]);
 impl<'de, const N: usize> Deserialize<'de> for Bytes<N> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        hex::decode_exact::<N>(&s)
+        hex_array::<N>(&s)
             .map(Bytes)
             .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not {N} bytes of hex")))
     }
@@ -232,7 +239,7 @@ pub(crate) fn expect<const N: usize>(
             _ if values.iter().any(|b| &b.0 == got) => Ok(format!("{field} is {got_hex}")),
             [one] => Err(format!(
                 "{field} is {got_hex}, expected {}",
-                hex::encode(&one.0)
+                hex::encode(one.0)
             )),
             many => Err(format!(
                 "{field} {got_hex} is none of the {} reference values",

@@ -765,27 +765,14 @@ pub fn certificate_chain_exact(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>,
     let mut rest = text.trim_start();
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let block = rest
-            .strip_prefix("-----BEGIN CERTIFICATE-----")
-            .ok_or_else(|| {
-                pem_err(format!(
-                    "{} bytes that are not a CERTIFICATE block",
-                    rest.len()
-                ))
-            })?;
-        let (encoded, tail) = block
-            .split_once("-----END CERTIFICATE-----")
-            .ok_or_else(|| pem_err("no -----END CERTIFICATE----- line".into()))?;
-        let compact: Vec<u8> = encoded
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        use base64::Engine as _;
-        out.push(
-            base64::engine::general_purpose::STANDARD
-                .decode(&compact)
-                .map_err(|e| pem_err(format!("CERTIFICATE: {e}")))?,
-        );
+        if !rest.starts_with("-----BEGIN CERTIFICATE-----") {
+            return Err(pem_err(format!(
+                "{} bytes that are not a CERTIFICATE block",
+                rest.len()
+            )));
+        }
+        let (_, der, tail) = pem_block(rest).map_err(pem_err)?;
+        out.push(der);
         rest = tail.trim_start();
     }
     if out.is_empty() {
@@ -794,30 +781,105 @@ pub fn certificate_chain_exact(bytes: &[u8], what: &str) -> Result<Vec<Vec<u8>>,
     Ok(out)
 }
 
-/// The blocks of PEM text in order, each as its label and its base64-decoded contents
-/// (RFC 7468, read laxly as its section 3 allows: whitespace inside the base64 is
-/// ignored, text outside the blocks too). Padding must be present and canonical.
+/// The blocks of PEM text in order, each as its label and its contents. Text outside the
+/// blocks is ignored (RFC 7468 section 2 allows explanatory text); each block is decoded
+/// by [`pem_block`].
 pub fn pem_decode(text: &str) -> Result<Vec<(&str, Vec<u8>)>, String> {
-    use base64::Engine as _;
     let mut blocks = Vec::new();
     let mut rest = text;
-    while let Some((_, after)) = rest.split_once("-----BEGIN ") {
-        let (label, body) = after
-            .split_once("-----")
-            .ok_or("a BEGIN line does not end in -----")?;
-        let end = format!("-----END {label}-----");
-        let (encoded, tail) = body
-            .split_once(end.as_str())
-            .ok_or_else(|| format!("no {end} line"))?;
-        let compact: Vec<u8> = encoded
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(&compact)
-            .map_err(|e| format!("{label}: {e}"))?;
+    while let Some(at) = rest.find("-----BEGIN ") {
+        let (label, der, tail) = pem_block(rest.get(at..).unwrap_or_default())?;
         blocks.push((label, der));
         rest = tail;
     }
     Ok(blocks)
+}
+
+/// The PEM block at the start of `text`: its label, its contents, and the text after its
+/// END line. The block itself is decoded by the `pem-rfc7468` crate: RFC 7468's strict
+/// grammar (section 3; lines of at most 64 characters, LF or CRLF, no headers, canonical
+/// padding) and constant-time base64, since a block may hold a private key.
+fn pem_block(text: &str) -> Result<(&str, Vec<u8>, &str), String> {
+    let after = text
+        .strip_prefix("-----BEGIN ")
+        .ok_or("no -----BEGIN line")?;
+    let (label, _) = after
+        .split_once("-----")
+        .ok_or("a BEGIN line does not end in -----")?;
+    let end = format!("-----END {label}-----");
+    let (block, tail) = text
+        .find(end.as_str())
+        .and_then(|at| at.checked_add(end.len()))
+        .and_then(|len| text.split_at_checked(len))
+        .ok_or_else(|| format!("no {end} line"))?;
+    let (_, der) =
+        pem_rfc7468::decode_vec(block.as_bytes()).map_err(|e| format!("{label}: {e}"))?;
+    Ok((label, der, tail))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use super::*;
+
+    fn pem(label: &str, data: &[u8]) -> String {
+        pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, data).unwrap()
+    }
+
+    #[test]
+    fn pem_blocks_are_read_in_order_with_text_around_them() {
+        let data: Vec<u8> = (0..=255).collect();
+        let text = format!(
+            "Certificate:\n  (openssl x509 -text)\n{}between\n{}",
+            pem("CERTIFICATE", &data),
+            pem("EC PRIVATE KEY", b"k")
+        );
+        let blocks = pem_decode(&text).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0], ("CERTIFICATE", data));
+        assert_eq!(blocks[1], ("EC PRIVATE KEY", b"k".to_vec()));
+        let crlf = pem("CERTIFICATE", b"abc").replace('\n', "\r\n");
+        assert_eq!(pem_decode(&crlf).unwrap()[0].1, b"abc");
+    }
+
+    #[test]
+    fn a_pem_block_outside_rfc7468_is_refused_naming_its_label() {
+        let data = [7u8; 100];
+        // Lines of 76 characters (MIME), not RFC 7468's 64.
+        let b64 = pem("CERTIFICATE", &data)
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>();
+        let (a, b) = b64.split_at(76);
+        let wide = format!("-----BEGIN CERTIFICATE-----\n{a}\n{b}\n-----END CERTIFICATE-----\n");
+        let e = pem_decode(&wide).unwrap_err();
+        assert!(e.starts_with("CERTIFICATE: "), "{e}");
+        let truncated = pem("CERTIFICATE", &data).replace("-----END CERTIFICATE-----", "");
+        assert_eq!(
+            pem_decode(&truncated).unwrap_err(),
+            "no -----END CERTIFICATE----- line"
+        );
+        let headers = pem("EC PRIVATE KEY", &data).replacen(
+            "-----\n",
+            "-----\nProc-Type: 4,ENCRYPTED\n\n",
+            1,
+        );
+        assert!(pem_decode(&headers).is_err());
+    }
+
+    #[test]
+    fn an_exact_chain_takes_blocks_whitespace_and_one_nul_only() {
+        let chain = format!(
+            "{}\n{}\0",
+            pem("CERTIFICATE", b"a"),
+            pem("CERTIFICATE", b"b")
+        );
+        assert_eq!(
+            certificate_chain_exact(chain.as_bytes(), "chain").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        let extra = format!("{}trailing", pem("CERTIFICATE", b"a"));
+        let e = certificate_chain_exact(extra.as_bytes(), "chain").unwrap_err();
+        assert!(e.to_string().contains("not a CERTIFICATE block"), "{e}");
+    }
 }

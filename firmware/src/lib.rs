@@ -43,7 +43,6 @@ mod bytes;
 pub mod bzimage;
 pub mod error;
 pub mod guid;
-pub mod hex;
 pub mod launch;
 pub mod measure;
 pub mod ovmf;

@@ -33,7 +33,7 @@ pub struct FooterEntry {
 }
 
 fn hex<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_str(&crate::hex::Hex(b))
+    s.serialize_str(&hex::encode(b))
 }
 
 /// The type of an SEV metadata section (OvmfPkg `SEV_SECTION_TYPE`).
@@ -296,7 +296,7 @@ fn footer_entries(img: &Image<'_>) -> Result<Vec<FooterEntry>> {
     else {
         return Ok(Vec::new());
     };
-    let guid = Guid(img.array(footer_off.saturating_add(2), "footer table GUID")?);
+    let guid = Guid::from_disk(img.array(footer_off.saturating_add(2), "footer table GUID")?);
     if guid != known::FOOTER_TABLE {
         return Ok(Vec::new());
     }
@@ -337,7 +337,7 @@ fn footer_entries(img: &Image<'_>) -> Result<Vec<FooterEntry>> {
                     format!("entry of {size} bytes extends before the table start {start:#x}"),
                 )
             })?;
-        let guid = Guid(img.array(hdr.saturating_add(2), "footer entry GUID")?);
+        let guid = Guid::from_disk(img.array(hdr.saturating_add(2), "footer entry GUID")?);
         entries.push(FooterEntry {
             guid,
             name: known::name(&guid),
@@ -523,10 +523,10 @@ pub(crate) mod tests {
         for (g, d) in entries {
             table.extend_from_slice(d);
             table.extend_from_slice(&u16::try_from(d.len() + 18).unwrap().to_le_bytes());
-            table.extend_from_slice(&g.0);
+            table.extend_from_slice(&g.to_disk());
         }
         table.extend_from_slice(&u16::try_from(table.len() + 18).unwrap().to_le_bytes());
-        table.extend_from_slice(&known::FOOTER_TABLE.0);
+        table.extend_from_slice(&known::FOOTER_TABLE.to_disk());
         let end = size - 32;
         img[end - table.len()..end].copy_from_slice(&table);
         img
@@ -534,12 +534,7 @@ pub(crate) mod tests {
 
     #[test]
     fn walks_entries_and_keeps_unknown_guids() {
-        let odd = Guid::new(
-            0x784f_a70e,
-            0x3176,
-            0x4677,
-            [0x8a, 0x20, 0x04, 0xb6, 0x86, 0x99, 0xe3, 0x74],
-        );
+        let odd = crate::guid!("784fa70e-3176-4677-8a20-04b68699e374");
         let img = image_with_table(
             8192,
             &[

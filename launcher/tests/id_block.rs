@@ -10,7 +10,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use cvm_firmware::hex;
 use cvm_firmware::sev::id_block::{self, IdBlock};
 use ring::rand::SystemRandom;
 use std::path::PathBuf;
@@ -61,7 +60,7 @@ fn id_block_matches_sev_snp_measure() {
         cvm_launcher::keys::load_p384(&key_path("test-only-author-key-pkcs8.pem"), "author", &rng)
             .unwrap();
     let block = IdBlock {
-        launch_digest: hex::decode_exact(TOOL_MEASUREMENT).unwrap(),
+        launch_digest: cvm_attest::config::hex_array(TOOL_MEASUREMENT).unwrap(),
         ..IdBlock::default()
     };
     let ours = id_block::sign(&block, &id, Some(&author), &rng).unwrap();

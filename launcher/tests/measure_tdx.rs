@@ -11,7 +11,6 @@
 mod common;
 
 use common::{cvm, failed_with, one_error_line, shared, stdout_json, temp_file};
-use cvm_firmware::hex;
 use sha2::{Digest, Sha384};
 
 /// Row tdx-024 of shared/reference/tdx_ref.tsv (fortanix/tdx-measure): trixie's OVMF,
@@ -89,7 +88,7 @@ fn json_and_event_log_match_the_reference_row() {
             h.update(d);
             r = h.finalize().into();
         }
-        assert_eq!(hex::encode(&r), *expected, "RTMR{i} replay");
+        assert_eq!(hex::encode(r), *expected, "RTMR{i} replay");
     }
     assert!(
         events

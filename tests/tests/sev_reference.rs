@@ -11,7 +11,6 @@
 
 use base64::Engine as _;
 use cvm_firmware::Tee;
-use cvm_firmware::hex;
 use cvm_firmware::measure::sev::{Options, PageDigests, measure};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::sev::vmsa::X87_FCW_RESET;
@@ -89,7 +88,7 @@ fn parse_row(reference: &Path, r: &BTreeMap<String, String>) -> Row {
             }
             "--guest-features" => row.guest_features = num(&value()),
             "--output-format" => row.base64 = value() == "base64",
-            "--snp-ovmf-hash" => row.firmware_digest = hex::decode_exact(&value()),
+            "--snp-ovmf-hash" => row.firmware_digest = cvm_attest::config::hex_array(&value()),
             "--svsm" => {
                 let path = reference.join(value());
                 row.svsm = Some((path, row.svsm.map_or(0, |s| s.1)));
@@ -113,7 +112,7 @@ fn parse_row(reference: &Path, r: &BTreeMap<String, String>) -> Row {
                 .decode(digest)
                 .unwrap_or_else(|e| panic!("{}: digest {digest}: {e}", row.id))
         } else {
-            hex::decode(digest).unwrap_or_else(|| panic!("{}: digest {digest}", row.id))
+            hex::decode(digest).unwrap_or_else(|_| panic!("{}: digest {digest}", row.id))
         })
     } else {
         Err(digest.clone())

@@ -16,7 +16,6 @@ use cvm_attest::tdx::claims::Claims;
 use cvm_attest::tdx::collateral::{Collateral, TcbStatus};
 use cvm_attest::tdx::pck::IntelRoot;
 use cvm_attest::{Outcome, Time, Verdict};
-use cvm_firmware::hex;
 use cvm_tests::{case_time, vectors};
 use std::path::{Path, PathBuf};
 
@@ -88,7 +87,7 @@ fn as_pcs_response(
 ) -> Vec<(String, Vec<u8>)> {
     let body = |n: &str| files.iter().find(|(f, _)| f == n).unwrap().1.clone();
     let signed = String::from_utf8(body(&format!("{piece}.json"))).unwrap();
-    let sig = hex::encode(&body(&format!("{piece}.sig.bin")));
+    let sig = hex::encode(body(&format!("{piece}.sig.bin")));
     let response = format!(r#"{{"{key}":{},"signature":"{sig}"}}"#, value(&signed));
     files
         .iter()

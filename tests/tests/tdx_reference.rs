@@ -11,7 +11,6 @@
     reason = "an integration test crate: every function is test code"
 )]
 
-use cvm_firmware::hex;
 use cvm_firmware::measure::tdx::{self, Event};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::tdx::{AddOrder, DirectBoot, TdxConfig};
@@ -106,8 +105,8 @@ fn compute(reference: &Path, r: &BTreeMap<String, String>, row: &Row) -> Compute
     let plan = cvm_firmware::tdx::plan(&cfg).unwrap_or_else(|e| panic!("{}: {e}", row.id));
     let m = tdx::measure(&plan).unwrap();
     Computed {
-        mrtd: hex::encode(&m.mrtd),
-        rtmr: m.rtmr.map(|r| r.map(|d| hex::encode(&d))),
+        mrtd: hex::encode(m.mrtd),
+        rtmr: m.rtmr.map(|r| r.map(hex::encode)),
         events: m.events,
     }
 }
@@ -216,13 +215,8 @@ fn enrolled_keys_rtmr0_measures_the_variable_store() {
     let name_size = u32::from_le_bytes(fw[offset + 36..offset + 40].try_into().unwrap()) as usize;
     let data_size = u32::from_le_bytes(fw[offset + 40..offset + 44].try_into().unwrap()) as usize;
     let pk = &fw[offset + 60 + name_size..offset + 60 + name_size + data_size];
-    let x509 = cvm_firmware::guid::Guid::new(
-        0xa5c0_59a1,
-        0x94e4,
-        0x4aa7,
-        [0x87, 0xb5, 0xab, 0x15, 0x5c, 0x2b, 0xf0, 0x72],
-    );
-    assert_eq!(pk[..16], x509.0, "PK is an X.509 signature list");
+    let x509 = cvm_firmware::guid!("a5c059a1-94e4-4aa7-87b5-ab155c2bf072");
+    assert_eq!(pk[..16], x509.to_disk(), "PK is an X.509 signature list");
     assert_eq!(
         u32::from_le_bytes(pk[16..20].try_into().unwrap()) as usize,
         pk.len()
@@ -251,5 +245,5 @@ fn enrolled_keys_rtmr0_measures_the_variable_store() {
         })
         .collect();
     let tools = empty.iter().fold([0u8; 48], |r, d| tdx::extend(&r, d));
-    assert_eq!(hex::encode(&tools), r["RTMR0"]);
+    assert_eq!(hex::encode(tools), r["RTMR0"]);
 }

@@ -158,7 +158,7 @@ fn qe_identity() -> String {
 /// certificate that heads both issuer chains, `pck_crl` the PCK CA's CRL.
 fn collateral_json(tcb_signer: &[u8], pck_crl: &str) -> String {
     let tcb = key("test-tcb-key.pk8");
-    let hex = |b: &[u8]| cvm_firmware::hex::encode(b);
+    let hex = |b: &[u8]| hex::encode(b);
     let root = pki("test-root.der");
     let signer_chain = format!("{}{}", pem(tcb_signer), pem(&root));
     let (info, identity) = (tcb_info(), qe_identity());

@@ -333,7 +333,7 @@ pub fn verify_chain(v: &Verifier<'_>, kind: LeafKind, checks: &mut Checks) -> Op
                     "the supplied ARK (CN {:?}, SHA-256 {}) is not a built-in AMD root or a \
                      root named with --root",
                     ark.subject_cn().unwrap_or_default(),
-                    cvm_firmware::hex::encode(&ark.fingerprint())
+                    hex::encode(ark.fingerprint())
                 ))
             },
         )
@@ -606,7 +606,7 @@ mod tests {
         assert_eq!(roots.roots.len(), 3);
         for (product, pin) in ARK_FINGERPRINTS {
             let (_, ark) = roots.roots.iter().find(|(p, _)| *p == product).unwrap();
-            assert_eq!(cvm_firmware::hex::encode(&ark.fingerprint()), pin);
+            assert_eq!(hex::encode(ark.fingerprint()), pin);
             assert_eq!(ark.subject_cn().unwrap(), format!("ARK-{product}"));
             ark.verify_signed_by(ark).unwrap();
         }

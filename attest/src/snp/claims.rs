@@ -2,7 +2,7 @@
 
 use super::report::{Report, SigningKey};
 use super::tcb::{Product, Tcb};
-use cvm_firmware::hex::encode;
+use hex::encode;
 use serde::Serialize;
 
 /// The guest policy (SEV-SNP ABI 1.55 table 9), decoded.
@@ -168,8 +168,8 @@ impl Claims {
             version: r.version(),
             guest_svn: f.guest_svn.get(),
             policy: GuestPolicy::new(f.policy.get()),
-            family_id: encode(&f.family_id),
-            image_id: encode(&f.image_id),
+            family_id: encode(f.family_id),
+            image_id: encode(f.image_id),
             vmpl: f.vmpl.get(),
             signature_algo: f.signature_algo.get(),
             current_tcb: TcbClaim::new(f.current_tcb, product),
@@ -180,17 +180,17 @@ impl Claims {
             author_key_en: r.author_key_en(),
             mask_chip_key: r.mask_chip_key(),
             signing_key: r.signing_key(),
-            report_data: encode(&f.report_data),
-            measurement: encode(&f.measurement),
-            host_data: encode(&f.host_data),
-            id_key_digest: encode(&f.id_key_digest),
-            author_key_digest: encode(&f.author_key_digest),
-            report_id: encode(&f.report_id),
-            report_id_ma: encode(&f.report_id_ma),
+            report_data: encode(f.report_data),
+            measurement: encode(f.measurement),
+            host_data: encode(f.host_data),
+            id_key_digest: encode(f.id_key_digest),
+            author_key_digest: encode(f.author_key_digest),
+            report_id: encode(f.report_id),
+            report_id_ma: encode(f.report_id_ma),
             cpuid: r
                 .cpuid()
                 .map(|[fam, model, step]| format!("{fam:02x}/{model:02x}/{step:02x}")),
-            chip_id: encode(&f.chip_id),
+            chip_id: encode(f.chip_id),
             current_firmware: version(f.current_version),
             committed_firmware: version(f.committed_version),
             launch_mit_vector: v5.then(|| format!("{:#x}", f.launch_mit_vector.get())),

@@ -47,7 +47,7 @@ use crate::x509::Crl;
 use appraise::{Policy, Reference};
 use certs::{AmdExtensions, LeafKind, Roots, Supplied, VerifiedLeaf};
 use claims::Claims;
-use cvm_firmware::hex::encode;
+use hex::encode;
 use report::{Report, SigningKey};
 use ring::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 use tcb::{Product, Tcb};

@@ -9,7 +9,6 @@ use crate::config::{
     inapplicable, reference_values,
 };
 use crate::verdict::{Category, CheckId, Checks};
-use cvm_firmware::hex;
 use serde::Deserialize;
 use sha2::{Digest, Sha384};
 
@@ -563,7 +562,7 @@ fn replay(log: &EventLog, t: &TdReport, checks: &mut Checks) {
                     } else {
                         Err(format!(
                             "{n} events replay to {}, the quote's RTMR{i} is {}",
-                            hex::encode(&value),
+                            hex::encode(value),
                             hex::encode(got)
                         ))
                     },
@@ -613,7 +612,7 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
         checks,
         CheckId::PolicyTdAttributes,
         policy.allow_other_td_attributes || other == 0,
-        &format!("TDATTRIBUTES {}", hex::encode(&t.td_attributes)),
+        &format!("TDATTRIBUTES {}", hex::encode(t.td_attributes)),
         &format!(
             "TDATTRIBUTES has bits {other:#018x} set that are reserved or not named \
              (allow_other_td_attributes)"
@@ -623,14 +622,14 @@ fn policy_td(policy: &Policy, t: &TdReport, checks: &mut Checks) {
         None => checks.skip(
             CheckId::PolicyXfam,
             Category::Policy,
-            &format!("XFAM {} (any accepted)", hex::encode(&t.xfam)),
+            &format!("XFAM {} (any accepted)", hex::encode(t.xfam)),
         ),
         Some(allowed) => flag(
             checks,
             CheckId::PolicyXfam,
             allowed.as_slice().iter().any(|x| x.0 == t.xfam),
-            &format!("XFAM {} accepted", hex::encode(&t.xfam)),
-            &format!("XFAM {} is not an accepted value", hex::encode(&t.xfam)),
+            &format!("XFAM {} accepted", hex::encode(t.xfam)),
+            &format!("XFAM {} is not an accepted value", hex::encode(t.xfam)),
         ),
     }
 }

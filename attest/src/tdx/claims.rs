@@ -3,7 +3,7 @@
 use super::pck::{PckCa, SgxExtensions};
 use super::quote::{Body, EnclaveReport, Quote, TdReport, Tee};
 use super::tcb::StatusAdvisories;
-use cvm_firmware::hex::encode;
+use hex::encode;
 use serde::Serialize;
 
 /// TDATTRIBUTES, decoded (bit numbers of the little-endian 64-bit value).
@@ -90,21 +90,21 @@ pub struct TdClaims {
 impl TdClaims {
     fn new(t: &TdReport) -> Self {
         TdClaims {
-            tee_tcb_svn: encode(&t.tee_tcb_svn),
-            mr_seam: encode(&t.mr_seam),
-            mr_signer_seam: encode(&t.mr_signer_seam),
-            seam_attributes: encode(&t.seam_attributes),
-            td_attributes: encode(&t.td_attributes),
+            tee_tcb_svn: encode(t.tee_tcb_svn),
+            mr_seam: encode(t.mr_seam),
+            mr_signer_seam: encode(t.mr_signer_seam),
+            seam_attributes: encode(t.seam_attributes),
+            td_attributes: encode(t.td_attributes),
             td_attributes_decoded: TdAttributes::new(t.td_attributes),
-            xfam: encode(&t.xfam),
-            mr_td: encode(&t.mr_td),
-            mr_config_id: encode(&t.mr_config_id),
-            mr_owner: encode(&t.mr_owner),
-            mr_owner_config: encode(&t.mr_owner_config),
-            rtmr: t.rtmr.map(|r| encode(&r)),
-            report_data: encode(&t.report_data),
-            tee_tcb_svn_2: t.tee_tcb_svn_2.map(|v| encode(&v)),
-            mr_service_td: t.mr_service_td.map(|v| encode(&v)),
+            xfam: encode(t.xfam),
+            mr_td: encode(t.mr_td),
+            mr_config_id: encode(t.mr_config_id),
+            mr_owner: encode(t.mr_owner),
+            mr_owner_config: encode(t.mr_owner_config),
+            rtmr: t.rtmr.map(encode),
+            report_data: encode(t.report_data),
+            tee_tcb_svn_2: t.tee_tcb_svn_2.map(encode),
+            mr_service_td: t.mr_service_td.map(encode),
         }
     }
 }
@@ -135,15 +135,15 @@ pub struct EnclaveClaims {
 impl EnclaveClaims {
     fn new(e: &EnclaveReport) -> Self {
         EnclaveClaims {
-            cpu_svn: encode(&e.cpu_svn),
+            cpu_svn: encode(e.cpu_svn),
             misc_select: format!("{:#010x}", e.misc_select),
-            attributes: encode(&e.attributes),
+            attributes: encode(e.attributes),
             debug: enclave_debug(e),
-            mr_enclave: encode(&e.mr_enclave),
-            mr_signer: encode(&e.mr_signer),
+            mr_enclave: encode(e.mr_enclave),
+            mr_signer: encode(e.mr_signer),
             isv_prod_id: e.isv_prod_id,
             isv_svn: e.isv_svn,
-            report_data: encode(&e.report_data),
+            report_data: encode(e.report_data),
         }
     }
 }
@@ -174,11 +174,11 @@ impl PckClaims {
     /// From verified extensions.
     pub fn new(ext: &SgxExtensions, ca: PckCa) -> Self {
         PckClaims {
-            fmspc: encode(&ext.fmspc).to_ascii_uppercase(),
-            pce_id: encode(&ext.pce_id).to_ascii_uppercase(),
+            fmspc: encode(ext.fmspc).to_ascii_uppercase(),
+            pce_id: encode(ext.pce_id).to_ascii_uppercase(),
             pce_svn: ext.pce_svn,
-            cpu_svn: encode(&ext.cpu_svn),
-            tcb_components: encode(&ext.tcb_components),
+            cpu_svn: encode(ext.cpu_svn),
+            tcb_components: encode(ext.tcb_components),
             ca,
         }
     }
@@ -239,7 +239,7 @@ impl Claims {
             version: q.header.version,
             tee: q.tee(),
             body: q.body.name(),
-            user_data: encode(&q.header.user_data),
+            user_data: encode(q.header.user_data),
             td: q.body.td().map(TdClaims::new),
             enclave: match &q.body {
                 Body::Sgx(e) => Some(EnclaveClaims::new(e)),

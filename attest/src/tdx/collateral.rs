@@ -8,7 +8,6 @@
 
 use crate::time::Time;
 use crate::x509::{Cert, CertError, Crl};
-use cvm_firmware::hex;
 use serde::Deserialize;
 
 /// Why a collateral bundle was rejected.
@@ -75,7 +74,7 @@ fn crl(v: Option<String>, field: &str) -> Result<Crl, CollateralError> {
     let bytes = if text.trim_start().starts_with("-----") {
         text.into_bytes()
     } else {
-        hex::decode(text.trim()).ok_or_else(|| {
+        hex::decode(text.trim()).map_err(|_| {
             CollateralError::Malformed(format!("`{field}` is neither hex DER nor PEM"))
         })?
     };
@@ -103,7 +102,7 @@ fn signed(
 ) -> Result<Signed, CollateralError> {
     let sig_field = format!("{name}_signature");
     let sig_text = required(sig, &sig_field)?;
-    let signature = hex::decode_exact::<64>(sig_text.trim()).ok_or_else(|| {
+    let signature = strict_hex::<64>(sig_text.trim()).ok_or_else(|| {
         CollateralError::Malformed(format!("`{sig_field}` is not 64 bytes of hex (r||s)"))
     })?;
     Ok(Signed {
@@ -209,7 +208,7 @@ impl Collateral {
                         .or_else(|| {
                             std::str::from_utf8(sig)
                                 .ok()
-                                .and_then(|t| hex::decode_exact::<64>(t.trim()))
+                                .and_then(|t| strict_hex::<64>(t.trim()))
                         })
                         .ok_or_else(|| {
                             CollateralError::Malformed(format!(
@@ -260,7 +259,7 @@ fn pcs_response(
     };
     match (value, response.signature) {
         (Some(value), Some(sig)) => {
-            let signature = hex::decode_exact::<64>(sig.trim()).ok_or_else(|| {
+            let signature = strict_hex::<64>(sig.trim()).ok_or_else(|| {
                 CollateralError::Malformed(format!(
                     "`{name}`: the signature is not 64 bytes of hex (r||s)"
                 ))
@@ -441,10 +440,16 @@ pub struct QeIdentity {
     pub tcb_levels: Vec<Level<IsvSvn>>,
 }
 
+/// `N` bytes of hex as Intel's services write them (no prefix).
+fn strict_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
 /// Decodes a hex field of a collateral body.
 pub fn hex_field<const N: usize>(value: &str, field: &str) -> Result<[u8; N], String> {
-    hex::decode_exact::<N>(value)
-        .ok_or_else(|| format!("{field} {value:?} is not {N} bytes of hex"))
+    strict_hex::<N>(value).ok_or_else(|| format!("{field} {value:?} is not {N} bytes of hex"))
 }
 
 /// The issue date and next update of a TCB Info or QE Identity, checked at `at`.

@@ -40,7 +40,6 @@ use crate::x509::{Cert, Crl};
 use appraise::{EventLog, Policy, Reference};
 use claims::{Claims, PckClaims, TcbClaims};
 use collateral::{Collateral, QeIdentity, Signed, TcbInfo, TcbStatus};
-use cvm_firmware::hex;
 use pck::{IntelRoot, VerifiedPck};
 use quote::{INTEL_QE_VENDOR_ID, Quote, Tee};
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
@@ -263,8 +262,8 @@ impl Verifier<'_> {
                     "the TCB Info is for FMSPC {} / PCE ID {}, the PCK certificate says {} / {}",
                     info.fmspc,
                     info.pce_id,
-                    hex::encode(&p.ext.fmspc).to_ascii_uppercase(),
-                    hex::encode(&p.ext.pce_id).to_ascii_uppercase()
+                    hex::encode(p.ext.fmspc).to_ascii_uppercase(),
+                    hex::encode(p.ext.pce_id).to_ascii_uppercase()
                 )),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             },
@@ -334,8 +333,8 @@ fn structure(quote: &Quote<'_>, checks: &mut Checks) {
         } else {
             Err(format!(
                 "QE vendor ID {} is not Intel's ({})",
-                hex::encode(&quote.header.qe_vendor_id),
-                hex::encode(&INTEL_QE_VENDOR_ID)
+                hex::encode(quote.header.qe_vendor_id),
+                hex::encode(INTEL_QE_VENDOR_ID)
             ))
         },
     );
@@ -376,8 +375,8 @@ fn qe_binding(quote: &Quote<'_>, checks: &mut Checks) {
         } else {
             Err(format!(
                 "QE REPORTDATA {} does not bind the attestation key: SHA-256(key || auth data) is {}",
-                hex::encode(&quote.qe_report.report_data),
-                hex::encode(&digest)
+                hex::encode(quote.qe_report.report_data),
+                hex::encode(digest)
             ))
         },
     );

@@ -406,10 +406,7 @@ mod tests {
     fn built_in_root_is_the_pinned_one() {
         let root = IntelRoot::builtin().unwrap();
         let cert = root.cert().unwrap();
-        assert_eq!(
-            cvm_firmware::hex::encode(&cert.fingerprint()),
-            ROOT_FINGERPRINT
-        );
+        assert_eq!(hex::encode(cert.fingerprint()), ROOT_FINGERPRINT);
         assert_eq!(cert.subject_cn().unwrap(), "Intel SGX Root CA");
         cert.verify_signed_by(cert).unwrap();
         cert.check_profile(&ROOT_PROFILE).unwrap();

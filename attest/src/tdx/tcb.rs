@@ -5,7 +5,6 @@
 use super::collateral::{IsvSvn, Level, QeIdentity, TcbInfo, TcbStatus, hex_field};
 use super::pck::SgxExtensions;
 use super::quote::{EnclaveReport, TdReport};
-use cvm_firmware::hex;
 use serde::Serialize;
 
 /// A status with its advisories.
@@ -110,9 +109,9 @@ pub fn platform_level(
     Err(format!(
         "no TCB level matches: the platform (SGX components {}, PCESVN {}{}) is below all {} \
          levels of the TCB Info (evaluation data number {}); Intel does not support this TCB",
-        hex::encode(&ext.tcb_components),
+        hex::encode(ext.tcb_components),
         ext.pce_svn,
-        td.map(|t| format!(", TEE_TCB_SVN {}", hex::encode(&t.tee_tcb_svn)))
+        td.map(|t| format!(", TEE_TCB_SVN {}", hex::encode(t.tee_tcb_svn)))
             .unwrap_or_default(),
         info.tcb_levels.len(),
         info.tcb_evaluation_data_number
@@ -147,7 +146,7 @@ pub fn module_status(
     if signer != td.mr_signer_seam {
         return Err(format!(
             "MRSIGNERSEAM {} is not {id}'s signer {}",
-            hex::encode(&td.mr_signer_seam),
+            hex::encode(td.mr_signer_seam),
             identity.mrsigner
         ));
     }
@@ -156,7 +155,7 @@ pub fn module_status(
     if masked_differ(&td.seam_attributes, &attributes, &mask) {
         return Err(format!(
             "SEAMATTRIBUTES {} do not match {id}'s {} under mask {}",
-            hex::encode(&td.seam_attributes),
+            hex::encode(td.seam_attributes),
             identity.attributes,
             identity.attributes_mask
         ));
@@ -198,7 +197,7 @@ pub fn qe_identity_matches(id: &QeIdentity, qe: &EnclaveReport) -> Result<String
     if signer != qe.mr_signer {
         bad.push(format!(
             "MRSIGNER {} is not {}",
-            hex::encode(&qe.mr_signer),
+            hex::encode(qe.mr_signer),
             id.mrsigner
         ));
     }
@@ -221,7 +220,7 @@ pub fn qe_identity_matches(id: &QeIdentity, qe: &EnclaveReport) -> Result<String
     if masked_differ(&qe.attributes, &attrs, &attrs_mask) {
         bad.push(format!(
             "ATTRIBUTES {} do not match {} under mask {}",
-            hex::encode(&qe.attributes),
+            hex::encode(qe.attributes),
             id.attributes,
             id.attributes_mask
         ));

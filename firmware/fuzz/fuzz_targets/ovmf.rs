@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     image[footer - table.len()..footer].copy_from_slice(table);
     // The declared table size is fuzzed too (it may disagree with the real body).
     image[footer..footer + 2].copy_from_slice(&[lo, hi]);
-    image[footer + 2..footer + 18].copy_from_slice(&FOOTER_TABLE.0);
+    image[footer + 2..footer + 18].copy_from_slice(&FOOTER_TABLE.to_disk());
     if let Ok(fw) = OvmfImage::parse(&image) {
         let _ = fw.sev_es_reset_eip();
         let _ = fw.sev_hashes_table();

@@ -20,9 +20,9 @@ fuzz_target!(|data: &[u8]| {
     let mut table = Vec::new();
     table.extend_from_slice(&4096u32.to_le_bytes()); // "TDVF" at SIZE - 4096
     table.extend_from_slice(&22u16.to_le_bytes());
-    table.extend_from_slice(&TDX_METADATA_OFFSET.0);
+    table.extend_from_slice(&TDX_METADATA_OFFSET.to_disk());
     table.extend_from_slice(&u16::try_from(table.len() + 18).unwrap().to_le_bytes());
-    table.extend_from_slice(&FOOTER_TABLE.0);
+    table.extend_from_slice(&FOOTER_TABLE.to_disk());
     image[SIZE - 32 - table.len()..SIZE - 32].copy_from_slice(&table);
     let at = SIZE - 4096;
     let n = (sections.len() / 32).min(60);

@@ -8,11 +8,11 @@
 
 use super::Component;
 use crate::error::{FirmwareError, Result};
-use crate::hex::encode;
 use crate::plan::{LaunchPlan, Origin, PageKind, Step};
 use crate::sev::vmsa;
 use crate::tee::Tee;
 use crate::vcpu::VcpuState;
+use hex::encode;
 use sha2::{Digest, Sha256, Sha384};
 
 /// The result of measuring a plan.
@@ -274,9 +274,9 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
         Origin::KernelHashes => match plan.kernel_hashes() {
             Some(k) => format!(
                 "kernel hashes table (kernel sha256 {}, initrd sha256 {}, cmdline sha256 {})",
-                encode(&k.kernel),
-                encode(&k.initrd),
-                encode(&k.cmdline)
+                encode(k.kernel),
+                encode(k.initrd),
+                encode(k.cmdline)
             ),
             None => "kernel hashes table".to_owned(),
         },
@@ -299,8 +299,8 @@ fn component(plan: &LaunchPlan<'_>, step: &Step<'_>, ld: Option<&[u8; 48]>) -> C
         gpa: Some(step.gpa),
         len: step.len,
         page_type: step.kind.name(),
-        sha256: (step.kind == PageKind::Normal).then(|| encode(&Sha256::digest(&step.data))),
-        launch_digest: ld.map(|d| encode(d)),
+        sha256: (step.kind == PageKind::Normal).then(|| encode(Sha256::digest(&step.data))),
+        launch_digest: ld.map(encode),
     }
 }
 
@@ -310,8 +310,8 @@ fn vmsa_component(i: usize, page: &[u8], ld: Option<&[u8; 48]>) -> Component {
         gpa: ld.map(|_| vmsa::VMSA_GPA),
         len: 4096,
         page_type: "vmsa",
-        sha256: Some(encode(&Sha256::digest(page))),
-        launch_digest: ld.map(|d| encode(d)),
+        sha256: Some(encode(Sha256::digest(page))),
+        launch_digest: ld.map(encode),
     }
 }
 

@@ -87,7 +87,7 @@ pub struct Event {
 
 mod hex48 {
     pub fn serialize<S: serde::Serializer>(d: &[u8; 48], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::hex::encode(d))
+        s.serialize_str(&hex::encode(d))
     }
 }
 
@@ -186,7 +186,7 @@ fn variable_data(guid: &Guid, name: &str, data: &[u8]) -> Vec<u8> {
     let chars = u64::try_from(name.encode_utf16().count()).unwrap_or(u64::MAX);
     let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
     let mut v = Vec::with_capacity(32usize.saturating_add(data.len()));
-    v.extend_from_slice(&guid.0);
+    v.extend_from_slice(&guid.to_disk());
     v.extend_from_slice(&chars.to_le_bytes());
     v.extend_from_slice(&len.to_le_bytes());
     v.extend(utf16(name));
@@ -199,24 +199,14 @@ fn variable_data(guid: &Guid, name: &str, data: &[u8]) -> Vec<u8> {
 /// MEDIA_FV_FILE(UiApp) END).
 fn boot0000() -> Vec<u8> {
     /// OVMF's DXEFV volume name.
-    const DXEFV: Guid = Guid::new(
-        0x7cb8_bdc9,
-        0xf8eb,
-        0x4f34,
-        [0xaa, 0xea, 0x3e, 0xe4, 0xaf, 0x65, 0x16, 0xa1],
-    );
+    const DXEFV: Guid = crate::guid!("7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1");
     /// MdeModulePkg UiApp's FILE_GUID.
-    const UIAPP: Guid = Guid::new(
-        0x462c_aa21,
-        0x7614,
-        0x4503,
-        [0x83, 0x6e, 0x8a, 0xb6, 0xf4, 0x66, 0x23, 0x31],
-    );
+    const UIAPP: Guid = crate::guid!("462caa21-7614-4503-836e-8ab6f4662331");
     let mut path = Vec::new();
     path.extend_from_slice(&[0x04, 0x07, 0x14, 0x00]);
-    path.extend_from_slice(&DXEFV.0);
+    path.extend_from_slice(&DXEFV.to_disk());
     path.extend_from_slice(&[0x04, 0x06, 0x14, 0x00]);
-    path.extend_from_slice(&UIAPP.0);
+    path.extend_from_slice(&UIAPP.to_disk());
     path.extend_from_slice(&[0x7f, 0xff, 0x04, 0x00]);
     let mut v = Vec::new();
     v.extend_from_slice(&0x109u32.to_le_bytes());

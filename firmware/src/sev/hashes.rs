@@ -29,15 +29,15 @@ pub fn kernel_hashes(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>
 pub fn table(h: &KernelHashes) -> [u8; PADDED_LEN] {
     use crate::bytes::put_at;
     let mut t = [0u8; PADDED_LEN];
-    put_at::<0, _, _>(&mut t, &known::SEV_HASH_TABLE_HEADER.0);
+    put_at::<0, _, _>(&mut t, &known::SEV_HASH_TABLE_HEADER.to_disk());
     put_at::<16, _, _>(&mut t, &168u16.to_le_bytes());
-    put_at::<18, _, _>(&mut t, &known::SEV_CMDLINE_ENTRY.0);
+    put_at::<18, _, _>(&mut t, &known::SEV_CMDLINE_ENTRY.to_disk());
     put_at::<34, _, _>(&mut t, &50u16.to_le_bytes());
     put_at::<36, _, _>(&mut t, &h.cmdline);
-    put_at::<68, _, _>(&mut t, &known::SEV_INITRD_ENTRY.0);
+    put_at::<68, _, _>(&mut t, &known::SEV_INITRD_ENTRY.to_disk());
     put_at::<84, _, _>(&mut t, &50u16.to_le_bytes());
     put_at::<86, _, _>(&mut t, &h.initrd);
-    put_at::<118, _, _>(&mut t, &known::SEV_KERNEL_ENTRY.0);
+    put_at::<118, _, _>(&mut t, &known::SEV_KERNEL_ENTRY.to_disk());
     put_at::<134, _, _>(&mut t, &50u16.to_le_bytes());
     put_at::<136, _, _>(&mut t, &h.kernel);
     t
@@ -51,21 +51,21 @@ mod tests {
     fn layout() {
         let h = kernel_hashes(b"kernel", None, None);
         let t = table(&h);
-        assert_eq!(&t[..16], &known::SEV_HASH_TABLE_HEADER.0);
+        assert_eq!(&t[..16], &known::SEV_HASH_TABLE_HEADER.to_disk());
         assert_eq!(&t[16..18], &168u16.to_le_bytes());
-        assert_eq!(&t[18..34], &known::SEV_CMDLINE_ENTRY.0);
+        assert_eq!(&t[18..34], &known::SEV_CMDLINE_ENTRY.to_disk());
         assert_eq!(&t[34..36], &50u16.to_le_bytes());
         // SHA-256 of a single NUL byte.
         assert_eq!(
-            crate::hex::encode(&t[36..68]),
+            hex::encode(&t[36..68]),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
         // SHA-256 of nothing.
         assert_eq!(
-            crate::hex::encode(&t[86..118]),
+            hex::encode(&t[86..118]),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert_eq!(&t[118..134], &known::SEV_KERNEL_ENTRY.0);
+        assert_eq!(&t[118..134], &known::SEV_KERNEL_ENTRY.to_disk());
         assert!(t[TABLE_LEN..].iter().all(|&b| b == 0));
     }
 }

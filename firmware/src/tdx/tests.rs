@@ -338,7 +338,7 @@ fn variable(name: &str, guid: &crate::guid::Guid, state: u8, data: &[u8]) -> Vec
     v[2] = state;
     v[36..40].copy_from_slice(&(name.len() as u32).to_le_bytes());
     v[40..44].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    v[44..60].copy_from_slice(&guid.0);
+    v[44..60].copy_from_slice(&guid.to_disk());
     v.extend(name);
     v.extend(data);
     v.resize(v.len().div_ceil(4) * 4, 0xff);
@@ -350,7 +350,7 @@ fn variable_store_keeps_live_variables_only() {
     let mut cfv = vec![0u8; 72];
     cfv[40..44].copy_from_slice(b"_FVH");
     cfv[48..50].copy_from_slice(&72u16.to_le_bytes());
-    cfv.extend_from_slice(&varstore::AUTHENTICATED_STORE.0);
+    cfv.extend_from_slice(&varstore::AUTHENTICATED_STORE.to_disk());
     cfv.extend_from_slice(&0x1000u32.to_le_bytes());
     cfv.extend_from_slice(&[0x5a, 0xfe, 0, 0, 0, 0, 0, 0]);
     cfv.extend(variable("PK", &varstore::GLOBAL_VARIABLE, 0x3c, b"old"));

@@ -16,40 +16,15 @@ use crate::guid::Guid;
 const IMAGE: &str = "firmware CFV";
 
 /// `gEfiAuthenticatedVariableGuid`.
-pub const AUTHENTICATED_STORE: Guid = Guid::new(
-    0xaaf3_2c78,
-    0x947b,
-    0x439a,
-    [0xa1, 0x80, 0x2e, 0x14, 0x4e, 0xc3, 0x77, 0x92],
-);
+pub const AUTHENTICATED_STORE: Guid = crate::guid!("aaf32c78-947b-439a-a180-2e144ec37792");
 /// `gEfiVariableGuid`.
-pub const PLAIN_STORE: Guid = Guid::new(
-    0xddcf_3616,
-    0x3275,
-    0x4164,
-    [0x98, 0xb6, 0xfe, 0x85, 0x70, 0x7f, 0xfe, 0x7d],
-);
+pub const PLAIN_STORE: Guid = crate::guid!("ddcf3616-3275-4164-98b6-fe85707ffe7d");
 /// `EFI_GLOBAL_VARIABLE`: SecureBoot, PK, KEK.
-pub const GLOBAL_VARIABLE: Guid = Guid::new(
-    0x8be4_df61,
-    0x93ca,
-    0x11d2,
-    [0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c],
-);
+pub const GLOBAL_VARIABLE: Guid = crate::guid!("8be4df61-93ca-11d2-aa0d-00e098032b8c");
 /// `EFI_IMAGE_SECURITY_DATABASE_GUID`: db, dbx, dbt.
-pub const IMAGE_SECURITY_DATABASE: Guid = Guid::new(
-    0xd719_b2cb,
-    0x3d3a,
-    0x4596,
-    [0xa3, 0xbc, 0xda, 0xd0, 0x0e, 0x67, 0x65, 0x6f],
-);
+pub const IMAGE_SECURITY_DATABASE: Guid = crate::guid!("d719b2cb-3d3a-4596-a3bc-dad00e67656f");
 /// `EFI_SECURE_BOOT_ENABLE_DISABLE`: OVMF's SecureBootEnable switch.
-pub const SECURE_BOOT_ENABLE: Guid = Guid::new(
-    0xf0a3_0bc7,
-    0xaf08,
-    0x4556,
-    [0x99, 0xc4, 0x00, 0x10, 0x09, 0xc9, 0x3a, 0x44],
-);
+pub const SECURE_BOOT_ENABLE: Guid = crate::guid!("f0a30bc7-af08-4556-99c4-001009c93a44");
 
 const VAR_ADDED: u8 = 0x3f;
 const VAR_ADDED_IN_DELETE_TRANSITION: u8 = 0x3e;
@@ -80,7 +55,7 @@ pub fn variables(cfv: &[u8]) -> Result<Vec<Variable>> {
     }
     let header_len = u64::from(img.u16(48, "FV HeaderLength")?);
     let store = header_len;
-    let format = Guid(img.array::<16>(store, "variable store signature")?);
+    let format = Guid::from_disk(img.array::<16>(store, "variable store signature")?);
     let var_header_len = if format == AUTHENTICATED_STORE {
         AUTH_HEADER_LEN
     } else if format == PLAIN_STORE {
@@ -101,7 +76,8 @@ pub fn variables(cfv: &[u8]) -> Result<Vec<Variable>> {
         let sizes = off.saturating_add(var_header_len).saturating_sub(24);
         let name_size = u64::from(img.u32(sizes, "variable NameSize")?);
         let data_size = u64::from(img.u32(sizes.saturating_add(4), "variable DataSize")?);
-        let guid = Guid(img.array::<16>(sizes.saturating_add(8), "variable VendorGuid")?);
+        let guid =
+            Guid::from_disk(img.array::<16>(sizes.saturating_add(8), "variable VendorGuid")?);
         let name_at = off.saturating_add(var_header_len);
         let name_bytes = img.bytes(name_at, name_size, "variable name")?;
         let data_at = name_at.saturating_add(name_size);

@@ -4,7 +4,6 @@ use super::{CmdResult, InputKind, read_input, simple};
 use crate::error::CliError;
 use crate::output::{Output, Render};
 use clap::{Args, Subcommand};
-use cvm_firmware::hex;
 use cvm_firmware::ovmf::{FooterEntry, OvmfImage, SevMetadata, TdvfDescriptor, TdvfSectionType};
 use cvm_firmware::tdx::varstore;
 use serde::Serialize;

@@ -10,7 +10,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
 use cvm_firmware::Tee;
-use cvm_firmware::hex;
 use cvm_firmware::launch::LaunchMeasurement;
 use cvm_firmware::measure::Component;
 use cvm_firmware::measure::sev::{Options, PageDigests};
@@ -73,11 +72,11 @@ pub struct MeasureArgs {
 }
 
 fn parse_id16(s: &str) -> Result<[u8; 16], String> {
-    hex::decode_exact(s).ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
+    cvm_attest::config::hex_array(s).ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
 }
 
 fn parse_digest48(s: &str) -> Result<[u8; 48], String> {
-    hex::decode_exact(s).ok_or_else(|| format!("{s:?} is not 48 bytes of hex"))
+    cvm_attest::config::hex_array(s).ok_or_else(|| format!("{s:?} is not 48 bytes of hex"))
 }
 
 /// Guest policy bit 17: reserved, must be one.
@@ -105,7 +104,7 @@ impl InputFile {
             path: path.to_owned(),
             sha256: match sha256 {
                 Some(h) => hex::encode(h),
-                None => hex::encode(&Sha256::digest(data)),
+                None => hex::encode(Sha256::digest(data)),
             },
             size: u64::try_from(data.len()).unwrap_or(u64::MAX),
         }
@@ -313,7 +312,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
         Ok(MeasureReport {
             tee: tee.name(),
             measurement: hex::encode(&m.digest),
-            firmware_digest: m.firmware_digest.map(|d| hex::encode(&d)),
+            firmware_digest: m.firmware_digest.map(hex::encode),
             vcpus: plan_args.vcpus,
             vcpu_sig: vcpu_sig.map(|s| format!("{s:#x}")),
             vmm: plan_args.vmm.vmm_type(),
@@ -401,10 +400,10 @@ impl IdSigner {
             id_block: BASE64.encode(signed.id_block),
             id_auth: BASE64.encode(&signed.id_auth[..]),
             author_key_enabled: signed.author_key_digest.is_some(),
-            id_key_digest: hex::encode(&signed.id_key_digest),
-            author_key_digest: signed.author_key_digest.map(|d| hex::encode(&d)),
-            family_id: hex::encode(&block.family_id),
-            image_id: hex::encode(&block.image_id),
+            id_key_digest: hex::encode(signed.id_key_digest),
+            author_key_digest: signed.author_key_digest.map(hex::encode),
+            family_id: hex::encode(block.family_id),
+            image_id: hex::encode(block.image_id),
             guest_svn: block.guest_svn,
             policy: format!("{:#x}", block.policy),
         })

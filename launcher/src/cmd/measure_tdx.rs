@@ -6,7 +6,6 @@ use crate::error::CliError;
 use crate::input::Input;
 use crate::output::Render;
 use cvm_firmware::Tee;
-use cvm_firmware::hex;
 use cvm_firmware::launch::Inputs;
 use cvm_firmware::measure::tdx::{self, Event};
 use cvm_firmware::tdx::AddOrder;
@@ -106,7 +105,7 @@ impl Render for TdxReport {
                 "  rtmr{} {:#010x} {}  {}",
                 e.rtmr,
                 e.event_type.value(),
-                hex::encode(&e.digest),
+                hex::encode(e.digest),
                 e.description
             )?;
         }
@@ -151,8 +150,8 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     let (firmware, kernel_file, initrd_file, acpi_file) =
         hashed.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
     let firmware = firmware.ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
-    let mrtd = hex::encode(&m.mrtd);
-    let rtmr = m.rtmr.map(|r| r.map(|d| hex::encode(&d)));
+    let mrtd = hex::encode(m.mrtd);
+    let rtmr = m.rtmr.map(|r| r.map(hex::encode));
     if let Some(path) = &args.event_log {
         write_event_log(path, &mrtd, &rtmr, &m.events)?;
     }
@@ -185,7 +184,7 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
                 sha384: v
                     .data
                     .as_ref()
-                    .map(|d| hex::encode(&<sha2::Sha384 as sha2::Digest>::digest(d))),
+                    .map(|d| hex::encode(<sha2::Sha384 as sha2::Digest>::digest(d))),
                 source: v.source.clone(),
             })
             .collect(),

@@ -13,7 +13,6 @@ use cvm_attest::tdx;
 use cvm_attest::x509::{Cert, Crl};
 use cvm_attest::{Category, Outcome, Status, Time, Verdict};
 use cvm_firmware::Tee;
-use cvm_firmware::hex;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -415,9 +414,11 @@ fn report_data(args: &VerifyArgs) -> Result<Option<Bytes<64>>, CliError> {
     args.report_data
         .as_deref()
         .map(|rd| {
-            hex::decode_exact::<64>(rd).map(Bytes).ok_or_else(|| {
-                CliError::Usage(format!("--report-data {rd:?} is not 64 bytes of hex"))
-            })
+            cvm_attest::config::hex_array::<64>(rd)
+                .map(Bytes)
+                .ok_or_else(|| {
+                    CliError::Usage(format!("--report-data {rd:?} is not 64 bytes of hex"))
+                })
         })
         .transpose()
 }

@@ -197,7 +197,7 @@ impl std::fmt::Display for StopReason {
                 if *suberror == 1 {
                     write!(f, " (emulation failure")?;
                     if !insn.is_empty() {
-                        write!(f, ", instruction bytes {}", cvm_firmware::hex::encode(insn))?;
+                        write!(f, ", instruction bytes {}", hex::encode(insn))?;
                     }
                     write!(f, ")")?;
                 }
