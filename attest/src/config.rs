@@ -2,6 +2,7 @@
 //! one-or-many lists, TOML or JSON input, and the equality and flag checks.
 
 use crate::verdict::{Category, CheckId, Checks};
+use cvm_firmware::reference::{IdBlockValues, MEASUREMENT_FORMAT, MeasuredValues};
 use serde::Deserialize;
 
 /// Why a reference-value, policy or event-log file was rejected.
@@ -49,25 +50,19 @@ fn syntax(format: &'static str, e: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-/// `N` bytes of hex, upper or lower case, with an optional `0x` prefix: values as people
-/// write them in reference files and on the command line.
-pub fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut out).ok()?;
-    Some(out)
-}
+/// A hex value of exactly `N` bytes (upper or lower case, optional `0x` prefix): the
+/// firmware crate's type, which `cvm measure` writes its values with.
+pub use cvm_firmware::reference::Hex as Bytes;
 
-/// A hex value of exactly `N` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bytes<const N: usize>(pub [u8; N]);
-
-impl<'de, const N: usize> Deserialize<'de> for Bytes<N> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        hex_array::<N>(&s)
-            .map(Bytes)
-            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not {N} bytes of hex")))
-    }
+/// `cvm measure --format json` output, read with the types it was written with.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Measured {
+    /// The TEE and its measured values.
+    #[serde(flatten)]
+    pub values: MeasuredValues,
+    /// An SNP launch's ID block.
+    #[serde(default)]
+    pub id_block: Option<IdBlockValues>,
 }
 
 /// One value or a list of acceptable values.
@@ -125,20 +120,25 @@ pub(crate) fn from_json_or_toml<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<T, ConfigError> {
     if text.trim_start().starts_with('{') {
-        no_duplicate_keys(text)?;
-        serde_json::from_str(text).map_err(|e| syntax("JSON", e))
+        from_json(text)
     } else {
         from_toml(text)
     }
 }
 
+/// Reads a JSON file; a key given twice is refused.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    no_duplicate_keys(text)?;
+    serde_json::from_str(text).map_err(|e| syntax("JSON", e))
+}
+
 /// Reads reference values: TOML or JSON of the file format `F` (converted by `file`), or
-/// the JSON `cvm measure` prints (recognised by its `firmware` key, checked to name one
-/// of `tees`, and converted by `handoff`). JSON with a key given twice is refused.
+/// the JSON `cvm measure` prints (its `format` is [`MEASUREMENT_FORMAT`]; checked to name
+/// one of `tees`, and converted by `handoff`). JSON with a key given twice is refused.
 pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
     text: &str,
     tees: &[&'static str],
-    handoff: impl FnOnce(serde_json::Value) -> Result<R, ConfigError>,
+    handoff: impl FnOnce(Measured) -> Result<R, ConfigError>,
     file: impl FnOnce(F) -> Result<R, ConfigError>,
 ) -> Result<R, ConfigError> {
     if !text.trim_start().starts_with('{') {
@@ -146,16 +146,37 @@ pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
     }
     no_duplicate_keys(text)?;
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| syntax("JSON", e))?;
-    if value.get("firmware").is_some() {
-        // Name the TEE first: another TEE's output lacks the fields to complain about.
-        check_tee(
-            value.get("tee").and_then(serde_json::Value::as_str),
-            "reference values",
-            tees,
-        )?;
-        handoff(value)
-    } else {
-        file(serde_json::from_value(value).map_err(|e| syntax("JSON", e))?)
+    match value
+        .get("format")
+        .map(|f| (f.as_str() == Some(MEASUREMENT_FORMAT), f))
+    {
+        None => file(serde_json::from_value(value).map_err(|e| syntax("JSON", e))?),
+        Some((false, f)) => Err(ConfigError::Invalid(format!(
+            "format {f}: reference values are a reference-value file or `cvm measure` \
+             output (format {MEASUREMENT_FORMAT:?})"
+        ))),
+        Some((true, _)) => {
+            // Name the TEE first: another TEE's output lacks the fields to complain about.
+            check_tee(
+                value.get("tee").and_then(serde_json::Value::as_str),
+                "reference values",
+                tees,
+            )?;
+            let m = serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
+                format: "cvm measure output",
+                message: e.to_string(),
+            })?;
+            handoff(m)
+        }
+    }
+}
+
+/// The error for `cvm measure` output of a TEE other than `expected`.
+pub(crate) fn other_tee(values: &MeasuredValues, expected: &'static str) -> ConfigError {
+    ConfigError::OtherTee {
+        what: "reference values",
+        found: values.tee().name().to_owned(),
+        expected,
     }
 }
 

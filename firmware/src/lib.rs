@@ -48,6 +48,7 @@ pub mod measure;
 pub mod ovmf;
 pub mod pe;
 pub mod plan;
+pub mod reference;
 pub mod sev;
 pub mod tdx;
 pub mod tee;

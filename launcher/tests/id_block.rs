@@ -60,7 +60,9 @@ fn id_block_matches_sev_snp_measure() {
         cvm_launcher::keys::load_p384(&key_path("test-only-author-key-pkcs8.pem"), "author", &rng)
             .unwrap();
     let block = IdBlock {
-        launch_digest: cvm_attest::config::hex_array(TOOL_MEASUREMENT).unwrap(),
+        launch_digest: cvm_firmware::reference::Hex::parse(TOOL_MEASUREMENT)
+            .unwrap()
+            .0,
         ..IdBlock::default()
     };
     let ours = id_block::sign(&block, &id, Some(&author), &rng).unwrap();
@@ -142,6 +144,25 @@ fn measure_signs_an_id_block_for_its_own_measurement() {
         BASE64.decode(b["id_auth"].as_str().unwrap()).unwrap().len(),
         0x1000
     );
+
+    // The verifier reads this very output as reference values: the measurement and the
+    // ID block's digest and IDs, the values the tool and the block above give.
+    use cvm_attest::config::{Bytes, Expected};
+    let r = cvm_attest::snp::appraise::Reference::parse(std::str::from_utf8(&out.stdout).unwrap())
+        .unwrap();
+    assert_eq!(
+        r.measurement,
+        Expected::value(Bytes(block[..48].try_into().unwrap()))
+    );
+    assert_eq!(
+        r.id_key_digest,
+        Expected::value(Bytes(tool.id_key_digest[..].try_into().unwrap()))
+    );
+    assert_eq!(
+        r.family_id,
+        Expected::value(Bytes(block[0x30..0x40].try_into().unwrap()))
+    );
+    assert!(r.author_key_digest.is_skip() && r.host_data.is_skip());
 }
 
 #[test]

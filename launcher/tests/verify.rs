@@ -64,7 +64,7 @@ fn pass_with_reference_values_and_exit_codes_per_failure() {
     let handoff = temp_file(
         "measure.json",
         format!(
-            r#"{{"tee": "snp", "measurement": "{}", "vcpus": 1, "vmm": "qemu", "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
+            r#"{{"format": "cvm-measurement/1", "tee": "snp", "measurement": "{}", "vcpus": 1, "vmm": "qemu", "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
             "ab".repeat(48)
         ),
     );
@@ -86,7 +86,7 @@ fn pass_with_reference_values_and_exit_codes_per_failure() {
     let tdx = temp_file(
         "tdx.json",
         format!(
-            r#"{{"tee": "tdx", "mrtd": "{}", "rtmr": [null, null, null, null], "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
+            r#"{{"format": "cvm-measurement/1", "tee": "tdx", "mrtd": "{}", "rtmr": [null, null, null, null], "firmware": {{"path": "x", "sha256": "00", "size": 1}}}}"#,
             "ab".repeat(48)
         ),
     );

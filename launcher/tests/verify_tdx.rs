@@ -180,7 +180,7 @@ fn reference_values_and_report_data() {
     // `cvm measure --tee tdx --format json` output is a reference: its MRTD and non-null
     // RTMRs are compared (here: a different image, so MRTD mismatches).
     let handoff = format!(
-        r#"{{"tee":"tdx","mrtd":"{}","rtmr":[null,null,null,null],"mrtd_order":"single-pass",
+        r#"{{"format":"cvm-measurement/1","tee":"tdx","mrtd":"{}","rtmr":[null,null,null,null],"mrtd_order":"single-pass",
             "vcpus":1,"memory":0,"firmware":{{"path":"x","size":0,"sha256":""}}}}"#,
         "ab".repeat(48)
     );
@@ -198,13 +198,27 @@ fn reference_values_and_report_data() {
 #[test]
 fn event_log_replay_is_compared_with_the_rtmrs() {
     let Some(c) = case(UPTODATE) else { return };
-    // A log whose RTMR 1 events cannot produce the quote's RTMR 1.
-    let log = format!(
-        r#"{{"format":"cvm-tdx-event-log/1","mrtd":"","rtmr":[null,null,null,null],
+    // A log whose RTMR 1 events cannot produce the quote's RTMR 1. The log states the
+    // RTMR 1 its event gives: SHA-384(48 zero bytes || the digest), the extend of TDX
+    // module's TDG.MR.RTMR.EXTEND.
+    use sha2::{Digest, Sha384};
+    let digest = [1u8; 48];
+    let rtmr1 = Sha384::new()
+        .chain_update([0u8; 48])
+        .chain_update(digest)
+        .finalize();
+    let log_stating = |rtmr1: &str| {
+        format!(
+            r#"{{"format":"cvm-tdx-event-log/1","mrtd":"{}","rtmr":[null,{rtmr1},null,null],
             "events":[{{"rtmr":1,"type":"EV_EFI_BOOT_SERVICES_APPLICATION","digest":"{}","description":"kernel"}}]}}"#,
-        "01".repeat(48)
+            "00".repeat(48),
+            hex::encode(digest)
+        )
+    };
+    let p = temp_file(
+        "tdx-log.json",
+        log_stating(&format!("\"{}\"", hex::encode(rtmr1))),
     );
-    let p = temp_file("tdx-log.json", log);
     let out = verify(
         &c,
         &[
@@ -230,6 +244,43 @@ fn event_log_replay_is_compared_with_the_rtmrs() {
         .find(|c| c["name"] == "event_log.rtmr0")
         .unwrap();
     assert_eq!(r0["outcome"], "skipped");
+
+    // A log that does not determine RTMR 1 (null: some of its inputs were not given to
+    // cvm measure) is not replayed for it; one that contradicts itself is refused.
+    let p = temp_file("tdx-log-partial.json", log_stating("null"));
+    let out = verify(
+        &c,
+        &[
+            "--at",
+            AT,
+            "--no-reference",
+            "--event-log",
+            p.to_str().unwrap(),
+        ],
+    );
+    let j = verdict_json(&out);
+    let r1 = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "event_log.rtmr1")
+        .unwrap();
+    assert_eq!(r1["outcome"], "skipped", "{r1}");
+    let p = temp_file(
+        "tdx-log-inconsistent.json",
+        log_stating(&format!("\"{}\"", "ff".repeat(48))),
+    );
+    let out = verify(
+        &c,
+        &[
+            "--at",
+            AT,
+            "--no-reference",
+            "--event-log",
+            p.to_str().unwrap(),
+        ],
+    );
+    assert!(failed_with(&out, 2).contains("do not replay to the RTMR 1"));
 }
 
 #[test]

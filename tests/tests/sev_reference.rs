@@ -88,7 +88,9 @@ fn parse_row(reference: &Path, r: &BTreeMap<String, String>) -> Row {
             }
             "--guest-features" => row.guest_features = num(&value()),
             "--output-format" => row.base64 = value() == "base64",
-            "--snp-ovmf-hash" => row.firmware_digest = cvm_attest::config::hex_array(&value()),
+            "--snp-ovmf-hash" => {
+                row.firmware_digest = cvm_firmware::reference::Hex::parse(&value()).map(|h| h.0)
+            }
             "--svsm" => {
                 let path = reference.join(value());
                 row.svsm = Some((path, row.svsm.map_or(0, |s| s.1)));

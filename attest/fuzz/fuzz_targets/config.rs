@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = Policy::parse(text);
         let _ = tdx::Reference::parse(text);
         let _ = tdx::Policy::parse(text);
-        if let Ok(log) = tdx::EventLog::parse(text) {
+        if let Ok(log) = tdx::parse_event_log(text) {
             let _ = log.replay(0);
         }
     }

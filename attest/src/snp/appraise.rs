@@ -7,7 +7,9 @@
 use super::claims::Claims;
 use super::report::{Report, SigningKey};
 use super::tcb::{Component, Tcb};
+use crate::config::other_tee;
 use crate::verdict::{Category, CheckId, Checks};
+use cvm_firmware::reference::{IdBlockValues, MeasuredValues, SnpValues};
 use serde::Deserialize;
 
 pub use crate::config::{Bytes, ConfigError, Expected, OneOrMany};
@@ -51,23 +53,6 @@ struct File {
     image_id: Option<OneOrMany<Bytes<16>>>,
 }
 
-/// The subset of `cvm measure --format json` output that is a reference value.
-#[derive(Debug, Deserialize)]
-struct MeasureHandoff {
-    measurement: Bytes<48>,
-    #[allow(dead_code, reason = "its presence marks cvm measure output")]
-    firmware: serde_json::Value,
-    id_block: Option<MeasureIdBlock>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MeasureIdBlock {
-    id_key_digest: Bytes<48>,
-    author_key_digest: Option<Bytes<48>>,
-    family_id: Bytes<16>,
-    image_id: Bytes<16>,
-}
-
 impl Reference {
     /// Every field skipped but the measurement (`cvm measure` output says nothing of
     /// the others).
@@ -83,30 +68,28 @@ impl Reference {
         }
     }
 
+    /// The reference values a launch's measurement gives: its launch digest, and with an
+    /// ID block its digests and IDs; every other field skipped (a measurement says
+    /// nothing of them).
+    pub fn measured(values: &SnpValues, id_block: Option<&IdBlockValues>) -> Self {
+        let exactly = |v: Option<Bytes<48>>| v.map_or(Expected::Skip, Expected::value);
+        Reference {
+            id_key_digest: exactly(id_block.map(|i| i.id_key_digest)),
+            author_key_digest: exactly(id_block.and_then(|i| i.author_key_digest)),
+            family_id: id_block.map_or(Expected::Skip, |i| Expected::value(i.family_id)),
+            image_id: id_block.map_or(Expected::Skip, |i| Expected::value(i.image_id)),
+            ..Reference::measurement_only(Expected::value(values.measurement))
+        }
+    }
+
     /// Reads reference values from TOML, JSON, or the JSON that `cvm measure` prints.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         reference_values(
             text,
             TEES,
-            |value| {
-                let m: MeasureHandoff =
-                    serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
-                        format: "cvm measure output",
-                        message: e.to_string(),
-                    })?;
-                let id = m.id_block;
-                let opt = |v: Option<Bytes<48>>| v.map_or(Expected::Skip, Expected::value);
-                Ok(Reference {
-                    id_key_digest: opt(id.as_ref().map(|i| i.id_key_digest)),
-                    author_key_digest: opt(id.as_ref().and_then(|i| i.author_key_digest)),
-                    family_id: id
-                        .as_ref()
-                        .map_or(Expected::Skip, |i| Expected::value(i.family_id)),
-                    image_id: id
-                        .as_ref()
-                        .map_or(Expected::Skip, |i| Expected::value(i.image_id)),
-                    ..Reference::measurement_only(Expected::value(m.measurement))
-                })
+            |m| match &m.values {
+                MeasuredValues::Snp(v) => Ok(Reference::measured(v, m.id_block.as_ref())),
+                other => Err(other_tee(other, "snp")),
             },
             File::into_reference,
         )

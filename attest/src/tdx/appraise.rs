@@ -4,13 +4,14 @@
 use super::claims::{TdAttributes, enclave_debug};
 use super::collateral::TcbStatus;
 use super::quote::{Body, EnclaveReport, TdReport, Tee};
+use crate::config::other_tee;
 use crate::config::{
-    Bytes, ConfigError, Expected, OneOrMany, check_tee, expect, flag, from_json_or_toml,
+    Bytes, ConfigError, Expected, OneOrMany, check_tee, expect, flag, from_json, from_json_or_toml,
     inapplicable, reference_values,
 };
 use crate::verdict::{Category, CheckId, Checks};
+use cvm_firmware::reference::{MeasuredValues, TdxValues};
 use serde::Deserialize;
-use sha2::{Digest, Sha384};
 
 /// Reference values for one TD (or SGX enclave): what each compared field must be, or
 /// an explicit [`Expected::Skip`]. Every field must be named when the struct is built.
@@ -62,13 +63,6 @@ struct File {
     report_data: Option<OneOrMany<Bytes<64>>>,
     mr_enclave: Option<OneOrMany<Bytes<32>>>,
     mr_signer: Option<OneOrMany<Bytes<32>>>,
-}
-
-/// The subset of `cvm measure --tee tdx --format json` output that is a reference value.
-#[derive(Debug, Deserialize)]
-struct MeasureHandoff {
-    mrtd: Bytes<48>,
-    rtmr: [Option<Bytes<48>>; 4],
 }
 
 /// A `tee` key's value.
@@ -170,30 +164,34 @@ impl File {
 }
 
 impl Reference {
+    /// The reference values a TD's measurement gives: MRTD, and the RTMRs it determines;
+    /// every other field skipped (a measurement says nothing of them).
+    pub fn measured(values: &TdxValues) -> Self {
+        Reference {
+            tee: Some(Tee::Tdx),
+            mrtd: Expected::value(values.mrtd),
+            rtmr: values
+                .rtmr
+                .map(|r| r.map_or(Expected::Skip, Expected::value)),
+            mr_config_id: Expected::Skip,
+            mr_owner: Expected::Skip,
+            mr_owner_config: Expected::Skip,
+            mr_service_td: Expected::Skip,
+            mr_seam: Expected::Skip,
+            report_data: Expected::Skip,
+            mr_enclave: Expected::Skip,
+            mr_signer: Expected::Skip,
+        }
+    }
+
     /// Reads reference values from TOML, JSON, or the JSON `cvm measure --tee tdx` prints.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         reference_values(
             text,
             TEES,
-            |value| {
-                let m: MeasureHandoff =
-                    serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
-                        format: "cvm measure output",
-                        message: e.to_string(),
-                    })?;
-                Ok(Reference {
-                    tee: Some(Tee::Tdx),
-                    mrtd: Expected::value(m.mrtd),
-                    rtmr: m.rtmr.map(|r| r.map_or(Expected::Skip, Expected::value)),
-                    mr_config_id: Expected::Skip,
-                    mr_owner: Expected::Skip,
-                    mr_owner_config: Expected::Skip,
-                    mr_service_td: Expected::Skip,
-                    mr_seam: Expected::Skip,
-                    report_data: Expected::Skip,
-                    mr_enclave: Expected::Skip,
-                    mr_signer: Expected::Skip,
-                })
+            |m| match &m.values {
+                MeasuredValues::Tdx(v) => Ok(Reference::measured(v)),
+                other => Err(other_tee(other, "tdx")),
             },
             File::into_reference,
         )
@@ -307,70 +305,16 @@ impl Policy {
 /// The TEE names TDX reference-value and policy files may give (SGX quotes share them).
 const TEES: &[&str] = &["tdx", "sgx"];
 
-/// One event of a `cvm-tdx-event-log/1` file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LogEvent {
-    /// The RTMR it extends (0-3).
-    pub rtmr: u8,
-    /// Its TCG event type name.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// The SHA-384 digest extended.
-    pub digest: Bytes<48>,
-    /// What was measured.
-    pub description: String,
-}
+/// An RTMR event log, the type `cvm measure` writes it with.
+pub use cvm_firmware::measure::tdx::{EVENT_LOG_FORMAT, EventLog};
 
-/// A `cvm measure --tee tdx --event-log` file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct EventLog {
-    /// The events, in order.
-    pub events: Vec<LogEvent>,
-}
-
-/// The format name of the event logs `cvm measure` writes.
-pub const EVENT_LOG_FORMAT: &str = "cvm-tdx-event-log/1";
-
-impl EventLog {
-    /// Reads an event log.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        #[derive(Deserialize)]
-        struct File {
-            format: String,
-            events: Vec<LogEvent>,
-        }
-        let f: File = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
-            format: "JSON",
-            message: e.to_string(),
-        })?;
-        if f.format != EVENT_LOG_FORMAT {
-            return Err(ConfigError::Invalid(format!(
-                "format {:?}, expected {EVENT_LOG_FORMAT:?}",
-                f.format
-            )));
-        }
-        if let Some(e) = f.events.iter().find(|e| e.rtmr > 3) {
-            return Err(ConfigError::Invalid(format!(
-                "an event extends RTMR {}; there are four (0-3)",
-                e.rtmr
-            )));
-        }
-        Ok(EventLog { events: f.events })
-    }
-
-    /// Replays the events of RTMR `index`: `None` when the log has none for it.
-    pub fn replay(&self, index: u8) -> Option<([u8; 48], usize)> {
-        let mut value = [0u8; 48];
-        let mut n = 0usize;
-        for e in self.events.iter().filter(|e| e.rtmr == index) {
-            let mut h = Sha384::new();
-            h.update(value);
-            h.update(e.digest.0);
-            value = h.finalize().into();
-            n = n.saturating_add(1);
-        }
-        (n > 0).then_some((value, n))
-    }
+/// Reads an event log (JSON; a key given twice is refused) and checks it
+/// ([`EventLog::check`]: its format, its RTMR indices, and that its events replay to the
+/// RTMR values it states).
+pub fn parse_event_log(text: &str) -> Result<EventLog, ConfigError> {
+    let log: EventLog = from_json(text)?;
+    log.check().map_err(ConfigError::Invalid)?;
+    Ok(log)
 }
 
 /// Appraises the quote's body against the reference values, the policy and the event log.
@@ -550,9 +494,20 @@ fn reference_sgx(r: &Reference, e: &EnclaveReport, checks: &mut Checks) {
 }
 
 fn replay(log: &EventLog, t: &TdReport, checks: &mut Checks) {
-    for ((i, id), got) in (0u8..4).zip(CheckId::EVENT_LOG_RTMR).zip(t.rtmr.iter()) {
+    for (((i, id), got), stated) in (0u8..4)
+        .zip(CheckId::EVENT_LOG_RTMR)
+        .zip(t.rtmr.iter())
+        .zip(&log.values.rtmr)
+    {
         match log.replay(i) {
             None => checks.skip(id, Category::Policy, "the event log has no events for it"),
+            // Its events are logged, but the inputs that complete it were not given.
+            Some(_) if stated.is_none() => checks.skip(
+                id,
+                Category::Policy,
+                "the event log does not determine it (some of its inputs were not given to \
+                 cvm measure)",
+            ),
             Some((value, n)) => {
                 checks.record(
                     id,
@@ -664,6 +619,7 @@ fn policy_sgx(policy: &Policy, e: &EnclaveReport, checks: &mut Checks) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha384};
 
     #[test]
     fn reference_needs_a_measurement_or_an_explicit_skip() {
@@ -678,7 +634,7 @@ mod tests {
     #[test]
     fn measure_output_is_a_reference() {
         let json = format!(
-            r#"{{"tee":"tdx","mrtd":"{}","rtmr":[null,"{}",null,null],"firmware":{{}}}}"#,
+            r#"{{"format":"cvm-measurement/1","tee":"tdx","mrtd":"{}","rtmr":[null,"{}",null,null],"firmware":{{}}}}"#,
             "11".repeat(48),
             "22".repeat(48)
         );
@@ -687,13 +643,19 @@ mod tests {
         assert_eq!(r.rtmr[1], Expected::value(Bytes([0x22; 48])));
         assert!(r.rtmr[0].is_skip() && r.rtmr[2].is_skip());
         assert_eq!(r.tee, Some(Tee::Tdx));
-        let snp = r#"{"tee":"snp","measurement":"00","firmware":{}}"#;
+        let snp = r#"{"format":"cvm-measurement/1","tee":"snp","measurement":"00"}"#;
         assert!(
             Reference::parse(snp)
                 .unwrap_err()
                 .to_string()
                 .contains("\"snp\"")
         );
+        // A document says what it is by its format, not by the keys it happens to have.
+        let unknown = json.replace("cvm-measurement/1", "cvm-measurement/2");
+        let e = Reference::parse(&unknown).unwrap_err().to_string();
+        assert!(e.contains("format \"cvm-measurement/2\""), "{e}");
+        let unmarked = json.replace(r#""format":"cvm-measurement/1","#, "");
+        assert!(Reference::parse(&unmarked).is_err());
     }
 
     #[test]
@@ -706,16 +668,10 @@ mod tests {
     }
 
     #[test]
-    fn replay_extends_in_order() {
+    fn replay_extends_in_order_and_a_log_must_agree_with_itself() {
         let d1 = "01".repeat(48);
         let d2 = "02".repeat(48);
-        let text = format!(
-            r#"{{"format":"cvm-tdx-event-log/1","events":[
-                {{"rtmr":1,"type":"EV_A","digest":"{d1}","description":"a"}},
-                {{"rtmr":1,"type":"EV_B","digest":"{d2}","description":"b"}}]}}"#
-        );
-        let log = EventLog::parse(&text).unwrap();
-        assert!(log.replay(0).is_none());
+        // The expected RTMR 1, extended here by hand: SHA-384(old || digest).
         let mut r = [0u8; 48];
         for d in [[1u8; 48], [2u8; 48]] {
             let mut h = Sha384::new();
@@ -723,7 +679,24 @@ mod tests {
             h.update(d);
             r = h.finalize().into();
         }
+        let log_with = |rtmr1: &str| {
+            format!(
+                r#"{{"format":"cvm-tdx-event-log/1","mrtd":"{m}","rtmr":[null,{rtmr1},null,null],
+                "events":[
+                {{"rtmr":1,"type":"EV_EFI_ACTION","digest":"{d1}","description":"a"}},
+                {{"rtmr":1,"type":"EV_SEPARATOR","digest":"{d2}","description":"b"}}]}}"#,
+                m = "00".repeat(48)
+            )
+        };
+        let text = log_with(&format!("\"{}\"", hex::encode(r)));
+        let log = parse_event_log(&text).unwrap();
+        assert!(log.replay(0).is_none());
         assert_eq!(log.replay(1), Some((r, 2)));
-        assert!(EventLog::parse(&text.replace("/1", "/2")).is_err());
+        assert!(parse_event_log(&text.replace("/1", "/2")).is_err());
+        let e = parse_event_log(&log_with(&format!("\"{}\"", "ff".repeat(48)))).unwrap_err();
+        assert!(e.to_string().contains("do not replay to the RTMR 1"), "{e}");
+        assert!(parse_event_log(&log_with("null")).is_ok());
+        let unknown_type = text.replace("EV_EFI_ACTION", "EV_A");
+        assert!(parse_event_log(&unknown_type).is_err());
     }
 }

@@ -16,17 +16,18 @@ use crate::guid::Guid;
 use crate::ovmf::TdvfSectionType;
 use crate::pe;
 use crate::plan::{LaunchPlan, Origin, PageKind, Step};
+use crate::reference::{Hex, TdxValues};
 use crate::tdx::varstore::{self, SecureBootVariable};
 use crate::tdx::{HOB_END_LEN, MR_EXTEND_CHUNK, PAGE, fw_cfg};
 use crate::tee::Tee;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384};
 
 /// A 48-byte SHA-384 value.
 pub type Digest48 = [u8; 48];
 
 /// A TCG event type, as TDVF logs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     /// EV_SEPARATOR (0x4).
     #[serde(rename = "EV_SEPARATOR")]
@@ -71,7 +72,7 @@ impl EventType {
 }
 
 /// One extension of an RTMR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The RTMR index (0-3).
     pub rtmr: u8,
@@ -86,8 +87,87 @@ pub struct Event {
 }
 
 mod hex48 {
+    use crate::reference::Hex;
+    use serde::{Deserialize, Serialize};
+
     pub fn serialize<S: serde::Serializer>(d: &[u8; 48], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(d))
+        Hex(*d).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 48], D::Error> {
+        Hex::<48>::deserialize(d).map(|h| h.0)
+    }
+}
+
+/// The format name of RTMR event logs.
+pub const EVENT_LOG_FORMAT: &str = "cvm-tdx-event-log/1";
+
+/// An RTMR event log: what `cvm measure --tee tdx --event-log-out` writes and `cvm
+/// verify --event-log` replays against a quote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLog {
+    /// [`EVENT_LOG_FORMAT`].
+    pub format: String,
+    /// MRTD, and the RTMRs the launch's inputs determine (`null` for the others: their
+    /// events are logged, but some are missing).
+    #[serde(flatten)]
+    pub values: TdxValues,
+    /// Every event, in order.
+    pub events: Vec<Event>,
+}
+
+impl EventLog {
+    /// The log of `m`.
+    pub fn of(m: &TdxMeasurement) -> Self {
+        EventLog {
+            format: EVENT_LOG_FORMAT.to_owned(),
+            values: TdxValues {
+                mrtd: Hex(m.mrtd),
+                rtmr: m.rtmr.map(|r| r.map(Hex)),
+            },
+            events: m.events.clone(),
+        }
+    }
+
+    /// Checks a log read from elsewhere: its format, the RTMR of every event, and that
+    /// the events of every RTMR it gives a value for replay to that value.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.format != EVENT_LOG_FORMAT {
+            return Err(format!(
+                "format {:?}, expected {EVENT_LOG_FORMAT:?}",
+                self.format
+            ));
+        }
+        if let Some(e) = self.events.iter().find(|e| e.rtmr > 3) {
+            return Err(format!(
+                "an event extends RTMR {}; there are four (0-3)",
+                e.rtmr
+            ));
+        }
+        for (index, stated) in (0u8..4).zip(&self.values.rtmr) {
+            // An RTMR no event extends stays zero.
+            let replayed = self.replay(index).map_or([0; 48], |(v, _)| v);
+            if let Some(stated) = stated
+                && replayed != stated.0
+            {
+                return Err(format!(
+                    "its events do not replay to the RTMR {index} it states ({stated})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The value the events of RTMR `index` extend it to, and how many there are;
+    /// `None` when the log has none for it.
+    pub fn replay(&self, index: u8) -> Option<(Digest48, usize)> {
+        let mut value = [0u8; 48];
+        let mut n = 0usize;
+        for e in self.events.iter().filter(|e| e.rtmr == index) {
+            value = extend(&value, &e.digest);
+            n = n.saturating_add(1);
+        }
+        (n > 0).then_some((value, n))
     }
 }
 

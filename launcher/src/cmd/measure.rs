@@ -13,6 +13,7 @@ use cvm_firmware::Tee;
 use cvm_firmware::launch::LaunchMeasurement;
 use cvm_firmware::measure::Component;
 use cvm_firmware::measure::sev::{Options, PageDigests};
+use cvm_firmware::reference::{Hex, IdBlockValues, MEASUREMENT_FORMAT, MeasuredValues};
 use cvm_firmware::sev::VmmType;
 use cvm_firmware::sev::id_block::{self, DEFAULT_POLICY, IdBlock, SigningKey};
 use ring::rand::SystemRandom;
@@ -72,11 +73,15 @@ pub struct MeasureArgs {
 }
 
 fn parse_id16(s: &str) -> Result<[u8; 16], String> {
-    cvm_attest::config::hex_array(s).ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
+    Hex::parse(s)
+        .map(|h| h.0)
+        .ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
 }
 
 fn parse_digest48(s: &str) -> Result<[u8; 48], String> {
-    cvm_attest::config::hex_array(s).ok_or_else(|| format!("{s:?} is not 48 bytes of hex"))
+    Hex::parse(s)
+        .map(|h| h.0)
+        .ok_or_else(|| format!("{s:?} is not 48 bytes of hex"))
 }
 
 /// Guest policy bit 17: reserved, must be one.
@@ -115,10 +120,11 @@ impl InputFile {
 /// it as reference values.
 #[derive(Debug, Serialize)]
 pub struct MeasureReport {
-    /// "snp", "sev-es" or "sev".
-    pub tee: &'static str,
-    /// The launch digest, hex.
-    pub measurement: String,
+    /// `cvm-measurement/1`: what `cvm verify` takes as reference values.
+    pub format: &'static str,
+    /// `tee` ("snp", "sev-es" or "sev") and `measurement`, the launch digest.
+    #[serde(flatten)]
+    pub values: MeasuredValues,
     /// SNP: the launch digest after the firmware pages, hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware_digest: Option<String>,
@@ -163,15 +169,9 @@ pub struct IdBlockReport {
     pub id_auth: String,
     /// Whether the launch must set AUTHOR_KEY_EN (QEMU `author-key-enabled=on`).
     pub author_key_enabled: bool,
-    /// The report's ID_KEY_DIGEST, hex.
-    pub id_key_digest: String,
-    /// The report's AUTHOR_KEY_DIGEST, hex.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub author_key_digest: Option<String>,
-    /// FAMILY_ID, hex.
-    pub family_id: String,
-    /// IMAGE_ID, hex.
-    pub image_id: String,
+    /// The report's ID_KEY_DIGEST, AUTHOR_KEY_DIGEST, FAMILY_ID and IMAGE_ID.
+    #[serde(flatten)]
+    pub values: IdBlockValues,
     /// GUEST_SVN.
     pub guest_svn: u32,
     /// The guest policy the launch must use, hex.
@@ -180,14 +180,19 @@ pub struct IdBlockReport {
 
 impl Render for MeasureReport {
     fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "tee:         {}", self.tee)?;
-        writeln!(out, "measurement: {}", self.measurement)?;
+        let measurement = match &self.values {
+            MeasuredValues::Snp(v) => v.measurement.to_string(),
+            MeasuredValues::SevEs(v) | MeasuredValues::Sev(v) => v.measurement.to_string(),
+            MeasuredValues::Tdx(v) => v.mrtd.to_string(),
+        };
+        writeln!(out, "tee:         {}", self.values.tee())?;
+        writeln!(out, "measurement: {measurement}")?;
         if let Some(fd) = &self.firmware_digest {
             writeln!(out, "firmware digest: {fd}")?;
         }
         if let Some(b) = &self.id_block {
-            writeln!(out, "id key digest:     {}", b.id_key_digest)?;
-            if let Some(a) = &b.author_key_digest {
+            writeln!(out, "id key digest:     {}", b.values.id_key_digest)?;
+            if let Some(a) = &b.values.author_key_digest {
                 writeln!(out, "author key digest: {a}")?;
             }
             let author = if b.author_key_enabled { "on" } else { "off" };
@@ -296,7 +301,8 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             },
         )
         .map_err(|e| plan_args.blame(tee, e))?;
-        let LaunchMeasurement::Sev(m) = measured else {
+        let values = measured.values();
+        let (LaunchMeasurement::Sev(m), Some(values)) = (measured, values) else {
             return Err(CliError::Usage(format!(
                 "--tee {tee} has no SEV measurement"
             )));
@@ -310,8 +316,8 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             _ => plan_args.vcpu_signature(tee)?,
         };
         Ok(MeasureReport {
-            tee: tee.name(),
-            measurement: hex::encode(&m.digest),
+            format: MEASUREMENT_FORMAT,
+            values,
             firmware_digest: m.firmware_digest.map(hex::encode),
             vcpus: plan_args.vcpus,
             vcpu_sig: vcpu_sig.map(|s| format!("{s:#x}")),
@@ -400,10 +406,12 @@ impl IdSigner {
             id_block: BASE64.encode(signed.id_block),
             id_auth: BASE64.encode(&signed.id_auth[..]),
             author_key_enabled: signed.author_key_digest.is_some(),
-            id_key_digest: hex::encode(signed.id_key_digest),
-            author_key_digest: signed.author_key_digest.map(hex::encode),
-            family_id: hex::encode(block.family_id),
-            image_id: hex::encode(block.image_id),
+            values: IdBlockValues {
+                id_key_digest: Hex(signed.id_key_digest),
+                author_key_digest: signed.author_key_digest.map(Hex),
+                family_id: Hex(block.family_id),
+                image_id: Hex(block.image_id),
+            },
             guest_svn: block.guest_svn,
             policy: format!("{:#x}", block.policy),
         })

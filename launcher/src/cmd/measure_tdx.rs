@@ -7,7 +7,8 @@ use crate::input::Input;
 use crate::output::Render;
 use cvm_firmware::Tee;
 use cvm_firmware::launch::Inputs;
-use cvm_firmware::measure::tdx::{self, Event};
+use cvm_firmware::measure::tdx::{self, Event, EventLog};
+use cvm_firmware::reference::{MEASUREMENT_FORMAT, MeasuredValues};
 use cvm_firmware::tdx::AddOrder;
 use serde::Serialize;
 use std::io::{self, Write};
@@ -16,20 +17,16 @@ use std::path::{Path, PathBuf};
 /// Guest memory when `--memory` is not given.
 const DEFAULT_MEMORY: u64 = 2 << 30;
 
-/// The format name of `--event-log` files.
-pub const EVENT_LOG_FORMAT: &str = "cvm-tdx-event-log/1";
-
 /// What `cvm measure --tee tdx` reports. The JSON form is a stable interface: `cvm
 /// verify` takes it as reference values.
 #[derive(Debug, Serialize)]
 pub struct TdxReport {
-    /// "tdx".
-    pub tee: &'static str,
-    /// MRTD, hex.
-    pub mrtd: String,
-    /// RTMR 0-3, hex; `null` where the inputs do not determine it (RTMR 0 without
-    /// `--acpi-tables`, RTMR 1 and 2 without `--kernel`).
-    pub rtmr: [Option<String>; 4],
+    /// `cvm-measurement/1`: what `cvm verify` takes as reference values.
+    pub format: &'static str,
+    /// `tee` ("tdx"), MRTD and RTMR 0-3 (`null` where the inputs do not determine it:
+    /// RTMR 0 without `--acpi-tables`, RTMR 1 and 2 without `--kernel`).
+    #[serde(flatten)]
+    pub values: MeasuredValues,
     /// "single-pass" or "two-pass".
     pub mrtd_order: &'static str,
     /// Number of vCPUs.
@@ -75,25 +72,22 @@ pub struct SecureBootVar {
     pub source: String,
 }
 
-/// The `--event-log` file.
-#[derive(Debug, Serialize)]
-struct EventLog<'a> {
-    format: &'static str,
-    mrtd: &'a str,
-    rtmr: &'a [Option<String>; 4],
-    events: &'a [Event],
-}
-
 impl Render for TdxReport {
     fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "tee:   {}", self.tee)?;
-        writeln!(out, "mrtd:  {}", self.mrtd)?;
-        for (i, r) in self.rtmr.iter().enumerate() {
+        let MeasuredValues::Tdx(values) = &self.values else {
+            return Ok(());
+        };
+        writeln!(out, "tee:   tdx")?;
+        writeln!(out, "mrtd:  {}", values.mrtd)?;
+        for (i, r) in values.rtmr.iter().enumerate() {
             let why = match i {
                 0 => "not determined: give --acpi-tables",
                 _ => "not determined: give --kernel",
             };
-            writeln!(out, "rtmr{i}: {}", r.as_deref().unwrap_or(why))?;
+            match r {
+                Some(r) => writeln!(out, "rtmr{i}: {r}")?,
+                None => writeln!(out, "rtmr{i}: {why}")?,
+            }
         }
         if self.events.is_empty() {
             return Ok(());
@@ -150,15 +144,13 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     let (firmware, kernel_file, initrd_file, acpi_file) =
         hashed.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
     let firmware = firmware.ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
-    let mrtd = hex::encode(m.mrtd);
-    let rtmr = m.rtmr.map(|r| r.map(hex::encode));
+    let log = EventLog::of(&m);
     if let Some(path) = &args.event_log {
-        write_event_log(path, &mrtd, &rtmr, &m.events)?;
+        write_event_log(path, &log)?;
     }
     Ok(TdxReport {
-        tee: "tdx",
-        mrtd,
-        rtmr,
+        format: MEASUREMENT_FORMAT,
+        values: MeasuredValues::Tdx(log.values),
         mrtd_order: match order {
             AddOrder::SinglePass => "single-pass",
             AddOrder::TwoPass => "two-pass",
@@ -192,23 +184,12 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     })
 }
 
-fn write_event_log(
-    path: &Path,
-    mrtd: &str,
-    rtmr: &[Option<String>; 4],
-    events: &[Event],
-) -> Result<(), CliError> {
-    let log = EventLog {
-        format: EVENT_LOG_FORMAT,
-        mrtd,
-        rtmr,
-        events,
-    };
+fn write_event_log(path: &Path, log: &EventLog) -> Result<(), CliError> {
     let write_err = |source| CliError::WriteFile {
         path: path.to_owned(),
         source,
     };
-    let mut text = serde_json::to_vec_pretty(&log).map_err(CliError::Serialize)?;
+    let mut text = serde_json::to_vec_pretty(log).map_err(CliError::Serialize)?;
     text.push(b'\n');
     std::fs::write(path, text).map_err(write_err)
 }

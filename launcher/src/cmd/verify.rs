@@ -414,11 +414,9 @@ fn report_data(args: &VerifyArgs) -> Result<Option<Bytes<64>>, CliError> {
     args.report_data
         .as_deref()
         .map(|rd| {
-            cvm_attest::config::hex_array::<64>(rd)
-                .map(Bytes)
-                .ok_or_else(|| {
-                    CliError::Usage(format!("--report-data {rd:?} is not 64 bytes of hex"))
-                })
+            Bytes::<64>::parse(rd).ok_or_else(|| {
+                CliError::Usage(format!("--report-data {rd:?} is not 64 bytes of hex"))
+            })
         })
         .transpose()
 }
@@ -502,7 +500,7 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
             None => tdx::appraise::Policy::default(),
         },
         event_log: match &args.event_log {
-            Some(p) => Some(read_text(p, tdx::appraise::EventLog::parse)?),
+            Some(p) => Some(read_text(p, tdx::appraise::parse_event_log)?),
             None => None,
         },
         cache: cvm_attest::Cache::default(),
