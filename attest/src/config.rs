@@ -144,31 +144,27 @@ pub(crate) fn reference_values<F: serde::de::DeserializeOwned, R>(
     if !text.trim_start().starts_with('{') {
         return file(from_toml(text)?);
     }
-    no_duplicate_keys(text)?;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| syntax("JSON", e))?;
-    match value
-        .get("format")
-        .map(|f| (f.as_str() == Some(MEASUREMENT_FORMAT), f))
-    {
-        None => file(serde_json::from_value(value).map_err(|e| syntax("JSON", e))?),
-        Some((false, f)) => Err(ConfigError::Invalid(format!(
-            "format {f}: reference values are a reference-value file or `cvm measure` \
+    let value: serde_json::Value = from_json(text)?;
+    let Some(format) = value.get("format") else {
+        return file(serde_json::from_value(value).map_err(|e| syntax("JSON", e))?);
+    };
+    if format.as_str() != Some(MEASUREMENT_FORMAT) {
+        return Err(ConfigError::Invalid(format!(
+            "format {format}: reference values are a reference-value file or `cvm measure` \
              output (format {MEASUREMENT_FORMAT:?})"
-        ))),
-        Some((true, _)) => {
-            // Name the TEE first: another TEE's output lacks the fields to complain about.
-            check_tee(
-                value.get("tee").and_then(serde_json::Value::as_str),
-                "reference values",
-                tees,
-            )?;
-            let m = serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
-                format: "cvm measure output",
-                message: e.to_string(),
-            })?;
-            handoff(m)
-        }
+        )));
     }
+    // Name the TEE first: another TEE's output lacks the fields to complain about.
+    check_tee(
+        value.get("tee").and_then(serde_json::Value::as_str),
+        "reference values",
+        tees,
+    )?;
+    let m = serde_json::from_value(value).map_err(|e| ConfigError::Syntax {
+        format: "cvm measure output",
+        message: e.to_string(),
+    })?;
+    handoff(m)
 }
 
 /// The error for `cvm measure` output of a TEE other than `expected`.

@@ -129,25 +129,21 @@ impl LaunchMeasurement {
     /// not have its TEE's length (a measurement this crate did not compute).
     pub fn values(&self) -> Option<MeasuredValues> {
         Some(match self {
-            LaunchMeasurement::Sev(m) => match m.tee {
-                Tee::Snp => MeasuredValues::Snp(SnpValues {
-                    measurement: Hex(m.digest.as_slice().try_into().ok()?),
-                }),
-                tee => {
-                    let v = SevValues {
-                        measurement: Hex(m.digest.as_slice().try_into().ok()?),
-                    };
-                    if tee == Tee::SevEs {
-                        MeasuredValues::SevEs(v)
-                    } else {
-                        MeasuredValues::Sev(v)
-                    }
+            LaunchMeasurement::Sev(m) => {
+                let digest = m.digest.as_slice();
+                match m.tee {
+                    Tee::Snp => MeasuredValues::Snp(SnpValues {
+                        measurement: Hex(digest.try_into().ok()?),
+                    }),
+                    Tee::SevEs => MeasuredValues::SevEs(SevValues {
+                        measurement: Hex(digest.try_into().ok()?),
+                    }),
+                    _ => MeasuredValues::Sev(SevValues {
+                        measurement: Hex(digest.try_into().ok()?),
+                    }),
                 }
-            },
-            LaunchMeasurement::Tdx(m) => MeasuredValues::Tdx(TdxValues {
-                mrtd: Hex(m.mrtd),
-                rtmr: m.rtmr.map(|r| r.map(Hex)),
-            }),
+            }
+            LaunchMeasurement::Tdx(m) => MeasuredValues::Tdx(m.values()),
         })
     }
 }

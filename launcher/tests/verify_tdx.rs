@@ -215,70 +215,45 @@ fn event_log_replay_is_compared_with_the_rtmrs() {
             hex::encode(digest)
         )
     };
-    let p = temp_file(
-        "tdx-log.json",
-        log_stating(&format!("\"{}\"", hex::encode(rtmr1))),
-    );
-    let out = verify(
-        &c,
-        &[
-            "--at",
-            AT,
-            "--no-reference",
-            "--event-log",
-            p.to_str().unwrap(),
-        ],
-    );
+    let verify_with_log = |name: &str, rtmr1: &str| {
+        let p = temp_file(name, log_stating(rtmr1));
+        verify(
+            &c,
+            &[
+                "--at",
+                AT,
+                "--no-reference",
+                "--event-log",
+                p.to_str().unwrap(),
+            ],
+        )
+    };
+    let check = |verdict: &serde_json::Value, name: &str| {
+        verdict["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let out = verify_with_log("tdx-log.json", &format!("\"{}\"", hex::encode(rtmr1)));
     assert_eq!(code(&out), 5);
     let j = verdict_json(&out);
-    let checks = j["checks"].as_array().unwrap();
-    let r1 = checks
-        .iter()
-        .find(|c| c["name"] == "event_log.rtmr1")
-        .unwrap();
+    let r1 = check(&j, "event_log.rtmr1");
     assert_eq!(r1["outcome"], "fail");
     let quote_rtmr1 = j["claims"]["td"]["rtmr"][1].as_str().unwrap();
     assert!(r1["reason"].as_str().unwrap().contains(quote_rtmr1));
-    let r0 = checks
-        .iter()
-        .find(|c| c["name"] == "event_log.rtmr0")
-        .unwrap();
-    assert_eq!(r0["outcome"], "skipped");
+    assert_eq!(check(&j, "event_log.rtmr0")["outcome"], "skipped");
 
     // A log that does not determine RTMR 1 (null: some of its inputs were not given to
     // cvm measure) is not replayed for it; one that contradicts itself is refused.
-    let p = temp_file("tdx-log-partial.json", log_stating("null"));
-    let out = verify(
-        &c,
-        &[
-            "--at",
-            AT,
-            "--no-reference",
-            "--event-log",
-            p.to_str().unwrap(),
-        ],
-    );
-    let j = verdict_json(&out);
-    let r1 = j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "event_log.rtmr1")
-        .unwrap();
+    let out = verify_with_log("tdx-log-partial.json", "null");
+    let r1 = check(&verdict_json(&out), "event_log.rtmr1");
     assert_eq!(r1["outcome"], "skipped", "{r1}");
-    let p = temp_file(
+    let out = verify_with_log(
         "tdx-log-inconsistent.json",
-        log_stating(&format!("\"{}\"", "ff".repeat(48))),
-    );
-    let out = verify(
-        &c,
-        &[
-            "--at",
-            AT,
-            "--no-reference",
-            "--event-log",
-            p.to_str().unwrap(),
-        ],
+        &format!("\"{}\"", "ff".repeat(48)),
     );
     assert!(failed_with(&out, 2).contains("do not replay to the RTMR 1"));
 }

@@ -2,7 +2,6 @@
 
 #![allow(clippy::panic, clippy::print_stderr, reason = "test support code")]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The directory of this crate (`tests/`).
@@ -30,22 +29,10 @@ pub fn vectors_dir() -> PathBuf {
         .unwrap_or_else(|| shared_dir().join("vectors"))
 }
 
-/// Whether a test's input is `present`. An absent input never lets a test pass: under
-/// `CI=true` it fails the test; elsewhere the test stops early and says on the terminal
-/// that it was skipped, and why (written to the process's standard error directly,
-/// which the test harness does not capture, so it shows even for a passing test).
-pub fn present(present: bool, what: &str) -> bool {
-    if present {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} (CI=true: a test without its inputs fails)"
-    );
-    let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what}");
-    false
-}
+mod skip;
+/// Whether a test's input is present. An absent input never lets a test pass: under
+/// `CI=true` it fails the test; elsewhere the test says it was skipped, and why.
+pub use skip::available as present;
 
 /// `path` if it exists, or `None` after [`present`] said why the test cannot run.
 pub fn input(path: PathBuf) -> Option<PathBuf> {

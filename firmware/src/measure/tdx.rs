@@ -121,10 +121,7 @@ impl EventLog {
     pub fn of(m: &TdxMeasurement) -> Self {
         EventLog {
             format: EVENT_LOG_FORMAT.to_owned(),
-            values: TdxValues {
-                mrtd: Hex(m.mrtd),
-                rtmr: m.rtmr.map(|r| r.map(Hex)),
-            },
+            values: m.values(),
             events: m.events.clone(),
         }
     }
@@ -183,6 +180,16 @@ pub struct TdxMeasurement {
     pub events: Vec<Event>,
     /// The Secure Boot variables measured into RTMR 0.
     pub secure_boot: Vec<SecureBootVariable>,
+}
+
+impl TdxMeasurement {
+    /// The values a quote of this TD will carry.
+    pub fn values(&self) -> TdxValues {
+        TdxValues {
+            mrtd: Hex(self.mrtd),
+            rtmr: self.rtmr.map(|r| r.map(Hex)),
+        }
+    }
 }
 
 const ADD_TAG: &[u8; 12] = b"MEM.PAGE.ADD";

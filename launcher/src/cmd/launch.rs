@@ -213,20 +213,6 @@ pub fn run(args: &LaunchArgs, format: Format) -> CmdResult {
     }
 }
 
-/// The TEE to launch: `--tee` as given, or for `auto` what `cvm probe` finds.
-fn resolve(tee: TeeChoice) -> Result<Tee, CliError> {
-    match tee {
-        TeeChoice::Tee(t) => Ok(t),
-        TeeChoice::Auto => probe_host().best_confidential().ok_or_else(|| {
-            CliError::PlatformUnavailable(
-                "--tee auto: this host has no TEE cvm can launch ('cvm probe' says why); \
-                 use --tee none for an unprotected development VM"
-                    .into(),
-            )
-        }),
-    }
-}
-
 fn probe_host() -> probe::ProbeReport {
     probe::assess(&probe::gather(
         Path::new("/"),
@@ -268,20 +254,35 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Fails unless cvm has a launch backend for `tee` on this host.
-fn check_backend(tee: Tee) -> Result<(), CliError> {
+/// The TEE to launch: `--tee` as given, or for `auto` what `cvm probe` finds; once its
+/// options are checked, and only if cvm has a launch backend for it on this host. The
+/// host is probed at most once.
+fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
+    let probed = std::cell::OnceCell::new();
+    let host = || probed.get_or_init(probe_host);
+    let tee = match args.tee {
+        TeeChoice::Tee(t) => t,
+        TeeChoice::Auto => host().best_confidential().ok_or_else(|| {
+            CliError::PlatformUnavailable(
+                "--tee auto: this host has no TEE cvm can launch ('cvm probe' says why); \
+                 use --tee none for an unprotected development VM"
+                    .into(),
+            )
+        })?,
+    };
+    check_options(args, tee)?;
     if tee == Tee::None {
-        return Ok(());
+        return Ok(tee);
     }
-    match probe_host().status(tee) {
-        Some(st) if !st.available => Err(CliError::PlatformUnavailable(format!(
+    Err(match host().status(tee) {
+        Some(st) if !st.available => CliError::PlatformUnavailable(format!(
             "{tee} is not available on this host: {}",
             st.reason.as_deref().unwrap_or("see 'cvm probe'")
-        ))),
-        _ => Err(CliError::PlatformUnavailable(format!(
+        )),
+        _ => CliError::PlatformUnavailable(format!(
             "{tee} is available on this host, but cvm's {tee} launch backend is not built yet"
-        ))),
-    }
+        )),
+    })
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -289,9 +290,7 @@ fn launch(
     args: &LaunchArgs,
     _format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    let tee = resolve(args.tee)?;
-    check_options(args, tee)?;
-    check_backend(tee)?;
+    choose(args)?;
     Err(CliError::PlatformUnavailable(format!(
         "cvm's VMM launches x86-64 guests only (the CCA realm backend is not built yet); \
          this host is {}",
@@ -304,9 +303,7 @@ fn launch(
     args: &LaunchArgs,
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    let tee = resolve(args.tee)?;
-    check_options(args, tee)?;
-    check_backend(tee)?;
+    let tee = choose(args)?;
     tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
 
     let plan_args = &args.plan;

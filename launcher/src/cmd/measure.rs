@@ -39,7 +39,7 @@ pub struct MeasureArgs {
     pub event_log: Option<PathBuf>,
     /// SNP: the launch digest after the firmware pages (a previous run's
     /// `firmware_digest`), to skip hashing the firmware.
-    #[arg(long, value_name = "HEX", value_parser = parse_digest48)]
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
     pub firmware_digest: Option<[u8; 48]>,
     /// List every contributing component with its own digest.
     #[arg(long)]
@@ -52,10 +52,10 @@ pub struct MeasureArgs {
     #[arg(long, value_name = "FILE", requires = "id_key")]
     pub author_key: Option<PathBuf>,
     /// With --id-key: FAMILY_ID, 16 bytes of hex (default zero).
-    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_id16)]
+    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_hex::<16>)]
     pub family_id: Option<[u8; 16]>,
     /// With --id-key: IMAGE_ID, 16 bytes of hex (default zero).
-    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_id16)]
+    #[arg(long, value_name = "HEX", requires = "id_key", value_parser = parse_hex::<16>)]
     pub image_id: Option<[u8; 16]>,
     /// With --id-key: GUEST_SVN.
     #[arg(long, value_name = "N", requires = "id_key", default_value_t = 0)]
@@ -72,16 +72,11 @@ pub struct MeasureArgs {
     pub policy: Option<u64>,
 }
 
-fn parse_id16(s: &str) -> Result<[u8; 16], String> {
+/// Exactly `N` bytes of hex (an optional `0x` prefix).
+fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
     Hex::parse(s)
         .map(|h| h.0)
-        .ok_or_else(|| format!("{s:?} is not 16 bytes of hex"))
-}
-
-fn parse_digest48(s: &str) -> Result<[u8; 48], String> {
-    Hex::parse(s)
-        .map(|h| h.0)
-        .ok_or_else(|| format!("{s:?} is not 48 bytes of hex"))
+        .ok_or_else(|| format!("{s:?} is not {N} bytes of hex"))
 }
 
 /// Guest policy bit 17: reserved, must be one.

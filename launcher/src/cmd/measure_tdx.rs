@@ -6,8 +6,8 @@ use crate::error::CliError;
 use crate::input::Input;
 use crate::output::Render;
 use cvm_firmware::Tee;
-use cvm_firmware::launch::Inputs;
-use cvm_firmware::measure::tdx::{self, Event, EventLog};
+use cvm_firmware::launch::{Inputs, LaunchMeasurement};
+use cvm_firmware::measure::tdx::{Event, EventLog};
 use cvm_firmware::reference::{MEASUREMENT_FORMAT, MeasuredValues};
 use cvm_firmware::tdx::AddOrder;
 use serde::Serialize;
@@ -137,10 +137,12 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
                 file(&plan_args.acpi_tables, &files.acpi_tables),
             )
         });
-        let m = tdx::measure(&plan);
+        let m = cvm_firmware::launch::measure(&plan, &Default::default());
         (m, hashed.join())
     });
-    let m = m.map_err(|e| plan_args.blame(Tee::Tdx, e))?;
+    let LaunchMeasurement::Tdx(m) = m.map_err(|e| plan_args.blame(Tee::Tdx, e))? else {
+        return Err(CliError::Usage("--tee tdx builds a TDX plan".into()));
+    };
     let (firmware, kernel_file, initrd_file, acpi_file) =
         hashed.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
     let firmware = firmware.ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;

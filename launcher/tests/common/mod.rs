@@ -9,7 +9,6 @@
 )]
 
 use std::ffi::OsStr;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -58,23 +57,9 @@ pub fn vectors() -> Option<PathBuf> {
     }
 }
 
-/// Whether a test's input or platform is `ok`. An absent one never lets a test pass:
-/// under `CI=true` it fails the test; elsewhere the test stops early and says on the
-/// terminal that it was skipped, and why (written to the process's standard error
-/// directly, which the test harness does not capture, so it shows for a passing test).
-/// The same rule as `cvm_tests::present`, which this crate's tests cannot depend on.
-pub fn available(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} (CI=true: a test without its inputs fails)"
-    );
-    let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what}");
-    false
-}
+#[path = "../../../tests/src/skip.rs"]
+mod skip;
+pub use skip::available;
 
 fn present(path: PathBuf) -> Option<PathBuf> {
     let what = format!("{} is absent (set CVM_SHARED)", path.display());
