@@ -15,6 +15,7 @@
 //!     vmm: VmmType::Qemu,
 //!     guest_features: 0x1,
 //!     svsm: None,
+//!     memory: None,
 //! });
 //! let images = inputs.parse()?;
 //! let plan = inputs.plan(&images)?;
@@ -53,6 +54,9 @@ pub struct SevInputs<'a> {
     /// SNP: an SVSM image, and the size of the variable store between it and the
     /// firmware.
     pub svsm: Option<(&'a [u8], u64)>,
+    /// Guest RAM for a launch (laid out as QEMU's q35 machine does: below the MMIO gap,
+    /// the rest above 4 GiB); `None` leaves the plan's RAM empty. Not measured.
+    pub memory: Option<u64>,
 }
 
 /// A TDX launch's inputs.
@@ -132,6 +136,7 @@ impl<'a> Inputs<'a> {
         match self {
             Inputs::Sev(s) => sev::plan(&SevConfig {
                 tee: s.tee,
+                memory: s.memory,
                 firmware: parsed(&images.firmware)?,
                 direct_boot: s.direct_boot,
                 vcpus: s.vcpus,
@@ -217,6 +222,7 @@ mod tests {
             vmm: VmmType::Qemu,
             guest_features: 1,
             svsm: None,
+            memory: Some(64 << 20),
         });
         assert!(sev.plan(&images).is_err());
         let own = sev.parse().unwrap();

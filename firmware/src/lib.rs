@@ -18,6 +18,7 @@
 //!     vmm: sev::VmmType::Qemu,
 //!     guest_features: 0x1,
 //!     svsm: None,
+//!     memory: None,
 //! })?;
 //! let m = measure::sev::measure(&plan, &Default::default())?;
 //! assert_eq!(m.digest.len(), 48);

@@ -144,9 +144,9 @@ impl CliError {
             CliError::CollateralMissing { .. } => ExitCode::CollateralUnavailable,
             CliError::PlatformUnavailable(_) => ExitCode::PlatformUnavailable,
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-            CliError::Launch(crate::vmm::LaunchError::NoKvm { .. }) => {
-                ExitCode::PlatformUnavailable
-            }
+            CliError::Launch(
+                crate::vmm::LaunchError::NoKvm { .. } | crate::vmm::LaunchError::Unavailable(_),
+            ) => ExitCode::PlatformUnavailable,
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             CliError::Launch(_) => ExitCode::LaunchFailed,
             CliError::GuestExit(_) => ExitCode::GuestAbnormalExit,

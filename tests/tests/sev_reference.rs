@@ -13,6 +13,7 @@ use base64::Engine as _;
 use cvm_firmware::Tee;
 use cvm_firmware::measure::sev::{Options, PageDigests, measure};
 use cvm_firmware::ovmf::OvmfImage;
+use cvm_firmware::plan::LaunchPlan;
 use cvm_firmware::sev::vmsa::X87_FCW_RESET;
 use cvm_firmware::sev::{self, DirectBoot, SevConfig, Svsm, VmmType, cpu};
 use cvm_tests::{read_tsv, reference_dir};
@@ -131,8 +132,14 @@ struct Inputs {
     initrd: Vec<u8>,
 }
 
-/// Computes one row; `Err` is cvm's refusal.
-fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<String>), String> {
+/// Builds one row's plan and hands it (with the firmware image) to `f`; `Err` is cvm's
+/// refusal.
+fn with_plan<T>(
+    row: &Row,
+    inputs: &Inputs,
+    x87_fcw: u16,
+    f: impl FnOnce(&LaunchPlan<'_>, &[u8]) -> Result<T, String>,
+) -> Result<T, String> {
     let image = std::fs::read(&row.firmware).unwrap();
     let fw = OvmfImage::parse(&image).map_err(|e| e.to_string())?;
     let svsm_bytes = row.svsm.as_ref().map(|(p, _)| std::fs::read(p).unwrap());
@@ -141,14 +148,8 @@ fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<Str
         .map(OvmfImage::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let platform = match row.mode.as_str() {
-        "snp" | "snp:ovmf-hash" | "snp:svsm" => Tee::Snp,
-        "seves" => Tee::SevEs,
-        "sev" => Tee::Sev,
-        other => panic!("{}: mode {other}", row.id),
-    };
     let cfg = SevConfig {
-        tee: platform,
+        tee: row_tee(row),
         firmware: &fw,
         direct_boot: row.kernel.then(|| DirectBoot {
             kernel: &inputs.kernel,
@@ -164,33 +165,50 @@ fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<Str
             vars_size: row.svsm.as_ref().unwrap().1,
             x87_fcw,
         }),
+        memory: None,
     };
     let plan = sev::plan(&cfg).map_err(|e| e.to_string())?;
-    // The rows take three paths to the same digests: pages hashed on the calling
-    // thread, on three threads, or ahead of time from the firmware buffer (as `cvm
-    // measure` does while the plan is built). All must give the tools' digests.
-    let path = row.id.bytes().last().map_or(0, |b| b % 3);
-    let prehashed = (path == 2).then(|| PageDigests::new(&image));
-    let m = measure(
-        &plan,
-        &Options {
-            firmware_digest: row.firmware_digest,
-            explain: true,
-            threads: if path == 1 { 3 } else { 1 },
-            prehashed: prehashed.as_ref(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let vmsas = m
-        .components
-        .iter()
-        .filter(|c| c.page_type == "vmsa")
-        .map(|c| c.sha256.clone().unwrap())
-        .collect();
-    if row.mode == "snp:ovmf-hash" {
-        return Ok((m.firmware_digest.unwrap().to_vec(), vmsas));
+    f(&plan, &image)
+}
+
+fn row_tee(row: &Row) -> Tee {
+    match row.mode.as_str() {
+        "snp" | "snp:ovmf-hash" | "snp:svsm" => Tee::Snp,
+        "seves" => Tee::SevEs,
+        "sev" => Tee::Sev,
+        other => panic!("{}: mode {other}", row.id),
     }
-    Ok((m.digest, vmsas))
+}
+
+/// Computes one row; `Err` is cvm's refusal.
+fn compute(row: &Row, inputs: &Inputs, x87_fcw: u16) -> Result<(Vec<u8>, Vec<String>), String> {
+    with_plan(row, inputs, x87_fcw, |plan, image| {
+        // The rows take three paths to the same digests: pages hashed on the calling
+        // thread, on three threads, or ahead of time from the firmware buffer (as `cvm
+        // measure` does while the plan is built). All must give the tools' digests.
+        let path = row.id.bytes().last().map_or(0, |b| b % 3);
+        let prehashed = (path == 2).then(|| PageDigests::new(image));
+        let m = measure(
+            plan,
+            &Options {
+                firmware_digest: row.firmware_digest,
+                explain: true,
+                threads: if path == 1 { 3 } else { 1 },
+                prehashed: prehashed.as_ref(),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let vmsas = m
+            .components
+            .iter()
+            .filter(|c| c.page_type == "vmsa")
+            .map(|c| c.sha256.clone().unwrap())
+            .collect();
+        if row.mode == "snp:ovmf-hash" {
+            return Ok((m.firmware_digest.unwrap().to_vec(), vmsas));
+        }
+        Ok((m.digest, vmsas))
+    })
 }
 
 #[test]
@@ -287,4 +305,105 @@ fn svsm_default_models_kvm() {
     let without = cvm_firmware::sev::vmsa::page(&state, 1);
     let differing: Vec<usize> = (0..4096).filter(|&i| with[i] != without[i]).collect();
     assert_eq!(differing, [0x410, 0x411], "only x87_fcw differs");
+}
+
+/// The launch backends over the model of KVM and the AMD-SP: every row of the table in
+/// QEMU's layout is launched through the real backend code, and the digest the model's
+/// firmware keeps is the table's (and `cvm measure`'s); rows the tools refuse are refused,
+/// and rows whose SEV_FEATURES the model host's KVM does not offer are refused before
+/// anything is created, naming the bits.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn every_qemu_row_launches_over_the_model() {
+    use cvm_launcher::vmm::backend::PlatformOptions;
+    use cvm_launcher::vmm::sev::model::{ModelHost, SevModel};
+    use cvm_launcher::vmm::sev::{SevBackend, SevLaunch};
+    use cvm_launcher::vmm::{IrqChip, LaunchError, setup};
+
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let table = read_tsv(&reference.join("sev_ref.tsv"));
+    let inputs = Inputs {
+        kernel: std::fs::read(reference.join("inputs/amd64/vmlinuz-6.1.0-56-cloud-amd64")).unwrap(),
+        initrd: std::fs::read(reference.join("inputs/initrd-small.img")).unwrap(),
+    };
+    let offered = ModelHost::default().vmsa_features;
+    let (mut launched, mut refused, mut failures) = (0, 0, Vec::new());
+    for r in &table {
+        let row = parse_row(&reference, r);
+        if row.vmm != VmmType::Qemu || row.mode == "snp:ovmf-hash" {
+            continue; // cvm launches QEMU's layout; the firmware-digest rows are partial
+        }
+        let fcw = if row.svsm.is_some() { 0 } else { X87_FCW_RESET };
+        let tee = row_tee(&row);
+        let policy = match tee {
+            Tee::Snp => 0x3_0000,
+            Tee::SevEs => 0x5,
+            _ => 0x1,
+        };
+        let result = with_plan(&row, &inputs, fcw, |plan, _| {
+            let mut backend = SevBackend::new(
+                plan,
+                SevLaunch {
+                    policy,
+                    host_data: [0; 32],
+                    id_block: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let mut model = SevModel::new(ModelHost::default());
+            let platform = PlatformOptions {
+                irqchip: IrqChip::InKernel,
+                pit: false,
+            };
+            match setup(&mut model, &mut backend, plan, &platform) {
+                Ok(()) => Ok(model.launch_digest().unwrap()),
+                Err(e @ LaunchError::Unavailable(_)) => {
+                    // Refused before anything was created.
+                    assert!(
+                        !model.issued().iter().any(|i| i.ioctl == "KVM_CREATE_VM"),
+                        "{}: {e}",
+                        row.id
+                    );
+                    Err(e.to_string())
+                }
+                Err(e) => Err(format!("the model refused the launch: {e}")),
+            }
+        });
+        let features_offered = tee != Tee::Snp
+            || (row.guest_features & 1 == 1 && row.guest_features & !1 & !offered == 0);
+        match (result, row.expected.as_ref().unwrap()) {
+            (Ok(got), Ok(want)) if features_offered => {
+                launched += 1;
+                if &got != want {
+                    failures.push(format!(
+                        "{}: the model measured {}, the table has {}",
+                        row.id,
+                        hex::encode(&got),
+                        hex::encode(want)
+                    ));
+                }
+            }
+            (Err(e), Ok(_)) if !features_offered => {
+                refused += 1;
+                let named = if row.guest_features & 1 == 0 {
+                    e.contains("SNP_ACTIVE")
+                } else {
+                    e.contains("not offered")
+                };
+                if !named {
+                    failures.push(format!(
+                        "{}: refused, but not for its features: {e}",
+                        row.id
+                    ));
+                }
+            }
+            (Err(_), Err(_)) => refused += 1,
+            (got, want) => failures.push(format!("{}: launch {got:?}, table {want:?}", row.id)),
+        }
+    }
+    eprintln!("sev_ref.tsv over the model: {launched} launched, {refused} refused");
+    assert!(launched >= 60, "only {launched} rows launched");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

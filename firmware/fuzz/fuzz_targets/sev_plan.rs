@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
             vmm: VmmType::Ec2,
             guest_features: 1,
             svsm: None,
+            memory: Some(8 << 20),
         };
         if let Ok(plan) = sev::plan(&cfg) {
             let _ = measure(&plan, &Default::default());

@@ -56,10 +56,35 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub pit: bool,
+    /// Run the whole launch against cvm's model of KVM and the AMD Secure Processor
+    /// instead of the hardware, on any host: report the measurement the hardware would
+    /// take, and exit 0 only when the model accepted every step (SNP, SEV-ES, SEV).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: list every call the backend issued, in order (ioctl, GPA, length,
+    /// page type).
+    #[arg(long, requires = "dry_run")]
+    pub explain: bool,
+    /// SNP, SEV-ES, SEV: the guest policy, hex (default: SNP 0x30000, SEV-ES 0x5, SEV
+    /// 0x1, QEMU's). A policy that lets the host debug the guest needs
+    /// --insecure-allow-debug.
+    #[arg(long = "guest-policy", value_name = "HEX", value_parser = plan_args::parse_hex_u64)]
+    pub policy: Option<u64>,
+    /// Accept a guest policy that lets the host decrypt the guest (SNP: DEBUG, bit 19;
+    /// SEV, SEV-ES: NODBG, bit 0, clear). Never for production guests.
+    #[arg(long)]
+    pub insecure_allow_debug: bool,
+    /// SNP: HOST_DATA, 32 bytes of hex, which the guest's attestation reports carry.
+    #[arg(long, value_name = "HEX", value_parser = super::measure::parse_hex::<32>)]
+    pub host_data: Option<[u8; 32]>,
 }
 
 /// Guest RAM of a plain guest when `--memory` is not given.
 const DEFAULT_PLAIN_MEMORY: u64 = 128 << 20;
+
+/// Guest RAM of an SNP, SEV-ES or SEV guest when `--memory` is not given (OVMF and a
+/// distribution kernel boot in it).
+const DEFAULT_SEV_MEMORY: u64 = 512 << 20;
 
 /// The most vCPUs of a plain guest: the local APIC IDs xAPIC mode can address.
 const MAX_PLAIN_VCPUS: u32 = 255;
@@ -149,8 +174,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// What `cvm launch` reports.
 #[derive(Debug, Serialize)]
 pub struct LaunchReport {
-    /// The TEE ("none").
+    /// The TEE.
     pub tee: &'static str,
+    /// Whether the launch ran against cvm's model instead of the hardware.
+    pub dry_run: bool,
     /// Whether the guest was protected from the host.
     pub protected: bool,
     /// `built-in`, `firmware` or `kernel`.
@@ -161,12 +188,25 @@ pub struct LaunchReport {
     pub vcpus: u32,
     /// Whether KVM emulated the PIT.
     pub pit: bool,
-    /// Why the VM stopped.
-    pub stop: StopReport,
+    /// The launch measurement the hardware takes (SNP: SHA-384; SEV-ES, SEV: SHA-256),
+    /// lower-case hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<String>,
+    /// Why the VM stopped (absent for a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopReport>,
     /// Time from the first vCPU start to the stop, in milliseconds.
-    pub elapsed_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<f64>,
     /// Port and MMIO accesses that reached no device (ignored).
-    pub unknown_accesses: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_accesses: Option<u64>,
+    /// A dry run: what the model does not check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmodelled: Option<&'static [&'static str]>,
+    /// A dry run with --explain: every call the backend issued, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued: Option<Vec<crate::vmm::sev::model::Issued>>,
 }
 
 /// Why the VM stopped.
@@ -182,18 +222,49 @@ pub struct StopReport {
 
 impl Render for LaunchReport {
     fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.dry_run {
+            for i in self.issued.iter().flatten() {
+                writeln!(
+                    out,
+                    "{:<44} {:>14} {:>12} {:<10}{}",
+                    i.ioctl,
+                    i.gpa.as_deref().unwrap_or(""),
+                    i.len.as_deref().unwrap_or(""),
+                    i.page_type.unwrap_or(""),
+                    i.error
+                        .as_deref()
+                        .map(|e| format!(" refused: {e}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            return match &self.measurement {
+                Some(m) => writeln!(
+                    out,
+                    "cvm: dry run: the model accepted every step of the {} launch; measurement {m}",
+                    self.tee
+                ),
+                None => writeln!(
+                    out,
+                    "cvm: dry run: the model refused the {} launch",
+                    self.tee
+                ),
+            };
+        }
+        let Some(stop) = &self.stop else {
+            return Ok(());
+        };
         writeln!(
             out,
             "cvm: {} after {:.1} ms ({}, {} MiB{}{})",
-            self.stop.message,
-            self.elapsed_ms,
+            stop.message,
+            self.elapsed_ms.unwrap_or_default(),
             crate::output::count(u64::from(self.vcpus), "vCPU", "vCPUs"),
             self.memory >> 20,
             if self.protected { "" } else { ", unprotected" },
-            if self.unknown_accesses > 0 {
+            if let Some(n) = self.unknown_accesses.filter(|&n| n > 0) {
                 format!(
                     ", {} to no device ignored",
-                    crate::output::count(self.unknown_accesses, "access", "accesses")
+                    crate::output::count(n, "access", "accesses")
                 )
             } else {
                 String::new()
@@ -225,12 +296,27 @@ fn probe_host() -> probe::ProbeReport {
 /// guest's limits.
 fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
     let mut given = args.plan.given();
-    given.extend(plan_args::given(&[(
-        "--memory",
-        args.plan.memory.is_some(),
-        &Tee::LAUNCHABLE,
-    )]));
+    given.extend(plan_args::given(&[
+        ("--memory", args.plan.memory.is_some(), &Tee::LAUNCHABLE),
+        ("--dry-run", args.dry_run, plan_args::SEV),
+        ("--guest-policy", args.policy.is_some(), plan_args::SEV),
+        (
+            "--insecure-allow-debug",
+            args.insecure_allow_debug,
+            plan_args::SEV,
+        ),
+        ("--host-data", args.host_data.is_some(), plan_args::SNP),
+    ]));
     plan_args::refuse_inapplicable(tee, &Tee::LAUNCHABLE, &given)?;
+    if args.plan.vmm != plan_args::Vmm::Qemu {
+        return Err(CliError::Usage(format!(
+            "--vmm {}: cvm launches QEMU's layout, register for register; the other VMMs' \
+             layouts are for 'cvm measure'",
+            clap::ValueEnum::to_possible_value(&args.plan.vmm)
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default()
+        )));
+    }
     args.plan.check_boot(tee)?;
     if let Some(memory) = args.plan.memory {
         check_memory(memory)?;
@@ -262,6 +348,11 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
     let host = || probed.get_or_init(probe_host);
     let tee = match args.tee {
         TeeChoice::Tee(t) => t,
+        TeeChoice::Auto if args.dry_run => {
+            return Err(CliError::Usage(
+                "--dry-run needs the TEE to model: --tee snp, sev-es or sev".into(),
+            ));
+        }
         TeeChoice::Auto => host().best_confidential().ok_or_else(|| {
             CliError::PlatformUnavailable(
                 "--tee auto: this host has no TEE cvm can launch ('cvm probe' says why); \
@@ -271,7 +362,8 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
         })?,
     };
     check_options(args, tee)?;
-    if tee == Tee::None {
+    if tee == Tee::None || args.dry_run {
+        // A dry run launches against the model, not this host.
         return Ok(tee);
     }
     Err(match host().status(tee) {
@@ -280,7 +372,8 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
             st.reason.as_deref().unwrap_or("see 'cvm probe'")
         )),
         _ => CliError::PlatformUnavailable(format!(
-            "{tee} is available on this host, but cvm's {tee} launch backend is not built yet"
+            "{tee} is available on this host, but cvm's {tee} launch on the hardware is not \
+             built yet (--dry-run runs it against cvm's model)"
         )),
     })
 }
@@ -304,6 +397,9 @@ fn launch(
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     let tee = choose(args)?;
+    if args.dry_run {
+        return dry_run(args, tee);
+    }
     tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
 
     let plan_args = &args.plan;
@@ -348,18 +444,121 @@ fn launch(
     };
     let report = LaunchReport {
         tee: "none",
+        dry_run: false,
         protected: false,
         boot: boot_name,
         memory: plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY),
         vcpus: plan_args.vcpus,
         pit,
-        stop: StopReport {
+        measurement: None,
+        stop: Some(StopReport {
             reason: outcome.reason.kind(),
             guest_status: status,
             message: outcome.reason.to_string(),
+        }),
+        elapsed_ms: Some(outcome.elapsed.as_secs_f64() * 1000.0),
+        unknown_accesses: Some(outcome.unknown_accesses),
+        unmodelled: None,
+        issued: None,
+    };
+    Ok((report, result))
+}
+
+/// The SEV-family launch options: the policy (QEMU's default per TEE), refusing one that
+/// lets the host debug the guest unless asked for by name, and HOST_DATA.
+#[cfg(target_arch = "x86_64")]
+fn sev_launch(args: &LaunchArgs, tee: Tee) -> Result<vmm::sev::SevLaunch, CliError> {
+    use vmm::sev::{SEV_POLICY_NODBG, SNP_POLICY_DEBUG};
+    let policy = args.policy.unwrap_or(match tee {
+        Tee::Snp => cvm_firmware::sev::id_block::DEFAULT_POLICY,
+        Tee::SevEs => 0x5,
+        _ => 0x1,
+    });
+    let debug = match tee {
+        Tee::Snp => (policy & SNP_POLICY_DEBUG != 0).then_some("DEBUG, bit 19, is set"),
+        _ => (policy & u64::from(SEV_POLICY_NODBG) == 0).then_some("NODBG, bit 0, is clear"),
+    };
+    if let Some(why) = debug {
+        if !args.insecure_allow_debug {
+            return Err(CliError::Usage(format!(
+                "--guest-policy {policy:#x} lets the host debug (decrypt) the guest ({why}); \
+                 add --insecure-allow-debug if that is really wanted"
+            )));
+        }
+        tracing::warn!("guest policy {policy:#x}: the host can decrypt this guest ({why})");
+    }
+    Ok(vmm::sev::SevLaunch {
+        policy,
+        host_data: args.host_data.unwrap_or_default(),
+        id_block: None,
+    })
+}
+
+/// `--dry-run`: the whole launch of the plan through the real backend, against the model
+/// of KVM and the AMD-SP; the model's digest must be the plan's measurement.
+#[cfg(target_arch = "x86_64")]
+fn dry_run(args: &LaunchArgs, tee: Tee) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    use vmm::sev::model::{ModelHost, SevModel, UNMODELLED};
+    let plan_args = &args.plan;
+    let firmware = plan_args.read_firmware()?;
+    let files = plan_args.read_others()?;
+    let memory = plan_args.memory.unwrap_or(DEFAULT_SEV_MEMORY);
+    let inputs = plan_args.inputs(tee, firmware.as_deref(), &files, memory)?;
+    let images = inputs.parse().map_err(|e| plan_args.blame(tee, e))?;
+    let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
+    super::log_plan(&plan);
+    let mut backend =
+        vmm::sev::SevBackend::new(&plan, sev_launch(args, tee)?).map_err(CliError::Launch)?;
+    let mut model = SevModel::new(ModelHost::default());
+    let platform = vmm::backend::PlatformOptions {
+        irqchip: match args.irqchip {
+            IrqChipArg::InKernel => IrqChip::InKernel,
+            IrqChipArg::Split => IrqChip::Split,
         },
-        elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
-        unknown_accesses: outcome.unknown_accesses,
+        pit: args.pit && args.irqchip == IrqChipArg::InKernel,
+    };
+    let launched = vmm::setup(&mut model, &mut backend, &plan, &platform);
+    let measured = model.launch_digest();
+    let result = match launched {
+        Err(e) => Err(CliError::Launch(e)),
+        Ok(()) => {
+            // The invariant, checked on every dry run: the digest the model's firmware
+            // kept is the one `cvm measure` computes from the same plan.
+            let planned = match cvm_firmware::launch::measure(&plan, &Default::default()) {
+                Ok(cvm_firmware::launch::LaunchMeasurement::Sev(m)) => Some(m.digest),
+                _ => None,
+            };
+            if planned.is_some() && planned == measured {
+                Ok(())
+            } else {
+                Err(CliError::Launch(vmm::LaunchError::Step(
+                    "compare the model's measurement with the plan's",
+                    format!(
+                        "the model measured {}, the plan measures {}",
+                        measured.as_deref().map(hex::encode).unwrap_or_default(),
+                        planned.as_deref().map(hex::encode).unwrap_or_default()
+                    ),
+                )))
+            }
+        }
+    };
+    let report = LaunchReport {
+        tee: tee.name(),
+        dry_run: true,
+        protected: true,
+        boot: "firmware",
+        memory,
+        vcpus: plan_args.vcpus,
+        pit: platform.pit,
+        measurement: result
+            .is_ok()
+            .then(|| measured.as_deref().map(hex::encode))
+            .flatten(),
+        stop: None,
+        elapsed_ms: None,
+        unknown_accesses: None,
+        unmodelled: Some(UNMODELLED),
+        issued: args.explain.then(|| model.issued().to_vec()),
     };
     Ok((report, result))
 }

@@ -73,7 +73,7 @@ pub struct MeasureArgs {
 }
 
 /// Exactly `N` bytes of hex (an optional `0x` prefix).
-fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
+pub(super) fn parse_hex<const N: usize>(s: &str) -> Result<[u8; N], String> {
     Hex::parse(s)
         .map(|h| h.0)
         .ok_or_else(|| format!("{s:?} is not {N} bytes of hex"))

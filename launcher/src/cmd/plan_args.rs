@@ -293,7 +293,8 @@ impl PlanArgs {
     }
 
     /// The firmware crate's inputs for a `tee` plan from `firmware` and `files` (memory
-    /// defaulting to `default_memory`). Options of another TEE must have been refused
+    /// defaulting to `default_memory`; for SEV plans 0 lays out no RAM, which only a
+    /// launch needs). Options of another TEE must have been refused
     /// ([`refuse_inapplicable`]).
     pub fn inputs<'a>(
         &'a self,
@@ -327,6 +328,7 @@ impl PlanArgs {
                     .svsm
                     .as_deref()
                     .map(|image| (image, self.vars_size.unwrap_or(0))),
+                memory: Some(memory).filter(|&m| m > 0),
             })),
             Tee::Tdx => Ok(Inputs::Tdx(TdxInputs {
                 firmware: firmware()?,

@@ -57,6 +57,10 @@ pub trait Hardware {
     fn create_vcpu(&mut self, id: u32) -> Result<(), LaunchError>;
     /// Loads `state` into vCPU `id`'s registers.
     fn set_vcpu_state(&mut self, id: u32, state: &VcpuState) -> Result<(), LaunchError>;
+    /// KVM's SEV interface, where this hardware has one.
+    fn sev(&mut self) -> Option<&mut dyn super::sev::SevHardware> {
+        None
+    }
 }
 
 /// What became of an exit offered to a backend.

@@ -10,6 +10,7 @@ mod ioapic;
 pub mod kvm;
 pub mod none;
 pub mod record;
+pub mod sev;
 mod sys;
 mod vcpu;
 
@@ -261,6 +262,17 @@ pub enum LaunchError {
         /// What it cannot do.
         what: String,
     },
+    /// An SEV command failed (KVM's errno and the AMD-SP's status).
+    #[error("{step}: {source}")]
+    Sev {
+        /// What was being launched.
+        step: String,
+        /// The failure.
+        source: sev::SevError,
+    },
+    /// The host lacks what the launch needs (checked before anything is created).
+    #[error("{0}")]
+    Unavailable(String),
     /// A plan built for another TEE than the backend's.
     #[error("a {plan} plan cannot be launched by the {backend} backend")]
     PlanMismatch {

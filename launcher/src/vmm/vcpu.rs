@@ -47,7 +47,7 @@ pub(super) fn set_state(vcpu: &VcpuFd, state: &X86Vcpu) -> Result<(), LaunchErro
 }
 
 /// A plan segment (VMCB attribute packing) as KVM's `kvm_segment`.
-fn segment(s: &Segment) -> kvm_segment {
+pub(super) fn segment(s: &Segment) -> kvm_segment {
     let a = s.attrib;
     let bit = |n: u16| u8::from(a & (1 << n) != 0);
     let present = bit(7);
@@ -68,7 +68,7 @@ fn segment(s: &Segment) -> kvm_segment {
     }
 }
 
-fn dtable(s: &Segment) -> kvm_dtable {
+pub(super) fn dtable(s: &Segment) -> kvm_dtable {
     kvm_dtable {
         base: s.base,
         limit: u16::try_from(s.limit).unwrap_or(u16::MAX),
@@ -76,10 +76,12 @@ fn dtable(s: &Segment) -> kvm_dtable {
     }
 }
 
-/// The supported CPUID, made per-vCPU: the initial APIC ID in leaf 1 EBX[31:24] and the
-/// x2APIC ID in leaves 0xb and 0x1f EDX, and the hypervisor bit (leaf 1 ECX[31]) set.
-pub(super) fn cpuid_for(supported: &CpuId, apic_id: u32) -> Result<CpuId, LaunchError> {
-    let mut entries = supported.as_slice().to_vec();
+/// [`cpuid_for`] on plain entries.
+pub(super) fn cpuid_for_entries(
+    supported: &[kvm_bindings::kvm_cpuid_entry2],
+    apic_id: u32,
+) -> Vec<kvm_bindings::kvm_cpuid_entry2> {
+    let mut entries = supported.to_vec();
     for e in &mut entries {
         match e.function {
             1 => {
@@ -90,7 +92,13 @@ pub(super) fn cpuid_for(supported: &CpuId, apic_id: u32) -> Result<CpuId, Launch
             _ => {}
         }
     }
-    CpuId::from_entries(&entries)
+    entries
+}
+
+/// The supported CPUID, made per-vCPU: the initial APIC ID in leaf 1 EBX[31:24] and the
+/// x2APIC ID in leaves 0xb and 0x1f EDX, and the hypervisor bit (leaf 1 ECX[31]) set.
+pub(super) fn cpuid_for(supported: &CpuId, apic_id: u32) -> Result<CpuId, LaunchError> {
+    CpuId::from_entries(&cpuid_for_entries(supported.as_slice(), apic_id))
         .map_err(|e| LaunchError::Step("build the guest's CPUID", format!("{e:?}")))
 }
 

@@ -1,0 +1,175 @@
+//! `cvm launch --tee snp|sev-es|sev --dry-run`: the whole launch through the real SEV
+//! backend against cvm's model of KVM and the AMD-SP. The expected digests are rows of
+//! ../shared/reference/sev_ref.tsv (sev-snp-measure and snpguest), never cvm's output;
+//! the refusals are checked for their exit code and the error they name.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+mod common;
+
+use common::{cvm, failed_with, shared, stdout_json};
+
+/// The table's digest for `id`.
+fn table_digest(id: &str) -> Option<String> {
+    let table = std::fs::read_to_string(shared("reference/sev_ref.tsv")?).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = header.iter().position(|h| *h == "expected_digest").unwrap();
+    lines
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .find(|f| f[0] == id)
+        .map(|f| f[col].to_owned())
+}
+
+fn inputs() -> Option<impl Fn(&str) -> String> {
+    let dir = shared("reference/inputs")?;
+    Some(move |rel: &str| dir.join(rel).display().to_string())
+}
+
+/// `cvm --format json launch --dry-run ARGS` with the Debian OVMF.
+fn dry_run(args: &[&str]) -> Option<std::process::Output> {
+    let p = inputs()?;
+    let fw = p("sid/OVMF.amdsev.fd");
+    let mut all = vec!["--format", "json", "launch", "--dry-run", "--firmware", &fw];
+    all.extend_from_slice(args);
+    Some(cvm(&all))
+}
+
+#[test]
+fn snp_direct_boot_dry_run_measures_the_reference_digest() {
+    let (Some(p), Some(want)) = (inputs(), table_digest("sev-003")) else {
+        return;
+    };
+    let (kernel, initrd) = (
+        p("amd64/vmlinuz-6.1.0-56-cloud-amd64"),
+        p("initrd-small.img"),
+    );
+    let out = dry_run(&[
+        "--tee",
+        "snp",
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &initrd,
+        "--cmdline",
+        "console=ttyS0 root=/dev/vda1 ro",
+        "--vcpus",
+        "1",
+        "--vcpu-type",
+        "EPYC-v4",
+        "--explain",
+    ])
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout_json(&out);
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["tee"], "snp");
+    assert_eq!(json["measurement"], want.as_str());
+    let issued = json["issued"].as_array().unwrap();
+    let names: Vec<&str> = issued
+        .iter()
+        .map(|i| i["ioctl"].as_str().unwrap())
+        .collect();
+    // The order of the upstream interface: INIT2 before memory, LAUNCH_START after the
+    // memory is private, the updates, the vCPUs, FINISH last.
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(at("KVM_CREATE_VM") < at("KVM_SEV_INIT2"));
+    assert!(at("KVM_SET_MEMORY_ATTRIBUTES") < at("KVM_SEV_SNP_LAUNCH_START"));
+    assert!(at("KVM_SEV_SNP_LAUNCH_START") < at("KVM_SEV_SNP_LAUNCH_UPDATE"));
+    assert_eq!(names.last(), Some(&"KVM_SEV_SNP_LAUNCH_FINISH"));
+    let types: Vec<&str> = issued
+        .iter()
+        .filter_map(|i| i["page_type"].as_str())
+        .collect();
+    assert_eq!(types.first(), Some(&"normal"), "the firmware first");
+    for t in ["zero", "secrets", "cpuid"] {
+        assert!(types.contains(&t), "{types:?}");
+    }
+    assert!(issued.iter().all(|i| i.get("error").is_none()));
+}
+
+#[test]
+fn sev_es_and_sev_dry_runs_measure_the_reference_digests() {
+    // sev-036: SEV-ES, 4 EPYC-v4 vCPUs; sev-049: SEV with a kernel (no vCPU state).
+    let (Some(p), Some(es), Some(sev)) =
+        (inputs(), table_digest("sev-036"), table_digest("sev-049"))
+    else {
+        return;
+    };
+    let out = dry_run(&["--tee", "sev-es", "--vcpus", "4", "--vcpu-type", "EPYC-v4"]).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["measurement"], es.as_str());
+    let kernel = p("amd64/vmlinuz-6.1.0-56-cloud-amd64");
+    let out = dry_run(&["--tee", "sev", "--kernel", &kernel]).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["measurement"], sev.as_str());
+}
+
+#[test]
+fn refusals_name_what_is_refused() {
+    let snp = |args: &[&str]| {
+        let mut all = vec!["--tee", "snp", "--vcpu-type", "EPYC-v4"];
+        all.extend_from_slice(args);
+        dry_run(&all)
+    };
+    // Features the model host's KVM does not offer: platform unavailable, before any VM.
+    let Some(run) = snp(&["--guest-features", "0x3"]) else {
+        return;
+    };
+    let e = failed_with(&run, 6);
+    assert!(e.contains("bits 0x2 are not offered"), "{e}");
+    let e = failed_with(&snp(&["--guest-features", "0x0"]).unwrap(), 7);
+    assert!(e.contains("SNP_ACTIVE"), "{e}");
+    // Debugging needs to be asked for by name.
+    let e = failed_with(&snp(&["--guest-policy", "0xb0000"]).unwrap(), 1);
+    assert!(e.contains("--insecure-allow-debug"), "{e}");
+    let ok = snp(&["--guest-policy", "0xb0000", "--insecure-allow-debug"]).unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let e = failed_with(
+        &dry_run(&["--tee", "sev", "--guest-policy", "0x0"]).unwrap(),
+        1,
+    );
+    assert!(e.contains("NODBG"), "{e}");
+    // The firmware's policy rules: SMT forbidden on an SMT host.
+    let e = failed_with(&snp(&["--guest-policy", "0x20000"]).unwrap(), 7);
+    assert!(e.contains("POLICY_FAILURE (0x7)"), "{e}");
+    // Options of another TEE or command.
+    let zeros = "00".repeat(32);
+    let e = failed_with(
+        &dry_run(&["--tee", "sev-es", "--host-data", &zeros]).unwrap(),
+        1,
+    );
+    assert!(e.contains("--host-data"), "{e}");
+    let e = failed_with(&snp(&["--vmm", "ec2"]).unwrap(), 1);
+    assert!(e.contains("--vmm ec2"), "{e}");
+    let e = failed_with(&dry_run(&["--tee", "none"]).unwrap(), 1);
+    assert!(e.contains("--dry-run"), "{e}");
+    let e = failed_with(&dry_run(&[]).unwrap(), 1);
+    assert!(e.contains("--dry-run needs"), "{e}");
+}
