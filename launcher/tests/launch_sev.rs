@@ -173,3 +173,103 @@ fn refusals_name_what_is_refused() {
     let e = failed_with(&dry_run(&[]).unwrap(), 1);
     assert!(e.contains("--dry-run needs"), "{e}");
 }
+
+/// The backend on this machine's real KVM, which offers no SEV VM type: the launch is
+/// refused as platform-unavailable before anything is created, naming what KVM offers.
+#[test]
+fn the_real_backend_refuses_a_host_without_snp_before_creating_anything() {
+    use cvm_firmware::launch::{Inputs, SevInputs};
+    use cvm_firmware::sev::VmmType;
+    use cvm_launcher::vmm::backend::PlatformOptions;
+    use cvm_launcher::vmm::kvm::KvmHardware;
+    use cvm_launcher::vmm::sev::{SevBackend, SevLaunch};
+    use cvm_launcher::vmm::{IrqChip, LaunchError, setup};
+    if !common::have_kvm() {
+        return;
+    }
+    let Some(p) = inputs() else { return };
+    let fw = std::fs::read(p("sid/OVMF.amdsev.fd")).unwrap();
+    let inputs = Inputs::Sev(SevInputs {
+        tee: cvm_firmware::Tee::Snp,
+        firmware: &fw,
+        direct_boot: None,
+        vcpus: 1,
+        vcpu_sig: 0x00a0_0f11,
+        vmm: VmmType::Qemu,
+        guest_features: 1,
+        svsm: None,
+        memory: Some(256 << 20),
+    });
+    let images = inputs.parse().unwrap();
+    let plan = inputs.plan(&images).unwrap();
+    let mut backend = SevBackend::new(
+        &plan,
+        SevLaunch {
+            policy: 0x3_0000,
+            host_data: [0; 32],
+            id_block: None,
+        },
+    )
+    .unwrap();
+    let kvm = kvm_ioctls::Kvm::new().unwrap();
+    let types = kvm.check_extension_raw(235); // KVM_CAP_VM_TYPES
+    if types & (1 << 4) != 0 {
+        eprintln!("SKIPPED: this host's KVM offers SNP; the hardware tests cover it");
+        return;
+    }
+    let mut hw = KvmHardware::new(kvm);
+    let opts = PlatformOptions {
+        irqchip: IrqChip::InKernel,
+        pit: false,
+    };
+    let err = setup(&mut hw, &mut backend, &plan, &opts).unwrap_err();
+    assert!(matches!(err, LaunchError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().contains("VM type 4 (KVM_CAP_VM_TYPES"),
+        "{err}"
+    );
+    assert!(
+        !hw.has_vm(),
+        "nothing is created before the host is checked"
+    );
+}
+
+/// Private guest memory on this machine's KVM: one guest_memfd slot per range, the shared
+/// side written and read back through the VMM's mapping; memory attributes, which this
+/// KVM lacks for default VMs, fail with KVM's errno, named.
+#[test]
+fn guest_memfd_slots_on_the_real_kvm() {
+    use cvm_launcher::vmm::backend::{Hardware, VmType};
+    use cvm_launcher::vmm::kvm::KvmHardware;
+    use cvm_launcher::vmm::sev::SevHardware;
+    if !common::have_kvm() {
+        return;
+    }
+    let kvm = kvm_ioctls::Kvm::new().unwrap();
+    // KVM_CAP_GUEST_MEMFD (234)
+    if !common::available(
+        kvm.check_extension_raw(234) > 0,
+        "guest_memfd on this KVM (KVM_CAP_GUEST_MEMFD)",
+    ) {
+        return;
+    }
+    let mut hw = KvmHardware::new(kvm);
+    hw.create_vm(VmType::DEFAULT).unwrap();
+    hw.add_private_memory(&[(0, 2 << 20), (4 << 30, 1 << 20)])
+        .unwrap();
+    hw.write_memory(0x1ff000, &[0xa5; 4096]).unwrap();
+    let mut back = [0u8; 4096];
+    hw.read_memory(0x1ff000, &mut back).unwrap();
+    assert_eq!(back, [0xa5; 4096]);
+    let a = hw.host_address(4 << 30).unwrap();
+    assert_eq!(hw.host_address((4 << 30) + 0x1000).unwrap(), a + 0x1000);
+    assert!(hw.host_address(3 << 30).is_err());
+    match hw.set_memory_attributes(0, 4096, true) {
+        Ok(()) => {}
+        Err(e) => assert!(
+            e.to_string()
+                .starts_with("KVM_SET_MEMORY_ATTRIBUTES failed: "),
+            "{e}"
+        ),
+    }
+}

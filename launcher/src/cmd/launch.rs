@@ -192,6 +192,10 @@ pub struct LaunchReport {
     /// lower-case hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measurement: Option<String>,
+    /// SEV, SEV-ES on the hardware: LAUNCH_MEASURE's answer, MEASURE (HMAC-SHA-256 under
+    /// the launch's TIK) and MNONCE, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_measure: Option<String>,
     /// Why the VM stopped (absent for a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopReport>,
@@ -366,16 +370,16 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
         // A dry run launches against the model, not this host.
         return Ok(tee);
     }
-    Err(match host().status(tee) {
-        Some(st) if !st.available => CliError::PlatformUnavailable(format!(
+    match host().status(tee) {
+        Some(st) if !st.available => Err(CliError::PlatformUnavailable(format!(
             "{tee} is not available on this host: {}",
             st.reason.as_deref().unwrap_or("see 'cvm probe'")
-        )),
-        _ => CliError::PlatformUnavailable(format!(
-            "{tee} is available on this host, but cvm's {tee} launch on the hardware is not \
-             built yet (--dry-run runs it against cvm's model)"
-        )),
-    })
+        ))),
+        Some(_) if plan_args::SEV.contains(&tee) => Ok(tee),
+        _ => Err(CliError::PlatformUnavailable(format!(
+            "cvm's {tee} launch backend is not built yet"
+        ))),
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -400,6 +404,9 @@ fn launch(
     if args.dry_run {
         return dry_run(args, tee);
     }
+    if tee != Tee::None {
+        return confidential(args, tee, format);
+    }
     tracing::warn!("--tee none: the guest is NOT protected from the host (a plain KVM VM)");
 
     let plan_args = &args.plan;
@@ -419,23 +426,67 @@ fn launch(
     super::log_plan(&plan);
 
     let serial = serial_out(&args.serial, format)?;
-    // KVM's PIT needs the in-kernel irqchip.
-    let pit = args.pit && args.irqchip == IrqChipArg::InKernel;
+    let platform = platform(args);
     let outcome = vmm::run(
         &plan,
         Box::new(vmm::none::NoneBackend),
         RunOptions {
             serial,
             timeout: args.timeout,
-            irqchip: match args.irqchip {
-                IrqChipArg::InKernel => IrqChip::InKernel,
-                IrqChipArg::Split => IrqChip::Split,
-            },
-            pit,
+            irqchip: platform.irqchip,
+            pit: platform.pit,
         },
     )
     .map_err(CliError::Launch)?;
+    let memory = plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY);
+    Ok(run_report(
+        args,
+        Tee::None,
+        boot_name,
+        memory,
+        &platform,
+        outcome,
+    ))
+}
 
+/// An SNP, SEV-ES or SEV guest on the hardware.
+#[cfg(target_arch = "x86_64")]
+fn confidential(
+    args: &LaunchArgs,
+    tee: Tee,
+    format: Format,
+) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    with_sev_plan(args, tee, |plan, backend, memory| {
+        let serial = serial_out(&args.serial, format)?;
+        let platform = platform(args);
+        let outcome = vmm::run(
+            plan,
+            Box::new(backend),
+            RunOptions {
+                serial,
+                timeout: args.timeout,
+                irqchip: platform.irqchip,
+                pit: platform.pit,
+            },
+        )
+        .map_err(CliError::Launch)?;
+        Ok(run_report(
+            args, tee, "firmware", memory, &platform, outcome,
+        ))
+    })
+}
+
+/// The report of a launch that ran, and its result: success only when the guest
+/// stopped itself with status 0.
+#[cfg(target_arch = "x86_64")]
+fn run_report(
+    args: &LaunchArgs,
+    tee: Tee,
+    boot: &'static str,
+    memory: u64,
+    platform: &vmm::backend::PlatformOptions,
+    outcome: vmm::Outcome,
+) -> (LaunchReport, Result<(), CliError>) {
     let status = outcome.reason.guest_status();
     let result = if status == Some(0) {
         Ok(())
@@ -443,14 +494,15 @@ fn launch(
         Err(CliError::GuestExit(outcome.reason.to_string()))
     };
     let report = LaunchReport {
-        tee: "none",
+        tee: tee.name(),
         dry_run: false,
-        protected: false,
-        boot: boot_name,
-        memory: plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY),
-        vcpus: plan_args.vcpus,
-        pit,
+        protected: tee != Tee::None,
+        boot,
+        memory,
+        vcpus: args.plan.vcpus,
+        pit: platform.pit,
         measurement: None,
+        launch_measure: outcome.launch_measure.as_deref().map(hex::encode),
         stop: Some(StopReport {
             reason: outcome.reason.kind(),
             guest_status: status,
@@ -461,7 +513,7 @@ fn launch(
         unmodelled: None,
         issued: None,
     };
-    Ok((report, result))
+    (report, result)
 }
 
 /// The SEV-family launch options: the policy (QEMU's default per TEE), refusing one that
@@ -498,8 +550,25 @@ fn sev_launch(args: &LaunchArgs, tee: Tee) -> Result<vmm::sev::SevLaunch, CliErr
 /// of KVM and the AMD-SP; the model's digest must be the plan's measurement.
 #[cfg(target_arch = "x86_64")]
 fn dry_run(args: &LaunchArgs, tee: Tee) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    use vmm::sev::model::{ModelHost, SevModel, UNMODELLED};
+    with_sev_plan(args, tee, |plan, backend, memory| {
+        dry_run_plan(args, tee, plan, backend, memory)
+    })
+}
+
+/// Builds the SNP, SEV-ES or SEV plan and its backend from the command line, and hands
+/// them (with the guest RAM size) to `f`.
+#[cfg(target_arch = "x86_64")]
+fn with_sev_plan<T>(
+    args: &LaunchArgs,
+    tee: Tee,
+    f: impl FnOnce(
+        &cvm_firmware::plan::LaunchPlan<'_>,
+        vmm::sev::SevBackend,
+        u64,
+    ) -> Result<T, CliError>,
+) -> Result<T, CliError> {
     let plan_args = &args.plan;
+    let launch = sev_launch(args, tee)?;
     let firmware = plan_args.read_firmware()?;
     let files = plan_args.read_others()?;
     let memory = plan_args.memory.unwrap_or(DEFAULT_SEV_MEMORY);
@@ -507,24 +576,42 @@ fn dry_run(args: &LaunchArgs, tee: Tee) -> Result<(LaunchReport, Result<(), CliE
     let images = inputs.parse().map_err(|e| plan_args.blame(tee, e))?;
     let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
     super::log_plan(&plan);
-    let mut backend =
-        vmm::sev::SevBackend::new(&plan, sev_launch(args, tee)?).map_err(CliError::Launch)?;
-    let mut model = SevModel::new(ModelHost::default());
-    let platform = vmm::backend::PlatformOptions {
+    let backend = vmm::sev::SevBackend::new(&plan, launch).map_err(CliError::Launch)?;
+    f(&plan, backend, memory)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn platform(args: &LaunchArgs) -> vmm::backend::PlatformOptions {
+    vmm::backend::PlatformOptions {
         irqchip: match args.irqchip {
             IrqChipArg::InKernel => IrqChip::InKernel,
             IrqChipArg::Split => IrqChip::Split,
         },
+        // KVM's PIT needs the in-kernel irqchip.
         pit: args.pit && args.irqchip == IrqChipArg::InKernel,
-    };
-    let launched = vmm::setup(&mut model, &mut backend, &plan, &platform);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dry_run_plan(
+    args: &LaunchArgs,
+    tee: Tee,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    mut backend: vmm::sev::SevBackend,
+    memory: u64,
+) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    use vmm::sev::model::{ModelHost, SevModel, UNMODELLED};
+    let plan_args = &args.plan;
+    let mut model = SevModel::new(ModelHost::default());
+    let platform = platform(args);
+    let launched = vmm::setup(&mut model, &mut backend, plan, &platform);
     let measured = model.launch_digest();
     let result = match launched {
         Err(e) => Err(CliError::Launch(e)),
         Ok(()) => {
             // The invariant, checked on every dry run: the digest the model's firmware
             // kept is the one `cvm measure` computes from the same plan.
-            let planned = match cvm_firmware::launch::measure(&plan, &Default::default()) {
+            let planned = match cvm_firmware::launch::measure(plan, &Default::default()) {
                 Ok(cvm_firmware::launch::LaunchMeasurement::Sev(m)) => Some(m.digest),
                 _ => None,
             };
@@ -554,6 +641,7 @@ fn dry_run(args: &LaunchArgs, tee: Tee) -> Result<(LaunchReport, Result<(), CliE
             .is_ok()
             .then(|| measured.as_deref().map(hex::encode))
             .flatten(),
+        launch_measure: None,
         stop: None,
         elapsed_ms: None,
         unknown_accesses: None,

@@ -70,6 +70,20 @@ pub enum ExitHandled {
     NotMine,
     /// Handled; the vCPU runs on.
     Resume,
+    /// The VM must stop, for this reason.
+    Stop(String),
+}
+
+/// What a backend may do to the running VM while it handles an exit. Every range comes
+/// from the guest: implementations check it again.
+pub trait Runtime: Send + Sync {
+    /// Whether `[gpa, gpa + len)` is guest RAM, in one memory slot.
+    fn is_ram(&self, gpa: u64, len: u64) -> bool;
+    /// `KVM_SET_MEMORY_ATTRIBUTES`: the range private or shared; the errno on failure.
+    fn set_private(&self, gpa: u64, len: u64, private: bool) -> Result<(), i32>;
+    /// Releases the backing of the range the guest no longer uses (the shared pages, or
+    /// with `private_side` the guest_memfd's); the errno on failure.
+    fn discard(&self, gpa: u64, len: u64, private_side: bool) -> Result<(), i32>;
 }
 
 /// A TEE's launch, as the VMM core drives it.
@@ -99,7 +113,12 @@ pub trait Backend: Send + Sync {
     ) -> Result<(), LaunchError>;
     /// Ends the launch (after which the hardware's measurement is final).
     fn finalize(&mut self, hw: &mut dyn Hardware) -> Result<(), LaunchError>;
+    /// What the hardware reported of the launch measurement once finalized, where the
+    /// host can see it (SEV, SEV-ES: LAUNCH_MEASURE's MEASURE and MNONCE).
+    fn launch_measure(&self) -> Option<Vec<u8>> {
+        None
+    }
     /// An exit of vCPU `vcpu` the core's devices did not take: the backend's own
     /// (page-state changes, TEE hypercalls), or not.
-    fn handle_exit(&self, vcpu: u32, exit: &mut VcpuExit<'_>) -> ExitHandled;
+    fn handle_exit(&self, vcpu: u32, exit: &mut VcpuExit<'_>, vm: &dyn Runtime) -> ExitHandled;
 }

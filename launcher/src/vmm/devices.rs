@@ -4,8 +4,8 @@
 //! flood the host's log or stop the VMM.
 
 use super::ioapic::{self, Ioapic};
+use super::rate::Counter;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
@@ -28,8 +28,6 @@ const POST_PORT: u16 = 0x80;
 /// split irqchip, which has no 8259: reads float high (Linux's probe then finds no PIC),
 /// writes are ignored, silently.
 const PIC_PORTS: [u16; 6] = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1];
-/// How many unknown accesses are logged one by one before only every 1000th is.
-const LOG_FIRST: u64 = 8;
 
 /// Why a device stops the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +63,7 @@ pub type SerialOut = Box<dyn Write + Send>;
 pub struct Devices {
     serial: Mutex<Serial<Interrupt, vm_superio::serial::NoEvents, SerialOut>>,
     ioapic: Option<Arc<Ioapic>>,
-    unknown: AtomicU64,
+    unknown: Counter,
 }
 
 impl Devices {
@@ -79,13 +77,13 @@ impl Devices {
         Devices {
             serial: Mutex::new(Serial::new(irq, out)),
             ioapic,
-            unknown: AtomicU64::new(0),
+            unknown: Counter::default(),
         }
     }
 
     /// How many accesses went to ports or addresses with no device.
     pub fn unknown_accesses(&self) -> u64 {
-        self.unknown.load(Ordering::Relaxed)
+        self.unknown.count()
     }
 
     /// A port write.
@@ -181,11 +179,8 @@ impl Devices {
     }
 
     fn note_unknown(&self, what: std::fmt::Arguments<'_>) {
-        let n = self
-            .unknown
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        if n <= LOG_FIRST || n.is_multiple_of(1000) {
+        let (n, log) = self.unknown.tick();
+        if log {
             tracing::warn!("guest: {what} (ignored; {n} such accesses so far)");
         }
     }

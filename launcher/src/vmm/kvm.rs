@@ -16,11 +16,13 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// A VM being set up on KVM: what the backend has created so far.
 pub struct KvmHardware {
-    kvm: Kvm,
-    vm: Option<Arc<VmFd>>,
-    ram: Option<GuestRam>,
+    pub(in crate::vmm) kvm: Kvm,
+    pub(in crate::vmm) vm: Option<Arc<VmFd>>,
+    pub(in crate::vmm) ram: Option<GuestRam>,
     vcpus: Vec<(u32, VcpuFd)>,
     cpuid: Option<CpuId>,
+    /// /dev/sev, for the SEV commands (opened by the first).
+    pub(in crate::vmm) sev_fd: Option<std::fs::File>,
 }
 
 /// What a finished setup hands the VMM core to run.
@@ -39,16 +41,20 @@ impl KvmHardware {
             ram: None,
             vcpus: Vec::new(),
             cpuid: None,
+            sev_fd: None,
         }
     }
 
-    fn vm(&self, step: &'static str) -> Result<&Arc<VmFd>, LaunchError> {
+    pub(in crate::vmm) fn vm(&self, step: &'static str) -> Result<&Arc<VmFd>, LaunchError> {
         self.vm
             .as_ref()
             .ok_or_else(|| LaunchError::Step(step, "no VM has been created".into()))
     }
 
-    fn ram(&self, step: &'static str) -> Result<&GuestMemoryMmap<()>, LaunchError> {
+    pub(in crate::vmm) fn ram(
+        &self,
+        step: &'static str,
+    ) -> Result<&GuestMemoryMmap<()>, LaunchError> {
         self.ram
             .as_ref()
             .map(GuestRam::memory)
@@ -61,6 +67,11 @@ impl KvmHardware {
             .find(|(i, _)| *i == id)
             .map(|(_, fd)| fd)
             .ok_or_else(|| LaunchError::Step(step, format!("vCPU {id} has not been created")))
+    }
+
+    /// Whether a VM has been created (and not yet handed on).
+    pub fn has_vm(&self) -> bool {
+        self.vm.is_some()
     }
 
     /// The VM, its memory and its vCPUs, once every phase has run.
@@ -77,6 +88,39 @@ impl KvmHardware {
                 "the VM or its memory is missing".into(),
             )),
         }
+    }
+    /// Maps guest memory at `ranges` and registers each range as a memory slot (with
+    /// `private`, a guest_memfd slot).
+    pub(in crate::vmm) fn map_memory(
+        &mut self,
+        ranges: &[(u64, u64)],
+        private: bool,
+    ) -> Result<(), LaunchError> {
+        let step = "map guest memory";
+        let vm = Arc::clone(self.vm(step)?);
+        let total: u64 = ranges.iter().map(|(_, l)| *l).sum();
+        let ranges = ranges
+            .iter()
+            .map(|&(g, l)| {
+                Ok((
+                    GuestAddress(g),
+                    usize::try_from(l).map_err(|e| LaunchError::Step(step, e.to_string()))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, LaunchError>>()?;
+        let memory = GuestMemoryMmap::from_ranges(&ranges)
+            .map_err(|e| LaunchError::Step(step, format!("{} MiB (--memory): {e}", total >> 20)))?;
+        for (slot, (gpa, len)) in ranges.iter().enumerate() {
+            tracing::debug!(
+                "KVM_SET_USER_MEMORY_REGION{} slot {slot}: gpa {:#x}, {len:#x} bytes",
+                if private { "2 (guest_memfd)" } else { "" },
+                gpa.0
+            );
+        }
+        let ram = GuestRam::register(vm, memory, private)
+            .map_err(|e| LaunchError::Step("register guest memory", e.to_string()))?;
+        self.ram = Some(ram);
+        Ok(())
     }
 }
 
@@ -137,30 +181,7 @@ impl Hardware for KvmHardware {
     }
 
     fn add_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError> {
-        let step = "map guest memory";
-        let vm = Arc::clone(self.vm(step)?);
-        let total: u64 = ranges.iter().map(|(_, l)| *l).sum();
-        let ranges = ranges
-            .iter()
-            .map(|&(g, l)| {
-                Ok((
-                    GuestAddress(g),
-                    usize::try_from(l).map_err(|e| LaunchError::Step(step, e.to_string()))?,
-                ))
-            })
-            .collect::<Result<Vec<_>, LaunchError>>()?;
-        let memory = GuestMemoryMmap::from_ranges(&ranges)
-            .map_err(|e| LaunchError::Step(step, format!("{} MiB (--memory): {e}", total >> 20)))?;
-        for (slot, (gpa, len)) in ranges.iter().enumerate() {
-            tracing::debug!(
-                "KVM_SET_USER_MEMORY_REGION slot {slot}: gpa {:#x}, {len:#x} bytes",
-                gpa.0
-            );
-        }
-        let ram = GuestRam::register(vm, memory)
-            .map_err(|e| LaunchError::Step("register guest memory", e.to_string()))?;
-        self.ram = Some(ram);
-        Ok(())
+        self.map_memory(ranges, false)
     }
 
     fn write_memory(&mut self, gpa: u64, data: &[u8]) -> Result<(), LaunchError> {
@@ -215,5 +236,9 @@ impl Hardware for KvmHardware {
             )
         })?;
         vcpu::set_state(self.vcpu(id, "set the vCPU's registers")?, regs)
+    }
+
+    fn sev(&mut self) -> Option<&mut dyn super::sev::SevHardware> {
+        Some(self)
     }
 }

@@ -9,6 +9,7 @@ mod devices;
 mod ioapic;
 pub mod kvm;
 pub mod none;
+mod rate;
 pub mod record;
 pub mod sev;
 mod sys;
@@ -93,6 +94,22 @@ pub enum StopReason {
         /// The vCPU.
         vcpu: u32,
     },
+    /// An SEV-ES or SNP guest asked to be terminated (`KVM_SYSTEM_EVENT_SEV_TERM`).
+    SevTerminate {
+        /// The GHCB reason code set (0: general, 1: the GHCB protocol).
+        reason_set: u8,
+        /// The reason code.
+        reason_code: u8,
+        /// The vCPU.
+        vcpu: u32,
+    },
+    /// The backend stopped the VM (a guest request it could not honour).
+    Backend {
+        /// What happened.
+        what: String,
+        /// The vCPU.
+        vcpu: u32,
+    },
     /// `KVM_EXIT_HLT` (a halt the kernel did not handle).
     Halted {
         /// The vCPU.
@@ -152,6 +169,8 @@ impl StopReason {
             StopReason::Reset { .. } => "reset",
             StopReason::Shutdown { .. } => "triple-fault",
             StopReason::SystemEvent { .. } => "system-event",
+            StopReason::SevTerminate { .. } => "sev-terminate",
+            StopReason::Backend { .. } => "backend-stop",
             StopReason::Halted { .. } => "halted",
             StopReason::FailEntry { .. } => "entry-failed",
             StopReason::InternalError { .. } => "internal-error",
@@ -182,6 +201,16 @@ impl std::fmt::Display for StopReason {
                     "vCPU {vcpu} raised system event {kind} (KVM_EXIT_SYSTEM_EVENT)"
                 )
             }
+            StopReason::SevTerminate {
+                reason_set,
+                reason_code,
+                vcpu,
+            } => write!(
+                f,
+                "vCPU {vcpu}: the guest asked to be terminated (reason set {reason_set}, code \
+                 {reason_code:#x})"
+            ),
+            StopReason::Backend { what, vcpu } => write!(f, "vCPU {vcpu}: {what}"),
             StopReason::Halted { vcpu } => write!(f, "vCPU {vcpu} halted (KVM_EXIT_HLT)"),
             StopReason::FailEntry { reason, vcpu } => {
                 write!(
@@ -229,6 +258,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Port and MMIO accesses that reached no device.
     pub unknown_accesses: u64,
+    /// What the hardware reported of the launch measurement (SEV, SEV-ES: LAUNCH_MEASURE).
+    pub launch_measure: Option<Vec<u8>>,
 }
 
 /// Why a launch failed; everything created before the failing step is torn down.
@@ -323,8 +354,45 @@ impl Control {
 struct Vm {
     threads: Vec<JoinHandle<()>>,
     control: Arc<Control>,
-    ram: Option<sys::GuestRam>,
+    ram: Option<Arc<sys::GuestRam>>,
     vm: Arc<VmFd>,
+}
+
+/// The running VM as backends see it ([`backend::Runtime`]): its memory attributes and
+/// backing, on KVM.
+struct KvmRuntime {
+    vm: Arc<VmFd>,
+    ram: Arc<sys::GuestRam>,
+}
+
+impl backend::Runtime for KvmRuntime {
+    fn is_ram(&self, gpa: u64, len: u64) -> bool {
+        self.ram.holds_guest_range(gpa, len)
+    }
+
+    fn set_private(&self, gpa: u64, len: u64, private: bool) -> Result<(), i32> {
+        if !self.is_ram(gpa, len) {
+            return Err(libc::EINVAL);
+        }
+        self.vm
+            .set_memory_attributes(kvm_bindings::kvm_memory_attributes {
+                address: gpa,
+                size: len,
+                attributes: if private {
+                    u64::from(kvm_bindings::KVM_MEMORY_ATTRIBUTE_PRIVATE)
+                } else {
+                    0
+                },
+                flags: 0,
+            })
+            .map_err(|e| e.errno())
+    }
+
+    fn discard(&self, gpa: u64, len: u64, private_side: bool) -> Result<(), i32> {
+        self.ram
+            .discard(gpa, len, private_side)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    }
 }
 
 /// The I/O APIC's messages, sent to the VM's local APICs while the VM exists.
@@ -406,6 +474,10 @@ pub fn run(
     };
     // On an error, dropping `hw` releases whatever was created, vCPUs and memory first.
     setup(&mut hw, backend.as_mut(), plan, &platform)?;
+    let launch_measure = backend.launch_measure();
+    if let Some(m) = &launch_measure {
+        tracing::info!("LAUNCH_MEASURE {}", hex::encode(m));
+    }
     let launched = hw.into_launched()?;
     let control = Arc::new(Control {
         stopping: AtomicBool::new(false),
@@ -416,10 +488,15 @@ pub fn run(
     let mut vm = Vm {
         threads: Vec::new(),
         control,
-        ram: Some(launched.ram),
+        ram: Some(Arc::new(launched.ram)),
         vm: launched.vm,
     };
-    let result = vm.start(plan, Arc::from(backend), launched.vcpus, opts);
+    let result = vm
+        .start(plan, Arc::from(backend), launched.vcpus, opts)
+        .map(|o| Outcome {
+            launch_measure,
+            ..o
+        });
     // Whatever happened, no vCPU thread outlives this function, and the memory leaves
     // the VM before the VM fd closes.
     vm.shutdown();
@@ -494,6 +571,14 @@ impl Vm {
         };
         let devices = Arc::new(Devices::new(opts.serial, irq));
         let control = Arc::clone(&self.control);
+        let ram = self
+            .ram
+            .clone()
+            .ok_or_else(|| LaunchError::Step("start the VM", "no guest memory".into()))?;
+        let runtime: Arc<dyn backend::Runtime> = Arc::new(KvmRuntime {
+            vm: Arc::clone(&self.vm),
+            ram,
+        });
 
         let wait = Waiter::new(&control)?;
         register_signal_handler(kick_signal(), on_kick)
@@ -506,14 +591,15 @@ impl Vm {
             if opts.pit { ", PIT" } else { "" }
         );
         for (id, fd) in vcpus {
-            let (d, c, b) = (
+            let (d, c, b, r) = (
                 Arc::clone(&devices),
                 Arc::clone(&control),
                 Arc::clone(&backend),
+                Arc::clone(&runtime),
             );
             let t = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
-                .spawn(move || vcpu::run(fd, id, d, c, b))
+                .spawn(move || vcpu::run(fd, id, d, c, b, r))
                 .map_err(|e| LaunchError::Step("start a vCPU thread", e.to_string()))?;
             self.threads.push(t);
         }
@@ -536,6 +622,7 @@ impl Vm {
             reason,
             elapsed,
             unknown_accesses: devices.unknown_accesses(),
+            launch_measure: None,
         })
     }
 

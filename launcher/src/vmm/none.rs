@@ -2,7 +2,7 @@
 //! contents are copied into guest memory as they are; nothing is measured, and the
 //! hardware enforces nothing.
 
-use super::backend::{Backend, ExitHandled, Hardware, PlatformOptions, VmType};
+use super::backend::{Backend, ExitHandled, Hardware, PlatformOptions, Runtime, VmType};
 use super::{IDENTITY_MAP_ADDR, LaunchError, TSS_ADDR};
 use cvm_firmware::Tee;
 use cvm_firmware::plan::{LaunchPlan, PageKind, Step};
@@ -70,7 +70,7 @@ impl Backend for NoneBackend {
         Ok(())
     }
 
-    fn handle_exit(&self, _: u32, _: &mut VcpuExit<'_>) -> ExitHandled {
+    fn handle_exit(&self, _: u32, _: &mut VcpuExit<'_>, _: &dyn Runtime) -> ExitHandled {
         ExitHandled::NotMine
     }
 }

@@ -5,9 +5,11 @@
 
 use kvm_bindings::{
     KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION,
-    KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, kvm_run, kvm_userspace_memory_region,
+    KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_MEM_GUEST_MEMFD,
+    kvm_create_guest_memfd, kvm_run, kvm_userspace_memory_region, kvm_userspace_memory_region2,
 };
 use kvm_ioctls::{VcpuFd, VmFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -27,43 +29,104 @@ unsafe fn set_user_memory_region(
     unsafe { vm.set_user_memory_region(region) }
 }
 
+/// `KVM_SET_USER_MEMORY_REGION2`.
+///
+/// # Safety
+///
+/// As [`set_user_memory_region`]; and `region.guest_memfd`, when the flags name one, must
+/// be a guest_memfd of this VM that stays open until the slot is deleted.
+unsafe fn set_user_memory_region2(
+    vm: &VmFd,
+    region: kvm_userspace_memory_region2,
+) -> Result<(), kvm_ioctls::Error> {
+    // SAFETY: the caller guarantees the range's and the guest_memfd's lifetime.
+    unsafe { vm.set_user_memory_region2(region) }
+}
+
 /// Guest RAM registered with a VM: the mappings, and one memory slot per region, which
 /// are deleted (before the mappings are unmapped) when this is dropped. Owning both is
-/// what makes registering safe: no slot can outlive its mapping.
+/// what makes registering safe: no slot can outlive its mapping. Private RAM (SNP) also
+/// owns one guest_memfd per slot, closed after the slot is deleted.
 pub(super) struct GuestRam {
     vm: Arc<VmFd>,
     slots: u32,
     memory: GuestMemoryMmap<()>,
+    gmem: Vec<OwnedFd>,
 }
 
 impl GuestRam {
-    /// Registers every region of `memory` with `vm`, as slots 0, 1, ...; on an error the
-    /// slots registered so far are deleted again.
+    /// Registers every region of `memory` with `vm`, as slots 0, 1, ...; with `private`,
+    /// each backed by a new guest_memfd of its size (`KVM_CREATE_GUEST_MEMFD`) as well as
+    /// by its mapping (the shared side). On an error the slots registered so far are
+    /// deleted again.
     pub(super) fn register(
         vm: Arc<VmFd>,
         memory: GuestMemoryMmap<()>,
+        private: bool,
     ) -> Result<Self, RegisterError> {
         let mut ram = GuestRam {
             vm,
             slots: 0,
             memory,
+            gmem: Vec::new(),
         };
-        for region in ram.memory.iter() {
+        let regions: Vec<(u64, u64, u64)> = ram
+            .memory
+            .iter()
+            .map(|r| {
+                let host = u64::try_from(r.as_ptr().addr()).unwrap_or(u64::MAX);
+                (r.start_addr().0, r.len(), host)
+            })
+            .collect();
+        for (gpa, len, host) in regions {
             let slot = ram.slots;
-            let host = u64::try_from(region.as_ptr().addr())
-                .map_err(|_| RegisterError::Address { slot })?;
-            let mem = kvm_userspace_memory_region {
-                slot,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host,
-            };
-            // SAFETY: `host..+len` is `region`'s anonymous mapping, owned by `ram.memory`,
-            // which `ram` unmaps only after deleting the slot (Drop); it holds guest RAM
-            // only, no Rust object.
-            unsafe { set_user_memory_region(&ram.vm, mem) }
-                .map_err(|source| RegisterError::Kvm { slot, source })?;
+            if host == u64::MAX {
+                return Err(RegisterError::Address { slot });
+            }
+            let kvm = |source| RegisterError::Kvm { slot, source };
+            if private {
+                let fd = ram
+                    .vm
+                    .create_guest_memfd(kvm_create_guest_memfd {
+                        size: len,
+                        flags: 0,
+                        reserved: [0; 6],
+                    })
+                    .map_err(kvm)?;
+                // SAFETY: KVM_CREATE_GUEST_MEMFD returned a new descriptor that nothing
+                // else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let gmem =
+                    u32::try_from(fd.as_raw_fd()).map_err(|_| RegisterError::Address { slot })?;
+                ram.gmem.push(fd);
+                let mem = kvm_userspace_memory_region2 {
+                    slot,
+                    flags: KVM_MEM_GUEST_MEMFD,
+                    guest_phys_addr: gpa,
+                    memory_size: len,
+                    userspace_addr: host,
+                    guest_memfd_offset: 0,
+                    guest_memfd: gmem,
+                    pad1: 0,
+                    pad2: [0; 14],
+                };
+                // SAFETY: `host..+len` is the region's anonymous mapping, owned by
+                // `ram.memory`, and `gmem` is owned by `ram.gmem`; `ram` deletes the slot
+                // before either goes (Drop, then field order). Guest RAM only.
+                unsafe { set_user_memory_region2(&ram.vm, mem) }.map_err(kvm)?;
+            } else {
+                let mem = kvm_userspace_memory_region {
+                    slot,
+                    flags: 0,
+                    guest_phys_addr: gpa,
+                    memory_size: len,
+                    userspace_addr: host,
+                };
+                // SAFETY: `host..+len` is the region's anonymous mapping, owned by
+                // `ram.memory`, which `ram` unmaps only after deleting the slot (Drop); it
+                // holds guest RAM only, no Rust object.
+                unsafe { set_user_memory_region(&ram.vm, mem) }.map_err(kvm)?;
+            }
             ram.slots = slot.saturating_add(1);
         }
         Ok(ram)
@@ -73,18 +136,112 @@ impl GuestRam {
     pub(super) fn memory(&self) -> &GuestMemoryMmap<()> {
         &self.memory
     }
+
+    /// Whether `[host, host + len)` lies inside one region of the VMM's mapping of guest
+    /// memory (so that the kernel may read or write it for a command).
+    pub(super) fn holds_host_range(&self, host: u64, len: u64) -> bool {
+        let Some(end) = host.checked_add(len) else {
+            return false;
+        };
+        self.memory.iter().any(|r| {
+            let start = u64::try_from(r.as_ptr().addr()).unwrap_or(u64::MAX);
+            host >= start && end <= start.saturating_add(r.len())
+        })
+    }
+
+    /// Whether `[gpa, gpa + len)` lies inside one region of guest memory.
+    pub(super) fn holds_guest_range(&self, gpa: u64, len: u64) -> bool {
+        let Some(end) = gpa.checked_add(len) else {
+            return false;
+        };
+        self.memory
+            .iter()
+            .any(|r| gpa >= r.start_addr().0 && end <= r.start_addr().0.saturating_add(r.len()))
+    }
+
+    /// Releases the backing of `[gpa, gpa + len)` that the guest no longer uses: the
+    /// shared pages (`madvise(MADV_DONTNEED)`) after a conversion to private, or the
+    /// private ones (`fallocate(PUNCH_HOLE)` on the guest_memfd) after one to shared, as
+    /// QEMU's `kvm_convert_memory` does. The range must lie in one region.
+    pub(super) fn discard(&self, gpa: u64, len: u64, private_side: bool) -> std::io::Result<()> {
+        let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+        let (index, region) = self
+            .memory
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                gpa >= r.start_addr().0
+                    && gpa
+                        .checked_add(len)
+                        .is_some_and(|e| e <= r.start_addr().0.saturating_add(r.len()))
+            })
+            .ok_or_else(bad)?;
+        let offset = gpa - region.start_addr().0;
+        if private_side {
+            let fd = self.gmem.get(index).ok_or_else(bad)?;
+            let (off, n) = (
+                libc::off_t::try_from(offset).map_err(|_| bad())?,
+                libc::off_t::try_from(len).map_err(|_| bad())?,
+            );
+            // SAFETY: fallocate on a descriptor this owns; it touches no memory of ours.
+            let r = unsafe {
+                libc::fallocate(
+                    fd.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    off,
+                    n,
+                )
+            };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        } else {
+            let o = usize::try_from(offset).map_err(|_| bad())?;
+            let n = usize::try_from(len).map_err(|_| bad())?;
+            // SAFETY: `o + n` is within the region (checked above), a private anonymous
+            // mapping holding guest RAM only: dropping its pages makes them read as
+            // zeroes again and invalidates no Rust object.
+            let r = unsafe {
+                libc::madvise(
+                    region.as_ptr().wrapping_add(o).cast(),
+                    n,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for GuestRam {
     fn drop(&mut self) {
         for slot in 0..self.slots {
-            let mem = kvm_userspace_memory_region {
-                slot,
-                ..Default::default()
-            };
             // SAFETY: a zero-sized region deletes the slot; KVM keeps no pointer into
-            // host memory.
-            if let Err(e) = unsafe { set_user_memory_region(&self.vm, mem) } {
+            // host memory. (KVM_SET_USER_MEMORY_REGION2 only where the slots are
+            // guest_memfd slots: kernels before 6.8 do not have it.)
+            let r = unsafe {
+                if self.gmem.is_empty() {
+                    set_user_memory_region(
+                        &self.vm,
+                        kvm_userspace_memory_region {
+                            slot,
+                            ..Default::default()
+                        },
+                    )
+                } else {
+                    set_user_memory_region2(
+                        &self.vm,
+                        kvm_userspace_memory_region2 {
+                            slot,
+                            ..Default::default()
+                        },
+                    )
+                }
+            };
+            if let Err(e) = r {
                 tracing::debug!("removing memory slot {slot}: {e}");
             }
         }

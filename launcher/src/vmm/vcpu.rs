@@ -1,7 +1,7 @@
 //! vCPUs: the plan's register state loaded into KVM, CPUID filtered for the guest, and the
 //! run loop that turns exits into device accesses or a reason to stop.
 
-use super::backend::{Backend, ExitHandled};
+use super::backend::{Backend, ExitHandled, Runtime};
 use super::devices::{DeviceStop, Devices};
 use super::{Control, LaunchError, StopReason};
 use cvm_firmware::vcpu::{Segment, X86Vcpu};
@@ -9,6 +9,10 @@ use kvm_bindings::{CpuId, kvm_dtable, kvm_segment};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+/// `KVM_SYSTEM_EVENT_SEV_TERM` (include/uapi/linux/kvm.h): an SEV-ES or SNP guest asked
+/// to be terminated through the GHCB.
+const KVM_SYSTEM_EVENT_SEV_TERM: u32 = 6;
 
 /// Loads `state` into `vcpu`: segments, descriptor tables, control registers and EFER,
 /// general registers, and the x87/SSE control words. The APIC base and everything else
@@ -109,6 +113,7 @@ pub(super) fn run(
     devices: Arc<Devices>,
     control: Arc<Control>,
     backend: Arc<dyn Backend>,
+    runtime: Arc<dyn Runtime>,
 ) {
     let mut exits = ExitCounts::default();
     while !control.stopping.load(Ordering::Acquire) {
@@ -139,6 +144,16 @@ pub(super) fn run(
                     None
                 }
                 VcpuExit::Shutdown => Some(StopReason::Shutdown { vcpu: id }),
+                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SEV_TERM, data) => {
+                    // data[0]: the GHCB MSR value of the termination request (GHCB spec:
+                    // reason set in bits 15:12, reason code in 23:16).
+                    let msr = data.first().copied().unwrap_or(0);
+                    Some(StopReason::SevTerminate {
+                        reason_set: u8::try_from((msr >> 12) & 0xf).unwrap_or(0),
+                        reason_code: u8::try_from((msr >> 16) & 0xff).unwrap_or(0),
+                        vcpu: id,
+                    })
+                }
                 VcpuExit::SystemEvent(kind, _) => Some(StopReason::SystemEvent { kind, vcpu: id }),
                 VcpuExit::Hlt => Some(StopReason::Halted { vcpu: id }),
                 VcpuExit::FailEntry(reason, _) => Some(StopReason::FailEntry { reason, vcpu: id }),
@@ -151,8 +166,9 @@ pub(super) fn run(
                         vcpu: id,
                     })
                 }
-                mut other => match backend.handle_exit(id, &mut other) {
+                mut other => match backend.handle_exit(id, &mut other, runtime.as_ref()) {
                     ExitHandled::Resume => None,
+                    ExitHandled::Stop(what) => Some(StopReason::Backend { what, vcpu: id }),
                     ExitHandled::NotMine => Some(StopReason::Unhandled {
                         exit: exit_name(&other),
                         vcpu: id,

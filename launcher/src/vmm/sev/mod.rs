@@ -9,7 +9,9 @@
 
 mod backend;
 pub mod cpuid;
+mod kvm;
 pub mod model;
+mod sys;
 
 pub use backend::{SevBackend, SevLaunch};
 
