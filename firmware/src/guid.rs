@@ -37,6 +37,17 @@ impl Guid {
     pub const fn to_disk(&self) -> [u8; 16] {
         self.0.to_bytes_le()
     }
+
+    /// The GUID whose bytes, in RFC 4122 order (the order of its text form), are
+    /// `bytes`: how the SNP certificate table stores GUIDs.
+    pub const fn from_rfc_bytes(bytes: [u8; 16]) -> Self {
+        Guid(Uuid::from_bytes(bytes))
+    }
+
+    /// Its bytes in RFC 4122 order.
+    pub const fn to_rfc_bytes(&self) -> [u8; 16] {
+        *self.0.as_bytes()
+    }
 }
 
 impl fmt::Display for Guid {

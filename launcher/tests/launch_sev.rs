@@ -208,6 +208,7 @@ fn the_real_backend_refuses_a_host_without_snp_before_creating_anything() {
             policy: 0x3_0000,
             host_data: [0; 32],
             id_block: None,
+            certs: None,
         },
     )
     .unwrap();
@@ -272,4 +273,135 @@ fn guest_memfd_slots_on_the_real_kvm() {
             "{e}"
         ),
     }
+}
+
+/// ID blocks end to end: the block `cvm measure --id-key` signs is accepted by the
+/// model's firmware for the same plan and policy, and refused, with the firmware's status,
+/// for another plan or another policy; `cvm launch --id-key` signs the plan it launches.
+#[test]
+fn id_blocks_from_measure_are_checked_by_the_models_firmware() {
+    let Some(p) = inputs() else { return };
+    let key = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/keys/test-only-id-key-sec1.pem")
+        .display()
+        .to_string();
+    let fw = p("sid/OVMF.amdsev.fd");
+    let measured = cvm(&[
+        "--format",
+        "json",
+        "measure",
+        "--tee",
+        "snp",
+        "--firmware",
+        &fw,
+        "--vcpu-type",
+        "EPYC-v4",
+        "--id-key",
+        &key,
+        "--guest-policy",
+        "0x130000",
+    ]);
+    assert_eq!(
+        measured.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&measured.stderr)
+    );
+    let m = stdout_json(&measured);
+    let (block, auth) = (
+        m["id_block"]["id_block"].as_str().unwrap().to_owned(),
+        m["id_block"]["id_auth"].as_str().unwrap().to_owned(),
+    );
+    let launch = |extra: &[&str]| {
+        let mut args = vec![
+            "--tee",
+            "snp",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--id-block",
+            &block,
+            "--id-auth",
+            &auth,
+        ];
+        args.extend_from_slice(extra);
+        dry_run(&args).unwrap()
+    };
+    let ok = launch(&["--guest-policy", "0x130000"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(stdout_json(&ok)["measurement"], m["measurement"]);
+    let e = failed_with(&launch(&["--guest-policy", "0x130000", "--vcpus", "2"]), 7);
+    assert!(e.contains("BAD_MEASUREMENT (0xb)"), "{e}");
+    let e = failed_with(&launch(&[]), 7);
+    assert!(e.contains("POLICY_FAILURE (0x7)"), "{e}");
+    let e = failed_with(
+        &dry_run(&[
+            "--tee",
+            "snp",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--id-block",
+            "AAAA",
+            "--id-auth",
+            &auth,
+        ])
+        .unwrap(),
+        1,
+    );
+    assert!(e.contains("--id-block: 3 bytes"), "{e}");
+    let signed = dry_run(&[
+        "--tee",
+        "snp",
+        "--vcpu-type",
+        "EPYC-v4",
+        "--vcpus",
+        "2",
+        "--id-key",
+        &key,
+    ])
+    .unwrap();
+    assert_eq!(
+        signed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+}
+
+/// `--certs DIR`: read as `cvm verify --certs` reads it, served only where the kernel can
+/// hand certificate requests to the VMM (the model host's Linux 6.17/6.18 cannot).
+#[test]
+fn certificate_serving_is_refused_where_the_kernel_lacks_it() {
+    let pki =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/snp-test-pki");
+    let dir = common::temp_file("launch-certs", b"");
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    for role in ["vcek", "ask", "ark"] {
+        std::fs::copy(
+            pki.join(format!("test-{role}.der")),
+            dir.join(format!("{role}.der")),
+        )
+        .unwrap();
+    }
+    let d = dir.display().to_string();
+    let Some(out) = dry_run(&["--tee", "snp", "--vcpu-type", "EPYC-v4", "--certs", &d]) else {
+        return;
+    };
+    let e = failed_with(&out, 6);
+    assert!(e.contains("KVM_X86_SEV_SNP_REQ_CERTS, Linux 7.0+"), "{e}");
+    for role in ["vcek", "ask", "ark"] {
+        std::fs::remove_file(dir.join(format!("{role}.der"))).unwrap();
+    }
+    let e = failed_with(
+        &dry_run(&["--tee", "snp", "--vcpu-type", "EPYC-v4", "--certs", &d]).unwrap(),
+        1,
+    );
+    assert!(e.contains("no vcek or vlek"), "{e}");
+    let e = failed_with(&dry_run(&["--tee", "sev-es", "--certs", &d]).unwrap(), 1);
+    assert!(e.contains("--certs"), "{e}");
 }

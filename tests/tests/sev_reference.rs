@@ -349,6 +349,7 @@ fn every_qemu_row_launches_over_the_model() {
                     policy,
                     host_data: [0; 32],
                     id_block: None,
+                    certs: None,
                 },
             )
             .map_err(|e| e.to_string())?;

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod appraise;
+pub mod cert_table;
 pub mod certs;
 pub mod claims;
 pub mod report;

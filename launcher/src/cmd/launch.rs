@@ -77,6 +77,30 @@ pub struct LaunchArgs {
     /// SNP: HOST_DATA, 32 bytes of hex, which the guest's attestation reports carry.
     #[arg(long, value_name = "HEX", value_parser = super::measure::parse_hex::<32>)]
     pub host_data: Option<[u8; 32]>,
+    /// SNP: serve the certificates in DIR (the layout `cvm verify --certs` reads: `vcek`
+    /// or `vlek`, `ask`, `ark`) to the guest's extended report requests (Linux 7.0+).
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// SNP: sign an ID block for the plan's measurement at launch (the options of `cvm
+    /// measure`; the block carries --guest-policy).
+    #[command(flatten)]
+    pub id: super::measure::IdBlockArgs,
+    /// SNP: a signed ID block, base64 (QEMU's `id-block`, as `cvm measure --id-key`
+    /// prints it), with --id-auth.
+    #[arg(
+        long,
+        value_name = "BASE64",
+        requires = "id_auth",
+        conflicts_with = "id_key"
+    )]
+    pub id_block: Option<String>,
+    /// With --id-block: its ID authentication information, base64 (QEMU's `id-auth`).
+    #[arg(long, value_name = "BASE64", requires = "id_block")]
+    pub id_auth: Option<String>,
+    /// With --id-block: the author key in --id-auth signed the ID key (QEMU's
+    /// `author-key-enabled`).
+    #[arg(long, requires = "id_block")]
+    pub author_key_enabled: bool,
 }
 
 /// Guest RAM of a plain guest when `--memory` is not given.
@@ -310,6 +334,9 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
             plan_args::SEV,
         ),
         ("--host-data", args.host_data.is_some(), plan_args::SNP),
+        ("--id-key", args.id.id_key.is_some(), plan_args::SNP),
+        ("--certs", args.certs.is_some(), plan_args::SNP),
+        ("--id-block", args.id_block.is_some(), plan_args::SNP),
     ]));
     plan_args::refuse_inapplicable(tee, &Tee::LAUNCHABLE, &given)?;
     if args.plan.vmm != plan_args::Vmm::Qemu {
@@ -543,7 +570,40 @@ fn sev_launch(args: &LaunchArgs, tee: Tee) -> Result<vmm::sev::SevLaunch, CliErr
         policy,
         host_data: args.host_data.unwrap_or_default(),
         id_block: None,
+        certs: args.certs.as_deref().map(cert_table).transpose()?,
     })
+}
+
+/// `--certs DIR` as the GHCB certificate table: the leaf (VCEK or VLEK), ASK and ARK, in
+/// DER. The table has no entry for an ASVK, which is left out with a warning.
+#[cfg(target_arch = "x86_64")]
+fn cert_table(dir: &Path) -> Result<Vec<u8>, CliError> {
+    use cvm_attest::snp::cert_table::{Kind, build};
+    let certs = super::verify::read_certs(dir)?;
+    if certs.asvk.is_some() {
+        tracing::warn!(
+            "{}: the SNP certificate table has no ASVK entry; serving the others",
+            dir.display()
+        );
+    }
+    let mut entries = Vec::new();
+    for (kind, cert) in [
+        (Kind::Vcek, &certs.vcek),
+        (Kind::Vlek, &certs.vlek),
+        (Kind::Ask, &certs.ask),
+        (Kind::Ark, &certs.ark),
+    ] {
+        if let Some(c) = cert {
+            entries.push((kind, c.der()));
+        }
+    }
+    if certs.vcek.is_none() && certs.vlek.is_none() {
+        return Err(CliError::Usage(format!(
+            "--certs {}: no vcek or vlek certificate to serve",
+            dir.display()
+        )));
+    }
+    build(&entries).map_err(|e| CliError::Usage(format!("--certs {}: {e}", dir.display())))
 }
 
 /// `--dry-run`: the whole launch of the plan through the real backend, against the model
@@ -576,8 +636,65 @@ fn with_sev_plan<T>(
     let images = inputs.parse().map_err(|e| plan_args.blame(tee, e))?;
     let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
     super::log_plan(&plan);
+    let mut launch = launch;
+    launch.id_block = id_block(args, &plan, launch.policy)?;
     let backend = vmm::sev::SevBackend::new(&plan, launch).map_err(CliError::Launch)?;
     f(&plan, backend, memory)
+}
+
+/// The ID block for SNP_LAUNCH_FINISH: signed now for the plan's measurement
+/// (--id-key), or given signed (--id-block, --id-auth).
+#[cfg(target_arch = "x86_64")]
+fn id_block(
+    args: &LaunchArgs,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    policy: u64,
+) -> Result<Option<vmm::sev::IdBlockInput>, CliError> {
+    use base64::Engine as _;
+    if let Some(mut signer) = super::measure::IdSigner::from_args(&args.id, policy)? {
+        let digest = match cvm_firmware::launch::measure(plan, &Default::default()) {
+            Ok(cvm_firmware::launch::LaunchMeasurement::Sev(m)) => m.digest,
+            Ok(_) => return Err(CliError::Usage("--id-key: not an SNP plan".into())),
+            Err(e) => return Err(args.plan.blame(Tee::Snp, e)),
+        };
+        let signed = signer.sign(&digest)?;
+        return Ok(Some(vmm::sev::IdBlockInput {
+            block: signed.id_block,
+            auth: signed.id_auth,
+            author_key: signed.author_key_digest.is_some(),
+        }));
+    }
+    let (Some(block), Some(auth)) = (&args.id_block, &args.id_auth) else {
+        return Ok(None);
+    };
+    let decode = |flag: &str, b64: &str, len: usize| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| CliError::Usage(format!("{flag}: not base64: {e}")))?;
+        if bytes.len() != len {
+            return Err(CliError::Usage(format!(
+                "{flag}: {} bytes; an SNP {} is {len}",
+                bytes.len(),
+                if len == 96 {
+                    "ID block"
+                } else {
+                    "ID authentication structure"
+                }
+            )));
+        }
+        Ok(bytes)
+    };
+    let block = decode("--id-block", block, 96)?;
+    let auth = decode("--id-auth", auth, 4096)?;
+    let mut b = [0u8; 96];
+    b.copy_from_slice(&block);
+    let mut a = Box::new([0u8; 4096]);
+    a.copy_from_slice(&auth);
+    Ok(Some(vmm::sev::IdBlockInput {
+        block: b,
+        auth: a,
+        author_key: args.author_key_enabled,
+    }))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -44,6 +44,25 @@ pub struct MeasureArgs {
     /// List every contributing component with its own digest.
     #[arg(long)]
     pub explain: bool,
+    /// SNP: the ID block options.
+    #[command(flatten)]
+    pub id: IdBlockArgs,
+    /// With --id-key: the guest policy the launch will use, hex (QEMU's default
+    /// 0x30000). `--policy` is an older spelling.
+    #[arg(
+        long = "guest-policy",
+        alias = "policy",
+        value_name = "HEX",
+        requires = "id_key",
+        value_parser = plan_args::parse_hex_u64
+    )]
+    pub policy: Option<u64>,
+}
+
+/// The options that sign an SNP ID block (`cvm measure` reports it; `cvm launch` passes
+/// it to SNP_LAUNCH_FINISH).
+#[derive(Debug, Args)]
+pub struct IdBlockArgs {
     /// SNP: sign an ID block for this measurement with this ECDSA P-384 key (PEM,
     /// PKCS#8 or SEC1), for QEMU's `id-block`/`id-auth`.
     #[arg(long, value_name = "FILE")]
@@ -60,16 +79,6 @@ pub struct MeasureArgs {
     /// With --id-key: GUEST_SVN.
     #[arg(long, value_name = "N", requires = "id_key", default_value_t = 0)]
     pub guest_svn: u32,
-    /// With --id-key: the guest policy the launch will use, hex (QEMU's default
-    /// 0x30000). `--policy` is an older spelling.
-    #[arg(
-        long = "guest-policy",
-        alias = "policy",
-        value_name = "HEX",
-        requires = "id_key",
-        value_parser = plan_args::parse_hex_u64
-    )]
-    pub policy: Option<u64>,
 }
 
 /// Exactly `N` bytes of hex (an optional `0x` prefix).
@@ -237,7 +246,7 @@ pub(super) fn refuse_inapplicable(args: &MeasureArgs) -> Result<(), CliError> {
         ("--memory", args.plan.memory.is_some(), TDX),
         ("--firmware-digest", args.firmware_digest.is_some(), SNP),
         ("--event-log-out", args.event_log.is_some(), TDX),
-        ("--id-key", args.id_key.is_some(), SNP),
+        ("--id-key", args.id.id_key.is_some(), SNP),
         ("--explain", args.explain, PLANNED),
     ]));
     plan_args::refuse_inapplicable(args.tee, &crate::tee_arg::MEASURED, &given)?;
@@ -249,11 +258,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     let tee = args.tee;
     let plan_args = &args.plan;
     // Check the ID block's inputs and load its keys before any hashing.
-    let id_signer = args
-        .id_key
-        .as_deref()
-        .map(|path| IdSigner::new(args, path))
-        .transpose()?;
+    let id_signer = IdSigner::from_args(&args.id, args.policy.unwrap_or(DEFAULT_POLICY))?;
     let firmware = plan_args.read_firmware()?;
     let fw_path = plan_args.firmware.clone().unwrap_or_default();
     // Two cores' worth of work: while the firmware's pages are hashed for the launch
@@ -303,7 +308,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
             )));
         };
         tracing::info!("measurement {}", hex::encode(&m.digest));
-        let id_block = id_signer.map(|s| s.sign(&m.digest)).transpose()?;
+        let id_block = id_signer.map(|s| s.report(&m.digest)).transpose()?;
         let hashes = plan.kernel_hashes();
         // Plain SEV measures no register state, so no signature.
         let vcpu_sig = match tee {
@@ -343,7 +348,7 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
 }
 
 /// An ID block's fields and keys, checked and loaded before the measurement is computed.
-struct IdSigner {
+pub(super) struct IdSigner {
     block: IdBlock,
     id: SigningKey,
     id_path: PathBuf,
@@ -352,13 +357,17 @@ struct IdSigner {
 }
 
 impl IdSigner {
-    fn new(args: &MeasureArgs, id_key: &Path) -> Result<Self, CliError> {
+    /// The signer `args` ask for (none without --id-key), for a launch with `policy`.
+    pub(super) fn from_args(args: &IdBlockArgs, policy: u64) -> Result<Option<Self>, CliError> {
+        let Some(id_key) = args.id_key.as_deref() else {
+            return Ok(None);
+        };
         let block = IdBlock {
             launch_digest: [0; 48],
             family_id: args.family_id.unwrap_or_default(),
             image_id: args.image_id.unwrap_or_default(),
             guest_svn: args.guest_svn,
-            policy: args.policy.unwrap_or(DEFAULT_POLICY),
+            policy,
         };
         if block.policy & POLICY_RESERVED_ONE == 0 {
             return Err(CliError::Usage(format!(
@@ -373,17 +382,17 @@ impl IdSigner {
             .as_deref()
             .map(|p| keys::load_p384(p, "author", &rng))
             .transpose()?;
-        Ok(IdSigner {
+        Ok(Some(IdSigner {
             block,
             id,
             id_path: id_key.to_owned(),
             author,
             rng,
-        })
+        }))
     }
 
-    /// Signs the ID block for the SNP launch digest `digest`.
-    fn sign(mut self, digest: &[u8]) -> Result<IdBlockReport, CliError> {
+    /// The ID block signed for the SNP launch digest `digest`.
+    pub(super) fn sign(&mut self, digest: &[u8]) -> Result<id_block::SignedIdBlock, CliError> {
         let key_error = |reason: String| CliError::Key {
             path: self.id_path.clone(),
             reason,
@@ -394,9 +403,14 @@ impl IdSigner {
                 digest.len()
             ))
         })?;
+        id_block::sign(&self.block, &self.id, self.author.as_ref(), &self.rng)
+            .map_err(|e| key_error(e.to_string()))
+    }
+
+    /// Signs the ID block for the SNP launch digest `digest`, for the report.
+    fn report(mut self, digest: &[u8]) -> Result<IdBlockReport, CliError> {
+        let signed = self.sign(digest)?;
         let block = &self.block;
-        let signed = id_block::sign(block, &self.id, self.author.as_ref(), &self.rng)
-            .map_err(|e| key_error(e.to_string()))?;
         Ok(IdBlockReport {
             id_block: BASE64.encode(signed.id_block),
             id_auth: BASE64.encode(&signed.id_auth[..]),

@@ -84,6 +84,25 @@ pub trait Runtime: Send + Sync {
     /// Releases the backing of the range the guest no longer uses (the shared pages, or
     /// with `private_side` the guest_memfd's); the errno on failure.
     fn discard(&self, gpa: u64, len: u64, private_side: bool) -> Result<(), i32>;
+    /// Writes `data` into guest RAM at `gpa` through the VMM's (shared) mapping.
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32>;
+}
+
+/// The answer to an SNP certificate request (`struct kvm_exit_snp_req_certs`'s `ret` and
+/// `npages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertsReply {
+    /// 0, ENOSPC (with `npages` the pages needed), EAGAIN or EIO.
+    pub ret: u64,
+    /// The pages.
+    pub npages: u64,
+}
+
+impl CertsReply {
+    /// The guest's buffer is too small.
+    pub const ENOSPC: u64 = 28;
+    /// A generic failure.
+    pub const EIO: u64 = 5;
 }
 
 /// A TEE's launch, as the VMM core drives it.
@@ -116,6 +135,13 @@ pub trait Backend: Send + Sync {
     /// What the hardware reported of the launch measurement once finalized, where the
     /// host can see it (SEV, SEV-ES: LAUNCH_MEASURE's MEASURE and MNONCE).
     fn launch_measure(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// `KVM_EXIT_SNP_REQ_CERTS`: the certificates for an extended guest request of vCPU
+    /// `vcpu` into the guest's buffer at `gpa` (`npages` pages); `None` when this backend
+    /// serves none.
+    fn snp_certs(&self, vcpu: u32, gpa: u64, npages: u64, vm: &dyn Runtime) -> Option<CertsReply> {
+        let _ = (vcpu, gpa, npages, vm);
         None
     }
     /// An exit of vCPU `vcpu` the core's devices did not take: the backend's own

@@ -393,6 +393,18 @@ impl backend::Runtime for KvmRuntime {
             .discard(gpa, len, private_side)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     }
+
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32> {
+        use vm_memory::Bytes;
+        let len = u64::try_from(data.len()).map_err(|_| libc::EINVAL)?;
+        if !self.is_ram(gpa, len) {
+            return Err(libc::EINVAL);
+        }
+        self.ram
+            .memory()
+            .write_slice(data, vm_memory::GuestAddress(gpa))
+            .map_err(|_| libc::EFAULT)
+    }
 }
 
 /// The I/O APIC's messages, sent to the VM's local APICs while the VM exists.

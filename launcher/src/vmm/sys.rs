@@ -267,6 +267,52 @@ pub(super) enum RegisterError {
     },
 }
 
+/// `KVM_EXIT_SNP_REQ_CERTS` (include/uapi/linux/kvm.h, Linux 7.0+; kvm-ioctls reports
+/// it as an unsupported exit).
+pub(super) const KVM_EXIT_SNP_REQ_CERTS: u32 = 43;
+
+/// `struct kvm_exit_snp_req_certs {u64 gpa; u64 npages; u64 ret;}`, the start of
+/// `kvm_run`'s exit union for `KVM_EXIT_SNP_REQ_CERTS`.
+const SNP_REQ_CERTS_LEN: usize = 24;
+
+/// The guest's buffer (`gpa`, `npages`) of a `KVM_EXIT_SNP_REQ_CERTS`; `None` when the
+/// vCPU's last exit was another.
+pub(super) fn snp_req_certs(vcpu: &mut VcpuFd) -> Option<(u64, u64)> {
+    let run = vcpu.get_kvm_run();
+    if run.exit_reason != KVM_EXIT_SNP_REQ_CERTS {
+        return None;
+    }
+    // SAFETY: the union's `padding` member spans all of it and is plain bytes; any bit
+    // pattern is valid.
+    let raw = unsafe { &run.__bindgen_anon_1.padding };
+    let word = |i: usize| -> u64 {
+        let mut b = [0u8; 8];
+        for (d, s) in b.iter_mut().zip(raw.iter().skip(i * 8)) {
+            *d = s.to_ne_bytes()[0];
+        }
+        u64::from_ne_bytes(b)
+    };
+    Some((word(0), word(1)))
+}
+
+/// Answers a `KVM_EXIT_SNP_REQ_CERTS` (KVM reads `ret`, and `npages` for ENOSPC, on the
+/// next `KVM_RUN`).
+pub(super) fn complete_snp_req_certs(vcpu: &mut VcpuFd, ret: u64, npages: u64) {
+    let run = vcpu.get_kvm_run();
+    if run.exit_reason != KVM_EXIT_SNP_REQ_CERTS {
+        return;
+    }
+    let mut bytes = [0u8; SNP_REQ_CERTS_LEN];
+    bytes[8..16].copy_from_slice(&npages.to_ne_bytes());
+    bytes[16..24].copy_from_slice(&ret.to_ne_bytes());
+    // SAFETY: writing plain bytes into the union's `padding` member, which spans it; the
+    // gpa (bytes 0..8) is kept as the kernel wrote it.
+    let raw = unsafe { &mut run.__bindgen_anon_1.padding };
+    for (d, s) in raw.iter_mut().zip(bytes.iter()).skip(8) {
+        *d = std::ffi::c_char::from_ne_bytes([*s]);
+    }
+}
+
 /// The suberror of a `KVM_EXIT_INTERNAL_ERROR` and, for an emulation failure, the
 /// instruction bytes the kernel reports; `None` when the vCPU's last exit was another.
 pub(super) fn internal_error(vcpu: &mut VcpuFd) -> Option<(u32, Vec<u8>)> {

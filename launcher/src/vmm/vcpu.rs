@@ -166,6 +166,20 @@ pub(super) fn run(
                         vcpu: id,
                     })
                 }
+                VcpuExit::Unsupported(super::sys::KVM_EXIT_SNP_REQ_CERTS) => {
+                    match super::sys::snp_req_certs(&mut vcpu).and_then(|(gpa, npages)| {
+                        backend.snp_certs(id, gpa, npages, runtime.as_ref())
+                    }) {
+                        Some(reply) => {
+                            super::sys::complete_snp_req_certs(&mut vcpu, reply.ret, reply.npages);
+                            None
+                        }
+                        None => Some(StopReason::Unhandled {
+                            exit: "KVM_EXIT_SNP_REQ_CERTS",
+                            vcpu: id,
+                        }),
+                    }
+                }
                 mut other => match backend.handle_exit(id, &mut other, runtime.as_ref()) {
                     ExitHandled::Resume => None,
                     ExitHandled::Stop(what) => Some(StopReason::Backend { what, vcpu: id }),

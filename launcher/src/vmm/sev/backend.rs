@@ -15,7 +15,9 @@ use super::{
     fw, vm_type,
 };
 use crate::vmm::LaunchError;
-use crate::vmm::backend::{Backend, ExitHandled, Hardware, PlatformOptions, Runtime, VmType};
+use crate::vmm::backend::{
+    Backend, CertsReply, ExitHandled, Hardware, PlatformOptions, Runtime, VmType,
+};
 use crate::vmm::none::memory_ranges;
 use crate::vmm::{IDENTITY_MAP_ADDR, TSS_ADDR};
 use cvm_firmware::Tee;
@@ -32,6 +34,8 @@ pub struct SevLaunch {
     pub host_data: [u8; 32],
     /// SNP: the ID block.
     pub id_block: Option<IdBlockInput>,
+    /// SNP: the certificate table served for extended guest requests (GHCB format).
+    pub certs: Option<Vec<u8>>,
 }
 
 /// The SNP, SEV-ES or SEV backend.
@@ -48,6 +52,8 @@ pub struct SevBackend {
     cpuid_sent: Option<CpuidPage>,
     /// Page-state changes refused (guest-triggered: logged at a limited rate).
     refused: crate::vmm::rate::Counter,
+    /// Certificate requests served (guest-triggered: logged at a limited rate).
+    served: crate::vmm::rate::Counter,
 }
 
 /// KVM's reset values of the registers the VMSA carries that cvm does not set (x86.c
@@ -72,6 +78,31 @@ const KVM_MEMORY_EXIT_FLAG_PRIVATE: u64 = 1 << 3;
 /// kvm_para.h); npages always counts 4 KiB pages, the size is a hint.
 const MAP_GPA_RANGE_ENCRYPTED: u64 = 1 << 4;
 const MAP_GPA_RANGE_PAGE_SIZE: u64 = 0x3;
+
+/// A certificate request's answer ([P-certs]): the table written into the guest's
+/// buffer, or ENOSPC with the pages it needs, or EIO; `gpa` and `npages` come from the
+/// guest (KVM only checks that `gpa` is page-aligned).
+fn serve_certs(table: &[u8], gpa: u64, npages: u64, vm: &dyn Runtime) -> CertsReply {
+    let len = u64::try_from(table.len()).unwrap_or(u64::MAX);
+    let needed = len.div_ceil(PAGE);
+    if npages < needed {
+        return CertsReply {
+            ret: CertsReply::ENOSPC,
+            npages: needed,
+        };
+    }
+    let fail = CertsReply {
+        ret: CertsReply::EIO,
+        npages,
+    };
+    if !gpa.is_multiple_of(PAGE) || !vm.is_ram(gpa, needed.saturating_mul(PAGE)) {
+        return fail;
+    }
+    match vm.write(gpa, table) {
+        Ok(()) => CertsReply { ret: 0, npages },
+        Err(_) => fail,
+    }
+}
 
 /// KVM_HC_MAP_GPA_RANGE's arguments, all from the guest, checked: a page-aligned,
 /// non-empty range of guest RAM, no unknown attribute bits.
@@ -142,6 +173,7 @@ impl SevBackend {
             measure: None,
             cpuid_sent: None,
             refused: crate::vmm::rate::Counter::default(),
+            served: crate::vmm::rate::Counter::default(),
         })
     }
 
@@ -407,8 +439,23 @@ impl Backend for SevBackend {
                 )));
             }
         }
+        if self.launch.certs.is_some()
+            && !sev
+                .snp_req_certs_supported()
+                .map_err(at("read whether KVM serves certificate requests"))?
+        {
+            return Err(LaunchError::Unavailable(
+                "--certs: this host's KVM cannot hand certificate requests to the VMM \
+                 (KVM_X86_SEV_SNP_REQ_CERTS, Linux 7.0+)"
+                    .into(),
+            ));
+        }
         sev.create_vm(VmType(self.vm_type))?;
         sev.sev_init2(features, 0).map_err(at("KVM_SEV_INIT2"))?;
+        if self.launch.certs.is_some() {
+            sev.snp_enable_req_certs()
+                .map_err(at("KVM_SEV_SNP_ENABLE_REQ_CERTS"))?;
+        }
         sev.set_system_addresses(TSS_ADDR, IDENTITY_MAP_ADDR)?;
         sev.create_irqchip(opts.irqchip, opts.pit)?;
         sev.enable_map_gpa_exit()
@@ -497,6 +544,19 @@ impl Backend for SevBackend {
 
     fn launch_measure(&self) -> Option<Vec<u8>> {
         self.measure.map(|m| m.to_vec())
+    }
+
+    fn snp_certs(&self, vcpu: u32, gpa: u64, npages: u64, vm: &dyn Runtime) -> Option<CertsReply> {
+        let table = self.launch.certs.as_deref()?;
+        let reply = serve_certs(table, gpa, npages, vm);
+        let (n, log) = self.served.tick();
+        if log {
+            tracing::info!(
+                "vCPU {vcpu}: certificate request for {npages} pages at {gpa:#x}: {reply:?} ({n} \
+                 so far)"
+            );
+        }
+        Some(reply)
     }
 
     fn handle_exit(&self, vcpu: u32, exit: &mut VcpuExit<'_>, vm: &dyn Runtime) -> ExitHandled {
@@ -593,6 +653,7 @@ mod tests {
                 policy: 0x3_0000,
                 host_data: [0; 32],
                 id_block: None,
+                certs: None,
             },
         )
         .unwrap();
@@ -632,6 +693,43 @@ mod tests {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("PAT 0x70106"), "{e}");
         assert!(model.launch_digest().is_none());
+    }
+
+    #[test]
+    fn certificate_serving_needs_a_kernel_that_has_it() {
+        let plan = plan(VmmType::Qemu);
+        let with_certs = || {
+            SevBackend::new(
+                &plan,
+                SevLaunch {
+                    policy: 0x3_0000,
+                    host_data: [0; 32],
+                    id_block: None,
+                    certs: Some(vec![0; 24]),
+                },
+            )
+            .unwrap()
+        };
+        let opts = PlatformOptions {
+            irqchip: IrqChip::InKernel,
+            pit: false,
+        };
+        let mut model = SevModel::new(ModelHost::default());
+        let r = crate::vmm::setup(&mut model, &mut with_certs(), &plan, &opts);
+        assert!(
+            matches!(&r, Err(LaunchError::Unavailable(e)) if e.contains("Linux 7.0")),
+            "{r:?}"
+        );
+        assert!(!model.issued().iter().any(|i| i.ioctl == "KVM_CREATE_VM"));
+        let mut model = SevModel::new(ModelHost {
+            req_certs: true,
+            ..ModelHost::default()
+        });
+        crate::vmm::setup(&mut model, &mut with_certs(), &plan, &opts).unwrap();
+        let names: Vec<&str> = model.issued().iter().map(|i| i.ioctl).collect();
+        let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(at("KVM_SEV_INIT2") < at("KVM_SEV_SNP_ENABLE_REQ_CERTS"));
+        assert!(at("KVM_SEV_SNP_ENABLE_REQ_CERTS") < at("KVM_CREATE_VCPU"));
     }
 
     #[test]
@@ -676,6 +774,39 @@ mod runtime_tests {
                 .push((gpa, len, private_side, "discard"));
             Ok(())
         }
+        fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32> {
+            let len = u64::try_from(data.len()).map_err(|_| libc::EINVAL)?;
+            self.calls
+                .lock()
+                .map_err(|_| libc::EIO)?
+                .push((gpa, len, false, "write"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn certificate_requests_are_answered_within_the_guests_buffer() {
+        let vm = Fake::default();
+        let table = vec![7u8; 5000]; // two pages
+        assert_eq!(
+            serve_certs(&table, 0x10_0000, 1, &vm),
+            CertsReply {
+                ret: CertsReply::ENOSPC,
+                npages: 2
+            }
+        );
+        assert_eq!(
+            serve_certs(&table, 0x10_0000, 2, &vm),
+            CertsReply { ret: 0, npages: 2 }
+        );
+        // Outside RAM, or a buffer that wraps: EIO, nothing written.
+        assert_eq!(
+            serve_certs(&table, (1 << 30) - 0x1000, 4, &vm).ret,
+            CertsReply::EIO
+        );
+        assert_eq!(serve_certs(&table, !0xfff, 4, &vm).ret, CertsReply::EIO);
+        let calls = vm.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert_eq!(calls, [(0x10_0000, 5000, false, "write")]);
     }
 
     #[test]

@@ -16,9 +16,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 const SEV_DEVICE: &str = "/dev/sev";
 /// `KVM_HC_MAP_GPA_RANGE` (include/uapi/linux/kvm_para.h).
 pub const KVM_HC_MAP_GPA_RANGE: u64 = 12;
-/// `KVM_X86_SEV_VMSA_FEATURES` and `KVM_X86_SNP_POLICY_BITS`, attributes of the SEV group.
+/// `KVM_X86_SEV_VMSA_FEATURES`, `KVM_X86_SNP_POLICY_BITS` and `KVM_X86_SEV_SNP_REQ_CERTS`,
+/// attributes of the SEV group.
 const ATTR_VMSA_FEATURES: u64 = 0;
 const ATTR_SNP_POLICY_BITS: u64 = 1;
+const ATTR_SNP_REQ_CERTS: u64 = 2;
 /// `KVM_SEV_SNP_PAGE_TYPE_ZERO`: the one page type whose source KVM does not read.
 const PAGE_TYPE_ZERO: u8 = 3;
 
@@ -86,6 +88,22 @@ impl SevHardware for KvmHardware {
                 e,
             )),
         }
+    }
+
+    fn snp_req_certs_supported(&mut self) -> Result<bool, SevError> {
+        match sys::sev_attr(&self.kvm, ATTR_SNP_REQ_CERTS) {
+            Ok(v) => Ok(v != 0),
+            Err(libc::ENXIO) => Ok(false),
+            Err(e) => Err(SevError::kernel(
+                "KVM_GET_DEVICE_ATTR(KVM_X86_SEV_SNP_REQ_CERTS)",
+                e,
+            )),
+        }
+    }
+
+    fn snp_enable_req_certs(&mut self) -> Result<(), SevError> {
+        let (vm, fd) = self.sev_vm("KVM_SEV_SNP_ENABLE_REQ_CERTS")?;
+        sys::snp_enable_req_certs(&vm, fd)
     }
 
     fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {

@@ -229,6 +229,13 @@ pub trait SevHardware: Hardware {
     /// `KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS)` (Linux 6.19+;
     /// `None` when the kernel does not have it, ENXIO).
     fn snp_policy_bits(&mut self) -> Result<Option<u64>, SevError>;
+    /// `KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS)`: whether KVM can
+    /// hand extended guest requests' certificate fetches to the VMM (Linux 7.0+; `false`
+    /// when the attribute is unknown, ENXIO).
+    fn snp_req_certs_supported(&mut self) -> Result<bool, SevError>;
+    /// `KVM_SEV_SNP_ENABLE_REQ_CERTS`: exit with `KVM_EXIT_SNP_REQ_CERTS` on extended
+    /// report requests (before any vCPU runs).
+    fn snp_enable_req_certs(&mut self) -> Result<(), SevError>;
     /// `KVM_GET_SUPPORTED_CPUID`.
     fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError>;
     /// `KVM_SEV_INIT2`.

@@ -65,6 +65,8 @@ pub struct ModelHost {
     pub fms: u32,
     /// `KVM_GET_SUPPORTED_CPUID`.
     pub cpuid: Vec<kvm_cpuid_entry2>,
+    /// `KVM_X86_SEV_SNP_REQ_CERTS` (Linux 7.0+).
+    pub req_certs: bool,
 }
 
 impl Default for ModelHost {
@@ -85,6 +87,7 @@ impl Default for ModelHost {
             vmsa_features: 1 << 5,
             snp_policy_bits: None,
             smt: true,
+            req_certs: false,
             snp_abi: (1, 55),
             sev_api: (1, 55, 0),
             fms: 0x00a0_0f11,
@@ -578,6 +581,36 @@ impl SevHardware for SevModel {
 
     fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
         Ok(self.host.cpuid.clone())
+    }
+
+    fn snp_req_certs_supported(&mut self) -> Result<bool, SevError> {
+        let r = self.host.req_certs;
+        self.log(
+            "KVM_GET_DEVICE_ATTR(KVM_X86_SEV_SNP_REQ_CERTS)",
+            None,
+            None,
+            Ok(r),
+        )
+    }
+
+    fn snp_enable_req_certs(&mut self) -> Result<(), SevError> {
+        const C: &str = "KVM_SEV_SNP_ENABLE_REQ_CERTS";
+        let supported = self.host.req_certs;
+        let r = match self.vm.as_mut() {
+            // [S] sev_mem_enc_ioctl: a command the kernel does not know is -EINVAL.
+            _ if !supported => Err(einval(C, "this kernel has no such command (Linux 7.0+)")),
+            // [P-certs]: SNP guests only (-ENOTTY otherwise), before any vCPU runs (the
+            // model refuses it once one exists, inferred: none can have run yet).
+            Some(vm) if vm.vm_type == 4 && vm.features.is_some() => {
+                if vm.vcpus.is_empty() {
+                    Ok(())
+                } else {
+                    Err(einval(C, "vCPUs exist"))
+                }
+            }
+            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+        };
+        self.log(C, None, None, r)
     }
 
     fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), SevError> {

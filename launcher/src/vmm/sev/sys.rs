@@ -64,6 +64,7 @@ mod id {
     pub const SNP_LAUNCH_START: u32 = 100;
     pub const SNP_LAUNCH_UPDATE: u32 = 101;
     pub const SNP_LAUNCH_FINISH: u32 = 102;
+    pub const SNP_ENABLE_REQ_CERTS: u32 = 103;
 }
 
 /// `KVM_GET_DEVICE_ATTR`, `_IOW(KVMIO, 0xe2, struct kvm_device_attr)`.
@@ -216,6 +217,20 @@ pub(super) fn snp_launch_finish(vm: &VmFd, sev_fd: RawFd, f: &SnpFinish) -> Resu
             "KVM_SEV_SNP_LAUNCH_FINISH",
             id::SNP_LAUNCH_FINISH,
             &raw mut finish,
+            sev_fd,
+        )
+    }
+}
+
+/// `KVM_SEV_SNP_ENABLE_REQ_CERTS` (Linux 7.0+, no parameters).
+pub(super) fn snp_enable_req_certs(vm: &VmFd, sev_fd: RawFd) -> Result<(), SevError> {
+    // SAFETY: the command takes no data.
+    unsafe {
+        command::<u8>(
+            vm,
+            "KVM_SEV_SNP_ENABLE_REQ_CERTS",
+            id::SNP_ENABLE_REQ_CERTS,
+            std::ptr::null_mut(),
             sev_fd,
         )
     }
