@@ -452,19 +452,8 @@ fn launch(
     let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
     super::log_plan(&plan);
 
-    let serial = serial_out(&args.serial, format)?;
     let platform = platform(args);
-    let outcome = vmm::run(
-        &plan,
-        Box::new(vmm::none::NoneBackend),
-        RunOptions {
-            serial,
-            timeout: args.timeout,
-            irqchip: platform.irqchip,
-            pit: platform.pit,
-        },
-    )
-    .map_err(CliError::Launch)?;
+    let outcome = run_on_kvm(args, format, &plan, Box::new(vmm::none::NoneBackend))?;
     let memory = plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY);
     Ok(run_report(
         args,
@@ -476,6 +465,29 @@ fn launch(
     ))
 }
 
+/// Runs `plan` with `backend` on KVM, with the serial port, timeout and platform of
+/// `args`, until the guest stops.
+#[cfg(target_arch = "x86_64")]
+fn run_on_kvm(
+    args: &LaunchArgs,
+    format: Format,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    backend: Box<dyn vmm::backend::Backend>,
+) -> Result<vmm::Outcome, CliError> {
+    let platform = platform(args);
+    vmm::run(
+        plan,
+        backend,
+        RunOptions {
+            serial: serial_out(&args.serial, format)?,
+            timeout: args.timeout,
+            irqchip: platform.irqchip,
+            pit: platform.pit,
+        },
+    )
+    .map_err(CliError::Launch)
+}
+
 /// An SNP, SEV-ES or SEV guest on the hardware.
 #[cfg(target_arch = "x86_64")]
 fn confidential(
@@ -484,19 +496,8 @@ fn confidential(
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     with_sev_plan(args, tee, |plan, backend, memory| {
-        let serial = serial_out(&args.serial, format)?;
         let platform = platform(args);
-        let outcome = vmm::run(
-            plan,
-            Box::new(backend),
-            RunOptions {
-                serial,
-                timeout: args.timeout,
-                irqchip: platform.irqchip,
-                pit: platform.pit,
-            },
-        )
-        .map_err(CliError::Launch)?;
+        let outcome = run_on_kvm(args, format, plan, Box::new(backend))?;
         Ok(run_report(
             args, tee, "firmware", memory, &platform, outcome,
         ))

@@ -33,12 +33,14 @@ pub const SEV_POLICY_ES: u32 = 1 << 2;
 
 /// A KVM VM type of the SEV family (arch/x86/include/uapi/asm/kvm.h).
 pub fn vm_type(tee: cvm_firmware::Tee) -> Option<u64> {
+    use crate::probe::kvm::VmTypes;
     match tee {
-        cvm_firmware::Tee::Sev => Some(2),
-        cvm_firmware::Tee::SevEs => Some(3),
-        cvm_firmware::Tee::Snp => Some(4),
+        cvm_firmware::Tee::Sev => Some(VmTypes::SEV),
+        cvm_firmware::Tee::SevEs => Some(VmTypes::SEV_ES),
+        cvm_firmware::Tee::Snp => Some(VmTypes::SNP),
         _ => None,
     }
+    .map(u64::from)
 }
 
 /// A failed SEV command: the ioctl's errno and, where the AMD-SP answered, its status
