@@ -54,8 +54,8 @@ pub struct SevInputs<'a> {
     /// SNP: an SVSM image, and the size of the variable store between it and the
     /// firmware.
     pub svsm: Option<(&'a [u8], u64)>,
-    /// Guest RAM for a launch (laid out as QEMU's q35 machine does: below the MMIO gap,
-    /// the rest above 4 GiB); `None` leaves the plan's RAM empty. Not measured.
+    /// Guest RAM for a launch, laid out as QEMU's q35 machine does
+    /// ([`crate::tdx::ram_ranges`]); `None` leaves the plan's RAM empty. Not measured.
     pub memory: Option<u64>,
 }
 

@@ -148,7 +148,7 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
 }
 
 /// RAM below the MMIO gap and, for guests larger than the gap's start, above 4 GiB.
-pub fn ram_ranges(memory: u64) -> Vec<RamRange> {
+fn ram_ranges(memory: u64) -> Vec<RamRange> {
     let low = memory.min(MMIO_GAP_START);
     let mut ram = vec![RamRange { gpa: 0, len: low }];
     let high = memory.saturating_sub(low);
