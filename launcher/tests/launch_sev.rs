@@ -240,9 +240,9 @@ fn the_real_backend_refuses_a_host_without_snp_before_creating_anything() {
 /// KVM lacks for default VMs, fail with KVM's errno, named.
 #[test]
 fn guest_memfd_slots_on_the_real_kvm() {
+    use cvm_launcher::vmm::backend::PrivateMemory;
     use cvm_launcher::vmm::backend::{Hardware, VmType};
     use cvm_launcher::vmm::kvm::KvmHardware;
-    use cvm_launcher::vmm::sev::SevHardware;
     if !common::have_kvm() {
         return;
     }
@@ -267,11 +267,13 @@ fn guest_memfd_slots_on_the_real_kvm() {
     assert!(hw.host_address(3 << 30).is_err());
     match hw.set_memory_attributes(0, 4096, true) {
         Ok(()) => {}
-        Err(e) => assert!(
-            e.to_string()
-                .starts_with("KVM_SET_MEMORY_ATTRIBUTES failed: "),
-            "{e}"
-        ),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.starts_with("set 0x0+0x1000 private: KVM_SET_MEMORY_ATTRIBUTES failed: "),
+                "{e}"
+            );
+        }
     }
 }
 

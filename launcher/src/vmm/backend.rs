@@ -38,6 +38,8 @@ pub struct PlatformOptions {
 /// The operations a backend performs on the hardware side of a launch: KVM's VM and vCPU
 /// ioctls, and the guest memory the VMM maps. Each returns a typed error naming the step.
 pub trait Hardware {
+    /// `KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES)`: a bit per VM type KVM offers.
+    fn vm_types(&mut self) -> Result<u64, LaunchError>;
     /// `KVM_CREATE_VM` of `vm_type`.
     fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError>;
     /// `KVM_SET_TSS_ADDR` and `KVM_SET_IDENTITY_MAP_ADDR` (x86: the pages KVM needs for
@@ -61,6 +63,27 @@ pub trait Hardware {
     fn sev(&mut self) -> Option<&mut dyn super::sev::SevHardware> {
         None
     }
+}
+
+/// Guest memory with a private side: guest_memfd slots, their memory attributes, and the
+/// VMM's view of the shared side (SNP and TDX).
+pub trait PrivateMemory: Hardware {
+    /// Guest memory at `ranges`, each range a memory slot backed by a guest_memfd
+    /// (private) and by anonymous memory (shared): `KVM_CREATE_GUEST_MEMFD` and
+    /// `KVM_SET_USER_MEMORY_REGION2` with `KVM_MEM_GUEST_MEMFD`.
+    fn add_private_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError>;
+    /// `KVM_SET_MEMORY_ATTRIBUTES`: `[gpa, gpa + len)` private or shared.
+    fn set_memory_attributes(
+        &mut self,
+        gpa: u64,
+        len: u64,
+        private: bool,
+    ) -> Result<(), LaunchError>;
+    /// The host address through which the VMM sees guest memory (the shared backing)
+    /// at `gpa`.
+    fn host_address(&self, gpa: u64) -> Result<u64, LaunchError>;
+    /// Reads guest memory (the shared backing) at `gpa`.
+    fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError>;
 }
 
 /// What became of an exit offered to a backend.

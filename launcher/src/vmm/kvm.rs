@@ -125,6 +125,15 @@ impl KvmHardware {
 }
 
 impl Hardware for KvmHardware {
+    fn vm_types(&mut self) -> Result<u64, LaunchError> {
+        // KVM_CHECK_EXTENSION answers the bitmap (0 on kernels before 6.10, which have
+        // the default type only).
+        let types = self
+            .kvm
+            .check_extension_raw(libc::c_ulong::from(kvm_bindings::KVM_CAP_VM_TYPES));
+        Ok(u64::try_from(types).unwrap_or(0) | 1)
+    }
+
     fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError> {
         tracing::debug!("KVM_CREATE_VM type {}", vm_type.0);
         let vm = self

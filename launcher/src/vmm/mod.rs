@@ -299,7 +299,7 @@ pub enum LaunchError {
         /// What was being launched.
         step: String,
         /// The failure.
-        source: sev::SevError,
+        source: sev::CommandError,
     },
     /// The host lacks what the launch needs (checked before anything is created).
     #[error("{0}")]

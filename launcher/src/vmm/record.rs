@@ -56,6 +56,11 @@ pub struct Recorder {
 }
 
 impl Hardware for Recorder {
+    /// The default VM type only: the recorder stands for a plain KVM.
+    fn vm_types(&mut self) -> Result<u64, LaunchError> {
+        Ok(1)
+    }
+
     fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError> {
         self.ops.push(Op::CreateVm(vm_type));
         Ok(())

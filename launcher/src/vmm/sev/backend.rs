@@ -11,8 +11,8 @@
 use super::cpuid::CpuidPage;
 use super::kvm::KVM_HC_MAP_GPA_RANGE;
 use super::{
-    IdBlockInput, SNP_ACTIVE, SNP_POLICY_RESERVED_ONE, SevError, SevHardware, SnpFinish, SnpUpdate,
-    fw, vm_type,
+    CommandError, IdBlockInput, SNP_ACTIVE, SNP_POLICY_RESERVED_ONE, SevHardware, SnpFinish,
+    SnpUpdate, fw, vm_type,
 };
 use crate::vmm::LaunchError;
 use crate::vmm::backend::{
@@ -251,7 +251,7 @@ impl SevBackend {
         sev: &mut dyn SevHardware,
         step: &Step<'_>,
         at: &SnpUpdate,
-        e: SevError,
+        e: CommandError,
     ) -> LaunchError {
         let gpa = at.gfn_start.saturating_mul(PAGE);
         let mut e = e;
@@ -314,7 +314,7 @@ fn sev_of(hw: &mut dyn Hardware, tee: Tee) -> Result<&mut dyn SevHardware, Launc
     })
 }
 
-fn at(step: &'static str) -> impl Fn(SevError) -> LaunchError {
+fn at(step: &'static str) -> impl Fn(CommandError) -> LaunchError {
     move |source| LaunchError::Sev {
         step: step.to_owned(),
         source,
@@ -473,8 +473,7 @@ impl Backend for SevBackend {
             // Guest memory starts private, as QEMU sets every guest_memfd slot
             // (`kvm_set_memory_attributes_private`); the guest converts what it shares.
             for &(gpa, len) in &ranges {
-                sev.set_memory_attributes(gpa, len, true)
-                    .map_err(at("KVM_SET_MEMORY_ATTRIBUTES"))?;
+                sev.set_memory_attributes(gpa, len, true)?;
             }
             sev.snp_launch_start(self.launch.policy)
                 .map_err(at("KVM_SEV_SNP_LAUNCH_START"))

@@ -16,7 +16,7 @@ mod sys;
 pub use backend::{SevBackend, SevLaunch};
 
 use super::LaunchError;
-use super::backend::Hardware;
+use super::backend::PrivateMemory;
 
 /// VMSA `SEV_FEATURES` bit 0, SNP_ACTIVE: KVM sets it for every SNP vCPU (sev.c,
 /// `sev_vm_init`/INIT2), whatever the VMM asks.
@@ -48,7 +48,7 @@ pub fn vm_type(tee: cvm_firmware::Tee) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{command} failed: {}{}{}", errno_text(*.errno), fw_text(*.fw_error),
         why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
-pub struct SevError {
+pub struct CommandError {
     /// The command (`KVM_SEV_SNP_LAUNCH_UPDATE`, ...).
     pub command: &'static str,
     /// The ioctl's errno.
@@ -59,10 +59,10 @@ pub struct SevError {
     pub why: Option<String>,
 }
 
-impl SevError {
+impl CommandError {
     /// A failure with no firmware status.
     pub fn kernel(command: &'static str, errno: i32) -> Self {
-        SevError {
+        CommandError {
             command,
             errno,
             fw_error: 0,
@@ -72,7 +72,7 @@ impl SevError {
 
     /// A failure the firmware reported (KVM returns `-EIO` with its status).
     pub fn firmware(command: &'static str, fw_error: u32) -> Self {
-        SevError {
+        CommandError {
             command,
             errno: libc::EIO,
             fw_error,
@@ -115,6 +115,17 @@ fn fw_text(code: u32) -> String {
     match fw_error_name(code) {
         Some(n) => format!(", firmware status {n} ({code:#x})"),
         None => format!(", firmware status {code:#x}"),
+    }
+}
+
+/// A failed `KVM_SET_MEMORY_ATTRIBUTES` on `[gpa, gpa + len)`, as a launch error.
+pub(crate) fn attributes_error(gpa: u64, len: u64, private: bool, e: CommandError) -> LaunchError {
+    LaunchError::Sev {
+        step: format!(
+            "set {gpa:#x}+{len:#x} {}",
+            if private { "private" } else { "shared" }
+        ),
+        source: e,
     }
 }
 
@@ -223,57 +234,44 @@ pub struct SnpFinish {
 /// (`KVM_MEMORY_ENCRYPT_OP`), its memory attributes and guest_memfd, and the host's
 /// capabilities. [`super::kvm::KvmHardware`] issues the real ioctls; [`model::SevModel`]
 /// models them. Each method is one ioctl (or, for a capability, one query).
-pub trait SevHardware: Hardware {
-    /// `KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES)`: a bit per VM type.
-    fn vm_types(&mut self) -> Result<u64, LaunchError>;
+pub trait SevHardware: PrivateMemory {
     /// `KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES)` on /dev/kvm.
-    fn vmsa_features(&mut self) -> Result<u64, SevError>;
+    fn vmsa_features(&mut self) -> Result<u64, CommandError>;
     /// `KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS)` (Linux 6.19+;
     /// `None` when the kernel does not have it, ENXIO).
-    fn snp_policy_bits(&mut self) -> Result<Option<u64>, SevError>;
+    fn snp_policy_bits(&mut self) -> Result<Option<u64>, CommandError>;
     /// `KVM_GET_DEVICE_ATTR(KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS)`: whether KVM can
     /// hand extended guest requests' certificate fetches to the VMM (Linux 7.0+; `false`
     /// when the attribute is unknown, ENXIO).
-    fn snp_req_certs_supported(&mut self) -> Result<bool, SevError>;
+    fn snp_req_certs_supported(&mut self) -> Result<bool, CommandError>;
     /// `KVM_SEV_SNP_ENABLE_REQ_CERTS`: exit with `KVM_EXIT_SNP_REQ_CERTS` on extended
     /// report requests (before any vCPU runs).
-    fn snp_enable_req_certs(&mut self) -> Result<(), SevError>;
+    fn snp_enable_req_certs(&mut self) -> Result<(), CommandError>;
     /// `KVM_GET_SUPPORTED_CPUID`.
     fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError>;
     /// `KVM_SEV_INIT2`.
-    fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), SevError>;
+    fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), CommandError>;
     /// `KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)`.
     fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError>;
-    /// Guest memory at `ranges`, each range a memory slot backed by a guest_memfd
-    /// (private) and by anonymous memory (shared): `KVM_CREATE_GUEST_MEMFD` and
-    /// `KVM_SET_USER_MEMORY_REGION2` with `KVM_MEM_GUEST_MEMFD`.
-    fn add_private_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError>;
-    /// `KVM_SET_MEMORY_ATTRIBUTES`: `[gpa, gpa + len)` private or shared.
-    fn set_memory_attributes(&mut self, gpa: u64, len: u64, private: bool) -> Result<(), SevError>;
     /// `KVM_MEMORY_ENCRYPT_REG_REGION` (SEV, SEV-ES): pins the guest RAM at `[gpa, gpa +
     /// len)`.
-    fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), SevError>;
-    /// The host address through which the VMM sees guest memory (the shared backing)
-    /// at `gpa`.
-    fn host_address(&self, gpa: u64) -> Result<u64, LaunchError>;
-    /// Reads guest memory (the shared backing) at `gpa`.
-    fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError>;
+    fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), CommandError>;
     /// `KVM_SEV_SNP_LAUNCH_START` with `policy` (GOSVW zero, flags zero).
-    fn snp_launch_start(&mut self, policy: u64) -> Result<(), SevError>;
+    fn snp_launch_start(&mut self, policy: u64) -> Result<(), CommandError>;
     /// `KVM_SEV_SNP_LAUNCH_UPDATE`: on success `update` holds what KVM wrote back, which
     /// may be partial progress.
-    fn snp_launch_update(&mut self, update: &mut SnpUpdate) -> Result<(), SevError>;
+    fn snp_launch_update(&mut self, update: &mut SnpUpdate) -> Result<(), CommandError>;
     /// `KVM_SEV_SNP_LAUNCH_FINISH`: KVM encrypts and measures every vCPU's VMSA, then the
     /// firmware checks the ID block.
-    fn snp_launch_finish(&mut self, finish: &SnpFinish) -> Result<(), SevError>;
+    fn snp_launch_finish(&mut self, finish: &SnpFinish) -> Result<(), CommandError>;
     /// `KVM_SEV_LAUNCH_START` (SEV, SEV-ES) with `policy`, no session.
-    fn launch_start(&mut self, policy: u32) -> Result<(), SevError>;
+    fn launch_start(&mut self, policy: u32) -> Result<(), CommandError>;
     /// `KVM_SEV_LAUNCH_UPDATE_DATA`.
-    fn launch_update_data(&mut self, uaddr: u64, len: u64) -> Result<(), SevError>;
+    fn launch_update_data(&mut self, uaddr: u64, len: u64) -> Result<(), CommandError>;
     /// `KVM_SEV_LAUNCH_UPDATE_VMSA` (SEV-ES): every vCPU's VMSA.
-    fn launch_update_vmsa(&mut self) -> Result<(), SevError>;
+    fn launch_update_vmsa(&mut self) -> Result<(), CommandError>;
     /// `KVM_SEV_LAUNCH_MEASURE`: the 32-byte MEASURE and 16-byte MNONCE.
-    fn launch_measure(&mut self) -> Result<[u8; 48], SevError>;
+    fn launch_measure(&mut self) -> Result<[u8; 48], CommandError>;
     /// `KVM_SEV_LAUNCH_FINISH`.
-    fn launch_finish(&mut self) -> Result<(), SevError>;
+    fn launch_finish(&mut self) -> Result<(), CommandError>;
 }

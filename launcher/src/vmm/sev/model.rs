@@ -15,10 +15,10 @@
 
 use super::cpuid::CpuidPage;
 use super::{
-    IdBlockInput, SNP_ACTIVE, SNP_POLICY_RESERVED_ONE, SevError, SevHardware, SnpFinish, SnpUpdate,
-    fw,
+    CommandError, IdBlockInput, SNP_ACTIVE, SNP_POLICY_RESERVED_ONE, SevHardware, SnpFinish,
+    SnpUpdate, fw,
 };
-use crate::vmm::backend::{Hardware, VmType};
+use crate::vmm::backend::{Hardware, PrivateMemory, VmType};
 use crate::vmm::{IrqChip, LaunchError};
 use cvm_firmware::sev::vmsa;
 use cvm_firmware::vcpu::{Segment, VcpuState, X86Vcpu};
@@ -200,8 +200,8 @@ pub struct SevModel {
 /// Where the model's fake host mappings start.
 const HVA_BASE: u64 = 0x7f00_0000_0000;
 
-fn einval(command: &'static str, why: impl Into<String>) -> SevError {
-    SevError::kernel(command, libc::EINVAL).because(why)
+fn einval(command: &'static str, why: impl Into<String>) -> CommandError {
+    CommandError::kernel(command, libc::EINVAL).because(why)
 }
 
 fn kvm_error(step: &'static str, errno: i32) -> LaunchError {
@@ -430,6 +430,16 @@ fn save_area(s: &X86Vcpu) -> Result<X86Vcpu, String> {
 }
 
 impl Hardware for SevModel {
+    fn vm_types(&mut self) -> Result<u64, LaunchError> {
+        let t = self.host.vm_types;
+        self.log(
+            "KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES)",
+            None,
+            None,
+            Ok::<_, LaunchError>(t),
+        )
+    }
+
     fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError> {
         let r = if self.vm.is_some() {
             Err(LaunchError::Step("KVM_CREATE_VM", "a VM exists".into()))
@@ -548,18 +558,77 @@ impl Hardware for SevModel {
     }
 }
 
-impl SevHardware for SevModel {
-    fn vm_types(&mut self) -> Result<u64, LaunchError> {
-        let t = self.host.vm_types;
-        self.log(
-            "KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES)",
-            None,
-            None,
-            Ok::<_, LaunchError>(t),
-        )
+impl PrivateMemory for SevModel {
+    fn add_private_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError> {
+        const C: &str = "KVM_SET_USER_MEMORY_REGION2";
+        // [S] MODELS section 2: SEV and SEV-ES VMs have no private memory; a guest_memfd
+        // slot is -EINVAL there.
+        if self.vm.as_ref().is_some_and(|vm| vm.vm_type != 4) {
+            let r = Err(kvm_error(C, libc::EINVAL));
+            return self.log(C, None, None, r);
+        }
+        self.add_slots(C, ranges, true)
     }
 
-    fn vmsa_features(&mut self) -> Result<u64, SevError> {
+    fn set_memory_attributes(
+        &mut self,
+        gpa: u64,
+        len: u64,
+        private: bool,
+    ) -> Result<(), LaunchError> {
+        const C: &str = "KVM_SET_MEMORY_ATTRIBUTES";
+        let r = match self.vm.as_mut() {
+            None => Err(CommandError::kernel(C, libc::ENOTTY)),
+            // [G] kvm_vm_ioctl_set_mem_attributes: attributes the VM does not support,
+            // size 0, unaligned or wrapping ranges are -EINVAL.
+            Some(vm) if vm.vm_type != 4 => Err(einval(C, "this VM type has no private memory")),
+            Some(_) if len == 0 || !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) => {
+                Err(einval(C, "the range is empty or not page-aligned"))
+            }
+            Some(_) if gpa.checked_add(len).is_none() => Err(einval(C, "the range wraps")),
+            Some(vm) => {
+                for gfn in gpa / PAGE..(gpa + len) / PAGE {
+                    if private {
+                        vm.private.insert(gfn);
+                    } else {
+                        vm.private.remove(&gfn);
+                    }
+                }
+                Ok(())
+            }
+        };
+        let r = r.map_err(|e| super::attributes_error(gpa, len, private, e));
+        self.log(C, Some((gpa, len)), None, r)
+    }
+
+    fn host_address(&self, gpa: u64) -> Result<u64, LaunchError> {
+        self.vm.as_ref().and_then(|vm| vm.hva(gpa)).ok_or_else(|| {
+            LaunchError::Step("find guest memory", format!("{gpa:#x} is not guest memory"))
+        })
+    }
+
+    fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError> {
+        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        let vm = self.vm_mut("read guest memory")?;
+        let ok = vm.access(gpa, len, |off, src| {
+            let o = usize::try_from(off).unwrap_or(0);
+            if let Some(dst) = buf.get_mut(o..o + src.len()) {
+                dst.copy_from_slice(src);
+            }
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(LaunchError::Step(
+                "read guest memory",
+                format!("{gpa:#x} is not guest memory"),
+            ))
+        }
+    }
+}
+
+impl SevHardware for SevModel {
+    fn vmsa_features(&mut self) -> Result<u64, CommandError> {
         let f = self.host.vmsa_features;
         self.log(
             "KVM_GET_DEVICE_ATTR(KVM_X86_SEV_VMSA_FEATURES)",
@@ -569,7 +638,7 @@ impl SevHardware for SevModel {
         )
     }
 
-    fn snp_policy_bits(&mut self) -> Result<Option<u64>, SevError> {
+    fn snp_policy_bits(&mut self) -> Result<Option<u64>, CommandError> {
         let b = self.host.snp_policy_bits;
         self.log(
             "KVM_GET_DEVICE_ATTR(KVM_X86_SNP_POLICY_BITS)",
@@ -583,7 +652,7 @@ impl SevHardware for SevModel {
         Ok(self.host.cpuid.clone())
     }
 
-    fn snp_req_certs_supported(&mut self) -> Result<bool, SevError> {
+    fn snp_req_certs_supported(&mut self) -> Result<bool, CommandError> {
         let r = self.host.req_certs;
         self.log(
             "KVM_GET_DEVICE_ATTR(KVM_X86_SEV_SNP_REQ_CERTS)",
@@ -593,7 +662,7 @@ impl SevHardware for SevModel {
         )
     }
 
-    fn snp_enable_req_certs(&mut self) -> Result<(), SevError> {
+    fn snp_enable_req_certs(&mut self) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_SNP_ENABLE_REQ_CERTS";
         let supported = self.host.req_certs;
         let r = match self.vm.as_mut() {
@@ -608,16 +677,16 @@ impl SevHardware for SevModel {
                     Err(einval(C, "vCPUs exist"))
                 }
             }
-            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+            _ => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, None, None, r)
     }
 
-    fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), SevError> {
+    fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_INIT2";
         let supported = self.host.vmsa_features;
         let r = match self.vm.as_mut() {
-            None => Err(SevError::kernel(C, libc::ENOTTY)),
+            None => Err(CommandError::kernel(C, libc::ENOTTY)),
             Some(vm) => {
                 // [S] sev_guest_init2, in order.
                 if !(2..=4).contains(&vm.vm_type) {
@@ -657,43 +726,7 @@ impl SevHardware for SevModel {
         self.log("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", None, None, r)
     }
 
-    fn add_private_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError> {
-        const C: &str = "KVM_SET_USER_MEMORY_REGION2";
-        // [S] MODELS section 2: SEV and SEV-ES VMs have no private memory; a guest_memfd
-        // slot is -EINVAL there.
-        if self.vm.as_ref().is_some_and(|vm| vm.vm_type != 4) {
-            let r = Err(kvm_error(C, libc::EINVAL));
-            return self.log(C, None, None, r);
-        }
-        self.add_slots(C, ranges, true)
-    }
-
-    fn set_memory_attributes(&mut self, gpa: u64, len: u64, private: bool) -> Result<(), SevError> {
-        const C: &str = "KVM_SET_MEMORY_ATTRIBUTES";
-        let r = match self.vm.as_mut() {
-            None => Err(SevError::kernel(C, libc::ENOTTY)),
-            // [G] kvm_vm_ioctl_set_mem_attributes: attributes the VM does not support,
-            // size 0, unaligned or wrapping ranges are -EINVAL.
-            Some(vm) if vm.vm_type != 4 => Err(einval(C, "this VM type has no private memory")),
-            Some(_) if len == 0 || !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) => {
-                Err(einval(C, "the range is empty or not page-aligned"))
-            }
-            Some(_) if gpa.checked_add(len).is_none() => Err(einval(C, "the range wraps")),
-            Some(vm) => {
-                for gfn in gpa / PAGE..(gpa + len) / PAGE {
-                    if private {
-                        vm.private.insert(gfn);
-                    } else {
-                        vm.private.remove(&gfn);
-                    }
-                }
-                Ok(())
-            }
-        };
-        self.log(C, Some((gpa, len)), None, r)
-    }
-
-    fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), SevError> {
+    fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), CommandError> {
         const C: &str = "KVM_MEMORY_ENCRYPT_REG_REGION";
         let r = match self.vm.as_mut() {
             // [S] sev_mem_enc_register_region: only for an initialized SEV guest.
@@ -708,42 +741,17 @@ impl SevHardware for SevModel {
                         Ok(())
                     }
                     // Pinning an unmapped range fails.
-                    _ => Err(SevError::kernel(C, libc::EFAULT)),
+                    _ => Err(CommandError::kernel(C, libc::EFAULT)),
                 }
             }
             // (inferred) SNP guests' private memory is guest_memfd, never pinned this way.
             Some(vm) if vm.vm_type == 4 => Err(einval(C, "SNP memory is guest_memfd")),
-            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+            _ => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, Some((gpa, len)), None, r)
     }
 
-    fn host_address(&self, gpa: u64) -> Result<u64, LaunchError> {
-        self.vm.as_ref().and_then(|vm| vm.hva(gpa)).ok_or_else(|| {
-            LaunchError::Step("find guest memory", format!("{gpa:#x} is not guest memory"))
-        })
-    }
-
-    fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError> {
-        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-        let vm = self.vm_mut("read guest memory")?;
-        let ok = vm.access(gpa, len, |off, src| {
-            let o = usize::try_from(off).unwrap_or(0);
-            if let Some(dst) = buf.get_mut(o..o + src.len()) {
-                dst.copy_from_slice(src);
-            }
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "read guest memory",
-                format!("{gpa:#x} is not guest memory"),
-            ))
-        }
-    }
-
-    fn snp_launch_start(&mut self, policy: u64) -> Result<(), SevError> {
+    fn snp_launch_start(&mut self, policy: u64) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_SNP_LAUNCH_START";
         let host = self.host.clone();
         let r = match self.vm.as_mut() {
@@ -766,13 +774,15 @@ impl SevHardware for SevModel {
                     Err(einval(C, "policy bit 17 must be one"))
                 } else if (major, minor) > host.snp_abi {
                     // [FW] snp_mcmd_launch_start: the policy's ABI above the firmware's.
-                    Err(SevError::firmware(C, fw::POLICY_FAILURE).because(format!(
-                        "the policy asks for ABI {major}.{minor}; the firmware is {}.{}",
-                        host.snp_abi.0, host.snp_abi.1
-                    )))
+                    Err(
+                        CommandError::firmware(C, fw::POLICY_FAILURE).because(format!(
+                            "the policy asks for ABI {major}.{minor}; the firmware is {}.{}",
+                            host.snp_abi.0, host.snp_abi.1
+                        )),
+                    )
                 } else if host.smt && policy & SNP_POLICY_SMT == 0 {
                     // [FW]: SMT disallowed by the policy while the host runs SMT.
-                    Err(SevError::firmware(C, fw::POLICY_FAILURE)
+                    Err(CommandError::firmware(C, fw::POLICY_FAILURE)
                         .because("the policy forbids SMT, which this host has enabled"))
                 } else {
                     vm.snp = Some(Snp {
@@ -785,48 +795,48 @@ impl SevHardware for SevModel {
                 }
             }
             Some(vm) if matches!(vm.vm_type, 2 | 3) && vm.features.is_some() => {
-                Err(SevError::kernel(C, libc::ENOTTY).because("not an SNP guest"))
+                Err(CommandError::kernel(C, libc::ENOTTY).because("not an SNP guest"))
             }
-            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+            _ => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, None, None, r)
     }
 
-    fn snp_launch_update(&mut self, u: &mut SnpUpdate) -> Result<(), SevError> {
+    fn snp_launch_update(&mut self, u: &mut SnpUpdate) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_SNP_LAUNCH_UPDATE";
         let range = (u.gfn_start.saturating_mul(PAGE), u.len);
         let type_name = page_type_name(u.page_type);
         let fms = self.host.fms;
         let r = match self.vm.as_mut() {
-            None => Err(SevError::kernel(C, libc::ENOTTY)),
+            None => Err(CommandError::kernel(C, libc::ENOTTY)),
             Some(vm) => snp_update(vm, u, fms),
         };
         self.log(C, Some(range), type_name, r)
     }
 
-    fn snp_launch_finish(&mut self, f: &SnpFinish) -> Result<(), SevError> {
+    fn snp_launch_finish(&mut self, f: &SnpFinish) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_SNP_LAUNCH_FINISH";
         let r = match self.vm.as_mut() {
             Some(vm) if vm.vm_type == 4 && vm.features.is_some() => snp_finish(vm, f),
-            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+            _ => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, None, None, r)
     }
 
-    fn launch_start(&mut self, policy: u32) -> Result<(), SevError> {
+    fn launch_start(&mut self, policy: u32) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_LAUNCH_START";
         let r = match self.vm.as_mut() {
             // [S] sev_mem_enc_ioctl: an SNP VM issuing a command below 100 is -EPERM.
-            Some(vm) if vm.vm_type == 4 => Err(SevError::kernel(C, libc::EPERM)),
+            Some(vm) if vm.vm_type == 4 => Err(CommandError::kernel(C, libc::EPERM)),
             Some(vm) if matches!(vm.vm_type, 2 | 3) && vm.features.is_some() => {
                 if vm.sev.is_some() {
                     // (inferred) the guest's ASID is already bound.
-                    Err(SevError::firmware(C, fw::INVALID_GUEST_STATE)
+                    Err(CommandError::firmware(C, fw::INVALID_GUEST_STATE)
                         .because("a second LAUNCH_START"))
                 } else if vm.vm_type == 2 && policy & super::SEV_POLICY_ES != 0 {
                     // [FW] LAUNCH_START: the ES policy bit on a guest without SEV-ES
                     // (inferred: KVM gives a type-2 VM a non-ES ASID).
-                    Err(SevError::firmware(C, fw::UNSUPPORTED)
+                    Err(CommandError::firmware(C, fw::UNSUPPORTED)
                         .because("policy bit 2 (ES) on a plain SEV VM"))
                 } else {
                     vm.sev = Some(SevGuest {
@@ -838,43 +848,43 @@ impl SevHardware for SevModel {
                     Ok(())
                 }
             }
-            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+            _ => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, None, None, r)
     }
 
-    fn launch_update_data(&mut self, uaddr: u64, len: u64) -> Result<(), SevError> {
+    fn launch_update_data(&mut self, uaddr: u64, len: u64) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_LAUNCH_UPDATE_DATA";
         let gpa = self
             .vm
             .as_ref()
             .and_then(|vm| vm.slot_of_hva(uaddr).map(|s| s.gpa + (uaddr - s.hva)));
         let r = match self.vm.as_mut() {
-            Some(vm) if vm.vm_type == 4 => Err(SevError::kernel(C, libc::EPERM)),
+            Some(vm) if vm.vm_type == 4 => Err(CommandError::kernel(C, libc::EPERM)),
             Some(vm) => sev_update_data(vm, uaddr, len),
-            None => Err(SevError::kernel(C, libc::ENOTTY)),
+            None => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, Some((gpa.unwrap_or(0), len)), None, r)
     }
 
-    fn launch_update_vmsa(&mut self) -> Result<(), SevError> {
+    fn launch_update_vmsa(&mut self) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_LAUNCH_UPDATE_VMSA";
         let r = match self.vm.as_mut() {
-            Some(vm) if vm.vm_type == 4 => Err(SevError::kernel(C, libc::EPERM)),
+            Some(vm) if vm.vm_type == 4 => Err(CommandError::kernel(C, libc::EPERM)),
             // [S] sev_launch_update_vmsa: not an SEV-ES guest is -ENOTTY.
             Some(vm) if vm.vm_type == 3 && vm.features.is_some() => sev_update_vmsa(vm),
-            _ => Err(SevError::kernel(C, libc::ENOTTY)),
+            _ => Err(CommandError::kernel(C, libc::ENOTTY)),
         };
         self.log(C, None, None, r)
     }
 
-    fn launch_measure(&mut self) -> Result<[u8; 48], SevError> {
+    fn launch_measure(&mut self) -> Result<[u8; 48], CommandError> {
         const C: &str = "KVM_SEV_LAUNCH_MEASURE";
         let api = self.host.sev_api;
         let r = match self.vm.as_mut().and_then(|vm| vm.sev.as_mut()) {
-            None => Err(SevError::kernel(C, libc::ENOTTY)),
+            None => Err(CommandError::kernel(C, libc::ENOTTY)),
             Some(g) if g.state != SevState::Update => {
-                Err(SevError::firmware(C, fw::INVALID_GUEST_STATE))
+                Err(CommandError::firmware(C, fw::INVALID_GUEST_STATE))
             }
             Some(g) => {
                 let ld: [u8; 32] = g.ld.clone().finalize().into();
@@ -899,13 +909,13 @@ impl SevHardware for SevModel {
         self.log(C, None, None, r)
     }
 
-    fn launch_finish(&mut self) -> Result<(), SevError> {
+    fn launch_finish(&mut self) -> Result<(), CommandError> {
         const C: &str = "KVM_SEV_LAUNCH_FINISH";
         let r = match self.vm.as_mut().and_then(|vm| vm.sev.as_mut()) {
-            None => Err(SevError::kernel(C, libc::ENOTTY)),
+            None => Err(CommandError::kernel(C, libc::ENOTTY)),
             // [FW] LAUNCH_FINISH: the guest must be in LSECRET, so MEASURE is mandatory.
             Some(g) if g.state != SevState::Secret => {
-                Err(SevError::firmware(C, fw::INVALID_GUEST_STATE)
+                Err(CommandError::firmware(C, fw::INVALID_GUEST_STATE)
                     .because("LAUNCH_MEASURE has not been issued"))
             }
             Some(g) => {
@@ -941,7 +951,7 @@ fn extend(ld: &mut [u8; 48], contents: &[u8; 48], page_type: u8, gpa: u64) {
     *ld = Sha384::digest(info).into();
 }
 
-fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> {
+fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), CommandError> {
     const C: &str = "KVM_SEV_SNP_LAUNCH_UPDATE";
     // [S] snp_launch_update, in order.
     let Some(snp) = vm.snp.as_ref() else {
@@ -962,12 +972,12 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> 
     }
     if u.len == 0 {
         // [G] kvm_gmem_populate WARNs on an empty range.
-        return Err(SevError::kernel(C, libc::EIO).because("an empty range"));
+        return Err(CommandError::kernel(C, libc::EIO).because("an empty range"));
     }
     if snp.finished {
         // [FW] the guest is not in the LAUNCH state after FINISH (inferred from [S]+[FW]).
         return Err(
-            SevError::firmware(C, fw::INVALID_GUEST_STATE).because("the launch is finished")
+            CommandError::firmware(C, fw::INVALID_GUEST_STATE).because("the launch is finished")
         );
     }
     let gpa = u.gfn_start.saturating_mul(PAGE);
@@ -981,7 +991,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> 
     let slot_end = (slot.gpa + slot.len) / PAGE;
     let pages = (u.len / PAGE).min(slot_end - u.gfn_start);
     let mut done = 0u64;
-    let mut failure: Option<SevError> = None;
+    let mut failure: Option<CommandError> = None;
     while done < pages {
         let gfn = u.gfn_start + done;
         let src = u.uaddr.saturating_add(done * PAGE);
@@ -993,7 +1003,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> 
         }
         if vm.snp.as_ref().is_some_and(|s| s.validated.contains(&gfn)) {
             failure = Some(
-                SevError::kernel(C, libc::EEXIST)
+                CommandError::kernel(C, libc::EEXIST)
                     .because(format!("{:#x} was already launched", gfn * PAGE)),
             );
             break;
@@ -1004,8 +1014,9 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> 
             match vm.source_page(src) {
                 Some(p) => p,
                 None => {
-                    failure =
-                        Some(SevError::kernel(C, libc::EFAULT).because("the source is not mapped"));
+                    failure = Some(
+                        CommandError::kernel(C, libc::EFAULT).because("the source is not mapped"),
+                    );
                     break;
                 }
             }
@@ -1018,7 +1029,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> 
             if let Some(p) = vm.shared.get_mut(&src) {
                 p.copy_from_slice(&corrected);
             }
-            failure = Some(SevError::firmware(C, fw::INVALID_PARAM));
+            failure = Some(CommandError::firmware(C, fw::INVALID_PARAM));
             break;
         }
         let digest: [u8; 48] = if u.page_type == 1 {
@@ -1037,7 +1048,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), SevError> 
         // itself refused the page).
         let e = failure.unwrap_or_else(|| einval(C, "nothing to do"));
         let why = e.why.clone().unwrap_or_default();
-        return Err(SevError {
+        return Err(CommandError {
             command: C,
             errno: libc::EIO,
             fw_error: e.fw_error,
@@ -1153,7 +1164,7 @@ fn xsave_compacted(xcr0: u64, xss: u64) -> u32 {
     n
 }
 
-fn snp_finish(vm: &mut Vm, f: &SnpFinish) -> Result<(), SevError> {
+fn snp_finish(vm: &mut Vm, f: &SnpFinish) -> Result<(), CommandError> {
     const C: &str = "KVM_SEV_SNP_LAUNCH_FINISH";
     // [S] snp_launch_finish: no context -EINVAL; MODELS 1.6: a second FINISH -EINVAL.
     let Some(snp) = vm.snp.as_ref() else {
@@ -1186,7 +1197,7 @@ fn snp_finish(vm: &mut Vm, f: &SnpFinish) -> Result<(), SevError> {
     }
     if let Some(id) = &f.id_block {
         check_id_block(id, &snp.ld, snp.policy)
-            .map_err(|(code, why)| SevError::firmware(C, code).because(why))?;
+            .map_err(|(code, why)| CommandError::firmware(C, code).because(why))?;
     }
     snp.finished = true;
     Ok(())
@@ -1258,28 +1269,28 @@ fn check_id_block(id: &IdBlockInput, ld: &[u8; 48], policy: u64) -> Result<(), (
     Ok(())
 }
 
-fn sev_update_data(vm: &mut Vm, uaddr: u64, len: u64) -> Result<(), SevError> {
+fn sev_update_data(vm: &mut Vm, uaddr: u64, len: u64) -> Result<(), CommandError> {
     const C: &str = "KVM_SEV_LAUNCH_UPDATE_DATA";
     // [S] sev_launch_update_data: empty or wrapping -EINVAL; pinning needs a mapping.
     if len == 0 || uaddr.checked_add(len).is_none() {
         return Err(einval(C, "an empty or wrapping range"));
     }
     let Some(g) = vm.sev.as_ref() else {
-        return Err(SevError::kernel(C, libc::ENOTTY));
+        return Err(CommandError::kernel(C, libc::ENOTTY));
     };
     if g.state != SevState::Update {
-        return Err(SevError::firmware(C, fw::INVALID_GUEST_STATE));
+        return Err(CommandError::firmware(C, fw::INVALID_GUEST_STATE));
     }
     // [FW] LAUNCH_UPDATE_DATA: address and length 16-byte aligned.
     if !uaddr.is_multiple_of(16) {
-        return Err(SevError::firmware(C, fw::INVALID_ADDRESS));
+        return Err(CommandError::firmware(C, fw::INVALID_ADDRESS));
     }
     if !len.is_multiple_of(16) {
-        return Err(SevError::firmware(C, fw::INVALID_LEN));
+        return Err(CommandError::firmware(C, fw::INVALID_LEN));
     }
     let end = uaddr + len - 1;
     if vm.slot_of_hva(uaddr).is_none() || vm.slot_of_hva(end).is_none() {
-        return Err(SevError::kernel(C, libc::EFAULT).because("the range is not mapped"));
+        return Err(CommandError::kernel(C, libc::EFAULT).because("the range is not mapped"));
     }
     let mut at = uaddr;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
@@ -1297,17 +1308,19 @@ fn sev_update_data(vm: &mut Vm, uaddr: u64, len: u64) -> Result<(), SevError> {
     Ok(())
 }
 
-fn sev_update_vmsa(vm: &mut Vm) -> Result<(), SevError> {
+fn sev_update_vmsa(vm: &mut Vm) -> Result<(), CommandError> {
     const C: &str = "KVM_SEV_LAUNCH_UPDATE_VMSA";
     let Some(g) = vm.sev.as_ref() else {
-        return Err(SevError::kernel(C, libc::ENOTTY));
+        return Err(CommandError::kernel(C, libc::ENOTTY));
     };
     if g.state != SevState::Update {
-        return Err(SevError::firmware(C, fw::INVALID_GUEST_STATE));
+        return Err(CommandError::firmware(C, fw::INVALID_GUEST_STATE));
     }
     // [FW] LAUNCH_UPDATE_VMSA: a policy without ES is UNSUPPORTED.
     if g.policy & super::SEV_POLICY_ES == 0 {
-        return Err(SevError::firmware(C, fw::UNSUPPORTED).because("the policy lacks the ES bit"));
+        return Err(
+            CommandError::firmware(C, fw::UNSUPPORTED).because("the policy lacks the ES bit")
+        );
     }
     let mut pages = Vec::new();
     for v in &vm.vcpus {
@@ -1334,7 +1347,12 @@ fn sev_update_vmsa(vm: &mut Vm) -> Result<(), SevError> {
 mod tests {
     //! One test per rejection the model implements (../shared/MODELS.md section 6.1), each
     //! asserting the errno and firmware status the real KVM and AMD-SP give.
-    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests"
+    )]
     use super::*;
     use cvm_firmware::sev::id_block::{self, IdBlock, SigningKey};
     use libc::{EINVAL, EIO, ENOTTY, EPERM};
@@ -1342,9 +1360,16 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn code<T: std::fmt::Debug>(r: Result<T, SevError>) -> (i32, u32) {
+    fn code<T: std::fmt::Debug>(r: Result<T, CommandError>) -> (i32, u32) {
         let e = r.expect_err("the model must refuse");
         (e.errno, e.fw_error)
+    }
+
+    fn attr_code(r: Result<(), LaunchError>) -> (i32, u32) {
+        match r {
+            Err(LaunchError::Sev { source, .. }) => (source.errno, source.fw_error),
+            other => panic!("the model must refuse: {other:?}"),
+        }
     }
 
     /// An SNP VM with 1 MiB of guest_memfd memory at 0, all private.
@@ -1363,7 +1388,12 @@ mod tests {
         m
     }
 
-    fn update(m: &mut SevModel, gpa: u64, len: u64, page_type: u8) -> Result<SnpUpdate, SevError> {
+    fn update(
+        m: &mut SevModel,
+        gpa: u64,
+        len: u64,
+        page_type: u8,
+    ) -> Result<SnpUpdate, CommandError> {
         let mut u = SnpUpdate {
             gfn_start: gpa / PAGE,
             uaddr: m.host_address(gpa).unwrap(),
@@ -1671,19 +1701,22 @@ mod tests {
     #[test]
     fn memory_attributes_and_vcpu_state() {
         let mut m = snp();
-        assert_eq!(code(m.set_memory_attributes(0, 0, true)), (EINVAL, 0));
+        assert_eq!(attr_code(m.set_memory_attributes(0, 0, true)), (EINVAL, 0));
         assert_eq!(
-            code(m.set_memory_attributes(0x800, PAGE, true)),
+            attr_code(m.set_memory_attributes(0x800, PAGE, true)),
             (EINVAL, 0)
         );
         assert_eq!(
-            code(m.set_memory_attributes(u64::MAX - 0xfff, 0x2000, true)),
+            attr_code(m.set_memory_attributes(u64::MAX - 0xfff, 0x2000, true)),
             (EINVAL, 0)
         );
         let mut es = SevModel::default();
         es.create_vm(VmType(3)).unwrap();
         es.sev_init2(0, 0).unwrap();
-        assert_eq!(code(es.set_memory_attributes(0, PAGE, true)), (EINVAL, 0));
+        assert_eq!(
+            attr_code(es.set_memory_attributes(0, PAGE, true)),
+            (EINVAL, 0)
+        );
         assert!(
             es.add_private_memory(&[(0, MIB)]).is_err(),
             "no guest_memfd on SEV-ES"

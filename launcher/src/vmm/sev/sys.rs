@@ -4,7 +4,7 @@
 //! the kernel's layout (include/uapi/linux/kvm.h, arch/x86/include/uapi/asm/kvm.h, as
 //! ../shared/UAPI.md transcribes them): if a binding ever differed, this would not build.
 
-use super::{SevError, SnpFinish, SnpUpdate};
+use super::{CommandError, SnpFinish, SnpUpdate};
 use kvm_bindings::{
     kvm_create_guest_memfd, kvm_device_attr, kvm_enc_region, kvm_memory_attributes, kvm_sev_cmd,
     kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data,
@@ -86,7 +86,7 @@ unsafe fn command<T>(
     id: u32,
     data: *mut T,
     sev_fd: RawFd,
-) -> Result<(), SevError> {
+) -> Result<(), CommandError> {
     let mut cmd = kvm_sev_cmd {
         id,
         data: u64::try_from(data.addr()).unwrap_or(0),
@@ -96,7 +96,7 @@ unsafe fn command<T>(
     // SAFETY: `cmd` is a valid kvm_sev_cmd; what it points to is the caller's guarantee.
     match unsafe { vm.encrypt_op(&raw mut cmd) } {
         Ok(()) => Ok(()),
-        Err(e) => Err(SevError {
+        Err(e) => Err(CommandError {
             command: name,
             errno: e.errno(),
             fw_error: cmd.error,
@@ -132,7 +132,7 @@ pub(super) fn init2(
     sev_fd: RawFd,
     vmsa_features: u64,
     ghcb_version: u16,
-) -> Result<(), SevError> {
+) -> Result<(), CommandError> {
     let mut init = kvm_sev_init {
         vmsa_features,
         ghcb_version,
@@ -143,7 +143,7 @@ pub(super) fn init2(
 }
 
 /// `KVM_SEV_SNP_LAUNCH_START`.
-pub(super) fn snp_launch_start(vm: &VmFd, sev_fd: RawFd, policy: u64) -> Result<(), SevError> {
+pub(super) fn snp_launch_start(vm: &VmFd, sev_fd: RawFd, policy: u64) -> Result<(), CommandError> {
     let mut start = kvm_sev_snp_launch_start {
         policy,
         ..Default::default()
@@ -171,7 +171,7 @@ pub(super) unsafe fn snp_launch_update(
     vm: &VmFd,
     sev_fd: RawFd,
     u: &mut SnpUpdate,
-) -> Result<(), SevError> {
+) -> Result<(), CommandError> {
     let mut update = kvm_sev_snp_launch_update {
         gfn_start: u.gfn_start,
         uaddr: u.uaddr,
@@ -196,7 +196,11 @@ pub(super) unsafe fn snp_launch_update(
 }
 
 /// `KVM_SEV_SNP_LAUNCH_FINISH`.
-pub(super) fn snp_launch_finish(vm: &VmFd, sev_fd: RawFd, f: &SnpFinish) -> Result<(), SevError> {
+pub(super) fn snp_launch_finish(
+    vm: &VmFd,
+    sev_fd: RawFd,
+    f: &SnpFinish,
+) -> Result<(), CommandError> {
     let (block, auth) = match &f.id_block {
         Some(id) => (id.block.as_ptr().addr(), id.auth.as_ptr().addr()),
         None => (0, 0),
@@ -223,7 +227,7 @@ pub(super) fn snp_launch_finish(vm: &VmFd, sev_fd: RawFd, f: &SnpFinish) -> Resu
 }
 
 /// `KVM_SEV_SNP_ENABLE_REQ_CERTS` (Linux 7.0+, no parameters).
-pub(super) fn snp_enable_req_certs(vm: &VmFd, sev_fd: RawFd) -> Result<(), SevError> {
+pub(super) fn snp_enable_req_certs(vm: &VmFd, sev_fd: RawFd) -> Result<(), CommandError> {
     // SAFETY: the command takes no data.
     unsafe {
         command::<u8>(
@@ -237,7 +241,7 @@ pub(super) fn snp_enable_req_certs(vm: &VmFd, sev_fd: RawFd) -> Result<(), SevEr
 }
 
 /// `KVM_SEV_LAUNCH_START` with no session (handle 0: new keys).
-pub(super) fn launch_start(vm: &VmFd, sev_fd: RawFd, policy: u32) -> Result<(), SevError> {
+pub(super) fn launch_start(vm: &VmFd, sev_fd: RawFd, policy: u32) -> Result<(), CommandError> {
     let mut start = kvm_sev_launch_start {
         policy,
         ..Default::default()
@@ -265,7 +269,7 @@ pub(super) unsafe fn launch_update_data(
     sev_fd: RawFd,
     uaddr: u64,
     len: u32,
-) -> Result<(), SevError> {
+) -> Result<(), CommandError> {
     let mut data = kvm_sev_launch_update_data {
         uaddr,
         len,
@@ -284,7 +288,7 @@ pub(super) unsafe fn launch_update_data(
 }
 
 /// `KVM_SEV_LAUNCH_UPDATE_VMSA`.
-pub(super) fn launch_update_vmsa(vm: &VmFd, sev_fd: RawFd) -> Result<(), SevError> {
+pub(super) fn launch_update_vmsa(vm: &VmFd, sev_fd: RawFd) -> Result<(), CommandError> {
     // SAFETY: the command takes no data.
     unsafe {
         command::<u8>(
@@ -298,7 +302,7 @@ pub(super) fn launch_update_vmsa(vm: &VmFd, sev_fd: RawFd) -> Result<(), SevErro
 }
 
 /// `KVM_SEV_LAUNCH_MEASURE`: the 48-byte MEASURE and MNONCE.
-pub(super) fn launch_measure(vm: &VmFd, sev_fd: RawFd) -> Result<[u8; 48], SevError> {
+pub(super) fn launch_measure(vm: &VmFd, sev_fd: RawFd) -> Result<[u8; 48], CommandError> {
     let mut out = [0u8; 48];
     let mut measure = kvm_sev_launch_measure {
         uaddr: u64::try_from(out.as_mut_ptr().addr()).unwrap_or(0),
@@ -320,7 +324,7 @@ pub(super) fn launch_measure(vm: &VmFd, sev_fd: RawFd) -> Result<[u8; 48], SevEr
 }
 
 /// `KVM_SEV_LAUNCH_FINISH`.
-pub(super) fn launch_finish(vm: &VmFd, sev_fd: RawFd) -> Result<(), SevError> {
+pub(super) fn launch_finish(vm: &VmFd, sev_fd: RawFd) -> Result<(), CommandError> {
     // SAFETY: the command takes no data.
     unsafe {
         command::<u8>(
