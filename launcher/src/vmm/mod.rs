@@ -5,6 +5,7 @@
 //! returns. The only `unsafe` is in [`sys`].
 
 pub mod backend;
+pub mod cc;
 mod devices;
 mod ioapic;
 pub mod kvm;
@@ -293,13 +294,13 @@ pub enum LaunchError {
         /// What it cannot do.
         what: String,
     },
-    /// An SEV command failed (KVM's errno and the AMD-SP's status).
+    /// An SEV or TDX command failed (KVM's errno and the AMD-SP's or TDX module's status).
     #[error("{step}: {source}")]
-    Sev {
+    Command {
         /// What was being launched.
         step: String,
         /// The failure.
-        source: sev::CommandError,
+        source: cc::CommandError,
     },
     /// The host lacks what the launch needs (checked before anything is created).
     #[error("{0}")]

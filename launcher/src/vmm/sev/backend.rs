@@ -268,7 +268,7 @@ impl SevBackend {
             };
             e = e.because(format!("the firmware rejected the CPUID page: {diff}"));
         }
-        LaunchError::Sev {
+        LaunchError::Command {
             step: format!(
                 "{} page at {gpa:#x} ({:?}, {:#x} bytes left)",
                 step.kind.name(),
@@ -294,7 +294,7 @@ impl SevBackend {
         let uaddr = sev.host_address(step.gpa)?;
         let len = u64::try_from(step.data.len()).unwrap_or(u64::MAX);
         sev.launch_update_data(uaddr, len)
-            .map_err(|e| LaunchError::Sev {
+            .map_err(|e| LaunchError::Command {
                 step: format!("{:?} at {:#x}, {len:#x} bytes", step.origin, step.gpa),
                 source: e,
             })
@@ -315,7 +315,7 @@ fn sev_of(hw: &mut dyn Hardware, tee: Tee) -> Result<&mut dyn SevHardware, Launc
 }
 
 fn at(step: &'static str) -> impl Fn(CommandError) -> LaunchError {
-    move |source| LaunchError::Sev {
+    move |source| LaunchError::Command {
         step: step.to_owned(),
         source,
     }

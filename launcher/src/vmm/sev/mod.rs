@@ -43,84 +43,11 @@ pub fn vm_type(tee: cvm_firmware::Tee) -> Option<u64> {
     .map(u64::from)
 }
 
-/// A failed SEV command: the ioctl's errno and, where the AMD-SP answered, its status
-/// (`kvm_sev_cmd.error`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{command} failed: {}{}{}", errno_text(*.errno), fw_text(*.fw_error),
-        why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
-pub struct CommandError {
-    /// The command (`KVM_SEV_SNP_LAUNCH_UPDATE`, ...).
-    pub command: &'static str,
-    /// The ioctl's errno.
-    pub errno: i32,
-    /// The firmware's status, 0 when the firmware was not reached or succeeded.
-    pub fw_error: u32,
-    /// What the kernel or firmware objected to, when the model knows it.
-    pub why: Option<String>,
-}
-
-impl CommandError {
-    /// A failure with no firmware status.
-    pub fn kernel(command: &'static str, errno: i32) -> Self {
-        CommandError {
-            command,
-            errno,
-            fw_error: 0,
-            why: None,
-        }
-    }
-
-    /// A failure the firmware reported (KVM returns `-EIO` with its status).
-    pub fn firmware(command: &'static str, fw_error: u32) -> Self {
-        CommandError {
-            command,
-            errno: libc::EIO,
-            fw_error,
-            why: None,
-        }
-    }
-
-    /// The same failure, explained.
-    pub fn because(mut self, why: impl Into<String>) -> Self {
-        self.why = Some(why.into());
-        self
-    }
-}
-
-fn errno_text(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::ENXIO => "ENXIO",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
-        libc::ENOTTY => "ENOTTY",
-        libc::E2BIG => "E2BIG",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        _ => return format!("errno {errno}"),
-    };
-    format!("{name} (errno {errno})")
-}
-
-fn fw_text(code: u32) -> String {
-    if code == 0 {
-        return String::new();
-    }
-    match fw_error_name(code) {
-        Some(n) => format!(", firmware status {n} ({code:#x})"),
-        None => format!(", firmware status {code:#x}"),
-    }
-}
+pub use crate::vmm::cc::CommandError;
 
 /// A failed `KVM_SET_MEMORY_ATTRIBUTES` on `[gpa, gpa + len)`, as a launch error.
 pub(crate) fn attributes_error(gpa: u64, len: u64, private: bool, e: CommandError) -> LaunchError {
-    LaunchError::Sev {
+    LaunchError::Command {
         step: format!(
             "set {gpa:#x}+{len:#x} {}",
             if private { "private" } else { "shared" }

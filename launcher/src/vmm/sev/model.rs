@@ -1052,6 +1052,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), CommandErr
             command: C,
             errno: libc::EIO,
             fw_error: e.fw_error,
+            tdx_status: 0,
             why: Some(why),
         });
     }
@@ -1367,7 +1368,7 @@ mod tests {
 
     fn attr_code(r: Result<(), LaunchError>) -> (i32, u32) {
         match r {
-            Err(LaunchError::Sev { source, .. }) => (source.errno, source.fw_error),
+            Err(LaunchError::Command { source, .. }) => (source.errno, source.fw_error),
             other => panic!("the model must refuse: {other:?}"),
         }
     }

@@ -100,6 +100,7 @@ unsafe fn command<T>(
             command: name,
             errno: e.errno(),
             fw_error: cmd.error,
+            tdx_status: 0,
             why: None,
         }),
     }
