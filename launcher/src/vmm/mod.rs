@@ -9,10 +9,12 @@ pub mod cc;
 mod devices;
 mod ioapic;
 pub mod kvm;
+mod modelmem;
 pub mod none;
 mod rate;
 pub mod record;
 pub mod sev;
+// pub mod tdx;
 mod sys;
 mod vcpu;
 

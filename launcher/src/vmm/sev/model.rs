@@ -19,13 +19,14 @@ use super::{
     SnpUpdate, fw,
 };
 use crate::vmm::backend::{Hardware, PrivateMemory, VmType};
+use crate::vmm::modelmem::ModelMemory;
 use crate::vmm::{IrqChip, LaunchError};
 use cvm_firmware::sev::vmsa;
 use cvm_firmware::vcpu::{Segment, VcpuState, X86Vcpu};
 use kvm_bindings::kvm_cpuid_entry2;
 use serde::Serialize;
 use sha2::{Digest, Sha256, Sha384};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 const PAGE: u64 = 4096;
 
@@ -132,14 +133,6 @@ pub struct Issued {
 }
 
 #[derive(Debug)]
-struct Slot {
-    gpa: u64,
-    len: u64,
-    hva: u64,
-    gmem: bool,
-}
-
-#[derive(Debug)]
 struct Vcpu {
     id: u32,
     /// The save area as KVM holds it.
@@ -178,15 +171,11 @@ struct Vm {
     /// INIT2's SEV_FEATURES (with SNP_ACTIVE for SNP).
     features: Option<u64>,
     vcpus: Vec<Vcpu>,
-    slots: Vec<Slot>,
-    /// Private guest frames (`KVM_MEMORY_ATTRIBUTE_PRIVATE`).
-    private: BTreeSet<u64>,
-    /// The shared backing's pages that were written, by host address.
-    shared: BTreeMap<u64, Box<[u8; 4096]>>,
+    /// Guest memory: slots, attributes, the shared side.
+    mem: ModelMemory,
     encrypted_regions: Vec<(u64, u64)>,
     snp: Option<Snp>,
     sev: Option<SevGuest>,
-    next_hva: u64,
 }
 
 /// The model: KVM and the AMD-SP, for one launch.
@@ -196,9 +185,6 @@ pub struct SevModel {
     vm: Option<Vm>,
     issued: Vec<Issued>,
 }
-
-/// Where the model's fake host mappings start.
-const HVA_BASE: u64 = 0x7f00_0000_0000;
 
 fn einval(command: &'static str, why: impl Into<String>) -> CommandError {
     CommandError::kernel(command, libc::EINVAL).because(why)
@@ -264,7 +250,7 @@ impl SevModel {
         for &range in ranges {
             let r = self
                 .vm_mut(ioctl)
-                .and_then(|vm| vm.add_slots(&[range], gmem));
+                .and_then(|vm| vm.mem.add_slots(&[range], gmem));
             self.log(ioctl, Some(range), None, r)?;
         }
         Ok(())
@@ -278,88 +264,6 @@ impl SevModel {
 }
 
 impl Vm {
-    fn slot_of(&self, gpa: u64) -> Option<&Slot> {
-        self.slots
-            .iter()
-            .find(|s| gpa >= s.gpa && gpa - s.gpa < s.len)
-    }
-
-    fn slot_of_hva(&self, hva: u64) -> Option<&Slot> {
-        self.slots
-            .iter()
-            .find(|s| hva >= s.hva && hva - s.hva < s.len)
-    }
-
-    fn hva(&self, gpa: u64) -> Option<u64> {
-        self.slot_of(gpa).map(|s| s.hva + (gpa - s.gpa))
-    }
-
-    fn add_slots(&mut self, ranges: &[(u64, u64)], gmem: bool) -> Result<(), LaunchError> {
-        let step = if gmem {
-            "KVM_SET_USER_MEMORY_REGION2"
-        } else {
-            "KVM_SET_USER_MEMORY_REGION"
-        };
-        for &(gpa, len) in ranges {
-            let end = gpa.checked_add(len);
-            // kvm_main.c `kvm_set_memory_region`: page-aligned, no wrap, no overlap.
-            if !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) || end.is_none() {
-                return Err(kvm_error(step, libc::EINVAL));
-            }
-            if len == 0 {
-                continue;
-            }
-            let end = end.unwrap_or(u64::MAX);
-            if self
-                .slots
-                .iter()
-                .any(|s| gpa < s.gpa.saturating_add(s.len) && end > s.gpa)
-            {
-                return Err(kvm_error(step, libc::EEXIST));
-            }
-            let hva = HVA_BASE.saturating_add(self.next_hva);
-            self.next_hva = self.next_hva.saturating_add(len).saturating_add(1 << 30);
-            self.slots.push(Slot {
-                gpa,
-                len,
-                hva,
-                gmem,
-            });
-        }
-        Ok(())
-    }
-
-    /// Copies through the shared backing, page by page (the VMM's view of guest memory).
-    fn access(&mut self, gpa: u64, len: u64, mut f: impl FnMut(u64, &mut [u8])) -> bool {
-        let mut done = 0u64;
-        while done < len {
-            let at = gpa.saturating_add(done);
-            let Some(hva) = self.hva(at) else {
-                return false;
-            };
-            let page = hva & !(PAGE - 1);
-            let off = hva - page;
-            let n = (PAGE - off).min(len - done);
-            let p = self
-                .shared
-                .entry(page)
-                .or_insert_with(|| Box::new([0u8; 4096]));
-            let (o, e) = (
-                usize::try_from(off).unwrap_or(0),
-                usize::try_from(off + n).unwrap_or(0),
-            );
-            f(done, &mut p[o..e]);
-            done += n;
-        }
-        true
-    }
-
-    /// The 4 KiB at host address `hva` (GUP of the source page), if it is mapped.
-    fn source_page(&self, hva: u64) -> Option<[u8; 4096]> {
-        self.slot_of_hva(hva)?;
-        Some(self.shared.get(&hva).map_or([0u8; 4096], |p| **p))
-    }
-
     fn vmsa(&self, v: &Vcpu) -> Box<[u8; vmsa::VMSA_SIZE]> {
         // [S] sev_es_sync_vmsa: the save area, SEV_FEATURES from INIT2.
         vmsa::page(&v.save, self.features.unwrap_or(0))
@@ -477,7 +381,7 @@ impl Hardware for SevModel {
     fn write_memory(&mut self, gpa: u64, data: &[u8]) -> Result<(), LaunchError> {
         let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let vm = self.vm_mut("write guest memory")?;
-        let ok = vm.access(gpa, len, |off, dst| {
+        let ok = vm.mem.access(gpa, len, |off, dst| {
             let o = usize::try_from(off).unwrap_or(0);
             if let Some(src) = data.get(o..o + dst.len()) {
                 dst.copy_from_slice(src);
@@ -495,7 +399,7 @@ impl Hardware for SevModel {
 
     fn zero_memory(&mut self, gpa: u64, len: u64) -> Result<(), LaunchError> {
         let vm = self.vm_mut("zero guest memory")?;
-        if vm.access(gpa, len, |_, dst| dst.fill(0)) {
+        if vm.mem.access(gpa, len, |_, dst| dst.fill(0)) {
             Ok(())
         } else {
             Err(LaunchError::Step(
@@ -587,13 +491,7 @@ impl PrivateMemory for SevModel {
             }
             Some(_) if gpa.checked_add(len).is_none() => Err(einval(C, "the range wraps")),
             Some(vm) => {
-                for gfn in gpa / PAGE..(gpa + len) / PAGE {
-                    if private {
-                        vm.private.insert(gfn);
-                    } else {
-                        vm.private.remove(&gfn);
-                    }
-                }
+                vm.mem.set_private(gpa / PAGE, (gpa + len) / PAGE, private);
                 Ok(())
             }
         };
@@ -602,15 +500,18 @@ impl PrivateMemory for SevModel {
     }
 
     fn host_address(&self, gpa: u64) -> Result<u64, LaunchError> {
-        self.vm.as_ref().and_then(|vm| vm.hva(gpa)).ok_or_else(|| {
-            LaunchError::Step("find guest memory", format!("{gpa:#x} is not guest memory"))
-        })
+        self.vm
+            .as_ref()
+            .and_then(|vm| vm.mem.hva(gpa))
+            .ok_or_else(|| {
+                LaunchError::Step("find guest memory", format!("{gpa:#x} is not guest memory"))
+            })
     }
 
     fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError> {
         let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
         let vm = self.vm_mut("read guest memory")?;
-        let ok = vm.access(gpa, len, |off, src| {
+        let ok = vm.mem.access(gpa, len, |off, src| {
             let o = usize::try_from(off).unwrap_or(0);
             if let Some(dst) = buf.get_mut(o..o + src.len()) {
                 dst.copy_from_slice(src);
@@ -731,9 +632,10 @@ impl SevHardware for SevModel {
         let r = match self.vm.as_mut() {
             // [S] sev_mem_enc_register_region: only for an initialized SEV guest.
             Some(vm) if vm.features.is_some() && matches!(vm.vm_type, 2 | 3) => {
-                match vm.hva(gpa) {
+                match vm.mem.hva(gpa) {
                     Some(hva)
                         if vm
+                            .mem
                             .slot_of(gpa.saturating_add(len.saturating_sub(1)))
                             .is_some() =>
                     {
@@ -858,7 +760,7 @@ impl SevHardware for SevModel {
         let gpa = self
             .vm
             .as_ref()
-            .and_then(|vm| vm.slot_of_hva(uaddr).map(|s| s.gpa + (uaddr - s.hva)));
+            .and_then(|vm| vm.mem.slot_of_hva(uaddr).map(|s| s.gpa + (uaddr - s.hva)));
         let r = match self.vm.as_mut() {
             Some(vm) if vm.vm_type == 4 => Err(CommandError::kernel(C, libc::EPERM)),
             Some(vm) => sev_update_data(vm, uaddr, len),
@@ -981,7 +883,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), CommandErr
         );
     }
     let gpa = u.gfn_start.saturating_mul(PAGE);
-    let Some(slot) = vm.slot_of(gpa).filter(|s| s.gmem) else {
+    let Some(slot) = vm.mem.slot_of(gpa).filter(|s| s.gmem) else {
         return Err(einval(
             C,
             format!("{gpa:#x} is not in a guest_memfd memory slot"),
@@ -997,7 +899,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), CommandErr
         let src = u.uaddr.saturating_add(done * PAGE);
         // [G] kvm_gmem_populate: per page, the attribute must be PRIVATE; a page
         // already populated is -EEXIST.
-        if !vm.private.contains(&gfn) {
+        if !vm.mem.is_private(gfn) {
             failure = Some(einval(C, format!("{:#x} is not private", gfn * PAGE)));
             break;
         }
@@ -1011,7 +913,7 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), CommandErr
         let contents = if u.page_type == 3 {
             [0u8; 4096]
         } else {
-            match vm.source_page(src) {
+            match vm.mem.source_page(src) {
                 Some(p) => p,
                 None => {
                     failure = Some(
@@ -1026,8 +928,8 @@ fn snp_update(vm: &mut Vm, u: &mut SnpUpdate, fms: u32) -> Result<(), CommandErr
         {
             // [FW] the firmware rewrites the page with what it accepts; [S] KVM copies it
             // back over the source page.
-            if let Some(p) = vm.shared.get_mut(&src) {
-                p.copy_from_slice(&corrected);
+            if let Ok(page) = <[u8; 4096]>::try_from(&corrected[..]) {
+                vm.mem.put_page(src, &page);
             }
             failure = Some(CommandError::firmware(C, fw::INVALID_PARAM));
             break;
@@ -1290,19 +1192,10 @@ fn sev_update_data(vm: &mut Vm, uaddr: u64, len: u64) -> Result<(), CommandError
         return Err(CommandError::firmware(C, fw::INVALID_LEN));
     }
     let end = uaddr + len - 1;
-    if vm.slot_of_hva(uaddr).is_none() || vm.slot_of_hva(end).is_none() {
+    if vm.mem.slot_of_hva(uaddr).is_none() || vm.mem.slot_of_hva(end).is_none() {
         return Err(CommandError::kernel(C, libc::EFAULT).because("the range is not mapped"));
     }
-    let mut at = uaddr;
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    while at <= end {
-        let page = at & !(PAGE - 1);
-        let p = vm.shared.get(&page).map_or([0u8; 4096], |p| **p);
-        let o = usize::try_from(at - page).unwrap_or(0);
-        let n = usize::try_from((end - at + 1).min(PAGE - (at - page))).unwrap_or(0);
-        bytes.extend_from_slice(&p[o..o + n]);
-        at += n as u64;
-    }
+    let bytes = vm.mem.host_bytes(uaddr, len);
     if let Some(g) = vm.sev.as_mut() {
         g.ld.update(&bytes);
     }
