@@ -59,6 +59,10 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
 /// The values a launch determines, per TEE (tagged by `tee`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "tee")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per command, read or written once: boxing would buy nothing"
+)]
 pub enum MeasuredValues {
     /// An SEV-SNP launch.
     #[serde(rename = "snp")]
@@ -96,6 +100,16 @@ pub struct TdxValues {
     /// RTMR 0-3; `null` where the launch's inputs do not determine it (RTMR 0 without
     /// the ACPI tables, RTMR 1 and 2 without direct boot).
     pub rtmr: [Option<Hex<48>>; 4],
+    /// MRCONFIGID, MROWNER and MROWNERCONFIG: what the VMM passes to KVM_TDX_INIT_VM (not
+    /// measured; reported as given). Absent from files written before cvm reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mr_config_id: Option<Hex<48>>,
+    /// MROWNER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mr_owner: Option<Hex<48>>,
+    /// MROWNERCONFIG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mr_owner_config: Option<Hex<48>>,
 }
 
 /// The values an SNP report carries for a launch with a signed ID block.
@@ -176,6 +190,9 @@ mod tests {
         let tdx = MeasuredValues::Tdx(TdxValues {
             mrtd: Hex([1; 48]),
             rtmr: [None, Some(Hex([2; 48])), None, None],
+            mr_config_id: None,
+            mr_owner: Some(Hex([3; 48])),
+            mr_owner_config: None,
         });
         let json = serde_json::to_value(&tdx).unwrap();
         assert_eq!(json["tee"], "tdx");

@@ -173,9 +173,12 @@ impl Reference {
             rtmr: values
                 .rtmr
                 .map(|r| r.map_or(Expected::Skip, Expected::value)),
-            mr_config_id: Expected::Skip,
-            mr_owner: Expected::Skip,
-            mr_owner_config: Expected::Skip,
+            // As reported: files from before cvm reported them leave them unchecked.
+            mr_config_id: values.mr_config_id.map_or(Expected::Skip, Expected::value),
+            mr_owner: values.mr_owner.map_or(Expected::Skip, Expected::value),
+            mr_owner_config: values
+                .mr_owner_config
+                .map_or(Expected::Skip, Expected::value),
             mr_service_td: Expected::Skip,
             mr_seam: Expected::Skip,
             report_data: Expected::Skip,

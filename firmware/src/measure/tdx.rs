@@ -188,6 +188,9 @@ impl TdxMeasurement {
         TdxValues {
             mrtd: Hex(self.mrtd),
             rtmr: self.rtmr.map(|r| r.map(Hex)),
+            mr_config_id: None,
+            mr_owner: None,
+            mr_owner_config: None,
         }
     }
 }

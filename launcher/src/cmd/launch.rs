@@ -46,10 +46,11 @@ pub struct LaunchArgs {
     /// more than zero).
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
-    /// The interrupt controllers: all in KVM, or only the local APICs (split, as TDX
-    /// needs; cvm emulates the I/O APIC, and there is no PIC and no PIT).
-    #[arg(long, value_enum, default_value_t = IrqChipArg::InKernel)]
-    pub irqchip: IrqChipArg,
+    /// The interrupt controllers: all in KVM (the default), or only the local APICs
+    /// (split, what TDX needs and gets by default; cvm emulates the I/O APIC, and there
+    /// is no PIC and no PIT).
+    #[arg(long, value_enum)]
+    pub irqchip: Option<IrqChipArg>,
     /// Emulate the 8254 PIT in KVM (`on`, the default, with the in-kernel irqchip) or not
     /// (`off`: for guests that need no PIT, such as the built-in guest and the test
     /// firmware).
@@ -81,6 +82,9 @@ pub struct LaunchArgs {
     /// or `vlek`, `ask`, `ark`) to the guest's extended report requests (Linux 7.0+).
     #[arg(long, value_name = "DIR")]
     pub certs: Option<PathBuf>,
+    /// TDX: the TD owner's registers, as `cvm measure --tee tdx` reports them.
+    #[command(flatten)]
+    pub td_owner: super::measure::TdOwnerArgs,
     /// SNP: sign an ID block for the plan's measurement at launch (the options of `cvm
     /// measure`; the block carries --guest-policy).
     #[command(flatten)]
@@ -102,6 +106,9 @@ pub struct LaunchArgs {
     #[arg(long, requires = "id_block")]
     pub author_key_enabled: bool,
 }
+
+/// The TEEs cvm models for `--dry-run`.
+const MODELLED: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx];
 
 /// Guest RAM of a plain guest when `--memory` is not given.
 const DEFAULT_PLAIN_MEMORY: u64 = 128 << 20;
@@ -229,6 +236,13 @@ pub struct LaunchReport {
     /// Port and MMIO accesses that reached no device (ignored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_accesses: Option<u64>,
+    /// TDX dry run: MRTD as the TDX module computes it, lower-case hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mrtd: Option<String>,
+    /// TDX dry run: the RTMRs `cvm measure` expects for the plan. The firmware extends
+    /// them at boot, not the host: a model of the launch cannot confirm them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmr_expected_from_plan: Option<[Option<String>; 4]>,
     /// A dry run: what the model does not check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unmodelled: Option<&'static [&'static str]>,
@@ -265,10 +279,22 @@ impl Render for LaunchReport {
                         .unwrap_or_default()
                 )?;
             }
-            return match &self.measurement {
-                Some(m) => writeln!(
+            if let Some(rtmr) = &self.rtmr_expected_from_plan {
+                for (i, r) in rtmr.iter().enumerate() {
+                    if let Some(r) = r {
+                        writeln!(out, "rtmr{i} (the plan's, extended by the firmware): {r}")?;
+                    }
+                }
+            }
+            let digest = match (&self.measurement, &self.mrtd) {
+                (Some(m), _) => Some(("measurement", m)),
+                (None, Some(m)) => Some(("mrtd", m)),
+                _ => None,
+            };
+            return match digest {
+                Some((what, m)) => writeln!(
                     out,
-                    "cvm: dry run: the model accepted every step of the {} launch; measurement {m}",
+                    "cvm: dry run: the model accepted every step of the {} launch; {what} {m}",
                     self.tee
                 ),
                 None => writeln!(
@@ -326,19 +352,27 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
     let mut given = args.plan.given();
     given.extend(plan_args::given(&[
         ("--memory", args.plan.memory.is_some(), &Tee::LAUNCHABLE),
-        ("--dry-run", args.dry_run, plan_args::SEV),
+        ("--dry-run", args.dry_run, MODELLED),
         ("--guest-policy", args.policy.is_some(), plan_args::SEV),
         (
             "--insecure-allow-debug",
             args.insecure_allow_debug,
-            plan_args::SEV,
+            MODELLED,
         ),
         ("--host-data", args.host_data.is_some(), plan_args::SNP),
         ("--id-key", args.id.id_key.is_some(), plan_args::SNP),
         ("--certs", args.certs.is_some(), plan_args::SNP),
         ("--id-block", args.id_block.is_some(), plan_args::SNP),
     ]));
+    given.extend(args.td_owner.given());
     plan_args::refuse_inapplicable(tee, &Tee::LAUNCHABLE, &given)?;
+    if tee == Tee::Tdx && args.irqchip == Some(IrqChipArg::InKernel) {
+        return Err(CliError::Usage(
+            "--irqchip in-kernel: a TD needs the split irqchip (KVM emulates no I/O APIC or \
+             PIC for TDs)"
+                .into(),
+        ));
+    }
     if args.plan.vmm != plan_args::Vmm::Qemu {
         return Err(CliError::Usage(format!(
             "--vmm {}: cvm launches QEMU's layout, register for register; the other VMMs' \
@@ -381,7 +415,7 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
         TeeChoice::Tee(t) => t,
         TeeChoice::Auto if args.dry_run => {
             return Err(CliError::Usage(
-                "--dry-run needs the TEE to model: --tee snp, sev-es or sev".into(),
+                "--dry-run needs the TEE to model: --tee snp, sev-es, sev or tdx".into(),
             ));
         }
         TeeChoice::Auto => host().best_confidential().ok_or_else(|| {
@@ -428,6 +462,9 @@ fn launch(
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     let tee = choose(args)?;
+    if args.dry_run && tee == Tee::Tdx {
+        return tdx_dry_run(args);
+    }
     if args.dry_run {
         return dry_run(args, tee);
     }
@@ -530,6 +567,8 @@ fn run_report(
         vcpus: args.plan.vcpus,
         pit: platform.pit,
         measurement: None,
+        mrtd: None,
+        rtmr_expected_from_plan: None,
         launch_measure: outcome.launch_measure.as_deref().map(hex::encode),
         stop: Some(StopReport {
             reason: outcome.reason.kind(),
@@ -573,6 +612,82 @@ fn sev_launch(args: &LaunchArgs, tee: Tee) -> Result<vmm::sev::SevLaunch, CliErr
         id_block: None,
         certs: args.certs.as_deref().map(cert_table).transpose()?,
     })
+}
+
+/// `--tee tdx --dry-run`: the whole TD launch through the real TDX backend, against the
+/// model of KVM and the TDX module; the model's MRTD must be the plan's.
+#[cfg(target_arch = "x86_64")]
+fn tdx_dry_run(args: &LaunchArgs) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    use vmm::tdx::model::{TdxModel, UNMODELLED};
+    let plan_args = &args.plan;
+    let firmware = plan_args.read_firmware()?;
+    let files = plan_args.read_others()?;
+    let memory = plan_args
+        .memory
+        .unwrap_or(super::measure_tdx::DEFAULT_MEMORY);
+    let inputs = plan_args.inputs(Tee::Tdx, firmware.as_deref(), &files, memory)?;
+    let images = inputs.parse().map_err(|e| plan_args.blame(Tee::Tdx, e))?;
+    let plan = inputs
+        .plan(&images)
+        .map_err(|e| plan_args.blame(Tee::Tdx, e))?;
+    super::log_plan(&plan);
+    let [mrconfigid, mrowner, mrownerconfig] = args.td_owner.values();
+    let mut attributes = vmm::tdx::ATTR_SEPT_VE_DISABLE;
+    if args.insecure_allow_debug {
+        tracing::warn!("--insecure-allow-debug: the TD's DEBUG attribute lets the host read it");
+        attributes |= vmm::tdx::ATTR_DEBUG;
+    }
+    let launch = vmm::tdx::TdxLaunch {
+        attributes,
+        mrconfigid,
+        mrowner,
+        mrownerconfig,
+    };
+    let mut backend = vmm::tdx::TdxBackend::new(&plan, launch).map_err(CliError::Launch)?;
+    let mut model = TdxModel::default();
+    let platform = platform(args);
+    let launched = vmm::setup(&mut model, &mut backend, &plan, &platform);
+    let planned = match cvm_firmware::launch::measure(&plan, &Default::default()) {
+        Ok(cvm_firmware::launch::LaunchMeasurement::Tdx(m)) => Some(m),
+        _ => None,
+    };
+    let measured = model.mrtd();
+    let result = match launched {
+        Err(e) => Err(CliError::Launch(e)),
+        Ok(()) if planned.as_ref().map(|p| p.mrtd) == measured && measured.is_some() => Ok(()),
+        Ok(()) => Err(CliError::Launch(vmm::LaunchError::Step(
+            "compare the model's MRTD with the plan's",
+            format!(
+                "the model measured {}, the plan measures {}",
+                measured.map(hex::encode).unwrap_or_default(),
+                planned
+                    .as_ref()
+                    .map(|p| hex::encode(p.mrtd))
+                    .unwrap_or_default()
+            ),
+        ))),
+    };
+    let report = LaunchReport {
+        tee: "tdx",
+        dry_run: true,
+        protected: true,
+        boot: "firmware",
+        memory,
+        vcpus: plan_args.vcpus,
+        pit: platform.pit,
+        measurement: None,
+        mrtd: result.is_ok().then(|| measured.map(hex::encode)).flatten(),
+        rtmr_expected_from_plan: planned
+            .filter(|_| result.is_ok())
+            .map(|p| p.rtmr.map(|r| r.map(hex::encode))),
+        launch_measure: None,
+        stop: None,
+        elapsed_ms: None,
+        unknown_accesses: None,
+        unmodelled: Some(UNMODELLED),
+        issued: args.explain.then(|| model.issued().to_vec()),
+    };
+    Ok((report, result))
 }
 
 /// `--certs DIR` as the GHCB certificate table: the leaf (VCEK or VLEK), ASK and ARK, in
@@ -700,13 +815,20 @@ fn id_block(
 
 #[cfg(target_arch = "x86_64")]
 fn platform(args: &LaunchArgs) -> vmm::backend::PlatformOptions {
+    let irqchip = irqchip(args);
     vmm::backend::PlatformOptions {
-        irqchip: match args.irqchip {
-            IrqChipArg::InKernel => IrqChip::InKernel,
-            IrqChipArg::Split => IrqChip::Split,
-        },
+        irqchip,
         // KVM's PIT needs the in-kernel irqchip.
-        pit: args.pit && args.irqchip == IrqChipArg::InKernel,
+        pit: args.pit && irqchip == IrqChip::InKernel,
+    }
+}
+
+/// `--irqchip`, defaulting to split for TDX (which needs it) and in-kernel otherwise.
+#[cfg(target_arch = "x86_64")]
+fn irqchip(args: &LaunchArgs) -> IrqChip {
+    match (args.irqchip, args.tee) {
+        (Some(IrqChipArg::Split), _) | (None, TeeChoice::Tee(Tee::Tdx)) => IrqChip::Split,
+        _ => IrqChip::InKernel,
     }
 }
 
@@ -759,6 +881,8 @@ fn dry_run_plan(
             .is_ok()
             .then(|| measured.as_deref().map(hex::encode))
             .flatten(),
+        mrtd: None,
+        rtmr_expected_from_plan: None,
         launch_measure: None,
         stop: None,
         elapsed_ms: None,

@@ -47,6 +47,9 @@ pub struct MeasureArgs {
     /// SNP: the ID block options.
     #[command(flatten)]
     pub id: IdBlockArgs,
+    /// TDX: the TD owner's measurement registers, reported for the verifier.
+    #[command(flatten)]
+    pub td_owner: TdOwnerArgs,
     /// With --id-key: the guest policy the launch will use, hex (QEMU's default
     /// 0x30000). `--policy` is an older spelling.
     #[arg(
@@ -79,6 +82,41 @@ pub struct IdBlockArgs {
     /// With --id-key: GUEST_SVN.
     #[arg(long, value_name = "N", requires = "id_key", default_value_t = 0)]
     pub guest_svn: u32,
+}
+
+/// The TD owner's registers (`KVM_TDX_INIT_VM`; the quote reports them as given): `cvm
+/// launch --tee tdx` passes them, `cvm measure --tee tdx` reports them as reference values.
+#[derive(Debug, Args)]
+pub struct TdOwnerArgs {
+    /// TDX: MRCONFIGID, 48 bytes of hex (default zero).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
+    pub mrconfigid: Option<[u8; 48]>,
+    /// TDX: MROWNER, 48 bytes of hex (default zero).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
+    pub mrowner: Option<[u8; 48]>,
+    /// TDX: MROWNERCONFIG, 48 bytes of hex (default zero).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex::<48>)]
+    pub mrownerconfig: Option<[u8; 48]>,
+}
+
+impl TdOwnerArgs {
+    /// The options given, for [`plan_args::refuse_inapplicable`] (TDX only).
+    pub fn given(&self) -> Vec<Given> {
+        plan_args::given(&[
+            ("--mrconfigid", self.mrconfigid.is_some(), TDX),
+            ("--mrowner", self.mrowner.is_some(), TDX),
+            ("--mrownerconfig", self.mrownerconfig.is_some(), TDX),
+        ])
+    }
+
+    /// MRCONFIGID, MROWNER, MROWNERCONFIG (zero where not given).
+    pub fn values(&self) -> [[u8; 48]; 3] {
+        [
+            self.mrconfigid.unwrap_or([0; 48]),
+            self.mrowner.unwrap_or([0; 48]),
+            self.mrownerconfig.unwrap_or([0; 48]),
+        ]
+    }
 }
 
 /// Exactly `N` bytes of hex (an optional `0x` prefix).
@@ -242,6 +280,7 @@ pub fn run(args: &MeasureArgs) -> CmdResult {
 /// own, through the one mechanism [`plan_args::refuse_inapplicable`].
 pub(super) fn refuse_inapplicable(args: &MeasureArgs) -> Result<(), CliError> {
     let mut given: Vec<Given> = args.plan.given();
+    given.extend(args.td_owner.given());
     given.extend(plan_args::given(&[
         ("--memory", args.plan.memory.is_some(), TDX),
         ("--firmware-digest", args.firmware_digest.is_some(), SNP),

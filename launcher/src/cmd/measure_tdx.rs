@@ -8,14 +8,14 @@ use crate::output::Render;
 use cvm_firmware::Tee;
 use cvm_firmware::launch::{Inputs, LaunchMeasurement};
 use cvm_firmware::measure::tdx::{Event, EventLog};
-use cvm_firmware::reference::{MEASUREMENT_FORMAT, MeasuredValues};
+use cvm_firmware::reference::{Hex, MEASUREMENT_FORMAT, MeasuredValues};
 use cvm_firmware::tdx::AddOrder;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Guest memory when `--memory` is not given.
-const DEFAULT_MEMORY: u64 = 2 << 30;
+pub(super) const DEFAULT_MEMORY: u64 = 2 << 30;
 
 /// What `cvm measure --tee tdx` reports. The JSON form is a stable interface: `cvm
 /// verify` takes it as reference values.
@@ -150,9 +150,14 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     if let Some(path) = &args.event_log {
         write_event_log(path, &log)?;
     }
+    let mut values = log.values;
+    let [config_id, owner, owner_config] = args.td_owner.values();
+    values.mr_config_id = Some(Hex(config_id));
+    values.mr_owner = Some(Hex(owner));
+    values.mr_owner_config = Some(Hex(owner_config));
     Ok(TdxReport {
         format: MEASUREMENT_FORMAT,
-        values: MeasuredValues::Tdx(log.values),
+        values: MeasuredValues::Tdx(values),
         mrtd_order: match order {
             AddOrder::SinglePass => "single-pass",
             AddOrder::TwoPass => "two-pass",

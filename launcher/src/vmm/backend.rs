@@ -63,6 +63,10 @@ pub trait Hardware {
     fn sev(&mut self) -> Option<&mut dyn super::sev::SevHardware> {
         None
     }
+    /// KVM's TDX interface, where this hardware has one.
+    fn tdx(&mut self) -> Option<&mut dyn super::tdx::TdxHardware> {
+        None
+    }
 }
 
 /// Guest memory with a private side: guest_memfd slots, their memory attributes, and the
@@ -84,6 +88,9 @@ pub trait PrivateMemory: Hardware {
     fn host_address(&self, gpa: u64) -> Result<u64, LaunchError>;
     /// Reads guest memory (the shared backing) at `gpa`.
     fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError>;
+    /// `KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)`: the guest's
+    /// page conversions (SNP page-state changes, TDX MapGPA) come to the VMM.
+    fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError>;
 }
 
 /// What became of an exit offered to a backend.

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cc;
+mod convert;
 mod devices;
 mod ioapic;
 pub mod kvm;
@@ -14,8 +15,8 @@ pub mod none;
 mod rate;
 pub mod record;
 pub mod sev;
-// pub mod tdx;
 mod sys;
+pub mod tdx;
 mod vcpu;
 
 pub use devices::{DEBUG_EXIT_PORT, SERIAL_IRQ, SERIAL_PORT, SerialOut};

@@ -9,7 +9,6 @@
 //! which measures the VMSAs) or LAUNCH_UPDATE_VMSA, LAUNCH_MEASURE and LAUNCH_FINISH.
 
 use super::cpuid::CpuidPage;
-use super::kvm::KVM_HC_MAP_GPA_RANGE;
 use super::{
     CommandError, IdBlockInput, SNP_ACTIVE, SNP_POLICY_RESERVED_ONE, SevHardware, SnpFinish,
     SnpUpdate, fw, vm_type,
@@ -72,13 +71,6 @@ pub(crate) const CR4_MCE: u64 = 1 << 6;
 /// The most times one LAUNCH_UPDATE is retried on EAGAIN.
 const MAX_EAGAIN: u32 = 10_000;
 
-/// `KVM_MEMORY_EXIT_FLAG_PRIVATE` (include/uapi/linux/kvm.h).
-const KVM_MEMORY_EXIT_FLAG_PRIVATE: u64 = 1 << 3;
-/// `KVM_MAP_GPA_RANGE_ENCRYPTED` and the page-size field (arch/x86/include/uapi/asm/
-/// kvm_para.h); npages always counts 4 KiB pages, the size is a hint.
-const MAP_GPA_RANGE_ENCRYPTED: u64 = 1 << 4;
-const MAP_GPA_RANGE_PAGE_SIZE: u64 = 0x3;
-
 /// A certificate request's answer ([P-certs]): the table written into the guest's
 /// buffer, or ENOSPC with the pages it needs, or EIO; `gpa` and `npages` come from the
 /// guest (KVM only checks that `gpa` is page-aligned).
@@ -102,39 +94,6 @@ fn serve_certs(table: &[u8], gpa: u64, npages: u64, vm: &dyn Runtime) -> CertsRe
         Ok(()) => CertsReply { ret: 0, npages },
         Err(_) => fail,
     }
-}
-
-/// KVM_HC_MAP_GPA_RANGE's arguments, all from the guest, checked: a page-aligned,
-/// non-empty range of guest RAM, no unknown attribute bits.
-fn map_gpa_range(vm: &dyn Runtime, gpa: u64, npages: u64, attrs: u64) -> Result<(), i32> {
-    if attrs & !(MAP_GPA_RANGE_ENCRYPTED | MAP_GPA_RANGE_PAGE_SIZE) != 0
-        || attrs & MAP_GPA_RANGE_PAGE_SIZE == MAP_GPA_RANGE_PAGE_SIZE
-        || !gpa.is_multiple_of(PAGE)
-        || npages == 0
-    {
-        return Err(libc::EINVAL);
-    }
-    let len = npages.checked_mul(PAGE).ok_or(libc::EINVAL)?;
-    convert(vm, gpa, len, attrs & MAP_GPA_RANGE_ENCRYPTED != 0)
-}
-
-/// `[gpa, gpa + len)` to private or shared, and the other side's backing released.
-fn convert(vm: &dyn Runtime, gpa: u64, len: u64, private: bool) -> Result<(), i32> {
-    let start = gpa & !(PAGE - 1);
-    let end = gpa
-        .checked_add(len)
-        .and_then(|e| e.checked_next_multiple_of(PAGE))
-        .ok_or(libc::EINVAL)?;
-    let len = end - start;
-    if len == 0 || !vm.is_ram(start, len) {
-        return Err(libc::EINVAL);
-    }
-    vm.set_private(start, len, private)?;
-    tracing::debug!(
-        "converted {start:#x}+{len:#x} to {}",
-        if private { "private" } else { "shared" }
-    );
-    vm.discard(start, len, !private)
 }
 
 impl SevBackend {
@@ -562,45 +521,9 @@ impl Backend for SevBackend {
         if self.tee != Tee::Snp {
             return ExitHandled::NotMine;
         }
-        match exit {
-            // The guest's page-state changes (GHCB PSC, MSR protocol), which KVM forwards
-            // as KVM_HC_MAP_GPA_RANGE ([S] snp_begin_psc): `ret` 0 on success, an errno
-            // otherwise (KVM then fails the guest's request).
-            VcpuExit::Hypercall(h) if h.nr == KVM_HC_MAP_GPA_RANGE => {
-                let r = map_gpa_range(vm, h.args[0], h.args[1], h.args[2]);
-                *h.ret = match r {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        let (n, log) = self.refused.tick();
-                        if log {
-                            tracing::warn!(
-                                "vCPU {vcpu}: page-state change {:#x}+{} pages ({:#x}) refused: \
-                                 errno {e} ({n} so far)",
-                                h.args[0],
-                                h.args[1],
-                                h.args[2]
-                            );
-                        }
-                        u64::try_from(e).unwrap_or(1)
-                    }
-                };
-                ExitHandled::Resume
-            }
-            // An access whose private/shared kind differs from the page's attribute:
-            // convert the page to what the guest used, as QEMU's kvm_convert_memory does.
-            VcpuExit::MemoryFault { flags, gpa, size } => {
-                let private = *flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0;
-                match convert(vm, *gpa, *size, private) {
-                    Ok(()) => ExitHandled::Resume,
-                    Err(e) => ExitHandled::Stop(format!(
-                        "the guest accessed {gpa:#x}+{size:#x} as {}, and it cannot be converted \
-                         (errno {e})",
-                        if private { "private" } else { "shared" }
-                    )),
-                }
-            }
-            _ => ExitHandled::NotMine,
-        }
+        // The guest's page-state changes (GHCB PSC, MSR protocol), which KVM forwards as
+        // KVM_HC_MAP_GPA_RANGE ([S] snp_begin_psc), and private/shared access faults.
+        crate::vmm::convert::handle(vcpu, exit, vm, &self.refused)
     }
 }
 
@@ -745,43 +668,9 @@ mod tests {
 
 #[cfg(test)]
 mod runtime_tests {
-    //! Page-state changes: every guest-supplied value range-checked before KVM is asked.
+    //! Certificate requests: every guest-supplied value range-checked.
     use super::*;
-    use std::sync::Mutex;
-
-    /// Guest RAM at [0, 1 GiB); records what it was asked to do.
-    #[derive(Default)]
-    struct Fake {
-        calls: Mutex<Vec<(u64, u64, bool, &'static str)>>,
-    }
-
-    impl Runtime for Fake {
-        fn is_ram(&self, gpa: u64, len: u64) -> bool {
-            gpa.checked_add(len).is_some_and(|e| e <= 1 << 30)
-        }
-        fn set_private(&self, gpa: u64, len: u64, private: bool) -> Result<(), i32> {
-            self.calls
-                .lock()
-                .map_err(|_| libc::EIO)?
-                .push((gpa, len, private, "attributes"));
-            Ok(())
-        }
-        fn discard(&self, gpa: u64, len: u64, private_side: bool) -> Result<(), i32> {
-            self.calls
-                .lock()
-                .map_err(|_| libc::EIO)?
-                .push((gpa, len, private_side, "discard"));
-            Ok(())
-        }
-        fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32> {
-            let len = u64::try_from(data.len()).map_err(|_| libc::EINVAL)?;
-            self.calls
-                .lock()
-                .map_err(|_| libc::EIO)?
-                .push((gpa, len, false, "write"));
-            Ok(())
-        }
-    }
+    use crate::vmm::convert::fake::Fake;
 
     #[test]
     fn certificate_requests_are_answered_within_the_guests_buffer() {
@@ -806,49 +695,5 @@ mod runtime_tests {
         assert_eq!(serve_certs(&table, !0xfff, 4, &vm).ret, CertsReply::EIO);
         let calls = vm.calls.lock().map(|c| c.clone()).unwrap_or_default();
         assert_eq!(calls, [(0x10_0000, 5000, false, "write")]);
-    }
-
-    #[test]
-    fn conversions_flip_the_attribute_and_release_the_other_side() {
-        let vm = Fake::default();
-        assert_eq!(
-            map_gpa_range(&vm, 0x20_0000, 512, MAP_GPA_RANGE_ENCRYPTED | 1),
-            Ok(())
-        );
-        assert_eq!(map_gpa_range(&vm, 0x1000, 1, 0), Ok(()));
-        let calls = vm.calls.lock().map(|c| c.clone()).unwrap_or_default();
-        assert_eq!(
-            calls,
-            [
-                (0x20_0000, 0x20_0000, true, "attributes"),
-                (0x20_0000, 0x20_0000, false, "discard"),
-                (0x1000, 0x1000, false, "attributes"),
-                (0x1000, 0x1000, true, "discard"),
-            ]
-        );
-    }
-
-    #[test]
-    fn guest_values_are_range_checked() {
-        let vm = Fake::default();
-        for (gpa, npages, attrs) in [
-            (0x1001, 1, 0),             // unaligned
-            (0x1000, 0, 0),             // empty
-            (0x1000, 1, 1 << 5),        // unknown attribute bit
-            (0x1000, 1, 3),             // page-size field 3 (reserved)
-            ((1 << 30) - 0x1000, 2, 0), // past the end of RAM
-            (0x1000, u64::MAX / 2, 0),  // length overflows
-            (!0xfff, 1, 0),             // end wraps
-        ] {
-            assert_eq!(
-                map_gpa_range(&vm, gpa, npages, attrs),
-                Err(libc::EINVAL),
-                "{gpa:#x} {npages} {attrs:#x}"
-            );
-        }
-        assert!(vm.calls.lock().map(|c| c.is_empty()).unwrap_or(false));
-        // A memory fault's range is rounded out to whole pages, and checked too.
-        assert_eq!(convert(&vm, 0x1800, 0x10, true), Ok(()));
-        assert_eq!(convert(&vm, 1 << 30, 0x1000, true), Err(libc::EINVAL));
     }
 }

@@ -15,8 +15,6 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// The SEV device node, whose descriptor every SEV command carries.
 const SEV_DEVICE: &str = "/dev/sev";
-/// `KVM_HC_MAP_GPA_RANGE` (include/uapi/linux/kvm_para.h).
-pub const KVM_HC_MAP_GPA_RANGE: u64 = 12;
 /// `KVM_X86_SEV_VMSA_FEATURES`, `KVM_X86_SNP_POLICY_BITS` and `KVM_X86_SEV_SNP_REQ_CERTS`,
 /// attributes of the SEV group.
 const ATTR_VMSA_FEATURES: u64 = 0;
@@ -71,6 +69,20 @@ impl KvmHardware {
 }
 
 impl PrivateMemory for KvmHardware {
+    fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError> {
+        let step = "enable the page-state-change exit (KVM_CAP_EXIT_HYPERCALL)";
+        let mut cap = kvm_enable_cap {
+            cap: KVM_CAP_EXIT_HYPERCALL,
+            ..Default::default()
+        };
+        if let Some(a) = cap.args.first_mut() {
+            *a = 1 << crate::vmm::convert::KVM_HC_MAP_GPA_RANGE;
+        }
+        self.vm(step)?
+            .enable_cap(&cap)
+            .map_err(|source| LaunchError::Kvm { step, source })
+    }
+
     fn add_private_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError> {
         self.map_memory(ranges, true)
     }
@@ -168,20 +180,6 @@ impl SevHardware for KvmHardware {
         let (vm, fd) = self.sev_vm("KVM_SEV_INIT2")?;
         tracing::debug!("KVM_SEV_INIT2 vmsa_features {vmsa_features:#x}");
         sys::init2(&vm, fd, vmsa_features, ghcb_version)
-    }
-
-    fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError> {
-        let step = "enable the page-state-change exit (KVM_CAP_EXIT_HYPERCALL)";
-        let mut cap = kvm_enable_cap {
-            cap: KVM_CAP_EXIT_HYPERCALL,
-            ..Default::default()
-        };
-        if let Some(a) = cap.args.first_mut() {
-            *a = 1 << KVM_HC_MAP_GPA_RANGE;
-        }
-        self.vm(step)?
-            .enable_cap(&cap)
-            .map_err(|source| LaunchError::Kvm { step, source })
     }
 
     fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), CommandError> {

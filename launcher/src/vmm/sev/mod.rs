@@ -178,8 +178,6 @@ pub trait SevHardware: PrivateMemory {
     fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError>;
     /// `KVM_SEV_INIT2`.
     fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), CommandError>;
-    /// `KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE)`.
-    fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError>;
     /// `KVM_MEMORY_ENCRYPT_REG_REGION` (SEV, SEV-ES): pins the guest RAM at `[gpa, gpa +
     /// len)`.
     fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), CommandError>;

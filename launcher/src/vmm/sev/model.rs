@@ -463,6 +463,13 @@ impl Hardware for SevModel {
 }
 
 impl PrivateMemory for SevModel {
+    fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError> {
+        let r = self
+            .vm_mut("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)")
+            .map(drop);
+        self.log("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", None, None, r)
+    }
+
     fn add_private_memory(&mut self, ranges: &[(u64, u64)]) -> Result<(), LaunchError> {
         const C: &str = "KVM_SET_USER_MEMORY_REGION2";
         // [S] MODELS section 2: SEV and SEV-ES VMs have no private memory; a guest_memfd
@@ -618,13 +625,6 @@ impl SevHardware for SevModel {
             }
         };
         self.log(C, None, None, r)
-    }
-
-    fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError> {
-        let r = self
-            .vm_mut("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)")
-            .map(drop);
-        self.log("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", None, None, r)
     }
 
     fn register_encrypted_region(&mut self, gpa: u64, len: u64) -> Result<(), CommandError> {

@@ -28,7 +28,7 @@ pub const ATTR_SEPT_VE_DISABLE: u64 = 1 << 28;
 pub const MEASURE_MEMORY_REGION: u32 = 1 << 0;
 
 /// What `KVM_TDX_CAPABILITIES` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TdxCaps {
     /// TD attributes KVM and the module support.
     pub supported_attrs: u64,
@@ -46,7 +46,7 @@ pub struct TdxCaps {
 }
 
 /// What `KVM_TDX_INIT_VM` takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TdxInitVm {
     /// TD attributes.
     pub attributes: u64,
