@@ -196,3 +196,60 @@ fn measure_reports_the_owner_registers_the_launch_passes() {
     );
     assert_eq!(stdout_json(&dry)["mrtd"], json["mrtd"]);
 }
+
+/// The TDX backend on this machine's real KVM, which offers no TDX VM type: refused as
+/// platform-unavailable before anything is created; `cvm launch --tee tdx` says why.
+#[test]
+fn the_real_backend_refuses_a_host_without_tdx_before_creating_anything() {
+    use cvm_launcher::vmm::backend::PlatformOptions;
+    use cvm_launcher::vmm::kvm::KvmHardware;
+    use cvm_launcher::vmm::tdx::{ATTR_SEPT_VE_DISABLE, TdxBackend, TdxLaunch};
+    use cvm_launcher::vmm::{IrqChip, LaunchError, setup};
+    if !common::have_kvm() {
+        return;
+    }
+    let Some(dir) = shared("reference/inputs") else {
+        return;
+    };
+    let fw = std::fs::read(dir.join("sid/OVMF.inteltdx.ms.fd")).unwrap();
+    let inputs = cvm_firmware::launch::Inputs::Tdx(cvm_firmware::launch::TdxInputs {
+        firmware: &fw,
+        memory: 2 << 30,
+        vcpus: 1,
+        order: cvm_firmware::tdx::AddOrder::SinglePass,
+        direct_boot: None,
+        acpi_tables: None,
+    });
+    let images = inputs.parse().unwrap();
+    let plan = inputs.plan(&images).unwrap();
+    let launch = TdxLaunch {
+        attributes: ATTR_SEPT_VE_DISABLE,
+        mrconfigid: [0; 48],
+        mrowner: [0; 48],
+        mrownerconfig: [0; 48],
+    };
+    let mut backend = TdxBackend::new(&plan, launch).unwrap();
+    let kvm = kvm_ioctls::Kvm::new().unwrap();
+    if kvm.check_extension_raw(235) & (1 << 5) != 0 {
+        eprintln!("SKIPPED: this host's KVM offers TDX; the hardware tests cover it");
+        return;
+    }
+    let mut hw = KvmHardware::new(kvm);
+    let opts = PlatformOptions {
+        irqchip: IrqChip::Split,
+        pit: false,
+    };
+    let err = setup(&mut hw, &mut backend, &plan, &opts).unwrap_err();
+    assert!(matches!(err, LaunchError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("tdx VM type 5"), "{err}");
+    assert!(!hw.has_vm());
+    let out = cvm(&[
+        "launch",
+        "--tee",
+        "tdx",
+        "--firmware",
+        &dir.join("sid/OVMF.inteltdx.ms.fd").display().to_string(),
+    ]);
+    let e = failed_with(&out, 6);
+    assert!(e.contains("tdx is not available on this host"), "{e}");
+}

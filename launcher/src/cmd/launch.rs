@@ -436,7 +436,7 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
             "{tee} is not available on this host: {}",
             st.reason.as_deref().unwrap_or("see 'cvm probe'")
         ))),
-        Some(_) if plan_args::SEV.contains(&tee) => Ok(tee),
+        Some(_) if MODELLED.contains(&tee) => Ok(tee),
         _ => Err(CliError::PlatformUnavailable(format!(
             "cvm's {tee} launch backend is not built yet"
         ))),
@@ -467,6 +467,15 @@ fn launch(
     }
     if args.dry_run {
         return dry_run(args, tee);
+    }
+    if tee == Tee::Tdx {
+        return with_tdx_plan(args, |plan, backend, memory| {
+            let platform = platform(args);
+            let outcome = run_on_kvm(args, format, plan, Box::new(backend))?;
+            Ok(run_report(
+                args, tee, "firmware", memory, &platform, outcome,
+            ))
+        });
     }
     if tee != Tee::None {
         return confidential(args, tee, format);
@@ -618,7 +627,22 @@ fn sev_launch(args: &LaunchArgs, tee: Tee) -> Result<vmm::sev::SevLaunch, CliErr
 /// model of KVM and the TDX module; the model's MRTD must be the plan's.
 #[cfg(target_arch = "x86_64")]
 fn tdx_dry_run(args: &LaunchArgs) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    use vmm::tdx::model::{TdxModel, UNMODELLED};
+    with_tdx_plan(args, |plan, backend, memory| {
+        tdx_dry_run_plan(args, plan, backend, memory)
+    })
+}
+
+/// Builds the TDX plan and its backend from the command line, and hands them (with the
+/// guest RAM size) to `f`.
+#[cfg(target_arch = "x86_64")]
+fn with_tdx_plan<T>(
+    args: &LaunchArgs,
+    f: impl FnOnce(
+        &cvm_firmware::plan::LaunchPlan<'_>,
+        vmm::tdx::TdxBackend,
+        u64,
+    ) -> Result<T, CliError>,
+) -> Result<T, CliError> {
     let plan_args = &args.plan;
     let firmware = plan_args.read_firmware()?;
     let files = plan_args.read_others()?;
@@ -643,11 +667,23 @@ fn tdx_dry_run(args: &LaunchArgs) -> Result<(LaunchReport, Result<(), CliError>)
         mrowner,
         mrownerconfig,
     };
-    let mut backend = vmm::tdx::TdxBackend::new(&plan, launch).map_err(CliError::Launch)?;
+    let backend = vmm::tdx::TdxBackend::new(&plan, launch).map_err(CliError::Launch)?;
+    f(&plan, backend, memory)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tdx_dry_run_plan(
+    args: &LaunchArgs,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    mut backend: vmm::tdx::TdxBackend,
+    memory: u64,
+) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    use vmm::tdx::model::{TdxModel, UNMODELLED};
+    let plan_args = &args.plan;
     let mut model = TdxModel::default();
     let platform = platform(args);
-    let launched = vmm::setup(&mut model, &mut backend, &plan, &platform);
-    let planned = match cvm_firmware::launch::measure(&plan, &Default::default()) {
+    let launched = vmm::setup(&mut model, &mut backend, plan, &platform);
+    let planned = match cvm_firmware::launch::measure(plan, &Default::default()) {
         Ok(cvm_firmware::launch::LaunchMeasurement::Tdx(m)) => Some(m),
         _ => None,
     };

@@ -69,6 +69,11 @@ impl KvmHardware {
             .ok_or_else(|| LaunchError::Step(step, format!("vCPU {id} has not been created")))
     }
 
+    /// vCPU `id`'s descriptor.
+    pub(in crate::vmm) fn vcpu_fd(&self, id: u32) -> Option<&VcpuFd> {
+        self.vcpus.iter().find(|(i, _)| *i == id).map(|(_, fd)| fd)
+    }
+
     /// Whether a VM has been created (and not yet handed on).
     pub fn has_vm(&self) -> bool {
         self.vm.is_some()
@@ -248,6 +253,10 @@ impl Hardware for KvmHardware {
     }
 
     fn sev(&mut self) -> Option<&mut dyn super::sev::SevHardware> {
+        Some(self)
+    }
+
+    fn tdx(&mut self) -> Option<&mut dyn super::tdx::TdxHardware> {
         Some(self)
     }
 }

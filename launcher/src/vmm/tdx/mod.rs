@@ -8,7 +8,9 @@
 //! (`intel/tdx-module`), as collected in ../shared/MODELS.md section 4.
 
 mod backend;
+mod kvm;
 pub mod model;
+mod sys;
 
 pub use backend::{TdxBackend, TdxLaunch};
 
