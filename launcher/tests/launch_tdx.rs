@@ -227,6 +227,7 @@ fn the_real_backend_refuses_a_host_without_tdx_before_creating_anything() {
         mrconfigid: [0; 48],
         mrowner: [0; 48],
         mrownerconfig: [0; 48],
+        qgs: None,
     };
     let mut backend = TdxBackend::new(&plan, launch).unwrap();
     let kvm = kvm_ioctls::Kvm::new().unwrap();

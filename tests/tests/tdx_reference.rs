@@ -288,6 +288,7 @@ fn every_mrtd_row_launches_over_the_model() {
                 mrconfigid: [0; 48],
                 mrowner: [0; 48],
                 mrownerconfig: [0; 48],
+                qgs: None,
             };
             let mut backend = TdxBackend::new(plan, launch)?;
             let mut model = TdxModel::default();

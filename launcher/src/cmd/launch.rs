@@ -82,6 +82,11 @@ pub struct LaunchArgs {
     /// or `vlek`, `ask`, `ark`) to the guest's extended report requests (Linux 7.0+).
     #[arg(long, value_name = "DIR")]
     pub certs: Option<PathBuf>,
+    /// TDX: the quote generation service for the TD's GetQuote calls, `unix:PATH` or
+    /// `vsock:CID:PORT` (Intel's QGS is usually at vsock:2:4050); without it the TD gets
+    /// the QGS_UNAVAILABLE status.
+    #[arg(long, value_name = "ADDR")]
+    pub qgs: Option<vmm::tdx::qgs::QgsAddr>,
     /// TDX: the TD owner's registers, as `cvm measure --tee tdx` reports them.
     #[command(flatten)]
     pub td_owner: super::measure::TdOwnerArgs,
@@ -361,6 +366,7 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
         ),
         ("--host-data", args.host_data.is_some(), plan_args::SNP),
         ("--id-key", args.id.id_key.is_some(), plan_args::SNP),
+        ("--qgs", args.qgs.is_some(), plan_args::TDX),
         ("--certs", args.certs.is_some(), plan_args::SNP),
         ("--id-block", args.id_block.is_some(), plan_args::SNP),
     ]));
@@ -666,6 +672,7 @@ fn with_tdx_plan<T>(
         mrconfigid,
         mrowner,
         mrownerconfig,
+        qgs: args.qgs.clone(),
     };
     let backend = vmm::tdx::TdxBackend::new(&plan, launch).map_err(CliError::Launch)?;
     f(&plan, backend, memory)

@@ -116,6 +116,22 @@ pub trait Runtime: Send + Sync {
     fn discard(&self, gpa: u64, len: u64, private_side: bool) -> Result<(), i32>;
     /// Writes `data` into guest RAM at `gpa` through the VMM's (shared) mapping.
     fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32>;
+    /// Reads guest RAM at `gpa` through the VMM's (shared) mapping.
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), i32>;
+    /// `KVM_SIGNAL_MSI`: interrupt `vector` to the local APIC `apic_id` (fixed delivery).
+    fn interrupt(&self, apic_id: u32, vector: u8) -> Result<(), i32>;
+}
+
+/// A `TDG.VP.VMCALL` that KVM hands to the VMM (`KVM_EXIT_TDX`): the sub-function and the
+/// exit union's words after it (`ret` first, then the sub-function's fields), which the
+/// VMM updates for the TD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TdxVmcall {
+    /// The sub-function (`nr`).
+    pub nr: u64,
+    /// `ret`, then the sub-function's fields (GetQuote: gpa, size; GetTdVmCallInfo: leaf,
+    /// r11, r12, r13, r14; SetupEventNotifyInterrupt: vector).
+    pub words: [u64; 6],
 }
 
 /// The answer to an SNP certificate request (`struct kvm_exit_snp_req_certs`'s `ret` and
@@ -173,6 +189,12 @@ pub trait Backend: Send + Sync {
     fn snp_certs(&self, vcpu: u32, gpa: u64, npages: u64, vm: &dyn Runtime) -> Option<CertsReply> {
         let _ = (vcpu, gpa, npages, vm);
         None
+    }
+    /// `KVM_EXIT_TDX`: a TDVMCALL of vCPU `vcpu` for the VMM; `false` when this backend
+    /// handles none.
+    fn tdx_vmcall(&self, vcpu: u32, call: &mut TdxVmcall, vm: &dyn Runtime) -> bool {
+        let _ = (vcpu, call, vm);
+        false
     }
     /// An exit of vCPU `vcpu` the core's devices did not take: the backend's own
     /// (page-state changes, TEE hypercalls), or not.

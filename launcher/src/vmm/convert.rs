@@ -101,12 +101,22 @@ fn convert(vm: &dyn Runtime, gpa: u64, len: u64, private: bool) -> Result<(), i3
 #[cfg(test)]
 pub(crate) mod fake {
     use super::Runtime;
+    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    /// Guest RAM at [0, 1 GiB); records what it was asked to do.
+    /// Guest RAM at [0, 1 GiB) (the bytes written are kept); records what it was asked
+    /// to do, writes included.
     #[derive(Default)]
     pub(crate) struct Fake {
         pub calls: Mutex<Vec<(u64, u64, bool, &'static str)>>,
+        pub bytes: Mutex<BTreeMap<u64, u8>>,
+    }
+
+    impl Fake {
+        fn note(&self, call: (u64, u64, bool, &'static str)) -> Result<(), i32> {
+            self.calls.lock().map_err(|_| libc::EIO)?.push(call);
+            Ok(())
+        }
     }
 
     impl Runtime for Fake {
@@ -114,26 +124,36 @@ pub(crate) mod fake {
             gpa.checked_add(len).is_some_and(|e| e <= 1 << 30)
         }
         fn set_private(&self, gpa: u64, len: u64, private: bool) -> Result<(), i32> {
-            self.calls
-                .lock()
-                .map_err(|_| libc::EIO)?
-                .push((gpa, len, private, "attributes"));
-            Ok(())
+            self.note((gpa, len, private, "attributes"))
         }
         fn discard(&self, gpa: u64, len: u64, private_side: bool) -> Result<(), i32> {
-            self.calls
-                .lock()
-                .map_err(|_| libc::EIO)?
-                .push((gpa, len, private_side, "discard"));
-            Ok(())
+            self.note((gpa, len, private_side, "discard"))
         }
         fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32> {
             let len = u64::try_from(data.len()).map_err(|_| libc::EINVAL)?;
-            self.calls
-                .lock()
-                .map_err(|_| libc::EIO)?
-                .push((gpa, len, false, "write"));
+            if !self.is_ram(gpa, len) {
+                return Err(libc::EINVAL);
+            }
+            let mut bytes = self.bytes.lock().map_err(|_| libc::EIO)?;
+            for (at, b) in (gpa..).zip(data) {
+                bytes.insert(at, *b);
+            }
+            drop(bytes);
+            self.note((gpa, len, false, "write"))
+        }
+        fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), i32> {
+            let len = u64::try_from(buf.len()).map_err(|_| libc::EINVAL)?;
+            if !self.is_ram(gpa, len) {
+                return Err(libc::EINVAL);
+            }
+            let bytes = self.bytes.lock().map_err(|_| libc::EIO)?;
+            for (at, b) in (gpa..).zip(buf.iter_mut()) {
+                *b = bytes.get(&at).copied().unwrap_or(0);
+            }
             Ok(())
+        }
+        fn interrupt(&self, apic_id: u32, vector: u8) -> Result<(), i32> {
+            self.note((u64::from(apic_id), u64::from(vector), false, "interrupt"))
         }
     }
 }

@@ -98,6 +98,16 @@ pub enum StopReason {
         /// The vCPU.
         vcpu: u32,
     },
+    /// A TD reported a fatal error (`TDG.VP.VMCALL<ReportFatalError>`,
+    /// `KVM_SYSTEM_EVENT_TDX_FATAL`).
+    TdxFatal {
+        /// The error code (R12).
+        code: u64,
+        /// The TD's message (R14, R15, RBX, RDI, RSI, R8, R9, RDX), printable ASCII.
+        message: String,
+        /// The vCPU.
+        vcpu: u32,
+    },
     /// An SEV-ES or SNP guest asked to be terminated (`KVM_SYSTEM_EVENT_SEV_TERM`).
     SevTerminate {
         /// The GHCB reason code set (0: general, 1: the GHCB protocol).
@@ -174,6 +184,7 @@ impl StopReason {
             StopReason::Shutdown { .. } => "triple-fault",
             StopReason::SystemEvent { .. } => "system-event",
             StopReason::SevTerminate { .. } => "sev-terminate",
+            StopReason::TdxFatal { .. } => "tdx-fatal",
             StopReason::Backend { .. } => "backend-stop",
             StopReason::Halted { .. } => "halted",
             StopReason::FailEntry { .. } => "entry-failed",
@@ -215,6 +226,19 @@ impl std::fmt::Display for StopReason {
                  {reason_code:#x})"
             ),
             StopReason::Backend { what, vcpu } => write!(f, "vCPU {vcpu}: {what}"),
+            StopReason::TdxFatal {
+                code,
+                message,
+                vcpu,
+            } => write!(
+                f,
+                "vCPU {vcpu}: the TD reported a fatal error {code:#x}{}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            ),
             StopReason::Halted { vcpu } => write!(f, "vCPU {vcpu} halted (KVM_EXIT_HLT)"),
             StopReason::FailEntry { reason, vcpu } => {
                 write!(
@@ -396,6 +420,30 @@ impl backend::Runtime for KvmRuntime {
         self.ram
             .discard(gpa, len, private_side)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), i32> {
+        use vm_memory::Bytes;
+        let len = u64::try_from(buf.len()).map_err(|_| libc::EINVAL)?;
+        if !self.is_ram(gpa, len) {
+            return Err(libc::EINVAL);
+        }
+        self.ram
+            .memory()
+            .read_slice(buf, vm_memory::GuestAddress(gpa))
+            .map_err(|_| libc::EFAULT)
+    }
+
+    fn interrupt(&self, apic_id: u32, vector: u8) -> Result<(), i32> {
+        // An MSI to the local APIC: address 0xfee00000 with the destination APIC ID in bits
+        // 19:12 (and the upper bits of an x2APIC ID in address_hi), fixed delivery, edge.
+        let msi = kvm_msi {
+            address_lo: 0xfee0_0000 | ((apic_id & 0xff) << 12),
+            address_hi: apic_id & !0xff,
+            data: u32::from(vector),
+            ..Default::default()
+        };
+        self.vm.signal_msi(msi).map(drop).map_err(|e| e.errno())
     }
 
     fn write(&self, gpa: u64, data: &[u8]) -> Result<(), i32> {

@@ -313,6 +313,60 @@ pub(super) fn complete_snp_req_certs(vcpu: &mut VcpuFd, ret: u64, npages: u64) {
     }
 }
 
+/// `KVM_EXIT_TDX` (include/uapi/linux/kvm.h, Linux 6.16; kvm-ioctls reports it as an
+/// unsupported exit).
+pub(super) const KVM_EXIT_TDX: u32 = 40;
+
+/// The 64-bit words of `kvm_run`'s exit union.
+fn union_words(run: &kvm_run) -> [u64; 32] {
+    // SAFETY: the union's `padding` member spans all of it and is plain bytes; any bit
+    // pattern is valid.
+    let raw = unsafe { &run.__bindgen_anon_1.padding };
+    let mut words = [0u64; 32];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        for (d, s) in b.iter_mut().zip(raw.iter().skip(i * 8)) {
+            *d = s.to_ne_bytes()[0];
+        }
+        *w = u64::from_ne_bytes(b);
+    }
+    words
+}
+
+/// Writes `words` into `kvm_run`'s exit union from word `first` on.
+fn put_union_words(run: &mut kvm_run, first: usize, words: &[u64]) {
+    // SAFETY: writing plain bytes into the union's `padding` member, which spans it.
+    let raw = unsafe { &mut run.__bindgen_anon_1.padding };
+    for (i, w) in words.iter().enumerate() {
+        for (j, b) in w.to_ne_bytes().iter().enumerate() {
+            if let Some(d) = raw.get_mut((first + i) * 8 + j) {
+                *d = std::ffi::c_char::from_ne_bytes([*b]);
+            }
+        }
+    }
+}
+
+/// The TDVMCALL of a `KVM_EXIT_TDX` (`struct { u64 flags; u64 nr; union {...} } tdx`);
+/// `None` when the vCPU's last exit was another.
+pub(super) fn tdx_vmcall(vcpu: &mut VcpuFd) -> Option<super::backend::TdxVmcall> {
+    let run = vcpu.get_kvm_run();
+    if run.exit_reason != KVM_EXIT_TDX {
+        return None;
+    }
+    let w = union_words(run);
+    let mut words = [0u64; 6];
+    words.copy_from_slice(&w[2..8]);
+    Some(super::backend::TdxVmcall { nr: w[1], words })
+}
+
+/// Hands the VMM's answer to a `KVM_EXIT_TDX` back to KVM (read on the next `KVM_RUN`).
+pub(super) fn complete_tdx_vmcall(vcpu: &mut VcpuFd, call: &super::backend::TdxVmcall) {
+    let run = vcpu.get_kvm_run();
+    if run.exit_reason == KVM_EXIT_TDX {
+        put_union_words(run, 2, &call.words);
+    }
+}
+
 /// The suberror of a `KVM_EXIT_INTERNAL_ERROR` and, for an emulation failure, the
 /// instruction bytes the kernel reports; `None` when the vCPU's last exit was another.
 pub(super) fn internal_error(vcpu: &mut VcpuFd) -> Option<(u32, Vec<u8>)> {

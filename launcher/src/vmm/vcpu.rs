@@ -13,6 +13,27 @@ use std::sync::atomic::Ordering;
 /// `KVM_SYSTEM_EVENT_SEV_TERM` (include/uapi/linux/kvm.h): an SEV-ES or SNP guest asked
 /// to be terminated through the GHCB.
 const KVM_SYSTEM_EVENT_SEV_TERM: u32 = 6;
+/// `KVM_SYSTEM_EVENT_TDX_FATAL`: a TD's `TDG.VP.VMCALL<ReportFatalError>`.
+const KVM_SYSTEM_EVENT_TDX_FATAL: u32 = 7;
+
+/// The stop reason of a TD's fatal error: KVM passes the TD's 16 GPRs (RAX..R15, in
+/// register-number order; tdx.c `tdx_report_fatal_error`): R12 is the error code and R14,
+/// R15, RBX, RDI, RSI, R8, R9, RDX carry a message (QEMU's `tdx_handle_report_fatal_error`).
+fn tdx_fatal(vcpu: u32, data: &[u64]) -> StopReason {
+    let reg = |i: usize| data.get(i).copied().unwrap_or(0);
+    let message: String = [14, 15, 3, 7, 6, 8, 9, 2]
+        .iter()
+        .flat_map(|&r| reg(r).to_le_bytes())
+        .take_while(|&b| b != 0)
+        .filter(|b| b.is_ascii_graphic() || *b == b' ')
+        .map(char::from)
+        .collect();
+    StopReason::TdxFatal {
+        code: reg(12),
+        message,
+        vcpu,
+    }
+}
 
 /// Loads `state` into `vcpu`: segments, descriptor tables, control registers and EFER,
 /// general registers, and the x87/SSE control words. The APIC base and everything else
@@ -154,6 +175,9 @@ pub(super) fn run(
                         vcpu: id,
                     })
                 }
+                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_TDX_FATAL, data) => {
+                    Some(tdx_fatal(id, data))
+                }
                 VcpuExit::SystemEvent(kind, _) => Some(StopReason::SystemEvent { kind, vcpu: id }),
                 VcpuExit::Hlt => Some(StopReason::Halted { vcpu: id }),
                 VcpuExit::FailEntry(reason, _) => Some(StopReason::FailEntry { reason, vcpu: id }),
@@ -165,6 +189,23 @@ pub(super) fn run(
                         insn,
                         vcpu: id,
                     })
+                }
+                VcpuExit::Unsupported(super::sys::KVM_EXIT_TDX) => {
+                    let handled = super::sys::tdx_vmcall(&mut vcpu).and_then(|mut call| {
+                        backend
+                            .tdx_vmcall(id, &mut call, runtime.as_ref())
+                            .then_some(call)
+                    });
+                    match handled {
+                        Some(call) => {
+                            super::sys::complete_tdx_vmcall(&mut vcpu, &call);
+                            None
+                        }
+                        None => Some(StopReason::Unhandled {
+                            exit: "KVM_EXIT_TDX",
+                            vcpu: id,
+                        }),
+                    }
                 }
                 VcpuExit::Unsupported(super::sys::KVM_EXIT_SNP_REQ_CERTS) => {
                     match super::sys::snp_req_certs(&mut vcpu).and_then(|(gpa, npages)| {

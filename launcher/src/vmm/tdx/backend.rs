@@ -11,8 +11,11 @@
 //! vCPU 0 for every plan region in plan order (measured exactly where the plan extends),
 //! and `KVM_TDX_FINALIZE_VM`.
 
+use super::qgs::QgsAddr;
 use super::{ATTR_DEBUG, MemRegion, TdxCaps, TdxHardware, TdxInitVm, VM_TYPE};
-use crate::vmm::backend::{Backend, ExitHandled, Hardware, PlatformOptions, Runtime, VmType};
+use crate::vmm::backend::{
+    Backend, ExitHandled, Hardware, PlatformOptions, Runtime, TdxVmcall, VmType,
+};
 use crate::vmm::cc::CommandError;
 use crate::vmm::none::memory_ranges;
 use crate::vmm::{IrqChip, LaunchError};
@@ -34,6 +37,8 @@ pub struct TdxLaunch {
     pub mrowner: [u8; 48],
     /// MROWNERCONFIG.
     pub mrownerconfig: [u8; 48],
+    /// The quote generation service for the TD's GetQuote calls.
+    pub qgs: Option<QgsAddr>,
 }
 
 /// One `KVM_TDX_INIT_MEM_REGION` of the plan.
@@ -55,6 +60,126 @@ pub struct TdxBackend {
     regions: Vec<Region>,
     /// Guest conversions refused (guest-triggered: logged at a limited rate).
     refused: crate::vmm::rate::Counter,
+    /// KVM_TDX_CAPABILITIES' TDVMCALLs forwarded to the VMM (GetTdVmCallInfo leaf 1, R11).
+    user_tdvmcallinfo_r11: u64,
+    /// The TD's event-notify interrupt (SetupEventNotifyInterrupt): its vCPU and vector.
+    notify: std::sync::Mutex<Option<(u32, u8)>>,
+    /// TDVMCALLs answered with an error (guest-triggered: logged at a limited rate).
+    vmcall_errors: crate::vmm::rate::Counter,
+}
+
+/// TDVMCALL sub-functions KVM hands to the VMM (`KVM_EXIT_TDX`; GHCI 1.5).
+mod vmcall {
+    pub const GET_TD_VM_CALL_INFO: u64 = 0x10000;
+    pub const GET_QUOTE: u64 = 0x10002;
+    pub const SETUP_EVENT_NOTIFY_INTERRUPT: u64 = 0x10004;
+    /// TDVMCALL status codes (arch/x86/include/asm/shared/tdx.h).
+    pub const SUCCESS: u64 = 0;
+    pub const INVALID_OPERAND: u64 = 0x8000_0000_0000_0000;
+    pub const ALIGN_ERROR: u64 = 0x8000_0000_0000_0002;
+    pub const SUBFUNC_UNSUPPORTED: u64 = 0x8000_0000_0000_0003;
+    /// GetTdVmCallInfo leaf 1, R11: SetupEventNotifyInterrupt is implemented.
+    pub const INFO_SETUP_EVENT_NOTIFY: u64 = 1 << 1;
+}
+
+/// The GetQuote buffer's header (GHCI 1.5, TDG.VP.VMCALL<GetQuote>): version u64 (1),
+/// status u64, in_len u32, out_len u32, then the TDREPORT in and the quote out.
+mod quote {
+    pub const HEADER: u64 = 24;
+    pub const SUCCESS: u64 = 0;
+    pub const ERROR: u64 = 0x8000_0000_0000_0000;
+    pub const QGS_UNAVAILABLE: u64 = 0x8000_0000_0000_0001;
+    /// How long the QGS may take (QEMU's limit).
+    pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+}
+
+/// A TD's GetQuote at `[gpa, gpa + size)` (shared memory; both guest values): checked,
+/// forwarded to `qgs`, the quote and its status written back (QEMU's
+/// `tdx_handle_get_quote`). Returns the TDVMCALL status and, when the request failed
+/// (the buffer's status then says so), why.
+pub fn get_quote(
+    vm: &dyn Runtime,
+    gpa: u64,
+    size: u64,
+    qgs: Option<&QgsAddr>,
+) -> (u64, Option<String>) {
+    use vmcall::{ALIGN_ERROR, INVALID_OPERAND, SUCCESS};
+    if size == 0 {
+        return (INVALID_OPERAND, Some("an empty buffer".into()));
+    }
+    if !gpa.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE) {
+        return (
+            ALIGN_ERROR,
+            Some(format!("{gpa:#x}+{size:#x} is not page-aligned")),
+        );
+    }
+    let max = u64::try_from(super::qgs::MAX_REPLY).unwrap_or(u64::MAX);
+    if size > max || !vm.is_ram(gpa, size) {
+        return (
+            INVALID_OPERAND,
+            Some(format!(
+                "{gpa:#x}+{size:#x} is not a buffer in RAM of at most {max} bytes"
+            )),
+        );
+    }
+    let mut header = [0u8; 24];
+    if let Err(e) = vm.read(gpa, &mut header) {
+        return (
+            INVALID_OPERAND,
+            Some(format!("reading the header: errno {e}")),
+        );
+    }
+    let version = u64::from_le_bytes(header[..8].try_into().unwrap_or([0; 8]));
+    let in_len = u32::from_le_bytes(header[16..20].try_into().unwrap_or([0; 4]));
+    let room = size - quote::HEADER;
+    if version != 1 || u64::from(in_len) > room {
+        return (
+            INVALID_OPERAND,
+            Some(format!("header version {version}, in_len {in_len}")),
+        );
+    }
+    let status = |s: u64| vm.write(gpa + 8, &s.to_le_bytes());
+    let Some(addr) = qgs else {
+        return match status(quote::QGS_UNAVAILABLE) {
+            Ok(()) => (SUCCESS, Some("no QGS (--qgs)".into())),
+            Err(e) => (
+                INVALID_OPERAND,
+                Some(format!("writing the status: errno {e}")),
+            ),
+        };
+    };
+    let mut report = vec![0u8; usize::try_from(in_len).unwrap_or(0)];
+    if let Err(e) = vm.read(gpa + quote::HEADER, &mut report) {
+        return (
+            INVALID_OPERAND,
+            Some(format!("reading the TDREPORT: errno {e}")),
+        );
+    }
+    let problem = match super::qgs::get_quote(addr, &report, quote::TIMEOUT) {
+        Ok(q) if u64::try_from(q.len()).is_ok_and(|n| n <= room) => {
+            let len = u32::try_from(q.len()).unwrap_or(0);
+            let written = vm
+                .write(gpa + quote::HEADER, &q)
+                .and_then(|()| vm.write(gpa + 20, &len.to_le_bytes()))
+                .and_then(|()| status(quote::SUCCESS));
+            match written {
+                Ok(()) => return (SUCCESS, None),
+                Err(e) => format!("writing the quote: errno {e}"),
+            }
+        }
+        Ok(q) => format!(
+            "a {}-byte quote does not fit the {room}-byte buffer",
+            q.len()
+        ),
+        Err(e) => e.to_string(),
+    };
+    match status(quote::ERROR) {
+        Ok(()) => (SUCCESS, Some(problem)),
+        Err(e) => (
+            INVALID_OPERAND,
+            Some(format!("{problem}; writing the status: errno {e}")),
+        ),
+    }
 }
 
 /// GuestPhysAddrSize in CPUID 0x80000008 EAX[23:16]: the TD's GPAW (48: the shared bit is
@@ -148,6 +273,9 @@ impl TdxBackend {
             hob,
             regions,
             refused: crate::vmm::rate::Counter::default(),
+            user_tdvmcallinfo_r11: 0,
+            notify: std::sync::Mutex::new(None),
+            vmcall_errors: crate::vmm::rate::Counter::default(),
         })
     }
 }
@@ -348,9 +476,126 @@ impl Backend for TdxBackend {
         tdx.tdx_finalize_vm().map_err(at("KVM_TDX_FINALIZE_VM"))
     }
 
+    fn tdx_vmcall(&self, vcpu: u32, call: &mut TdxVmcall, vm: &dyn Runtime) -> bool {
+        let w = &mut call.words;
+        match call.nr {
+            // Leaf 1 only reaches the VMM; advertise only what cvm implements.
+            vmcall::GET_TD_VM_CALL_INFO => {
+                w[2] = self.user_tdvmcallinfo_r11 & vmcall::INFO_SETUP_EVENT_NOTIFY;
+                w[3] = 0;
+                w[4] = 0;
+                w[5] = 0;
+                w[0] = vmcall::SUCCESS;
+            }
+            vmcall::SETUP_EVENT_NOTIFY_INTERRUPT => match u8::try_from(w[1]) {
+                Ok(vector) if vector >= 32 => {
+                    if let Ok(mut n) = self.notify.lock() {
+                        *n = Some((vcpu, vector));
+                    }
+                    w[0] = vmcall::SUCCESS;
+                }
+                _ => w[0] = vmcall::INVALID_OPERAND,
+            },
+            vmcall::GET_QUOTE => {
+                let (ret, problem) = get_quote(vm, w[1], w[2], self.launch.qgs.as_ref());
+                w[0] = ret;
+                if let Some(why) = problem {
+                    let (n, log) = self.vmcall_errors.tick();
+                    if log {
+                        tracing::warn!("vCPU {vcpu}: GetQuote: {why} ({n} so far)");
+                    }
+                }
+                // The TD may wait for its notify interrupt rather than poll the status.
+                if let Ok(Some((apic, vector))) = self.notify.lock().map(|n| *n)
+                    && let Err(e) = vm.interrupt(apic, vector)
+                {
+                    tracing::warn!("vCPU {vcpu}: GetQuote's notify interrupt: errno {e}");
+                }
+            }
+            other => {
+                let (n, log) = self.vmcall_errors.tick();
+                if log {
+                    tracing::warn!(
+                        "vCPU {vcpu}: TDVMCALL {other:#x} is not implemented ({n} so far)"
+                    );
+                }
+                w[0] = vmcall::SUBFUNC_UNSUPPORTED;
+            }
+        }
+        true
+    }
+
     fn handle_exit(&self, vcpu: u32, exit: &mut VcpuExit<'_>, vm: &dyn Runtime) -> ExitHandled {
         // MapGPA, which KVM forwards as KVM_HC_MAP_GPA_RANGE with the shared bit stripped
         // (tdx.c `tdx_map_gpa`), and private/shared access faults.
         crate::vmm::convert::handle(vcpu, exit, vm, &self.refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::vmm::convert::fake::Fake;
+
+    fn backend() -> TdxBackend {
+        TdxBackend {
+            launch: TdxLaunch {
+                attributes: super::super::ATTR_SEPT_VE_DISABLE,
+                mrconfigid: [0; 48],
+                mrowner: [0; 48],
+                mrownerconfig: [0; 48],
+                qgs: None,
+            },
+            hob: 0x80_9000,
+            regions: Vec::new(),
+            refused: crate::vmm::rate::Counter::default(),
+            user_tdvmcallinfo_r11: vmcall::INFO_SETUP_EVENT_NOTIFY | 1 << 5,
+            notify: std::sync::Mutex::new(None),
+            vmcall_errors: crate::vmm::rate::Counter::default(),
+        }
+    }
+
+    fn call(nr: u64, args: &[u64]) -> TdxVmcall {
+        let mut words = [0u64; 6];
+        words[0] = vmcall::SUBFUNC_UNSUPPORTED; // KVM's preset for forwarded calls
+        for (w, a) in words.iter_mut().skip(1).zip(args) {
+            *w = *a;
+        }
+        TdxVmcall { nr, words }
+    }
+
+    #[test]
+    fn tdvmcalls_are_answered_as_ghci_says() {
+        let b = backend();
+        let vm = Fake::default();
+        // GetTdVmCallInfo leaf 1: only what cvm implements is advertised.
+        let mut c = call(vmcall::GET_TD_VM_CALL_INFO, &[1, 7, 7, 7, 7]);
+        assert!(b.tdx_vmcall(0, &mut c, &vm));
+        assert_eq!(c.words, [0, 1, vmcall::INFO_SETUP_EVENT_NOTIFY, 0, 0, 0]);
+        // SetupEventNotifyInterrupt: vectors 32-255 only.
+        let mut c = call(vmcall::SETUP_EVENT_NOTIFY_INTERRUPT, &[31]);
+        assert!(b.tdx_vmcall(1, &mut c, &vm));
+        assert_eq!(c.words[0], vmcall::INVALID_OPERAND);
+        let mut c = call(vmcall::SETUP_EVENT_NOTIFY_INTERRUPT, &[0x1_00]);
+        assert!(b.tdx_vmcall(1, &mut c, &vm));
+        assert_eq!(c.words[0], vmcall::INVALID_OPERAND);
+        let mut c = call(vmcall::SETUP_EVENT_NOTIFY_INTERRUPT, &[0xf3]);
+        assert!(b.tdx_vmcall(1, &mut c, &vm));
+        assert_eq!(c.words[0], vmcall::SUCCESS);
+        // GetQuote without a QGS: the status says so, and the notify interrupt comes.
+        vm.write(0x10_0000, &1u64.to_le_bytes()).unwrap();
+        let mut c = call(vmcall::GET_QUOTE, &[0x10_0000, 0x1000]);
+        assert!(b.tdx_vmcall(1, &mut c, &vm));
+        assert_eq!(c.words[0], vmcall::SUCCESS);
+        let mut status = [0u8; 8];
+        vm.read(0x10_0008, &mut status).unwrap();
+        assert_eq!(u64::from_le_bytes(status), quote::QGS_UNAVAILABLE);
+        let calls = vm.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        assert_eq!(calls.last(), Some(&(1, 0xf3, false, "interrupt")));
+        // Anything else: SUBFUNC_UNSUPPORTED, and the VMM goes on.
+        let mut c = call(0x1_0005, &[]);
+        assert!(b.tdx_vmcall(0, &mut c, &vm));
+        assert_eq!(c.words[0], vmcall::SUBFUNC_UNSUPPORTED);
     }
 }

@@ -10,9 +10,10 @@
 mod backend;
 mod kvm;
 pub mod model;
+pub mod qgs;
 mod sys;
 
-pub use backend::{TdxBackend, TdxLaunch};
+pub use backend::{TdxBackend, TdxLaunch, get_quote};
 
 use super::LaunchError;
 use super::backend::PrivateMemory;

@@ -252,6 +252,58 @@ pub(super) fn finalize_vm(vm: &impl AsRawFd) -> Result<(), CommandError> {
     unsafe { command(vm.as_raw_fd(), "KVM_TDX_FINALIZE_VM", id::FINALIZE_VM, 0, 0) }
 }
 
+/// A vsock stream connected to `cid:port`, with read and write timeouts.
+pub(super) fn vsock_connect(
+    cid: u32,
+    port: u32,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: socket() has no memory effects; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: setsockopt reads `tv`, alive for the call, of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&raw const tv).cast(),
+                libc::socklen_t::try_from(size_of::<libc::timeval>()).unwrap_or(0),
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: an all-zero sockaddr_vm is valid; the fields are set below.
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::sa_family_t::try_from(libc::AF_VSOCK).unwrap_or(0);
+    addr.svm_cid = cid;
+    addr.svm_port = port;
+    // SAFETY: connect reads `addr`, alive for the call, of the size given.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            libc::socklen_t::try_from(size_of::<libc::sockaddr_vm>()).unwrap_or(0),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(std::fs::File::from(fd))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
