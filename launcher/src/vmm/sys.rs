@@ -271,45 +271,25 @@ pub(super) enum RegisterError {
 /// it as an unsupported exit).
 pub(super) const KVM_EXIT_SNP_REQ_CERTS: u32 = 43;
 
-/// `struct kvm_exit_snp_req_certs {u64 gpa; u64 npages; u64 ret;}`, the start of
-/// `kvm_run`'s exit union for `KVM_EXIT_SNP_REQ_CERTS`.
-const SNP_REQ_CERTS_LEN: usize = 24;
-
-/// The guest's buffer (`gpa`, `npages`) of a `KVM_EXIT_SNP_REQ_CERTS`; `None` when the
+/// The guest's buffer (`gpa`, `npages`) of a `KVM_EXIT_SNP_REQ_CERTS` (`struct
+/// kvm_exit_snp_req_certs {u64 gpa; u64 npages; u64 ret;}` at the union's start); `None` when the
 /// vCPU's last exit was another.
 pub(super) fn snp_req_certs(vcpu: &mut VcpuFd) -> Option<(u64, u64)> {
     let run = vcpu.get_kvm_run();
     if run.exit_reason != KVM_EXIT_SNP_REQ_CERTS {
         return None;
     }
-    // SAFETY: the union's `padding` member spans all of it and is plain bytes; any bit
-    // pattern is valid.
-    let raw = unsafe { &run.__bindgen_anon_1.padding };
-    let word = |i: usize| -> u64 {
-        let mut b = [0u8; 8];
-        for (d, s) in b.iter_mut().zip(raw.iter().skip(i * 8)) {
-            *d = s.to_ne_bytes()[0];
-        }
-        u64::from_ne_bytes(b)
-    };
-    Some((word(0), word(1)))
+    let w = union_words(run);
+    Some((w[0], w[1]))
 }
 
 /// Answers a `KVM_EXIT_SNP_REQ_CERTS` (KVM reads `ret`, and `npages` for ENOSPC, on the
 /// next `KVM_RUN`).
 pub(super) fn complete_snp_req_certs(vcpu: &mut VcpuFd, ret: u64, npages: u64) {
     let run = vcpu.get_kvm_run();
-    if run.exit_reason != KVM_EXIT_SNP_REQ_CERTS {
-        return;
-    }
-    let mut bytes = [0u8; SNP_REQ_CERTS_LEN];
-    bytes[8..16].copy_from_slice(&npages.to_ne_bytes());
-    bytes[16..24].copy_from_slice(&ret.to_ne_bytes());
-    // SAFETY: writing plain bytes into the union's `padding` member, which spans it; the
-    // gpa (bytes 0..8) is kept as the kernel wrote it.
-    let raw = unsafe { &mut run.__bindgen_anon_1.padding };
-    for (d, s) in raw.iter_mut().zip(bytes.iter()).skip(8) {
-        *d = std::ffi::c_char::from_ne_bytes([*s]);
+    if run.exit_reason == KVM_EXIT_SNP_REQ_CERTS {
+        // The gpa (word 0) stays as the kernel wrote it.
+        put_union_words(run, 1, &[npages, ret]);
     }
 }
 
@@ -349,7 +329,10 @@ fn put_union_words(run: &mut kvm_run, first: usize, words: &[u64]) {
 /// The TDVMCALL of a `KVM_EXIT_TDX` (`struct { u64 flags; u64 nr; union {...} } tdx`);
 /// `None` when the vCPU's last exit was another.
 pub(super) fn tdx_vmcall(vcpu: &mut VcpuFd) -> Option<super::backend::TdxVmcall> {
-    let run = vcpu.get_kvm_run();
+    tdx_vmcall_of(vcpu.get_kvm_run())
+}
+
+fn tdx_vmcall_of(run: &kvm_run) -> Option<super::backend::TdxVmcall> {
     if run.exit_reason != KVM_EXIT_TDX {
         return None;
     }
@@ -361,7 +344,10 @@ pub(super) fn tdx_vmcall(vcpu: &mut VcpuFd) -> Option<super::backend::TdxVmcall>
 
 /// Hands the VMM's answer to a `KVM_EXIT_TDX` back to KVM (read on the next `KVM_RUN`).
 pub(super) fn complete_tdx_vmcall(vcpu: &mut VcpuFd, call: &super::backend::TdxVmcall) {
-    let run = vcpu.get_kvm_run();
+    complete_tdx_vmcall_in(vcpu.get_kvm_run(), call);
+}
+
+fn complete_tdx_vmcall_in(run: &mut kvm_run, call: &super::backend::TdxVmcall) {
     if run.exit_reason == KVM_EXIT_TDX {
         put_union_words(run, 2, &call.words);
     }
@@ -403,4 +389,35 @@ unsafe fn internal_error_raw(run: &kvm_run) -> (u32, Vec<u8>) {
         }
     }
     (internal.suberror, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::backend::TdxVmcall;
+
+    #[test]
+    fn the_tdx_exit_union_is_read_and_written_in_place() {
+        let mut run = kvm_run {
+            exit_reason: KVM_EXIT_TDX,
+            ..Default::default()
+        };
+        // As KVM lays it out: flags, nr, then GetQuote's ret, gpa, size.
+        put_union_words(
+            &mut run,
+            0,
+            &[0, 0x1_0002, 0x8000_0000_0000_0003, 0x10_0000, 0x2000],
+        );
+        let mut call = tdx_vmcall_of(&run).unwrap_or(TdxVmcall {
+            nr: 0,
+            words: [0; 6],
+        });
+        assert_eq!(call.nr, 0x1_0002);
+        assert_eq!(call.words[..3], [0x8000_0000_0000_0003, 0x10_0000, 0x2000]);
+        call.words[0] = 0;
+        complete_tdx_vmcall_in(&mut run, &call);
+        assert_eq!(union_words(&run)[..5], [0, 0x1_0002, 0, 0x10_0000, 0x2000]);
+        run.exit_reason = KVM_EXIT_SNP_REQ_CERTS;
+        assert!(tdx_vmcall_of(&run).is_none());
+    }
 }
