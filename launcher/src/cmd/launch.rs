@@ -686,7 +686,6 @@ fn tdx_dry_run_plan(
     memory: u64,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     use vmm::tdx::model::{TdxModel, UNMODELLED};
-    let plan_args = &args.plan;
     let mut model = TdxModel::default();
     let platform = platform(args);
     let launched = vmm::setup(&mut model, &mut backend, plan, &platform);
@@ -695,40 +694,25 @@ fn tdx_dry_run_plan(
         _ => None,
     };
     let measured = model.mrtd();
-    let result = match launched {
-        Err(e) => Err(CliError::Launch(e)),
-        Ok(()) if planned.as_ref().map(|p| p.mrtd) == measured && measured.is_some() => Ok(()),
-        Ok(()) => Err(CliError::Launch(vmm::LaunchError::Step(
-            "compare the model's MRTD with the plan's",
-            format!(
-                "the model measured {}, the plan measures {}",
-                measured.map(hex::encode).unwrap_or_default(),
-                planned
-                    .as_ref()
-                    .map(|p| hex::encode(p.mrtd))
-                    .unwrap_or_default()
-            ),
-        ))),
-    };
+    let result = dry_result(
+        launched,
+        measured.as_ref().map(|m| &m[..]),
+        planned.as_ref().map(|p| &p.mrtd[..]),
+        "MRTD",
+    );
     let report = LaunchReport {
-        tee: "tdx",
-        dry_run: true,
-        protected: true,
-        boot: "firmware",
-        memory,
-        vcpus: plan_args.vcpus,
-        pit: platform.pit,
-        measurement: None,
         mrtd: result.is_ok().then(|| measured.map(hex::encode)).flatten(),
         rtmr_expected_from_plan: planned
             .filter(|_| result.is_ok())
             .map(|p| p.rtmr.map(|r| r.map(hex::encode))),
-        launch_measure: None,
-        stop: None,
-        elapsed_ms: None,
-        unknown_accesses: None,
-        unmodelled: Some(UNMODELLED),
-        issued: args.explain.then(|| model.issued().to_vec()),
+        ..dry_report(
+            args,
+            Tee::Tdx,
+            memory,
+            &platform,
+            UNMODELLED,
+            model.issued(),
+        )
     };
     Ok((report, result))
 }
@@ -884,56 +868,82 @@ fn dry_run_plan(
     memory: u64,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     use vmm::sev::model::{ModelHost, SevModel, UNMODELLED};
-    let plan_args = &args.plan;
     let mut model = SevModel::new(ModelHost::default());
     let platform = platform(args);
     let launched = vmm::setup(&mut model, &mut backend, plan, &platform);
     let measured = model.launch_digest();
-    let result = match launched {
-        Err(e) => Err(CliError::Launch(e)),
-        Ok(()) => {
-            // The invariant, checked on every dry run: the digest the model's firmware
-            // kept is the one `cvm measure` computes from the same plan.
-            let planned = match cvm_firmware::launch::measure(plan, &Default::default()) {
-                Ok(cvm_firmware::launch::LaunchMeasurement::Sev(m)) => Some(m.digest),
-                _ => None,
-            };
-            if planned.is_some() && planned == measured {
-                Ok(())
-            } else {
-                Err(CliError::Launch(vmm::LaunchError::Step(
-                    "compare the model's measurement with the plan's",
-                    format!(
-                        "the model measured {}, the plan measures {}",
-                        measured.as_deref().map(hex::encode).unwrap_or_default(),
-                        planned.as_deref().map(hex::encode).unwrap_or_default()
-                    ),
-                )))
-            }
-        }
+    let planned = match cvm_firmware::launch::measure(plan, &Default::default()) {
+        Ok(cvm_firmware::launch::LaunchMeasurement::Sev(m)) => Some(m.digest),
+        _ => None,
     };
+    let result = dry_result(
+        launched,
+        measured.as_deref(),
+        planned.as_deref(),
+        "measurement",
+    );
     let report = LaunchReport {
+        measurement: result
+            .is_ok()
+            .then(|| measured.as_deref().map(hex::encode))
+            .flatten(),
+        ..dry_report(args, tee, memory, &platform, UNMODELLED, model.issued())
+    };
+    Ok((report, result))
+}
+
+/// A dry run's result: the model accepted every step, and the digest its firmware kept
+/// is the one `cvm measure` computes from the same plan (the invariant, checked on every
+/// dry run).
+#[cfg(target_arch = "x86_64")]
+fn dry_result(
+    launched: Result<(), vmm::LaunchError>,
+    measured: Option<&[u8]>,
+    planned: Option<&[u8]>,
+    what: &str,
+) -> Result<(), CliError> {
+    launched.map_err(CliError::Launch)?;
+    if planned.is_some() && planned == measured {
+        return Ok(());
+    }
+    Err(CliError::Launch(vmm::LaunchError::Step(
+        "compare the model's measurement with the plan's",
+        format!(
+            "the model's {what} is {}, the plan's {}",
+            measured.map(hex::encode).unwrap_or_default(),
+            planned.map(hex::encode).unwrap_or_default()
+        ),
+    )))
+}
+
+/// A dry run's report, without its measurement.
+#[cfg(target_arch = "x86_64")]
+fn dry_report(
+    args: &LaunchArgs,
+    tee: Tee,
+    memory: u64,
+    platform: &vmm::backend::PlatformOptions,
+    unmodelled: &'static [&'static str],
+    issued: &[vmm::sev::model::Issued],
+) -> LaunchReport {
+    LaunchReport {
         tee: tee.name(),
         dry_run: true,
         protected: true,
         boot: "firmware",
         memory,
-        vcpus: plan_args.vcpus,
+        vcpus: args.plan.vcpus,
         pit: platform.pit,
-        measurement: result
-            .is_ok()
-            .then(|| measured.as_deref().map(hex::encode))
-            .flatten(),
+        measurement: None,
         mrtd: None,
         rtmr_expected_from_plan: None,
         launch_measure: None,
         stop: None,
         elapsed_ms: None,
         unknown_accesses: None,
-        unmodelled: Some(UNMODELLED),
-        issued: args.explain.then(|| model.issued().to_vec()),
-    };
-    Ok((report, result))
+        unmodelled: Some(unmodelled),
+        issued: args.explain.then(|| issued.to_vec()),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

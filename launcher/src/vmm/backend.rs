@@ -40,6 +40,8 @@ pub struct PlatformOptions {
 pub trait Hardware {
     /// `KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES)`: a bit per VM type KVM offers.
     fn vm_types(&mut self) -> Result<u64, LaunchError>;
+    /// `KVM_GET_SUPPORTED_CPUID`.
+    fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError>;
     /// `KVM_CREATE_VM` of `vm_type`.
     fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError>;
     /// `KVM_SET_TSS_ADDR` and `KVM_SET_IDENTITY_MAP_ADDR` (x86: the pages KVM needs for

@@ -130,6 +130,17 @@ impl KvmHardware {
 }
 
 impl Hardware for KvmHardware {
+    fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError> {
+        let cpuid = self
+            .kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|source| LaunchError::Kvm {
+                step: "read the supported CPUID",
+                source,
+            })?;
+        Ok(cpuid.as_slice().to_vec())
+    }
+
     fn vm_types(&mut self) -> Result<u64, LaunchError> {
         // KVM_CHECK_EXTENSION answers the bitmap (0 on kernels before 6.10, which have
         // the default type only).

@@ -3,6 +3,7 @@
 //! that a 16 GiB guest costs nothing), and the shared side's pages that were written.
 
 use super::LaunchError;
+use super::cc::CommandError;
 use std::collections::BTreeMap;
 
 const PAGE: u64 = 4096;
@@ -28,6 +29,17 @@ pub(crate) struct ModelMemory {
     /// The shared backing's pages that were written, by host address.
     shared: BTreeMap<u64, Box<[u8; 4096]>>,
     next_hva: u64,
+}
+
+fn outside(ok: bool, step: &'static str, gpa: u64, len: u64) -> Result<(), LaunchError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(LaunchError::Step(
+            step,
+            format!("{len:#x} bytes at {gpa:#x} are not all guest memory"),
+        ))
+    }
 }
 
 fn kvm_error(step: &'static str, errno: i32) -> LaunchError {
@@ -145,6 +157,61 @@ impl ModelMemory {
             done += n;
         }
         true
+    }
+
+    /// Writes `data` at `gpa` through the shared side.
+    pub fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), LaunchError> {
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let ok = self.access(gpa, len, |off, dst| {
+            let o = usize::try_from(off).unwrap_or(0);
+            if let Some(src) = data.get(o..o + dst.len()) {
+                dst.copy_from_slice(src);
+            }
+        });
+        outside(ok, "write guest memory", gpa, len)
+    }
+
+    /// Zeroes `[gpa, gpa + len)` through the shared side.
+    pub fn zero(&mut self, gpa: u64, len: u64) -> Result<(), LaunchError> {
+        let ok = self.access(gpa, len, |_, dst| dst.fill(0));
+        outside(ok, "zero guest memory", gpa, len)
+    }
+
+    /// Reads `buf.len()` bytes at `gpa` through the shared side.
+    pub fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError> {
+        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        let ok = self.access(gpa, len, |off, src| {
+            let o = usize::try_from(off).unwrap_or(0);
+            if let Some(dst) = buf.get_mut(o..o + src.len()) {
+                dst.copy_from_slice(src);
+            }
+        });
+        outside(ok, "read guest memory", gpa, len)
+    }
+
+    /// `KVM_SET_MEMORY_ATTRIBUTES` on a VM that has private memory (`private_vm`), as
+    /// guest_memfd's `kvm_vm_ioctl_set_mem_attributes` checks it: an attribute the VM does
+    /// not support, an empty, unaligned or wrapping range are -EINVAL.
+    pub fn set_attributes(
+        &mut self,
+        private_vm: bool,
+        gpa: u64,
+        len: u64,
+        private: bool,
+    ) -> Result<(), CommandError> {
+        const C: &str = "KVM_SET_MEMORY_ATTRIBUTES";
+        let einval = |why: &str| CommandError::kernel(C, libc::EINVAL).because(why);
+        if !private_vm {
+            return Err(einval("this VM type has no private memory"));
+        }
+        if len == 0 || !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) {
+            return Err(einval("the range is empty or not page-aligned"));
+        }
+        let end = gpa
+            .checked_add(len)
+            .ok_or_else(|| einval("the range wraps"))?;
+        self.set_private(gpa / PAGE, end / PAGE, private);
+        Ok(())
     }
 
     /// The 4 KiB at host address `hva` (GUP of a source page), if it is mapped.

@@ -61,6 +61,11 @@ impl Hardware for Recorder {
         Ok(1)
     }
 
+    /// No CPUID: the recorder's vCPUs run nothing.
+    fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError> {
+        Ok(Vec::new())
+    }
+
     fn create_vm(&mut self, vm_type: VmType) -> Result<(), LaunchError> {
         self.ops.push(Op::CreateVm(vm_type));
         Ok(())

@@ -7,8 +7,8 @@ use crate::vmm::LaunchError;
 use crate::vmm::backend::PrivateMemory;
 use crate::vmm::kvm::KvmHardware;
 use kvm_bindings::{
-    KVM_CAP_EXIT_HYPERCALL, KVM_MAX_CPUID_ENTRIES, KVM_MEMORY_ATTRIBUTE_PRIVATE, kvm_cpuid_entry2,
-    kvm_enable_cap, kvm_enc_region, kvm_memory_attributes,
+    KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, kvm_enable_cap, kvm_enc_region,
+    kvm_memory_attributes,
 };
 use std::os::fd::{AsRawFd, RawFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
@@ -163,17 +163,6 @@ impl SevHardware for KvmHardware {
     fn snp_enable_req_certs(&mut self) -> Result<(), CommandError> {
         let (vm, fd) = self.sev_vm("KVM_SEV_SNP_ENABLE_REQ_CERTS")?;
         sys::snp_enable_req_certs(&vm, fd)
-    }
-
-    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
-        let cpuid = self
-            .kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|source| LaunchError::Kvm {
-                step: "read the supported CPUID",
-                source,
-            })?;
-        Ok(cpuid.as_slice().to_vec())
     }
 
     fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), CommandError> {

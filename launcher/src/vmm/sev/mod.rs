@@ -174,8 +174,6 @@ pub trait SevHardware: PrivateMemory {
     /// `KVM_SEV_SNP_ENABLE_REQ_CERTS`: exit with `KVM_EXIT_SNP_REQ_CERTS` on extended
     /// report requests (before any vCPU runs).
     fn snp_enable_req_certs(&mut self) -> Result<(), CommandError>;
-    /// `KVM_GET_SUPPORTED_CPUID`.
-    fn supported_cpuid(&mut self) -> Result<Vec<kvm_bindings::kvm_cpuid_entry2>, LaunchError>;
     /// `KVM_SEV_INIT2`.
     fn sev_init2(&mut self, vmsa_features: u64, ghcb_version: u16) -> Result<(), CommandError>;
     /// `KVM_MEMORY_ENCRYPT_REG_REGION` (SEV, SEV-ES): pins the guest RAM at `[gpa, gpa +

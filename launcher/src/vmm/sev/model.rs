@@ -334,6 +334,10 @@ fn save_area(s: &X86Vcpu) -> Result<X86Vcpu, String> {
 }
 
 impl Hardware for SevModel {
+    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
+        Ok(self.host.cpuid.clone())
+    }
+
     fn vm_types(&mut self) -> Result<u64, LaunchError> {
         let t = self.host.vm_types;
         self.log(
@@ -379,34 +383,11 @@ impl Hardware for SevModel {
     }
 
     fn write_memory(&mut self, gpa: u64, data: &[u8]) -> Result<(), LaunchError> {
-        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        let vm = self.vm_mut("write guest memory")?;
-        let ok = vm.mem.access(gpa, len, |off, dst| {
-            let o = usize::try_from(off).unwrap_or(0);
-            if let Some(src) = data.get(o..o + dst.len()) {
-                dst.copy_from_slice(src);
-            }
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "write guest memory",
-                format!("{len:#x} bytes at {gpa:#x} are not all guest memory"),
-            ))
-        }
+        self.vm_mut("write guest memory")?.mem.write(gpa, data)
     }
 
     fn zero_memory(&mut self, gpa: u64, len: u64) -> Result<(), LaunchError> {
-        let vm = self.vm_mut("zero guest memory")?;
-        if vm.mem.access(gpa, len, |_, dst| dst.fill(0)) {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "zero guest memory",
-                format!("{len:#x} bytes at {gpa:#x} are not all guest memory"),
-            ))
-        }
+        self.vm_mut("zero guest memory")?.mem.zero(gpa, len)
     }
 
     fn create_vcpu(&mut self, id: u32) -> Result<(), LaunchError> {
@@ -490,19 +471,9 @@ impl PrivateMemory for SevModel {
         const C: &str = "KVM_SET_MEMORY_ATTRIBUTES";
         let r = match self.vm.as_mut() {
             None => Err(CommandError::kernel(C, libc::ENOTTY)),
-            // [G] kvm_vm_ioctl_set_mem_attributes: attributes the VM does not support,
-            // size 0, unaligned or wrapping ranges are -EINVAL.
-            Some(vm) if vm.vm_type != 4 => Err(einval(C, "this VM type has no private memory")),
-            Some(_) if len == 0 || !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) => {
-                Err(einval(C, "the range is empty or not page-aligned"))
-            }
-            Some(_) if gpa.checked_add(len).is_none() => Err(einval(C, "the range wraps")),
-            Some(vm) => {
-                vm.mem.set_private(gpa / PAGE, (gpa + len) / PAGE, private);
-                Ok(())
-            }
+            Some(vm) => vm.mem.set_attributes(vm.vm_type == 4, gpa, len, private),
         };
-        let r = r.map_err(|e| super::attributes_error(gpa, len, private, e));
+        let r = r.map_err(|e| crate::vmm::sev::attributes_error(gpa, len, private, e));
         self.log(C, Some((gpa, len)), None, r)
     }
 
@@ -516,22 +487,7 @@ impl PrivateMemory for SevModel {
     }
 
     fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError> {
-        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-        let vm = self.vm_mut("read guest memory")?;
-        let ok = vm.mem.access(gpa, len, |off, src| {
-            let o = usize::try_from(off).unwrap_or(0);
-            if let Some(dst) = buf.get_mut(o..o + src.len()) {
-                dst.copy_from_slice(src);
-            }
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "read guest memory",
-                format!("{gpa:#x} is not guest memory"),
-            ))
-        }
+        self.vm_mut("read guest memory")?.mem.read(gpa, buf)
     }
 }
 
@@ -554,10 +510,6 @@ impl SevHardware for SevModel {
             None,
             Ok(b),
         )
-    }
-
-    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
-        Ok(self.host.cpuid.clone())
     }
 
     fn snp_req_certs_supported(&mut self) -> Result<bool, CommandError> {

@@ -3,10 +3,8 @@
 //! to lie in the VMM's mapping of guest memory first.
 
 use super::{MemRegion, TdxCaps, TdxHardware, TdxInitVm, sys};
-use crate::vmm::LaunchError;
 use crate::vmm::cc::CommandError;
 use crate::vmm::kvm::KvmHardware;
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_cpuid_entry2};
 
 impl KvmHardware {
     fn td(&self, command: &'static str) -> Result<std::sync::Arc<kvm_ioctls::VmFd>, CommandError> {
@@ -21,17 +19,6 @@ impl TdxHardware for KvmHardware {
         let vm = self.td("KVM_TDX_CAPABILITIES")?;
         tracing::debug!("KVM_TDX_CAPABILITIES");
         sys::capabilities(vm.as_ref())
-    }
-
-    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
-        let cpuid = self
-            .kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|source| LaunchError::Kvm {
-                step: "read the supported CPUID",
-                source,
-            })?;
-        Ok(cpuid.as_slice().to_vec())
     }
 
     fn tdx_init_vm(&mut self, init: &TdxInitVm) -> Result<(), CommandError> {

@@ -15,7 +15,6 @@ mod sys;
 
 pub use backend::{TdxBackend, TdxLaunch, get_quote};
 
-use super::LaunchError;
 use super::backend::PrivateMemory;
 use super::cc::CommandError;
 use kvm_bindings::kvm_cpuid_entry2;
@@ -82,8 +81,6 @@ pub struct MemRegion {
 pub trait TdxHardware: PrivateMemory {
     /// `KVM_TDX_CAPABILITIES` (vm).
     fn tdx_capabilities(&mut self) -> Result<TdxCaps, CommandError>;
-    /// `KVM_GET_SUPPORTED_CPUID`.
-    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError>;
     /// `KVM_TDX_INIT_VM` (vm), before any vCPU.
     fn tdx_init_vm(&mut self, init: &TdxInitVm) -> Result<(), CommandError>;
     /// `KVM_TDX_INIT_VCPU` (vcpu `id`), RCX = `rcx` at the TD's first entry.

@@ -226,6 +226,10 @@ impl TdxModel {
 }
 
 impl Hardware for TdxModel {
+    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
+        Ok(self.host.cpuid.clone())
+    }
+
     fn vm_types(&mut self) -> Result<u64, LaunchError> {
         let t = self.host.vm_types;
         self.log(
@@ -289,34 +293,11 @@ impl Hardware for TdxModel {
     }
 
     fn write_memory(&mut self, gpa: u64, data: &[u8]) -> Result<(), LaunchError> {
-        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
-        let vm = self.vm_mut("write guest memory")?;
-        let ok = vm.mem.access(gpa, len, |off, dst| {
-            let o = usize::try_from(off).unwrap_or(0);
-            if let Some(src) = data.get(o..o + dst.len()) {
-                dst.copy_from_slice(src);
-            }
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "write guest memory",
-                format!("{len:#x} bytes at {gpa:#x} are not all guest memory"),
-            ))
-        }
+        self.vm_mut("write guest memory")?.mem.write(gpa, data)
     }
 
     fn zero_memory(&mut self, gpa: u64, len: u64) -> Result<(), LaunchError> {
-        let vm = self.vm_mut("zero guest memory")?;
-        if vm.mem.access(gpa, len, |_, dst| dst.fill(0)) {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "zero guest memory",
-                format!("{len:#x} bytes at {gpa:#x} are not all guest memory"),
-            ))
-        }
+        self.vm_mut("zero guest memory")?.mem.zero(gpa, len)
     }
 
     fn create_vcpu(&mut self, id: u32) -> Result<(), LaunchError> {
@@ -381,18 +362,9 @@ impl PrivateMemory for TdxModel {
         const C: &str = "KVM_SET_MEMORY_ATTRIBUTES";
         let r = match self.vm.as_mut() {
             None => Err(CommandError::kernel(C, libc::ENOTTY)),
-            // [G] kvm_vm_ioctl_set_mem_attributes.
-            Some(vm) if vm.vm_type != super::VM_TYPE => {
-                Err(einval(C, "this VM type has no private memory"))
-            }
-            Some(_) if len == 0 || !gpa.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) => {
-                Err(einval(C, "the range is empty or not page-aligned"))
-            }
-            Some(_) if gpa.checked_add(len).is_none() => Err(einval(C, "the range wraps")),
-            Some(vm) => {
-                vm.mem.set_private(gpa / PAGE, (gpa + len) / PAGE, private);
-                Ok(())
-            }
+            Some(vm) => vm
+                .mem
+                .set_attributes(vm.vm_type == super::VM_TYPE, gpa, len, private),
         };
         let r = r.map_err(|e| crate::vmm::sev::attributes_error(gpa, len, private, e));
         self.log(C, Some((gpa, len)), r)
@@ -408,22 +380,7 @@ impl PrivateMemory for TdxModel {
     }
 
     fn read_memory(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), LaunchError> {
-        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-        let vm = self.vm_mut("read guest memory")?;
-        let ok = vm.mem.access(gpa, len, |off, src| {
-            let o = usize::try_from(off).unwrap_or(0);
-            if let Some(dst) = buf.get_mut(o..o + src.len()) {
-                dst.copy_from_slice(src);
-            }
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(LaunchError::Step(
-                "read guest memory",
-                format!("{gpa:#x} is not guest memory"),
-            ))
-        }
+        self.vm_mut("read guest memory")?.mem.read(gpa, buf)
     }
 
     fn enable_map_gpa_exit(&mut self) -> Result<(), LaunchError> {
@@ -499,10 +456,6 @@ impl TdxHardware for TdxModel {
         let caps = self.host.caps.clone();
         let r = self.td(C).map(|_| caps);
         self.log(C, None, r)
-    }
-
-    fn supported_cpuid(&mut self) -> Result<Vec<kvm_cpuid_entry2>, LaunchError> {
-        Ok(self.host.cpuid.clone())
     }
 
     fn tdx_init_vm(&mut self, init: &TdxInitVm) -> Result<(), CommandError> {
