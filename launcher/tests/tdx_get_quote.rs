@@ -199,6 +199,11 @@ fn bad_replies_and_bad_buffers_give_the_td_an_error_status() {
     let gone = QgsAddr::Unix(std::env::temp_dir().join("cvm-no-such-qgs.sock"));
     assert_eq!(get_quote(&ram, BUF, SIZE, Some(&gone)).0, SUCCESS);
     assert_eq!(u64_at(&ram, BUF + 8), STATUS_ERROR);
+    // vsock: no QGS listens at CID 1 (the local CID) port 9 here, or the host has no
+    // vsock at all; either way the TD gets the ERROR status.
+    let vsock = QgsAddr::Vsock { cid: 1, port: 9 };
+    assert_eq!(get_quote(&ram, BUF, SIZE, Some(&vsock)).0, SUCCESS);
+    assert_eq!(u64_at(&ram, BUF + 8), STATUS_ERROR);
     // The guest's own values.
     assert_eq!(get_quote(&ram, BUF, 0, None).0, INVALID_OPERAND);
     assert_eq!(get_quote(&ram, BUF + 8, SIZE, None).0, ALIGN_ERROR);
