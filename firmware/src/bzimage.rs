@@ -107,6 +107,56 @@ const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
 const QEMU_REAL_ADDR: u32 = 0x1_0000;
 const QEMU_CMDLINE_ADDR: u32 = 0x2_0000;
 
+/// Where QEMU loads an initrd of `initrd_len` bytes for the bzImage `data`
+/// (`x86_load_linux`): the highest page-aligned address below `initrd_addr_max` (or 4 GiB
+/// with XLF_CAN_BE_LOADED_ABOVE_4G) and below `below_4g - acpi_data_size`; `None` without
+/// an initrd.
+pub fn qemu_initrd_addr(
+    data: &[u8],
+    initrd_len: usize,
+    below_4g: u64,
+    acpi_data_size: u32,
+) -> Result<Option<u32>> {
+    if initrd_len == 0 {
+        return Ok(None);
+    }
+    let hdr = BzImage::parse(data)?;
+    let img = Image::new(IMAGE, data);
+    let size = u32::try_from(initrd_len).map_err(|_| {
+        crate::error::FirmwareError::Unsupported(format!(
+            "a {initrd_len}-byte initrd does not fit below 4 GiB"
+        ))
+    })?;
+    let mut max = if hdr.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G != 0 {
+        u32::MAX
+    } else {
+        match img.u32(0x22c, "initrd_addr_max")? {
+            0 => 0x37ff_ffff,
+            m => m,
+        }
+    };
+    let below = u32::try_from(below_4g).unwrap_or(u32::MAX);
+    let avail = below.checked_sub(acpi_data_size).ok_or_else(|| {
+        crate::error::FirmwareError::Unsupported(format!(
+            "{below:#x} bytes below 4 GiB cannot hold {acpi_data_size:#x} bytes of ACPI data"
+        ))
+    })?;
+    if max >= avail {
+        max = avail.saturating_sub(1);
+    }
+    // QEMU refuses `initrd_size >= initrd_max`, an initrd exactly as large included.
+    let addr = max
+        .checked_sub(size)
+        .filter(|room| *room > 0)
+        .ok_or_else(|| {
+            crate::error::FirmwareError::Unsupported(format!(
+                "the {size}-byte initrd does not fit below {max:#x}"
+            ))
+        })?
+        & !0xfff;
+    Ok(Some(addr))
+}
+
 /// The kernel as QEMU serves it to the firmware after patching the setup header for
 /// direct boot (`x86_load_linux`): loader type, CAN_USE_HEAP with `heap_end_ptr`,
 /// `cmd_line_ptr`, and, with an initrd of `initrd_len` bytes, `ramdisk_image` and
@@ -119,7 +169,6 @@ pub fn qemu_patch(
     acpi_data_size: u32,
 ) -> Result<Vec<u8>> {
     let hdr = BzImage::parse(data)?;
-    let img = Image::new(IMAGE, data);
     let mut out = data.to_vec();
     let mut set = |offset: usize, value: &[u8]| crate::bytes::put(&mut out, offset, value);
     set(0x210, &[QEMU_LOADER_TYPE])?;
@@ -132,39 +181,8 @@ pub fn qemu_patch(
         &u16::try_from(heap_end).unwrap_or(u16::MAX).to_le_bytes(),
     )?;
     set(0x228, &QEMU_CMDLINE_ADDR.to_le_bytes())?;
-    if initrd_len > 0 {
-        let size = u32::try_from(initrd_len).map_err(|_| {
-            crate::error::FirmwareError::Unsupported(format!(
-                "a {initrd_len}-byte initrd does not fit below 4 GiB"
-            ))
-        })?;
-        let mut max = if hdr.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G != 0 {
-            u32::MAX
-        } else {
-            match img.u32(0x22c, "initrd_addr_max")? {
-                0 => 0x37ff_ffff,
-                m => m,
-            }
-        };
-        let below = u32::try_from(below_4g).unwrap_or(u32::MAX);
-        let avail = below.checked_sub(acpi_data_size).ok_or_else(|| {
-            crate::error::FirmwareError::Unsupported(format!(
-                "{below:#x} bytes below 4 GiB cannot hold {acpi_data_size:#x} bytes of ACPI data"
-            ))
-        })?;
-        if max >= avail {
-            max = avail.saturating_sub(1);
-        }
-        // QEMU refuses `initrd_size >= initrd_max`, an initrd exactly as large included.
-        let addr = max
-            .checked_sub(size)
-            .filter(|room| *room > 0)
-            .ok_or_else(|| {
-                crate::error::FirmwareError::Unsupported(format!(
-                    "the {size}-byte initrd does not fit below {max:#x}"
-                ))
-            })?
-            & !0xfff;
+    if let Some(addr) = qemu_initrd_addr(data, initrd_len, below_4g, acpi_data_size)? {
+        let size = u32::try_from(initrd_len).unwrap_or(u32::MAX);
         set(0x218, &addr.to_le_bytes())?;
         set(0x21c, &size.to_le_bytes())?;
     }

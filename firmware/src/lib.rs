@@ -43,6 +43,7 @@
 mod bytes;
 pub mod bzimage;
 pub mod error;
+pub mod fwcfg;
 pub mod guid;
 pub mod launch;
 pub mod measure;

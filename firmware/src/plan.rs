@@ -185,6 +185,8 @@ pub struct LaunchPlan<'a> {
     pub vcpu_count: u32,
     /// Guest RAM as the plan lays it out (empty when the plan leaves it to the VMM).
     pub ram: Vec<RamRange>,
+    /// What the VMM serves through QEMU's fw_cfg device (empty: no fw_cfg device).
+    pub fw_cfg: crate::fwcfg::FwCfg<'a>,
     /// What only this plan's TEE has, and so which TEE the plan is for.
     pub part: TeePart<'a>,
 }

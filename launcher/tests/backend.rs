@@ -246,6 +246,7 @@ fn random_plan(rng: &mut Rng) -> LaunchPlan<'static> {
             gpa: 0,
             len: ram_len,
         }],
+        fw_cfg: cvm_firmware::fwcfg::FwCfg::default(),
         part: TeePart::None,
     }
 }

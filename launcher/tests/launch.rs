@@ -147,9 +147,12 @@ fn firmware_boots_from_the_reset_vector_to_long_mode() {
     let (code, json, serial) = launch(&["--firmware", fw.to_str().unwrap()]);
     assert_eq!(code, 0, "{json} {serial}");
     assert_eq!(json["boot"], "firmware");
+    // The plan serves one fw_cfg file for a firmware boot, `etc/e820` (the firmware
+    // reads the signature through the ports and the directory's count by DMA).
     assert_eq!(
         serial,
-        "cvm test firmware: reset vector, protected mode, long mode: ok\n"
+        "cvm test firmware: reset vector, protected mode, long mode: ok\n\
+         fw_cfg: QEMU, DMA, 01 files\n"
     );
 }
 

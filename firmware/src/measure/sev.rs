@@ -333,6 +333,7 @@ mod tests {
             vcpus: Vec::new(),
             vcpu_count: 1,
             ram: Vec::new(),
+            fw_cfg: crate::fwcfg::FwCfg::default(),
             part: crate::plan::TeePart::Snp(crate::plan::SevPart {
                 sev_features: 1,
                 kernel_hashes: None,

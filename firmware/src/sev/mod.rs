@@ -165,6 +165,7 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         vcpus,
         vcpu_count: cfg.vcpus,
         ram: cfg.memory.map(crate::tdx::ram_ranges).unwrap_or_default(),
+        fw_cfg: crate::fwcfg::FwCfg::default(),
         part: match cfg.tee {
             Tee::Snp => TeePart::Snp(sev),
             Tee::SevEs => TeePart::SevEs(sev),
@@ -310,6 +311,7 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
         vcpus: (0..cfg.vcpus).map(|_| VcpuState::X86(state)).collect(),
         vcpu_count: cfg.vcpus,
         ram: cfg.memory.map(crate::tdx::ram_ranges).unwrap_or_default(),
+        fw_cfg: crate::fwcfg::FwCfg::default(),
         part: TeePart::Snp(SevPart {
             sev_features: cfg.guest_features,
             kernel_hashes: None,

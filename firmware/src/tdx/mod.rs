@@ -206,6 +206,7 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         vcpus: Vec::new(),
         vcpu_count: cfg.vcpus,
         ram,
+        fw_cfg: crate::fwcfg::FwCfg::default(),
         part: TeePart::Tdx(TdxPart { fw_cfg: files }),
     })
 }

@@ -32,6 +32,7 @@ pub use linux::E820_RAM;
 pub use linux::E820_RESERVED;
 
 use crate::error::{FirmwareError, Result};
+use crate::fwcfg::FwCfg;
 use crate::plan::{LaunchPlan, Origin, PageKind, RamRange, Step, TeePart};
 use crate::vcpu::{Segment, VcpuState, X86Vcpu};
 use std::borrow::Cow;
@@ -130,18 +131,37 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
         )));
     }
     let ram = ram_ranges(cfg.memory);
-    let (steps, bsp) = match cfg.boot {
-        Boot::Firmware(image) => (vec![firmware_step(image)?], X86Vcpu::reset(RESET_VECTOR)),
+    let below_4g = ram.first().map_or(0, |r| r.len);
+    // QEMU serves the memory map and vCPU count for every boot, and the kernel's items
+    // for a direct boot, setup header patched (not a confidential guest).
+    let (steps, bsp, fw_cfg) = match cfg.boot {
+        Boot::Firmware(image) => (
+            vec![firmware_step(image)?],
+            X86Vcpu::reset(RESET_VECTOR),
+            FwCfg::default(),
+        ),
         Boot::Linux {
             kernel,
             initrd,
             cmdline,
-        } => linux::steps(cfg, &ram, kernel, initrd, cmdline)?,
+        } => {
+            let (steps, bsp) = linux::steps(cfg, &ram, kernel, initrd, cmdline)?;
+            let items = FwCfg::linux(
+                kernel,
+                initrd,
+                cmdline,
+                true,
+                below_4g,
+                crate::tdx::QEMU_ACPI_DATA_SIZE,
+            )?;
+            (steps, bsp, items)
+        }
     };
     Ok(LaunchPlan {
         steps,
         vcpus: vec![VcpuState::X86(bsp)],
         vcpu_count: cfg.vcpus,
+        fw_cfg: fw_cfg.with_e820(&ram).with_cpus(cfg.vcpus),
         ram,
         part: TeePart::None,
     })

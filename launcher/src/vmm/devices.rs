@@ -3,6 +3,7 @@
 //! is ignored (reads as all ones) and logged at a limited rate, so that a guest cannot
 //! flood the host's log or stop the VMM.
 
+use super::fwcfg::{Dma, FwCfgDevice, PORTS as FW_CFG_PORTS};
 use super::ioapic::{self, Ioapic};
 use super::rate::Counter;
 use std::io::Write;
@@ -63,6 +64,9 @@ pub type SerialOut = Box<dyn Write + Send>;
 pub struct Devices {
     serial: Mutex<Serial<Interrupt, vm_superio::serial::NoEvents, SerialOut>>,
     ioapic: Option<Arc<Ioapic>>,
+    fw_cfg: Option<Mutex<FwCfgDevice>>,
+    /// fw_cfg DMA transfers refused (guest-triggered: logged at a limited rate).
+    fw_cfg_refused: Counter,
     unknown: Counter,
 }
 
@@ -77,8 +81,16 @@ impl Devices {
         Devices {
             serial: Mutex::new(Serial::new(irq, out)),
             ioapic,
+            fw_cfg: None,
+            fw_cfg_refused: Counter::default(),
             unknown: Counter::default(),
         }
+    }
+
+    /// The same devices with QEMU's fw_cfg device at 0x510 serving `fw_cfg`.
+    pub fn with_fw_cfg(mut self, fw_cfg: FwCfgDevice) -> Self {
+        self.fw_cfg = Some(Mutex::new(fw_cfg));
+        self
     }
 
     /// How many accesses went to ports or addresses with no device.
@@ -89,6 +101,21 @@ impl Devices {
     /// A port write.
     pub fn pio_out(&self, port: u16, data: &[u8]) -> Option<DeviceStop> {
         let first = data.first().copied().unwrap_or(0);
+        if let Some(f) = self
+            .fw_cfg
+            .as_ref()
+            .filter(|_| FW_CFG_PORTS.contains(&port))
+        {
+            if let Ok(mut f) = f.lock()
+                && let Some(dma @ (Dma::NoDescriptor | Dma::Error)) = f.pio_out(port, data)
+            {
+                let (n, log) = self.fw_cfg_refused.tick();
+                if log {
+                    tracing::warn!("guest: fw_cfg DMA refused: {dma:?} ({n} so far)");
+                }
+            }
+            return None;
+        }
         match (port, serial_offset(port)) {
             (DEBUG_EXIT_PORT, _) => return Some(DeviceStop::DebugExit(first)),
             (I8042_COMMAND, _) if first == 0xfe => return Some(DeviceStop::Reset("i8042")),
@@ -119,6 +146,17 @@ impl Devices {
 
     /// A port read.
     pub fn pio_in(&self, port: u16, data: &mut [u8]) {
+        if let Some(f) = self
+            .fw_cfg
+            .as_ref()
+            .filter(|_| FW_CFG_PORTS.contains(&port))
+        {
+            match f.lock() {
+                Ok(mut f) => f.pio_in(port, data),
+                Err(_) => data.fill(0xff),
+            }
+            return;
+        }
         match (port, serial_offset(port)) {
             (_, Some(off)) if data.len() == 1 => {
                 let v = self.serial.lock().map_or(0xff, |mut s| s.read(off));

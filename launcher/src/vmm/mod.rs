@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cc;
 mod convert;
 mod devices;
+pub mod fwcfg;
 mod ioapic;
 pub mod kvm;
 mod modelmem;
@@ -633,7 +634,6 @@ impl Vm {
                 Interrupt::Ioapic(Arc::new(Ioapic::new(id, sink)), pin)
             }
         };
-        let devices = Arc::new(Devices::new(opts.serial, irq));
         let control = Arc::clone(&self.control);
         let ram = self
             .ram
@@ -643,6 +643,13 @@ impl Vm {
             vm: Arc::clone(&self.vm),
             ram,
         });
+        let mut devices = Devices::new(opts.serial, irq);
+        if !plan.fw_cfg.is_empty() {
+            let fw_cfg = fwcfg::FwCfgDevice::new(&plan.fw_cfg, Arc::clone(&runtime))
+                .map_err(|e| LaunchError::Step("set up fw_cfg", e))?;
+            devices = devices.with_fw_cfg(fw_cfg);
+        }
+        let devices = Arc::new(devices);
 
         let wait = Waiter::new(&control)?;
         register_signal_handler(kick_signal(), on_kick)
@@ -804,6 +811,7 @@ mod tests {
                 gpa: 0,
                 len: 2 << 20,
             }],
+            fw_cfg: cvm_firmware::fwcfg::FwCfg::default(),
             part: cvm_firmware::plan::TeePart::None,
         }
     }

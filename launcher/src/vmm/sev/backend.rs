@@ -560,6 +560,7 @@ mod tests {
                 gpa: 0,
                 len: 1 << 20,
             }],
+            fw_cfg: cvm_firmware::fwcfg::FwCfg::default(),
             part: TeePart::Snp(SevPart {
                 sev_features: 1,
                 kernel_hashes: None,
