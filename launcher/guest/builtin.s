@@ -317,7 +317,7 @@ poke:   push rbx
         mov dx, 0x1234
 1:      out dx, al
         loop 1b
-        mov dx, 0xcf8
+        mov dx, 0xcf8                   /* PCI address 0:0.0: the host bridge (a device) */
         mov eax, 0x80000000
         out dx, eax
         mov dx, 0x2000

@@ -57,6 +57,13 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
     pub pit: bool,
+    /// The chipset the firmware finds: QEMU's `q35` (ICH9, the default) or `pc`
+    /// (i440FX): the PCI host bridge OVMF picks its platform by.
+    #[arg(long, value_enum, default_value_t = MachineArg::Q35)]
+    pub machine: MachineArg,
+    /// Where the firmware's debug port (0x402, QEMU's isa-debugcon) writes.
+    #[arg(long, value_name = "FILE")]
+    pub firmware_log: Option<PathBuf>,
     /// Run the whole launch against cvm's model of KVM and the AMD Secure Processor
     /// instead of the hardware, on any host: report the measurement the hardware would
     /// take, and exit 0 only when the model accepted every step (SNP, SEV-ES, SEV).
@@ -154,6 +161,15 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "off" => Ok(false),
         _ => Err("expected on or off".into()),
     }
+}
+
+/// `--machine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MachineArg {
+    /// QEMU's q35.
+    Q35,
+    /// QEMU's pc (i440FX).
+    Pc,
 }
 
 /// `--irqchip`.
@@ -535,6 +551,19 @@ fn run_on_kvm(
             timeout: args.timeout,
             irqchip: platform.irqchip,
             pit: platform.pit,
+            machine: match args.machine {
+                MachineArg::Q35 => vmm::platform::Machine::Q35,
+                MachineArg::Pc => vmm::platform::Machine::Pc,
+            },
+            firmware_log: match &args.firmware_log {
+                Some(p) => Some(Box::new(std::fs::File::create(p).map_err(|e| {
+                    CliError::Usage(format!(
+                        "cannot create the firmware log {}: {e}",
+                        p.display()
+                    ))
+                })?)),
+                None => None,
+            },
         },
     )
     .map_err(CliError::Launch)

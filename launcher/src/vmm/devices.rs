@@ -5,6 +5,7 @@
 
 use super::fwcfg::{Dma, FwCfgDevice, PORTS as FW_CFG_PORTS};
 use super::ioapic::{self, Ioapic};
+use super::platform::Platform;
 use super::rate::Counter;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,7 @@ pub struct Devices {
     serial: Mutex<Serial<Interrupt, vm_superio::serial::NoEvents, SerialOut>>,
     ioapic: Option<Arc<Ioapic>>,
     fw_cfg: Option<Mutex<FwCfgDevice>>,
+    platform: Option<Mutex<Platform>>,
     /// fw_cfg DMA transfers refused (guest-triggered: logged at a limited rate).
     fw_cfg_refused: Counter,
     unknown: Counter,
@@ -82,9 +84,23 @@ impl Devices {
             serial: Mutex::new(Serial::new(irq, out)),
             ioapic,
             fw_cfg: None,
+            platform: None,
             fw_cfg_refused: Counter::default(),
             unknown: Counter::default(),
         }
+    }
+
+    /// The same devices with the chipset OVMF probes (PCI host bridge, PM timer, CMOS,
+    /// debug port).
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platform = Some(Mutex::new(platform));
+        self
+    }
+
+    /// The platform's lock, when it answers `port`.
+    fn platform_at(&self, port: u16) -> Option<std::sync::MutexGuard<'_, Platform>> {
+        let p = self.platform.as_ref()?.lock().ok()?;
+        p.claims(port).then_some(p)
     }
 
     /// The same devices with QEMU's fw_cfg device at 0x510 serving `fw_cfg`.
@@ -114,6 +130,10 @@ impl Devices {
                     tracing::warn!("guest: fw_cfg DMA refused: {dma:?} ({n} so far)");
                 }
             }
+            return None;
+        }
+        if let Some(mut p) = self.platform_at(port) {
+            p.pio_out(port, data);
             return None;
         }
         match (port, serial_offset(port)) {
@@ -155,6 +175,10 @@ impl Devices {
                 Ok(mut f) => f.pio_in(port, data),
                 Err(_) => data.fill(0xff),
             }
+            return;
+        }
+        if let Some(mut p) = self.platform_at(port) {
+            p.pio_in(port, data);
             return;
         }
         match (port, serial_offset(port)) {

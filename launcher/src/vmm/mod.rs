@@ -13,6 +13,7 @@ mod ioapic;
 pub mod kvm;
 mod modelmem;
 pub mod none;
+pub mod platform;
 mod rate;
 pub mod record;
 pub mod sev;
@@ -70,6 +71,10 @@ pub struct RunOptions {
     /// normal SRCU grace period (`kvm_pit_set_reinject` unregistering its notifiers; 16 ms,
     /// four jiffies, on the development machines' HZ=250 kernel).
     pub pit: bool,
+    /// The chipset the firmware finds.
+    pub machine: platform::Machine,
+    /// Where the firmware's debug port (0x402) writes.
+    pub firmware_log: Option<SerialOut>,
 }
 
 /// Why the VM stopped.
@@ -643,7 +648,24 @@ impl Vm {
             vm: Arc::clone(&self.vm),
             ram,
         });
-        let mut devices = Devices::new(opts.serial, irq);
+        let low = plan
+            .ram
+            .iter()
+            .filter(|r| r.gpa < 1 << 32)
+            .map(|r| r.len)
+            .sum();
+        let high = plan
+            .ram
+            .iter()
+            .filter(|r| r.gpa >= 1 << 32)
+            .map(|r| r.len)
+            .sum();
+        let mut devices = Devices::new(opts.serial, irq).with_platform(platform::Platform::new(
+            opts.machine,
+            low,
+            high,
+            opts.firmware_log,
+        ));
         if !plan.fw_cfg.is_empty() {
             let fw_cfg = fwcfg::FwCfgDevice::new(&plan.fw_cfg, Arc::clone(&runtime))
                 .map_err(|e| LaunchError::Step("set up fw_cfg", e))?;
