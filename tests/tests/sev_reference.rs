@@ -408,3 +408,65 @@ fn every_qemu_row_launches_over_the_model() {
     assert!(launched >= 60, "only {launched} rows launched");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// What a launch serves through fw_cfg is what the kernel hashes table covers: OVMF's
+/// blob verifier hashes SETUP_DATA ‖ KERNEL_DATA, the initrd and the command line (with
+/// its NUL) as fw_cfg serves them, and they must be the hashes the plan measured.
+#[test]
+fn fw_cfg_serves_the_bytes_the_hashes_table_covers() {
+    use cvm_firmware::fwcfg::key;
+    use sha2::{Digest, Sha256};
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let kernel =
+        std::fs::read(reference.join("inputs/amd64/vmlinuz-6.1.0-56-cloud-amd64")).unwrap();
+    let initrd = std::fs::read(reference.join("inputs/initrd-small.img")).unwrap();
+    let image = std::fs::read(reference.join("inputs/sid/OVMF.amdsev.fd")).unwrap();
+    let fw = OvmfImage::parse(&image).unwrap();
+    let cfg = SevConfig {
+        tee: Tee::Snp,
+        firmware: &fw,
+        direct_boot: Some(DirectBoot {
+            kernel: &kernel,
+            initrd: Some(&initrd),
+            cmdline: Some("console=ttyS0"),
+        }),
+        vcpus: 2,
+        vcpu_sig: cpu::signature_of("EPYC-v4").unwrap(),
+        vmm: VmmType::Qemu,
+        guest_features: 1,
+        svsm: None,
+        memory: Some(512 << 20),
+    };
+    let plan = sev::plan(&cfg).unwrap();
+    let hashes = plan.kernel_hashes().unwrap();
+    let items = plan.fw_cfg.contents().unwrap();
+    let item = |k: u16| {
+        items
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_vec())
+            .unwrap()
+    };
+    let mut whole = item(key::SETUP_DATA);
+    whole.extend(item(key::KERNEL_DATA));
+    assert_eq!(whole, kernel, "unpatched, as for a confidential guest");
+    assert_eq!(<[u8; 32]>::from(Sha256::digest(&whole)), hashes.kernel);
+    assert_eq!(
+        <[u8; 32]>::from(Sha256::digest(item(key::INITRD_DATA))),
+        hashes.initrd
+    );
+    assert_eq!(
+        <[u8; 32]>::from(Sha256::digest(item(key::CMDLINE_DATA))),
+        hashes.cmdline
+    );
+    // Without RAM (cvm measure) nothing is served, and the measurement is the same.
+    let measured = sev::plan(&SevConfig {
+        memory: None,
+        ..cfg
+    })
+    .unwrap();
+    assert!(measured.fw_cfg.is_empty());
+    assert_eq!(measured.steps, plan.steps);
+}

@@ -66,6 +66,33 @@ pub struct SevConfig<'a> {
     pub memory: Option<u64>,
 }
 
+/// What a launch of `cfg` with guest RAM `ram` serves through fw_cfg, as QEMU does for an
+/// SEV guest: the memory map and vCPU count, and for a direct boot the kernel's items
+/// unpatched (QEMU leaves a confidential guest's setup header alone), which are the bytes
+/// the kernel hashes table covers. Nothing when the plan lays out no RAM (`cvm measure`:
+/// fw_cfg is not measured).
+fn served<'a>(
+    cfg: &SevConfig<'a>,
+    ram: &[crate::plan::RamRange],
+) -> Result<crate::fwcfg::FwCfg<'a>> {
+    use crate::fwcfg::FwCfg;
+    let Some(low) = ram.first().map(|r| r.len) else {
+        return Ok(FwCfg::default());
+    };
+    let base = match cfg.direct_boot {
+        Some(db) => FwCfg::linux(
+            db.kernel,
+            db.initrd,
+            db.cmdline.unwrap_or_default(),
+            false,
+            low,
+            crate::tdx::QEMU_ACPI_DATA_SIZE,
+        )?,
+        None => FwCfg::default(),
+    };
+    Ok(base.with_e820(ram).with_cpus(cfg.vcpus))
+}
+
 /// Builds the launch plan for `cfg`.
 pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
     if !matches!(cfg.tee, Tee::Snp | Tee::SevEs | Tee::Sev) {
@@ -160,12 +187,13 @@ pub fn plan<'a>(cfg: &SevConfig<'a>) -> Result<LaunchPlan<'a>> {
         sev_features,
         kernel_hashes,
     };
+    let ram = cfg.memory.map(crate::tdx::ram_ranges).unwrap_or_default();
     Ok(LaunchPlan {
         steps,
         vcpus,
         vcpu_count: cfg.vcpus,
-        ram: cfg.memory.map(crate::tdx::ram_ranges).unwrap_or_default(),
-        fw_cfg: crate::fwcfg::FwCfg::default(),
+        fw_cfg: served(cfg, &ram)?,
+        ram,
         part: match cfg.tee {
             Tee::Snp => TeePart::Snp(sev),
             Tee::SevEs => TeePart::SevEs(sev),
@@ -306,12 +334,13 @@ fn svsm_plan<'a>(cfg: &SevConfig<'a>, svsm: &Svsm<'a>) -> Result<LaunchPlan<'a>>
     snp_metadata_steps(cfg, image, true, None, &mut steps)?;
     check_snp_layout(&steps)?;
     let state = vmsa::svsm_state(eip, cfg.vcpu_sig, svsm.x87_fcw);
+    let ram = cfg.memory.map(crate::tdx::ram_ranges).unwrap_or_default();
     Ok(LaunchPlan {
         steps,
         vcpus: (0..cfg.vcpus).map(|_| VcpuState::X86(state)).collect(),
         vcpu_count: cfg.vcpus,
-        ram: cfg.memory.map(crate::tdx::ram_ranges).unwrap_or_default(),
-        fw_cfg: crate::fwcfg::FwCfg::default(),
+        fw_cfg: served(cfg, &ram)?,
+        ram,
         part: TeePart::Snp(SevPart {
             sev_features: cfg.guest_features,
             kernel_hashes: None,

@@ -4,8 +4,8 @@
 //!
 //! - 0x510, 16-bit write: the selector (little-endian); the data offset goes back to 0.
 //!   An 8-bit write there is a data write, ignored; an 8-bit read there reads data.
-//! - 0x511, 8-bit read: the next byte of the selected item, 0 past its end or for a key
-//!   that has no item. Writes are ignored (since QEMU 2.4).
+//! - 0x511, read: the next bytes of the selected item, 0 past its end or for a key that
+//!   has no item. Writes are ignored (since QEMU 2.4).
 //! - 0x514 and 0x518, 32-bit writes (big-endian): the DMA address's high and low halves;
 //!   the write to 0x518 starts the transfer and the register reads 0 again after it.
 //!   Reads of 0x514..0x51b return `"QEMU CFG"`.
@@ -120,7 +120,11 @@ impl FwCfgDevice {
     /// A port read of `data.len()` bytes at `port` (one of [`PORTS`]).
     pub fn pio_in(&mut self, port: u16, data: &mut [u8]) {
         match port {
-            PORT_SELECTOR | PORT_DATA if data.len() == 1 => {
+            // Successive bytes, for wide reads (the data register is big-endian, so bytes
+            // land in item order) and for string reads (`rep insb`, which SEV-ES guests'
+            // #VC handler turns into one exit of many bytes) alike.
+            PORT_DATA => data.iter_mut().for_each(|d| *d = self.next_byte()),
+            PORT_SELECTOR if data.len() == 1 => {
                 if let Some(d) = data.first_mut() {
                     *d = self.next_byte();
                 }
@@ -289,6 +293,10 @@ mod tests {
         let mut b = [0u8];
         d.pio_in(PORT_SELECTOR, &mut b);
         assert_eq!(b[0], 3, "still item 0x20, at offset 3");
+        // A string read (one exit, many bytes) continues the item.
+        let mut many = [0u8; 5];
+        d.pio_in(PORT_DATA, &mut many);
+        assert_eq!(many, [4, 5, 6, 7, 8]);
         let mut sig = [0u8; 4];
         d.pio_in(PORT_DMA, &mut sig);
         assert_eq!(&sig, b"QEMU");
