@@ -12,7 +12,6 @@ mod common;
 
 use common::{cvm, failed_with, one_error_line, shared, stdout_json, temp_file};
 use std::path::PathBuf;
-use std::process::Output;
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,19 +21,10 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-fn assert_success(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn probe_json_is_one_object_with_every_tee() {
     let out = cvm(&["probe", "--format", "json"]);
-    assert_success(&out);
+    common::succeeded(&out);
     let json = stdout_json(&out);
     assert_eq!(json["schema"], 1);
     let tees: Vec<_> = json["tees"]
@@ -128,7 +118,7 @@ fn require_available_tee_succeeds() {
         return;
     }
     let out = cvm(&["probe", "--require", "none"]);
-    assert_success(&out);
+    common::succeeded(&out);
 }
 
 #[test]
@@ -187,7 +177,7 @@ fn measure_json_is_the_reference_digest() {
         "--format",
         "json",
     ]);
-    assert_success(&out);
+    common::succeeded(&out);
     let json = stdout_json(&out);
     assert_eq!(json["tee"], "snp");
     assert_eq!(

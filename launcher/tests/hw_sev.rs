@@ -58,12 +58,7 @@ fn launch_both(tee: &str, args: &[&str]) -> (serde_json::Value, serde_json::Valu
     let mut dry = base.clone();
     dry.push("--dry-run");
     let model = cvm(&dry);
-    assert_eq!(
-        model.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&model.stderr)
-    );
+    common::succeeded(&model);
     let mut real = base;
     real.extend_from_slice(&["--serial", "none", "--timeout", "20s"]);
     let hw = cvm(&real);

@@ -66,12 +66,7 @@ fn snp_direct_boot_dry_run_measures_the_reference_digest() {
         "--explain",
     ])
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     let json = stdout_json(&out);
     assert_eq!(json["dry_run"], true);
     assert_eq!(json["tee"], "snp");
@@ -108,21 +103,11 @@ fn sev_es_and_sev_dry_runs_measure_the_reference_digests() {
         return;
     };
     let out = dry_run(&["--tee", "sev-es", "--vcpus", "4", "--vcpu-type", "EPYC-v4"]).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     assert_eq!(stdout_json(&out)["measurement"], es.as_str());
     let kernel = p("amd64/vmlinuz-6.1.0-56-cloud-amd64");
     let out = dry_run(&["--tee", "sev", "--kernel", &kernel]).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     assert_eq!(stdout_json(&out)["measurement"], sev.as_str());
 }
 
@@ -145,12 +130,7 @@ fn refusals_name_what_is_refused() {
     let e = failed_with(&snp(&["--guest-policy", "0xb0000"]).unwrap(), 1);
     assert!(e.contains("--insecure-allow-debug"), "{e}");
     let ok = snp(&["--guest-policy", "0xb0000", "--insecure-allow-debug"]).unwrap();
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    common::succeeded(&ok);
     let e = failed_with(
         &dry_run(&["--tee", "sev", "--guest-policy", "0x0"]).unwrap(),
         1,
@@ -303,12 +283,7 @@ fn id_blocks_from_measure_are_checked_by_the_models_firmware() {
         "--guest-policy",
         "0x130000",
     ]);
-    assert_eq!(
-        measured.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&measured.stderr)
-    );
+    common::succeeded(&measured);
     let m = stdout_json(&measured);
     let (block, auth) = (
         m["id_block"]["id_block"].as_str().unwrap().to_owned(),
@@ -329,12 +304,7 @@ fn id_blocks_from_measure_are_checked_by_the_models_firmware() {
         dry_run(&args).unwrap()
     };
     let ok = launch(&["--guest-policy", "0x130000"]);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    common::succeeded(&ok);
     assert_eq!(stdout_json(&ok)["measurement"], m["measurement"]);
     let e = failed_with(&launch(&["--guest-policy", "0x130000", "--vcpus", "2"]), 7);
     assert!(e.contains("BAD_MEASUREMENT (0xb)"), "{e}");
@@ -366,12 +336,7 @@ fn id_blocks_from_measure_are_checked_by_the_models_firmware() {
         &key,
     ])
     .unwrap();
-    assert_eq!(
-        signed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
-    );
+    common::succeeded(&signed);
 }
 
 /// `--certs DIR`: read as `cvm verify --certs` reads it, served only where the kernel can

@@ -82,12 +82,7 @@ fn a_direct_boot_td_dry_run_has_the_reference_mrtd_and_rtmrs() {
         "--explain",
     ])
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     let json = stdout_json(&out);
     assert_eq!(json["dry_run"], true);
     assert_eq!(json["mrtd"], r["MRTD"].as_str());
@@ -165,12 +160,7 @@ fn measure_reports_the_owner_registers_the_launch_passes() {
         "--mrowner",
         &owner,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
     let json = stdout_json(&out);
     assert_eq!(json["mr_owner"], owner.as_str());
     assert_eq!(json["mr_config_id"], "00".repeat(48).as_str());
@@ -188,12 +178,7 @@ fn measure_reports_the_owner_registers_the_launch_passes() {
     );
     assert!(e.contains("--mrowner"), "{e}");
     let dry = dry_run(&["--mrowner", &owner]).unwrap();
-    assert_eq!(
-        dry.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
+    common::succeeded(&dry);
     assert_eq!(stdout_json(&dry)["mrtd"], json["mrtd"]);
 }
 

@@ -159,12 +159,7 @@ fn a_real_quote_comes_back_and_verifies() {
         "2025-07-01T00:00:00Z",
         "--no-reference",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::succeeded(&out);
 }
 
 #[test]

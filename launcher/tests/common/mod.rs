@@ -105,6 +105,16 @@ pub fn failed_with(out: &Output, code: i32) -> String {
     one_error_line(out)
 }
 
+/// Asserts that a run exited 0, showing its stderr otherwise.
+pub fn succeeded(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The exit status of a finished run.
 pub fn code(out: &Output) -> i32 {
     out.status.code().unwrap()
