@@ -58,6 +58,8 @@ const NAME_LEN: usize = 56;
 const REAL_ADDR: u32 = 0x1_0000;
 const CMDLINE_ADDR: u32 = 0x2_0000;
 const PROT_ADDR: u32 = 0x10_0000;
+/// The whole kernel file, as QEMU 9.2+ serves it beside the traditional items.
+pub const ETC_BOOT_KERNEL: &str = "etc/boot/kernel";
 /// QEMU's `etc/e820` entry type for RAM.
 const E820_RAM: u32 = 1;
 
@@ -145,7 +147,7 @@ impl<'a> FwCfg<'a> {
         Ok(FwCfg {
             items,
             files: vec![FwCfgFile {
-                name: "etc/boot/kernel",
+                name: ETC_BOOT_KERNEL,
                 data: Cow::Borrowed(kernel),
             }],
         })
@@ -172,6 +174,58 @@ impl<'a> FwCfg<'a> {
         self.items
             .push((key::NB_CPUS, Cow::Owned(n.to_le_bytes().to_vec())));
         self
+    }
+
+    /// The item `key`, as the plan sets it (not the signature, ID or directory).
+    pub fn item(&self, key: u16) -> Option<&[u8]> {
+        self.items
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The file `name`.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.data.as_ref())
+    }
+
+    /// Drops the file `name`, if the plan serves it.
+    pub fn without_file(mut self, name: &str) -> Self {
+        self.files.retain(|f| f.name != name);
+        self
+    }
+
+    /// The files OVMF's kernel loader file system makes of these items (edk2
+    /// `OvmfPkg/QemuKernelLoaderFsDxe/QemuKernelLoaderFsDxe.c`, since edk2-stable202502):
+    /// every `etc/boot/NAME` file first, then the traditional blobs for names not yet
+    /// found: `kernel` = SETUP_DATA ‖ KERNEL_DATA (sizes from keys 0x17 and 0x08),
+    /// `initrd` = INITRD_DATA, `cmdline` = CMDLINE_DATA (with its NUL). A blob whose size
+    /// is zero is absent. This is what the firmware verifies (SEV hashes) or measures
+    /// (TDVF), so it is what `cvm measure` folds.
+    pub fn loader_blob(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let named = format!("etc/boot/{name}");
+        if let Some(data) = self.file(&named) {
+            return (!data.is_empty()).then_some(Cow::Borrowed(data));
+        }
+        let sized = |size: u16, data: u16| {
+            let n = self.item(size)?;
+            let n = usize::try_from(u32::from_le_bytes(n.try_into().ok()?)).ok()?;
+            self.item(data).map(|d| d.get(..n).unwrap_or(d))
+        };
+        let blob: Cow<'_, [u8]> = match name {
+            "kernel" => {
+                let setup = sized(key::SETUP_SIZE, key::SETUP_DATA).unwrap_or_default();
+                let kernel = sized(key::KERNEL_SIZE, key::KERNEL_DATA)?;
+                Cow::Owned([setup, kernel].concat())
+            }
+            "initrd" => Cow::Borrowed(sized(key::INITRD_SIZE, key::INITRD_DATA)?),
+            "cmdline" => Cow::Borrowed(sized(key::CMDLINE_SIZE, key::CMDLINE_DATA)?),
+            _ => return None,
+        };
+        (!blob.is_empty()).then_some(blob)
     }
 
     /// Whether the launch serves anything.
@@ -377,5 +431,24 @@ mod tests {
             }],
         };
         assert!(long.contents().is_err());
+    }
+
+    #[test]
+    fn the_loader_reads_named_blobs_first_and_drops_empty_ones() {
+        let k = fake_bzimage(64 << 10);
+        let cfg = FwCfg::linux(&k, Some(&[]), "x", true, 128 << 20, 0x2_8000).unwrap();
+        // QEMU 9.2+: etc/boot/kernel, the file as built, not the patched setup.
+        assert_eq!(cfg.loader_blob("kernel").unwrap(), &k[..]);
+        // Without it: SETUP_DATA ‖ KERNEL_DATA, here with QEMU's header patch.
+        let old = cfg.clone().without_file(ETC_BOOT_KERNEL);
+        let kernel = old.loader_blob("kernel").unwrap();
+        assert_eq!(kernel.len(), k.len());
+        assert_eq!(kernel[0x210], 0xb0);
+        assert_eq!(&kernel[0x1000..], &k[0x1000..]);
+        // An empty initrd is no initrd; the command line keeps its NUL.
+        assert!(cfg.loader_blob("initrd").is_none());
+        assert_eq!(&cfg.loader_blob("cmdline").unwrap()[..], b"x\0");
+        assert!(cfg.loader_blob("shim").is_none());
+        assert!(FwCfg::default().loader_blob("kernel").is_none());
     }
 }

@@ -135,11 +135,11 @@ pub struct RamRange {
     pub len: u64,
 }
 
-/// A file the VMM hands to the firmware through QEMU's fw_cfg interface, which the
-/// firmware measures (TDX: into the RTMRs) before it uses it.
+/// A named file the VMM serves to the firmware through QEMU's fw_cfg interface (some
+/// of which the firmware measures before it uses them: TDVF, into the RTMRs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FwCfgFile<'a> {
-    /// The fw_cfg name ("etc/acpi/tables", "kernel", ...).
+    /// The fw_cfg name ("etc/acpi/tables", "etc/e820", ...).
     pub name: &'static str,
     /// The contents, exactly as served.
     pub data: Cow<'a, [u8]>,
@@ -188,12 +188,12 @@ pub struct LaunchPlan<'a> {
     /// What the VMM serves through QEMU's fw_cfg device (empty: no fw_cfg device).
     pub fw_cfg: crate::fwcfg::FwCfg<'a>,
     /// What only this plan's TEE has, and so which TEE the plan is for.
-    pub part: TeePart<'a>,
+    pub part: TeePart,
 }
 
 /// The parts of a plan only one TEE has.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TeePart<'a> {
+pub enum TeePart {
     /// AMD SEV-SNP.
     Snp(SevPart),
     /// AMD SEV-ES.
@@ -201,7 +201,7 @@ pub enum TeePart<'a> {
     /// AMD SEV.
     Sev(SevPart),
     /// Intel TDX.
-    Tdx(TdxPart<'a>),
+    Tdx,
     /// An Arm CCA realm (its parameters come with the realm plan).
     Cca,
     /// A plain, unprotected guest.
@@ -217,29 +217,21 @@ pub struct SevPart {
     pub kernel_hashes: Option<KernelHashes>,
 }
 
-/// What a TDX launch carries besides its pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TdxPart<'a> {
-    /// The fw_cfg files the VMM serves to the firmware, for the measurements the firmware
-    /// takes at boot (RTMRs); empty when nothing measured comes through fw_cfg.
-    pub fw_cfg: Vec<FwCfgFile<'a>>,
-}
-
-impl TeePart<'_> {
+impl TeePart {
     /// The TEE.
     pub fn tee(&self) -> Tee {
         match self {
             TeePart::Snp(_) => Tee::Snp,
             TeePart::SevEs(_) => Tee::SevEs,
             TeePart::Sev(_) => Tee::Sev,
-            TeePart::Tdx(_) => Tee::Tdx,
+            TeePart::Tdx => Tee::Tdx,
             TeePart::Cca => Tee::Cca,
             TeePart::None => Tee::None,
         }
     }
 }
 
-impl<'a> LaunchPlan<'a> {
+impl LaunchPlan<'_> {
     /// The TEE the plan is for.
     pub fn tee(&self) -> Tee {
         self.part.tee()
@@ -261,17 +253,5 @@ impl<'a> LaunchPlan<'a> {
     /// The kernel hashes an SEV plan carries.
     pub fn kernel_hashes(&self) -> Option<&KernelHashes> {
         self.sev().and_then(|p| p.kernel_hashes.as_ref())
-    }
-
-    /// The fw_cfg file `name`, if the plan (TDX) serves it.
-    pub fn fw_cfg_file(&self, name: &str) -> Option<&[u8]> {
-        match &self.part {
-            TeePart::Tdx(t) => t
-                .fw_cfg
-                .iter()
-                .find(|f| f.name == name)
-                .map(|f| f.data.as_ref()),
-            _ => None,
-        }
     }
 }

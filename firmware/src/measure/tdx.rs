@@ -9,7 +9,8 @@
 //! zero. RTMR 0: the TD HOB, the CFV, the Secure Boot variables, the separator, the three
 //! ACPI fw_cfg files, BootOrder and Boot0000. RTMR 1: the kernel's Authenticode digest and
 //! the boot-service events. RTMR 2: the command line (UTF-16, with " initrd=initrd" when
-//! an initrd is served), the initrd. RTMR 3 is never extended by the firmware.
+//! the initrd is not empty), the initrd. The kernel, initrd and command line are the
+//! blobs OVMF's kernel loader makes of the plan's fw_cfg items. RTMR 3 is never extended by the firmware.
 
 use crate::error::{FirmwareError, Result};
 use crate::guid::Guid;
@@ -362,7 +363,7 @@ fn rtmrs(
 
     // RTMR 0.
     let acpi = [fw_cfg::TABLE_LOADER, fw_cfg::RSDP, fw_cfg::ACPI_TABLES]
-        .map(|name| plan.fw_cfg_file(name).map(|d| (name, d)));
+        .map(|name| plan.fw_cfg.file(name).map(|d| (name, d)));
     let rtmr0_known = acpi.iter().all(Option::is_some);
     if let Some((hob, _)) = section(TdvfSectionType::TdHob) {
         let measured = hob
@@ -428,8 +429,9 @@ fn rtmrs(
     );
 
     // RTMR 1 and 2: direct boot.
-    let kernel = plan.fw_cfg_file(fw_cfg::KERNEL);
-    if let Some(kernel) = kernel {
+    // The kernel loader file system's blobs, as TDVF reads them from fw_cfg.
+    let kernel = plan.fw_cfg.loader_blob(fw_cfg::KERNEL);
+    if let Some(kernel) = kernel.as_deref() {
         log.push(
             1,
             EventType::BootServicesApplication,
@@ -447,24 +449,33 @@ fn rtmrs(
         ] {
             log.push(1, ty, sha384(data), description.to_owned());
         }
-        let initrd = plan.fw_cfg_file(fw_cfg::INITRD);
-        let cmdline = plan
-            .fw_cfg_file(fw_cfg::CMDLINE)
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
+        let initrd = plan.fw_cfg.loader_blob(fw_cfg::INITRD);
+        // The command line ends in its NUL (QEMU's CMDLINE_DATA); the load options are
+        // the string before it.
+        let cmdline = plan.fw_cfg.loader_blob(fw_cfg::CMDLINE);
+        let cmdline = cmdline.as_deref().unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(cmdline.strip_suffix(&[0]).unwrap_or(cmdline));
+        // The load options (edk2 `X86QemuLoadImageLib` QemuLoadKernelImage): the command
+        // line, with " initrd=initrd" when the initrd's size is not zero; none at all when
+        // both are empty. The Linux EFI stub measures them only when there are some, and
+        // the initrd only when it loaded one of nonzero size through LoadFile2, which the
+        // firmware installs only then (`drivers/firmware/efi/libstub/efi-stub-helper.c`
+        // efi_convert_cmdline and efi_load_initrd; `QemuKernelLoaderFsDxe.c`).
         let mut load_options = cmdline.into_owned();
         if initrd.is_some() {
             load_options.push_str(" initrd=initrd");
         }
-        let mut bytes: Vec<u8> = utf16(&load_options).collect();
-        bytes.extend_from_slice(&[0, 0]);
-        log.push(
-            2,
-            EventType::EventTag,
-            sha384(&bytes),
-            format!("kernel command line {load_options:?} (UTF-16, NUL-terminated)"),
-        );
-        if let Some(initrd) = initrd {
+        if !load_options.is_empty() {
+            let mut bytes: Vec<u8> = utf16(&load_options).collect();
+            bytes.extend_from_slice(&[0, 0]);
+            log.push(
+                2,
+                EventType::EventTag,
+                sha384(&bytes),
+                format!("kernel command line {load_options:?} (UTF-16, NUL-terminated)"),
+            );
+        }
+        if let Some(initrd) = initrd.as_deref() {
             log.push(
                 2,
                 EventType::EventTag,

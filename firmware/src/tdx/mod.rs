@@ -25,10 +25,10 @@ pub mod acpi;
 pub mod varstore;
 
 use crate::bytes::{put, to_u64};
-use crate::bzimage;
 use crate::error::{FirmwareError, Result};
+use crate::fwcfg::{ETC_BOOT_KERNEL, FwCfg};
 use crate::ovmf::{OvmfImage, TdvfSection, TdvfSectionType};
-use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step, TdxPart, TeePart};
+use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step, TeePart};
 use std::borrow::Cow;
 
 /// TDVF section attribute: the contents are extended into MRTD.
@@ -57,11 +57,12 @@ pub mod fw_cfg {
     pub const RSDP: &str = "etc/acpi/rsdp";
     /// The ACPI tables blob.
     pub const ACPI_TABLES: &str = "etc/acpi/tables";
-    /// The kernel (setup and protected-mode parts, as the firmware reassembles them).
+    /// The kernel, as OVMF's kernel loader file system names it
+    /// ([`crate::fwcfg::FwCfg::loader_blob`]).
     pub const KERNEL: &str = "kernel";
     /// The initrd.
     pub const INITRD: &str = "initrd";
-    /// The command line, without terminator.
+    /// The command line, with its NUL.
     pub const CMDLINE: &str = "cmdline";
 }
 
@@ -169,35 +170,44 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         }
     }
 
-    let mut files = Vec::new();
-    if let Some(tables) = cfg.acpi_tables {
-        let built = acpi::Tables::derive(tables)?;
-        files.push(file(fw_cfg::TABLE_LOADER, Cow::Owned(built.loader)));
-        files.push(file(fw_cfg::RSDP, Cow::Owned(built.rsdp.to_vec())));
-        files.push(file(fw_cfg::ACPI_TABLES, Cow::Borrowed(tables)));
-    }
-    if let Some(db) = cfg.direct_boot {
-        let kernel = if db.patch_kernel {
-            let initrd_len = db.initrd.map_or(0, <[u8]>::len);
-            Cow::Owned(bzimage::qemu_patch(
+    // What QEMU serves through fw_cfg (../shared/FWCFG.md 1.2): the kernel's items, as
+    // `x86_load_linux` makes them, the memory map and vCPU count, and the ACPI files.
+    let mut served = match cfg.direct_boot {
+        Some(db) => {
+            let items = FwCfg::linux(
                 db.kernel,
-                initrd_len,
+                db.initrd,
+                db.cmdline.unwrap_or_default(),
+                db.patch_kernel,
                 low_end,
                 QEMU_ACPI_DATA_SIZE,
-            )?)
-        } else {
-            Cow::Borrowed(db.kernel)
-        };
-        // TDVF starts the kernel as an EFI application: refuse one it cannot measure.
-        crate::pe::authenticode_layout(&kernel, "kernel")?;
-        files.push(file(fw_cfg::KERNEL, kernel));
-        if let Some(initrd) = db.initrd {
-            files.push(file(fw_cfg::INITRD, Cow::Borrowed(initrd)));
+            )?;
+            // The QEMU releases that patch a TD's setup header (`!sev_enabled()`) predate
+            // `etc/boot/kernel` (QEMU 9.2); those that serve it leave the header alone.
+            let items = if db.patch_kernel {
+                items.without_file(ETC_BOOT_KERNEL)
+            } else {
+                items
+            };
+            // TDVF starts the kernel as an EFI application: refuse one it cannot measure.
+            if let Some(kernel) = items.loader_blob(fw_cfg::KERNEL) {
+                crate::pe::authenticode_layout(&kernel, "kernel")?;
+            }
+            items
         }
-        files.push(file(
-            fw_cfg::CMDLINE,
-            Cow::Borrowed(db.cmdline.unwrap_or_default().as_bytes()),
-        ));
+        None => FwCfg::default(),
+    };
+    if let Some(tables) = cfg.acpi_tables {
+        let built = acpi::Tables::derive(tables)?;
+        served
+            .files
+            .push(file(fw_cfg::TABLE_LOADER, Cow::Owned(built.loader)));
+        served
+            .files
+            .push(file(fw_cfg::RSDP, Cow::Owned(built.rsdp.to_vec())));
+        served
+            .files
+            .push(file(fw_cfg::ACPI_TABLES, Cow::Borrowed(tables)));
     }
 
     Ok(LaunchPlan {
@@ -205,9 +215,9 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         // The TDX module sets the initial vCPU state; it is neither chosen nor measured.
         vcpus: Vec::new(),
         vcpu_count: cfg.vcpus,
+        fw_cfg: served.with_e820(&ram).with_cpus(cfg.vcpus),
         ram,
-        fw_cfg: crate::fwcfg::FwCfg::default(),
-        part: TeePart::Tdx(TdxPart { fw_cfg: files }),
+        part: TeePart::Tdx,
     })
 }
 
