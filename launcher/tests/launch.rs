@@ -154,6 +154,23 @@ fn firmware_boots_from_the_reset_vector_to_long_mode() {
         "cvm test firmware: reset vector, protected mode, long mode: ok\n\
          fw_cfg: QEMU, DMA, 01 files\n"
     );
+    // With --kernel the firmware finds the kernel's items too (QEMU's -bios F -kernel K):
+    // etc/boot/kernel beside etc/e820.
+    let kernel = payload("builtin");
+    let (code, json, serial) = launch(&[
+        "--firmware",
+        fw.to_str().unwrap(),
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--cmdline",
+        "console=ttyS0",
+    ]);
+    assert_eq!(code, 0, "{json} {serial}");
+    assert_eq!(json["boot"], "firmware+kernel");
+    assert!(
+        serial.ends_with("fw_cfg: QEMU, DMA, 02 files\n"),
+        "{serial}"
+    );
 }
 
 #[test]
@@ -381,8 +398,10 @@ fn bad_input_is_one_line_with_the_right_code() {
         ),
         (&["--vcpus", "256"][..], "a plain guest has at most 255"),
         (&["--memory", "8192G"][..], "at most 8191 GiB"),
-        (&["--firmware", "f.fd", "--kernel", "k"][..], "not both"),
-        (&["--firmware", "f.fd", "--cmdline", "x"][..], "not both"),
+        (
+            &["--firmware", "f.fd", "--cmdline", "x"][..],
+            "--cmdline is the kernel's: give --kernel too",
+        ),
     ] {
         let mut args = vec!["launch", "--tee", "none"];
         args.extend_from_slice(extra);

@@ -1,4 +1,5 @@
-//! Plain x86 plans (the `none` backend) from arbitrary kernel, initrd and firmware bytes,
+//! Plain x86 plans (the `none` backend) from arbitrary kernel, initrd and firmware bytes
+//! (a kernel alone, firmware alone, or firmware booting a kernel through fw_cfg),
 //! memory sizes and vCPU counts: an error or a plan whose steps lie in RAM or end at
 //! 4 GiB, never a panic.
 #![no_main]
@@ -14,14 +15,19 @@ fuzz_target!(|data: &[u8]| {
     let vcpus = u32::from(sel >> 6) + 1;
     let split = rest.len() * 3 / 4;
     let (kernel, initrd) = rest.split_at(split);
-    let boot = if sel & 1 == 0 {
-        Boot::Linux {
+    let boot = match sel & 3 {
+        0 | 2 => Boot::Linux {
             kernel,
             initrd: Some(initrd),
             cmdline: "console=ttyS0",
-        }
-    } else {
-        Boot::Firmware(rest)
+        },
+        1 => Boot::Firmware(rest),
+        _ => Boot::FirmwareKernel {
+            firmware: initrd,
+            kernel,
+            initrd: None,
+            cmdline: "",
+        },
     };
     if let Ok(p) = plan(&PlainConfig {
         boot,

@@ -87,6 +87,19 @@ pub enum Boot<'a> {
     /// An OVMF-style image, mapped so that it ends at 4 GiB; the BSP starts at the reset
     /// vector `0xfffffff0` in real mode.
     Firmware(&'a [u8]),
+    /// Firmware as for [`Boot::Firmware`] that boots a kernel it reads through fw_cfg
+    /// (QEMU's `-bios F -kernel K`): the kernel's items are served as QEMU serves them to
+    /// a guest that is not confidential, setup header patched.
+    FirmwareKernel {
+        /// The firmware image.
+        firmware: &'a [u8],
+        /// The kernel file.
+        kernel: &'a [u8],
+        /// The initrd, if any.
+        initrd: Option<&'a [u8]>,
+        /// The command line (without NUL).
+        cmdline: &'a str,
+    },
     /// A bzImage through the 64-bit Linux boot protocol.
     Linux {
         /// The bzImage file.
@@ -139,6 +152,23 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
             vec![firmware_step(image)?],
             X86Vcpu::reset(RESET_VECTOR),
             FwCfg::default(),
+        ),
+        Boot::FirmwareKernel {
+            firmware,
+            kernel,
+            initrd,
+            cmdline,
+        } => (
+            vec![firmware_step(firmware)?],
+            X86Vcpu::reset(RESET_VECTOR),
+            FwCfg::linux(
+                kernel,
+                initrd,
+                cmdline,
+                true,
+                below_4g,
+                crate::tdx::QEMU_ACPI_DATA_SIZE,
+            )?,
         ),
         Boot::Linux {
             kernel,
@@ -298,6 +328,43 @@ mod tests {
             memory,
             vcpus: 2,
         })
+    }
+
+    #[test]
+    fn firmware_with_a_kernel_serves_it_as_qemu_does() {
+        let fw = vec![0x90u8; 64 << 10];
+        let k = fake_bzimage(64 << 10);
+        let p = plan(&PlainConfig {
+            boot: Boot::FirmwareKernel {
+                firmware: &fw,
+                kernel: &k,
+                initrd: Some(b"rd"),
+                cmdline: "quiet",
+            },
+            memory: 64 << 20,
+            vcpus: 1,
+        })
+        .unwrap();
+        // The firmware is the only step, and the BSP starts at its reset vector.
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.steps[0].gpa + p.steps[0].len, FOUR_GIB);
+        assert_eq!(p.vcpus, vec![VcpuState::X86(X86Vcpu::reset(RESET_VECTOR))]);
+        // Not a confidential guest: QEMU patches the setup header (type_of_loader 0xb0).
+        let setup = p.fw_cfg.item(crate::fwcfg::key::SETUP_DATA).unwrap();
+        assert_eq!(setup[0x210], 0xb0);
+        assert_eq!(
+            p.fw_cfg.item(crate::fwcfg::key::INITRD_DATA).unwrap(),
+            b"rd"
+        );
+        assert_eq!(
+            p.fw_cfg.item(crate::fwcfg::key::CMDLINE_DATA).unwrap(),
+            b"quiet\0"
+        );
+        assert_eq!(
+            p.fw_cfg.file(crate::fwcfg::ETC_BOOT_KERNEL).unwrap(),
+            &k[..]
+        );
+        assert!(p.fw_cfg.file("etc/e820").is_some());
     }
 
     #[test]

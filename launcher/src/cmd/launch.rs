@@ -495,7 +495,12 @@ fn launch(
             let platform = platform(args);
             let outcome = run_on_kvm(args, format, plan, Box::new(backend))?;
             Ok(run_report(
-                args, tee, "firmware", memory, &platform, outcome,
+                args,
+                tee,
+                boot_name(args),
+                memory,
+                &platform,
+                outcome,
             ))
         });
     }
@@ -507,14 +512,10 @@ fn launch(
     let plan_args = &args.plan;
     let firmware = plan_args.read_firmware()?;
     let mut files = plan_args.read_others()?;
-    let boot_name = match (&firmware, &files.kernel) {
-        (Some(_), _) => "firmware",
-        (None, Some(_)) => "kernel",
-        (None, None) => {
-            files.kernel = Some(crate::guest::BUILTIN_GUEST.to_vec().into());
-            "built-in"
-        }
-    };
+    let boot_name = boot_name(args);
+    if firmware.is_none() && files.kernel.is_none() {
+        files.kernel = Some(crate::guest::BUILTIN_GUEST.to_vec().into());
+    }
     let inputs = plan_args.inputs(Tee::None, firmware.as_deref(), &files, DEFAULT_PLAIN_MEMORY)?;
     let images = inputs.parse().map_err(|e| plan_args.blame(tee, e))?;
     let plan = inputs.plan(&images).map_err(|e| plan_args.blame(tee, e))?;
@@ -531,6 +532,17 @@ fn launch(
         &platform,
         outcome,
     ))
+}
+
+/// The report's `boot`: `firmware`, `firmware+kernel` (the firmware boots the kernel it
+/// reads through fw_cfg), `kernel` (cvm loads it) or `built-in`.
+fn boot_name(args: &LaunchArgs) -> &'static str {
+    match (&args.plan.firmware, &args.plan.kernel) {
+        (Some(_), None) => "firmware",
+        (Some(_), Some(_)) => "firmware+kernel",
+        (None, Some(_)) => "kernel",
+        (None, None) => "built-in",
+    }
 }
 
 /// Runs `plan` with `backend` on KVM, with the serial port, timeout and platform of
@@ -959,7 +971,7 @@ fn dry_report(
         tee: tee.name(),
         dry_run: true,
         protected: true,
-        boot: "firmware",
+        boot: boot_name(args),
         memory,
         vcpus: args.plan.vcpus,
         pit: platform.pit,

@@ -279,12 +279,9 @@ impl PlanArgs {
     /// Refuses boot options that do not go together for `tee`, before any file is read.
     pub fn check_boot(&self, tee: Tee) -> Result<(), CliError> {
         let kernel_given = self.kernel.is_some();
-        if tee == Tee::None && self.firmware.is_some() && (kernel_given || self.cmdline.is_some()) {
-            return Err(CliError::Usage(
-                "a plain guest boots --firmware or --kernel (with --cmdline), not both".into(),
-            ));
-        }
-        if tee != Tee::None && self.cmdline.is_some() && !kernel_given {
+        // The built-in guest reads a command line too; firmware does not.
+        if self.cmdline.is_some() && !kernel_given && (tee != Tee::None || self.firmware.is_some())
+        {
             return Err(CliError::Usage(
                 "--cmdline is the kernel's: give --kernel too".into(),
             ));
@@ -345,7 +342,13 @@ impl PlanArgs {
             })),
             Tee::None => {
                 let boot = match (firmware_image, files.kernel.as_deref()) {
-                    (Some(image), _) => Boot::Firmware(image),
+                    (Some(image), None) => Boot::Firmware(image),
+                    (Some(firmware), Some(kernel)) => Boot::FirmwareKernel {
+                        firmware,
+                        kernel,
+                        initrd: files.initrd.as_deref(),
+                        cmdline: cmdline.unwrap_or(""),
+                    },
                     (None, Some(kernel)) => Boot::Linux {
                         kernel,
                         initrd: files.initrd.as_deref(),
