@@ -62,6 +62,17 @@ const PROT_ADDR: u32 = 0x10_0000;
 pub const ETC_BOOT_KERNEL: &str = "etc/boot/kernel";
 /// QEMU's `etc/e820` entry type for RAM.
 const E820_RAM: u32 = 1;
+/// Its type for reserved ranges.
+const E820_RESERVED: u32 = 2;
+/// What KVM takes from guest-physical space for a VM that is not a TD: the identity-map
+/// page at 0xfeffc000 and the real-mode TSS (three pages) after it. QEMU reserves the
+/// range in `etc/e820`, ahead of the RAM entries (`target/i386/kvm/kvm.c`
+/// kvm_arch_init: `e820_add_entry(identity_base, 0x4000, E820_RESERVED)`), and cvm puts
+/// KVM's pages at the same addresses (`KVM_SET_IDENTITY_MAP_ADDR`, `KVM_SET_TSS_ADDR`).
+pub const KVM_RESERVED: RamRange = RamRange {
+    gpa: 0xfeff_c000,
+    len: 0x4000,
+};
 
 /// What a launch serves through fw_cfg: numbered items and named files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -153,13 +164,18 @@ impl<'a> FwCfg<'a> {
         })
     }
 
-    /// Adds `etc/e820` for `ram` (QEMU's table: 20-byte LE entries {base, length, type 1}).
-    pub fn with_e820(mut self, ram: &[RamRange]) -> Self {
-        let mut table = Vec::with_capacity(ram.len().saturating_mul(20));
-        for r in ram {
+    /// Adds `etc/e820` for `ram` (QEMU's table: 20-byte LE entries {base, length, type}),
+    /// after the [`KVM_RESERVED`] entry where `kvm_reserved` (every VM but a TD's).
+    pub fn with_e820(mut self, ram: &[RamRange], kvm_reserved: bool) -> Self {
+        let mut table = Vec::with_capacity(ram.len().saturating_add(1).saturating_mul(20));
+        let reserved = kvm_reserved.then_some((&KVM_RESERVED, E820_RESERVED));
+        for (r, kind) in reserved
+            .into_iter()
+            .chain(ram.iter().map(|r| (r, E820_RAM)))
+        {
             table.extend_from_slice(&r.gpa.to_le_bytes());
             table.extend_from_slice(&r.len.to_le_bytes());
-            table.extend_from_slice(&E820_RAM.to_le_bytes());
+            table.extend_from_slice(&kind.to_le_bytes());
         }
         self.files.push(FwCfgFile {
             name: "etc/e820",
@@ -381,16 +397,19 @@ mod tests {
                 },
             ],
         }
-        .with_e820(&[
-            RamRange {
-                gpa: 0,
-                len: 0x8000_0000,
-            },
-            RamRange {
-                gpa: 1 << 32,
-                len: 1 << 30,
-            },
-        ]);
+        .with_e820(
+            &[
+                RamRange {
+                    gpa: 0,
+                    len: 0x8000_0000,
+                },
+                RamRange {
+                    gpa: 1 << 32,
+                    len: 1 << 30,
+                },
+            ],
+            true,
+        );
         let c = cfg.contents().unwrap();
         let dir = item(&c, key::FILE_DIR);
         let name = |i: usize| {
@@ -404,11 +423,16 @@ mod tests {
         assert_eq!(name(0), (0x20, "bootorder".into()));
         assert_eq!(name(1), (0x21, "etc/e820".into()));
         assert_eq!(name(2), (0x22, "etc/zz".into()));
+        // KVM's pages first, reserved, as QEMU lists them; then the RAM.
         let e820 = item(&c, 0x21);
-        assert_eq!(e820.len(), 40);
-        assert_eq!(&e820[8..16], &0x8000_0000u64.to_le_bytes());
-        assert_eq!(&e820[16..20], &1u32.to_le_bytes());
-        assert_eq!(&e820[20..28], &(1u64 << 32).to_le_bytes());
+        assert_eq!(e820.len(), 60);
+        assert_eq!(&e820[..8], &0xfeff_c000u64.to_le_bytes());
+        assert_eq!(&e820[8..16], &0x4000u64.to_le_bytes());
+        assert_eq!(&e820[16..20], &2u32.to_le_bytes());
+        assert_eq!(&e820[20..28], &0u64.to_le_bytes());
+        assert_eq!(&e820[28..36], &0x8000_0000u64.to_le_bytes());
+        assert_eq!(&e820[36..40], &1u32.to_le_bytes());
+        assert_eq!(&e820[40..48], &(1u64 << 32).to_le_bytes());
         let twice = FwCfg {
             items: Vec::new(),
             files: vec![

@@ -14,10 +14,20 @@
  *   cvm.test=hang    never stop (spin at CPL0)
  *   cvm.test=triple  triple-fault (a #GP with no IDT)
  *   cvm.test=irq     take COM1's interrupt through the I/O APIC (pin 4) and local APIC
+ *   cvm.test=fwcfg   read QEMU's fw_cfg through its DMA interface: the signature, the
+ *                    feature word, then one line "fw_cfg NAME SIZE SHA256" for every file
+ *                    of the directory and for the kernel, setup, initrd and cmdline items;
+ *                    status 0, or 5 when fw_cfg is missing or a transfer fails
  *   cvm.exit=N       stop with status N (0-255) instead of 0
  *
  * Layout: 512-byte boot sector + 1 setup sector (the setup header at 0x1f1), then the
  * protected-mode kernel, loaded at 1 MiB; the 64-bit entry is at +0x200.
+ *
+ * It also has a real-mode entry (the setup's jump at 0x200, as a BIOS boot loader such as
+ * SeaBIOS's linuxboot_dma.bin enters it under QEMU -kernel): it switches to long mode
+ * with an identity map of the first GiB built at 0x70000, reads the command line from the
+ * setup header the loader patched, and then runs only the cvm.test=fwcfg probe (or stops
+ * with status 0). That is how the probe runs under QEMU for comparison.
  */
         .intel_syntax noprefix
 
@@ -28,6 +38,12 @@
         .set IRQ_VECTOR, 0x30
         .set TRAMPOLINE, 0x1000         /* SIPI vector 1: the range left to the guest */
         .set LOAD, 0x100000
+        .set FW_CFG_SELECTOR, 0x510
+        .set FW_CFG_DMA_HI, 0x514
+        .set FW_CFG_DMA_LO, 0x518
+        .set FW_CFG_CHUNK, 16384        /* bytes per DMA read while hashing */
+        .set FW_CFG_MAX_FILES, 64
+        .set RM_PAGES, 0x70000          /* the real-mode entry's page tables (3 pages) */
 
 /* ---------------------------------------------------------------- setup header */
         .section .setup, "a"
@@ -68,6 +84,74 @@
         .long __init_size               /* init_size */
         .long 0                         /* handover_offset */
         .long 0                         /* kernel_info_offset */
+
+/* The real-mode entry: CS:0 is the setup's offset 0x200, wherever the loader put it. */
+        .org 0x26c
+        .code16
+real_entry:
+        cli
+        mov ax, cs
+        mov ds, ax
+        movzx ebx, ax
+        shl ebx, 4                      /* the linear address of offset 0x200 */
+        lea eax, [ebx + rm_gdt - 0x200]
+        mov dword ptr [rm_gdtr + 2 - 0x200], eax
+        lea eax, [ebx + rm_code32 - 0x200]
+        mov dword ptr [rm_far - 0x200], eax
+        lea esi, [ebx - 0x200]          /* the setup header's copy, for the 64-bit side */
+        .byte 0x66
+        lgdt [rm_gdtr - 0x200]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        .byte 0x66, 0xff, 0x2e          /* jmp far dword [rm_far]: 0x08:rm_code32 */
+        .word rm_far - 0x200
+        .code32
+rm_code32:
+        mov ax, 0x10
+        mov ds, ax
+        mov es, ax
+        mov ss, ax
+        mov esp, 0x7c00
+        /* PML4 -> PDPT -> one page directory of 2 MiB pages: the first GiB, identity. */
+        mov edi, RM_PAGES
+        xor eax, eax
+        mov ecx, 3 * 1024
+        rep stosd
+        mov dword ptr [RM_PAGES], RM_PAGES + 0x1003
+        mov dword ptr [RM_PAGES + 0x1000], RM_PAGES + 0x2003
+        mov edi, RM_PAGES + 0x2000
+        mov eax, 0x83                   /* present, writable, 2 MiB */
+        mov ecx, 512
+1:      mov [edi], eax
+        add eax, 0x200000
+        add edi, 8
+        loop 1b
+        mov eax, cr4
+        or eax, 0x20                    /* PAE */
+        mov cr4, eax
+        mov eax, RM_PAGES
+        mov cr3, eax
+        mov ecx, 0xc0000080             /* EFER.LME */
+        rdmsr
+        or eax, 0x100
+        wrmsr
+        mov eax, cr0
+        or eax, 0x80000000              /* paging: long mode */
+        mov cr0, eax
+        push 0x18
+        push offset startup_legacy
+        retf
+        .p2align 3
+rm_gdt: .quad 0
+        .quad 0x00cf9b000000ffff        /* 0x08: code32, flat */
+        .quad 0x00cf93000000ffff        /* 0x10: data, flat */
+        .quad 0x00af9b000000ffff        /* 0x18: code64 */
+rm_gdtr:
+        .word 31
+        .long 0
+rm_far: .long 0
+        .word 0x08
         .org 0x400
 
 /* ---------------------------------------------------------------- kernel */
@@ -139,6 +223,13 @@ startup_64:
         cmp ecx, ' '
         jne bad_exit
 2:      mov [rip + exit_status], al
+1:
+        lea rdi, [rip + sw_fwcfg]
+        call find_switch
+        test rax, rax
+        jz 1f
+        call fwcfg_probe
+        jmp stop
 1:
         lea rdi, [rip + sw_triple]
         call find_switch
@@ -494,6 +585,370 @@ wait_dword:
 2:      xor eax, eax
         ret
 
+/* The 64-bit side of the real-mode entry: rsi = the setup header's copy. */
+startup_legacy:
+        cli
+        lea rsp, [rip + stack_top]
+        mov esi, esi
+        mov [rip + boot_params], rsi
+        lea rdi, [rip + msg_legacy]
+        call puts
+        mov rsi, [rip + boot_params]
+        mov eax, dword ptr [rsi + 0x228]                /* cmd_line_ptr */
+        mov [rip + cmdline], rax
+        lea rdi, [rip + msg_cmdline]
+        call puts
+        mov rdi, [rip + cmdline]
+        test rdi, rdi
+        jz 1f
+        call puts
+1:      call newline
+        lea rdi, [rip + sw_fwcfg]
+        call find_switch
+        test rax, rax
+        jnz 2f
+        xor eax, eax
+        jmp stop
+2:      call fwcfg_probe
+        jmp stop
+
+/* One fw_cfg DMA transfer: control in edi (host order), length in ecx, guest address in
+   rdx. eax = the control word QEMU writes back (0: done). Clobbers r8. */
+fw_cfg_dma:
+        lea r8, [rip + dma_desc]
+        mov eax, edi
+        bswap eax
+        mov [r8], eax
+        mov eax, ecx
+        bswap eax
+        mov [r8 + 4], eax
+        mov rax, rdx
+        bswap rax
+        mov [r8 + 8], rax
+        mov rax, r8
+        shr rax, 32
+        bswap eax
+        mov dx, FW_CFG_DMA_HI
+        out dx, eax
+        mov eax, r8d
+        bswap eax
+        mov dx, FW_CFG_DMA_LO
+        out dx, eax                     /* the write of the low half starts it */
+        mov eax, [r8]
+        bswap eax
+        ret
+
+/* eax = the u32 (little-endian) item edi. Stops with status 5 if the read fails. */
+fw_cfg_u32:
+        shl edi, 16
+        or edi, 0x0a                    /* SELECT | READ */
+        mov ecx, 4
+        lea rdx, [rip + fw_word]
+        call fw_cfg_dma
+        test eax, eax
+        jnz fw_cfg_error
+        mov eax, [rip + fw_word]
+        ret
+
+/* Prints "fw_cfg NAME SIZE SHA256" for item r14d (its size r15d), name at r12. */
+fw_cfg_hash:
+        lea rdi, [rip + msg_fw_cfg]
+        call puts
+        mov rdi, r12
+        call puts
+        mov al, ' '
+        call putc
+        mov eax, r15d
+        call put_dec
+        mov al, ' '
+        call putc
+        call sha256_init
+        mov edi, r14d
+        shl edi, 16
+        or edi, 0x0a                    /* the first chunk selects the item */
+1:      test r15d, r15d
+        jz 2f
+        mov ecx, FW_CFG_CHUNK
+        cmp r15d, ecx
+        cmovb ecx, r15d
+        sub r15d, ecx
+        push rcx
+        lea rdx, [rip + fw_chunk]
+        call fw_cfg_dma
+        pop rcx
+        test eax, eax
+        jnz fw_cfg_error
+        lea rsi, [rip + fw_chunk]
+        call sha256_update
+        mov edi, 0x02                   /* READ on from there */
+        jmp 1b
+2:      call sha256_final
+        jmp newline
+
+/* The cvm.test=fwcfg probe: eax = 0 after printing everything. */
+fwcfg_probe:
+        push r12
+        push r13
+        push r14
+        push r15
+        mov edi, 0                      /* the signature */
+        call fw_cfg_u32
+        cmp eax, 0x554d4551             /* "QEMU" */
+        jne fw_cfg_error
+        lea rdi, [rip + msg_fw_sig]
+        call puts
+        mov edi, 1                      /* the feature word */
+        call fw_cfg_u32
+        mov ecx, 8
+        call put_hex
+        call newline
+        mov edi, 0x19                   /* the directory's count (big-endian) */
+        call fw_cfg_u32
+        bswap eax
+        cmp eax, FW_CFG_MAX_FILES
+        ja fw_cfg_error
+        mov r13d, eax
+        test eax, eax
+        jz 2f
+        mov ecx, eax
+        shl ecx, 6                      /* 64 bytes an entry, read on from the count */
+        mov edi, 0x02
+        lea rdx, [rip + fw_dir]
+        call fw_cfg_dma
+        test eax, eax
+        jnz fw_cfg_error
+        lea rbx, [rip + fw_dir]
+1:      mov r15d, [rbx]
+        bswap r15d                      /* size */
+        movzx r14d, word ptr [rbx + 4]
+        rol r14w, 8                     /* select */
+        lea r12, [rbx + 8]              /* name */
+        mov byte ptr [rbx + 63], 0
+        push rbx
+        call fw_cfg_hash
+        pop rbx
+        add rbx, 64
+        dec r13d
+        jnz 1b
+2:      lea r13, [rip + fw_items]
+3:      movzx edi, word ptr [r13]       /* the size item */
+        test edi, edi
+        jz 4f
+        call fw_cfg_u32
+        mov r15d, eax
+        movzx r14d, word ptr [r13 + 2]  /* the data item */
+        lea r12, [r13 + 4]
+        call fw_cfg_hash
+        add r13, 12
+        jmp 3b
+4:      pop r15
+        pop r14
+        pop r13
+        pop r12
+        xor eax, eax
+        ret
+
+fw_cfg_error:
+        lea rdi, [rip + msg_fw_err]
+        call puts
+        mov eax, 5
+        jmp stop
+
+/* SHA-256 (FIPS 180-4) over the bytes given to sha256_update, printed by sha256_final. */
+sha256_init:
+        lea rsi, [rip + sha_iv]
+        lea rdi, [rip + sha_h]
+        mov ecx, 8
+1:      mov eax, [rsi]
+        mov [rdi], eax
+        add rsi, 4
+        add rdi, 4
+        loop 1b
+        mov qword ptr [rip + sha_len], 0
+        mov dword ptr [rip + sha_fill], 0
+        ret
+
+/* Hashes rcx bytes at rsi. */
+sha256_update:
+        push r12
+        push r13
+        mov r12, rsi
+        mov r13, rcx
+        add [rip + sha_len], rcx
+1:      test r13, r13
+        jz 9f
+        mov eax, [rip + sha_fill]
+        test eax, eax
+        jnz 2f
+        cmp r13, 64
+        jb 2f
+        mov rsi, r12
+        call sha256_block
+        add r12, 64
+        sub r13, 64
+        jmp 1b
+2:      lea rdi, [rip + sha_buf]
+        mov dl, [r12]
+        mov [rdi + rax], dl
+        inc r12
+        dec r13
+        inc eax
+        mov [rip + sha_fill], eax
+        cmp eax, 64
+        jb 1b
+        mov dword ptr [rip + sha_fill], 0
+        lea rsi, [rip + sha_buf]
+        call sha256_block
+        jmp 1b
+9:      pop r13
+        pop r12
+        ret
+
+/* Pads, and prints the digest in hex. */
+sha256_final:
+        mov rax, [rip + sha_len]
+        shl rax, 3
+        bswap rax
+        mov [rip + sha_bits], rax
+        lea rsi, [rip + sha_pad]
+        mov ecx, 1
+        call sha256_update
+1:      cmp dword ptr [rip + sha_fill], 56
+        je 2f
+        lea rsi, [rip + sha_pad + 1]
+        mov ecx, 1
+        call sha256_update
+        jmp 1b
+2:      lea rsi, [rip + sha_bits]
+        mov ecx, 8
+        call sha256_update
+        lea rbx, [rip + sha_h]
+        mov r8d, 8
+3:      mov eax, [rbx]
+        mov ecx, 8
+        push r8
+        call put_hex_digits
+        pop r8
+        add rbx, 4
+        dec r8d
+        jnz 3b
+        ret
+
+/* One 64-byte block at rsi into sha_h. Keeps rbx, rbp, r12-r15. */
+sha256_block:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        push r14
+        push r15
+        lea rdi, [rip + sha_w]
+        xor ecx, ecx
+1:      mov eax, [rsi + rcx * 4]
+        bswap eax
+        mov [rdi + rcx * 4], eax
+        inc ecx
+        cmp ecx, 16
+        jb 1b
+2:      mov eax, [rdi + rcx * 4 - 8]                    /* s1(w[i-2]) */
+        mov edx, eax
+        ror edx, 17
+        mov ebx, eax
+        ror ebx, 19
+        xor edx, ebx
+        shr eax, 10
+        xor edx, eax
+        mov eax, [rdi + rcx * 4 - 60]                   /* s0(w[i-15]) */
+        mov ebx, eax
+        ror ebx, 7
+        mov ebp, eax
+        ror ebp, 18
+        xor ebx, ebp
+        shr eax, 3
+        xor ebx, eax
+        add edx, ebx
+        add edx, [rdi + rcx * 4 - 28]                   /* w[i-7] */
+        add edx, [rdi + rcx * 4 - 64]                   /* w[i-16] */
+        mov [rdi + rcx * 4], edx
+        inc ecx
+        cmp ecx, 64
+        jb 2b
+        lea rsi, [rip + sha_h]
+        mov r8d, [rsi]                                  /* a..h */
+        mov r9d, [rsi + 4]
+        mov r10d, [rsi + 8]
+        mov r11d, [rsi + 12]
+        mov r12d, [rsi + 16]
+        mov r13d, [rsi + 20]
+        mov r14d, [rsi + 24]
+        mov r15d, [rsi + 28]
+        lea rsi, [rip + sha_k]
+        xor ecx, ecx
+3:      mov eax, r12d                                   /* T1 = h + S1(e) + ch + k + w */
+        ror eax, 6
+        mov ebx, r12d
+        ror ebx, 11
+        xor eax, ebx
+        mov ebx, r12d
+        ror ebx, 25
+        xor eax, ebx
+        mov ebx, r12d
+        and ebx, r13d
+        mov edx, r12d
+        not edx
+        and edx, r14d
+        xor ebx, edx
+        add eax, ebx
+        add eax, r15d
+        add eax, [rsi + rcx * 4]
+        add eax, [rdi + rcx * 4]
+        mov ebx, r8d                                    /* T2 = S0(a) + maj */
+        ror ebx, 2
+        mov edx, r8d
+        ror edx, 13
+        xor ebx, edx
+        mov edx, r8d
+        ror edx, 22
+        xor ebx, edx
+        mov edx, r8d
+        and edx, r9d
+        mov ebp, r8d
+        and ebp, r10d
+        xor edx, ebp
+        mov ebp, r9d
+        and ebp, r10d
+        xor edx, ebp
+        add ebx, edx
+        mov r15d, r14d
+        mov r14d, r13d
+        mov r13d, r12d
+        mov r12d, r11d
+        add r12d, eax
+        mov r11d, r10d
+        mov r10d, r9d
+        mov r9d, r8d
+        mov r8d, eax
+        add r8d, ebx
+        inc ecx
+        cmp ecx, 64
+        jb 3b
+        lea rsi, [rip + sha_h]
+        add [rsi], r8d
+        add [rsi + 4], r9d
+        add [rsi + 8], r10d
+        add [rsi + 12], r11d
+        add [rsi + 16], r12d
+        add [rsi + 20], r13d
+        add [rsi + 24], r14d
+        add [rsi + 28], r15d
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
+        ret
+
 /* rax = the address after "switch" (rdi, NUL-terminated) in the command line, or 0. */
 find_switch:
         mov rsi, [rip + cmdline]
@@ -554,7 +1009,11 @@ put_hex:
         out dx, al
         mov al, 'x'
         out dx, al
-        pop r10
+        pop rax
+/* rax in hex, ecx digits, no prefix. */
+put_hex_digits:
+        mov dx, SERIAL
+        mov r10, rax
 1:      lea r11d, [ecx * 4 - 4]
         mov rax, r10
         push rcx
@@ -701,6 +1160,34 @@ sw_hang:        .asciz "cvm.test=hang"
 sw_poke:        .asciz "cvm.test=poke"
 sw_triple:      .asciz "cvm.test=triple"
 sw_irq:         .asciz "cvm.test=irq"
+sw_fwcfg:       .asciz "cvm.test=fwcfg"
+msg_legacy:     .asciz "cvm built-in guest: booted through the real-mode entry\n"
+msg_fw_sig:     .asciz "fw_cfg signature QEMU features "
+msg_fw_cfg:     .asciz "fw_cfg "
+msg_fw_err:     .asciz "error: fw_cfg is missing or a DMA transfer failed\n"
+/* The traditional items: size key, data key, name (8 bytes with its NUL). */
+        .p2align 2
+fw_items:       .word 0x08, 0x11
+                .ascii "kernel\0\0"
+                .word 0x17, 0x18
+                .ascii "setup\0\0\0"
+                .word 0x0b, 0x12
+                .ascii "initrd\0\0"
+                .word 0x14, 0x15
+                .ascii "cmdline\0"
+                .word 0
+sha_pad:        .byte 0x80, 0
+        .p2align 2
+sha_iv:         .long 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a
+                .long 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
+sha_k:          .long 0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5
+                .long 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174
+                .long 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da
+                .long 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967
+                .long 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85
+                .long 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070
+                .long 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3
+                .long 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
         .p2align 3
 null_idtr:      .word 0
                 .quad 0
@@ -719,6 +1206,18 @@ dec_buf:        .space 24
 dec_end:        .byte 0
 irq_count:      .long 0
 irq_iir:        .byte 0
+        .p2align 4
+dma_desc:       .space 16
+fw_word:        .long 0
+sha_fill:       .long 0
+sha_len:        .quad 0
+sha_bits:       .quad 0
+sha_h:          .space 32
+sha_buf:        .space 64
+sha_w:          .space 256
+fw_dir:         .space 64 * FW_CFG_MAX_FILES
+        .p2align 12
+fw_chunk:       .space FW_CFG_CHUNK
         .p2align 4
 idtr:           .space 16
 idt:            .space 16 * (IRQ_VECTOR + 1)

@@ -90,7 +90,7 @@ fn served<'a>(
         )?,
         None => FwCfg::default(),
     };
-    Ok(base.with_e820(ram).with_cpus(cfg.vcpus))
+    Ok(base.with_e820(ram, true).with_cpus(cfg.vcpus))
 }
 
 /// Builds the launch plan for `cfg`.

@@ -215,7 +215,7 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         // The TDX module sets the initial vCPU state; it is neither chosen nor measured.
         vcpus: Vec::new(),
         vcpu_count: cfg.vcpus,
-        fw_cfg: served.with_e820(&ram).with_cpus(cfg.vcpus),
+        fw_cfg: served.with_e820(&ram, false).with_cpus(cfg.vcpus),
         ram,
         part: TeePart::Tdx,
     })

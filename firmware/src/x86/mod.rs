@@ -191,7 +191,7 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
         steps,
         vcpus: vec![VcpuState::X86(bsp)],
         vcpu_count: cfg.vcpus,
-        fw_cfg: fw_cfg.with_e820(&ram).with_cpus(cfg.vcpus),
+        fw_cfg: fw_cfg.with_e820(&ram, true).with_cpus(cfg.vcpus),
         ram,
         part: TeePart::None,
     })

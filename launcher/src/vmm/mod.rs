@@ -38,10 +38,11 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
-/// KVM's real-mode TSS (three pages) and identity-map page, just below the 16 MiB that
-/// firmware may occupy under 4 GiB (QEMU's addresses).
-const TSS_ADDR: u64 = 0xfeff_d000;
-const IDENTITY_MAP_ADDR: u64 = 0xfeff_c000;
+/// KVM's identity-map page and real-mode TSS (three pages after it), just below the 16 MiB
+/// that firmware may occupy under 4 GiB: QEMU's addresses, which the plan's `etc/e820`
+/// reserves ([`cvm_firmware::fwcfg::KVM_RESERVED`]).
+const IDENTITY_MAP_ADDR: u64 = cvm_firmware::fwcfg::KVM_RESERVED.gpa;
+const TSS_ADDR: u64 = IDENTITY_MAP_ADDR + 0x1000;
 /// The environment variable naming the KVM device node (default `/dev/kvm`).
 pub const KVM_DEVICE_ENV: &str = "CVM_KVM_DEVICE";
 /// I/O APIC pins for the split irqchip.
