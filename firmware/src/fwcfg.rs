@@ -16,6 +16,8 @@ pub mod key {
     pub const ID: u16 = 0x01;
     /// The boot vCPU count (u16 LE).
     pub const NB_CPUS: u16 = 0x05;
+    /// Whether the firmware shows a boot menu (u16 LE).
+    pub const BOOT_MENU: u16 = 0x0e;
     /// Where the protected-mode kernel goes (u32 LE).
     pub const KERNEL_ADDR: u16 = 0x07;
     /// Its size (u32 LE).

@@ -74,6 +74,8 @@ pub struct TdxInputs<'a> {
     pub direct_boot: Option<tdx::DirectBoot<'a>>,
     /// QEMU's `etc/acpi/tables` blob (measured into RTMR 0).
     pub acpi_tables: Option<&'a [u8]>,
+    /// The edk2 recipe the firmware measures with (`None`: read from the image).
+    pub recipe: Option<crate::edk2::Recipe>,
 }
 
 /// The inputs of a launch, per TEE: each holds only what its TEE uses, so an input of
@@ -160,6 +162,7 @@ impl<'a> Inputs<'a> {
                 order: t.order,
                 direct_boot: t.direct_boot,
                 acpi_tables: t.acpi_tables,
+                recipe: t.recipe,
             }),
             Inputs::Plain(cfg) => x86::plan(cfg),
         }
@@ -172,7 +175,7 @@ pub enum LaunchMeasurement {
     /// SNP's launch digest, or SEV-ES's and SEV's LAUNCH_MEASURE digest.
     Sev(sev_measure::Measurement),
     /// TDX's MRTD, and the RTMRs where the plan determines them.
-    Tdx(TdxMeasurement),
+    Tdx(Box<TdxMeasurement>),
 }
 
 impl LaunchMeasurement {
@@ -189,7 +192,7 @@ impl LaunchMeasurement {
 /// plan has no measurement.
 pub fn measure(plan: &LaunchPlan<'_>, opts: &Options<'_>) -> Result<LaunchMeasurement> {
     match plan.tee() {
-        Tee::Tdx => tdx_measure::measure(plan).map(LaunchMeasurement::Tdx),
+        Tee::Tdx => tdx_measure::measure(plan).map(|m| LaunchMeasurement::Tdx(Box::new(m))),
         _ => sev_measure::measure(plan, opts).map(LaunchMeasurement::Sev),
     }
 }

@@ -201,7 +201,7 @@ pub enum TeePart {
     /// AMD SEV.
     Sev(SevPart),
     /// Intel TDX.
-    Tdx,
+    Tdx(TdxPart),
     /// An Arm CCA realm (its parameters come with the realm plan).
     Cca,
     /// A plain, unprotected guest.
@@ -217,6 +217,13 @@ pub struct SevPart {
     pub kernel_hashes: Option<KernelHashes>,
 }
 
+/// What a TDX launch carries besides its pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxPart {
+    /// The edk2 recipe the TDVF image measures the boot with, and how it was decided.
+    pub tdvf: crate::edk2::Detected,
+}
+
 impl TeePart {
     /// The TEE.
     pub fn tee(&self) -> Tee {
@@ -224,7 +231,7 @@ impl TeePart {
             TeePart::Snp(_) => Tee::Snp,
             TeePart::SevEs(_) => Tee::SevEs,
             TeePart::Sev(_) => Tee::Sev,
-            TeePart::Tdx => Tee::Tdx,
+            TeePart::Tdx(_) => Tee::Tdx,
             TeePart::Cca => Tee::Cca,
             TeePart::None => Tee::None,
         }
@@ -248,6 +255,14 @@ impl LaunchPlan<'_> {
     /// The SEV features of the VMSAs (zero for any plan but SNP's).
     pub fn sev_features(&self) -> u64 {
         self.sev().map_or(0, |p| p.sev_features)
+    }
+
+    /// The TDX part, for a TDX plan.
+    pub fn tdx(&self) -> Option<&TdxPart> {
+        match &self.part {
+            TeePart::Tdx(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// The kernel hashes an SEV plan carries.

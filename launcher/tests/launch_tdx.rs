@@ -79,12 +79,17 @@ fn a_direct_boot_td_dry_run_has_the_reference_mrtd_and_rtmrs() {
         "--acpi-tables",
         &acpi,
         "--patch-kernel",
+        // The table's tool follows the edk2 recipe from before edk2-stable202505.
+        "--tdvf-recipe",
+        "before-202505",
         "--explain",
     ])
     .unwrap();
     common::succeeded(&out);
     let json = stdout_json(&out);
     assert_eq!(json["dry_run"], true);
+    assert_eq!(json["tdvf_recipe"]["name"], "before edk2-stable202505");
+    assert_eq!(json["tdvf_recipe"]["chosen"], true);
     assert_eq!(json["mrtd"], r["MRTD"].as_str());
     let rtmr = &json["rtmr_expected_from_plan"];
     // This image enrolls Microsoft's keys, which the tool's RTMR 0 does not measure (the
@@ -204,6 +209,7 @@ fn the_real_backend_refuses_a_host_without_tdx_before_creating_anything() {
         order: cvm_firmware::tdx::AddOrder::SinglePass,
         direct_boot: None,
         acpi_tables: None,
+        recipe: None,
     });
     let images = inputs.parse().unwrap();
     let plan = inputs.plan(&images).unwrap();

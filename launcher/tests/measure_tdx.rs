@@ -67,6 +67,9 @@ fn json_and_event_log_match_the_reference_row() {
     );
     assert_eq!(rtmr[3], "0".repeat(96));
     assert!(json.get("events").is_none(), "events only with --explain");
+    // Trixie's OVMF is edk2 2025.02: the recipe the reference tools follow.
+    assert_eq!(json["tdvf_recipe"]["name"], "before edk2-stable202505");
+    assert_eq!(json["tdvf_recipe"]["assumed"], false);
     // The verifier reads this very output as reference values.
     let r = cvm_attest::tdx::appraise::Reference::parse(std::str::from_utf8(&out.stdout).unwrap())
         .unwrap();
@@ -107,6 +110,73 @@ fn json_and_event_log_match_the_reference_row() {
             .iter()
             .all(|e| e["type"].is_string() && e["description"].is_string())
     );
+}
+
+/// Debian's 2026.08 TDVF measures with edk2-stable202508's recipe, which cvm reads from
+/// the image: RTMR 0 gains the fw_cfg cache events and is not predicted (the SMBIOS
+/// event), and the report says why; `--tdvf-recipe` chooses another recipe.
+#[test]
+fn a_newer_tdvf_is_measured_with_its_own_recipe() {
+    let Some(inputs) = shared("reference/inputs") else {
+        return;
+    };
+    let p = |rel: &str| inputs.join(rel).display().to_string();
+    let (fw, kernel, initrd, acpi) = (
+        p("sid/OVMF.inteltdx.ms.fd"),
+        p("amd64/vmlinuz-6.1.0-56-cloud-amd64"),
+        p("initrd-small.img"),
+        p("tdx-acpi/canonical-defaults/acpi_tables.bin"),
+    );
+    let args = [
+        "measure",
+        "--tee",
+        "tdx",
+        "--firmware",
+        &fw,
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &initrd,
+        "--acpi-tables",
+        &acpi,
+        "--format",
+        "json",
+        "--explain",
+    ];
+    let out = cvm(&args);
+    common::succeeded(&out);
+    let json = stdout_json(&out);
+    assert_eq!(json["tdvf_recipe"]["name"], "edk2-stable202508 or later");
+    assert_eq!(json["tdvf_recipe"]["assumed"], false);
+    assert_eq!(json["tdvf_recipe"]["chosen"], false);
+    assert!(json["rtmr"][0].is_null());
+    assert!(
+        json["unpredicted"][0].as_str().unwrap().contains("SMBIOS"),
+        "{json}"
+    );
+    assert!(json["rtmr"][2].is_string());
+    let events = json["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["description"] == "fw_cfg BootMenu (QEMU FW CFG), 2 bytes"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["description"]
+            .as_str()
+            .unwrap()
+            .contains("\"initrd=initrd ")),
+        "{events:?}"
+    );
+    // Chosen: the old recipe, RTMR 0 predicted again.
+    let mut old = args.to_vec();
+    old.extend_from_slice(&["--tdvf-recipe", "before-202505"]);
+    let out = cvm(&old);
+    common::succeeded(&out);
+    let json = stdout_json(&out);
+    assert_eq!(json["tdvf_recipe"]["chosen"], true);
+    assert!(json["rtmr"][0].is_string());
 }
 
 #[test]

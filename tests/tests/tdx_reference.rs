@@ -8,6 +8,12 @@
 //! nonzero size and installs no initrd LoadFile2 for an empty one, and the Linux EFI stub
 //! measures no empty load options). For those rows the table's RTMR 2 is checked against
 //! the tools' recipe and cvm's against the firmware's, both computed here.
+//!
+//! The tools follow the edk2 recipe from before edk2-stable202505, the image in the rows
+//! (Debian's 2026.08 TDVF) a newer one: the rows are measured with the old recipe
+//! (`Recipe::BEFORE_202505`, as `--tdvf-recipe before-202505` does), and
+//! `the_image_measures_with_its_own_recipe` checks what the image's own recipe changes,
+//! component by component.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,6 +23,7 @@
     reason = "an integration test crate: every function is test code"
 )]
 
+use cvm_firmware::edk2::Recipe;
 use cvm_firmware::measure::tdx::{self, Event};
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::tdx::{AddOrder, DirectBoot, TdxConfig};
@@ -41,6 +48,8 @@ struct Row {
     patch_kernel: bool,
     order: AddOrder,
     kernel: bool,
+    /// The recipe to measure with (`None`: the image's own).
+    recipe: Option<Recipe>,
 }
 
 fn parse_row(r: &BTreeMap<String, String>) -> Row {
@@ -49,6 +58,7 @@ fn parse_row(r: &BTreeMap<String, String>) -> Row {
         vcpus: 1,
         memory: 2 << 30,
         kernel: r["kernel_sha256"] != "-",
+        recipe: Some(Recipe::BEFORE_202505),
         ..Row::default()
     };
     for opt in r["options"].split_whitespace() {
@@ -114,6 +124,7 @@ fn with_plan<T>(
             patch_kernel: row.patch_kernel,
         }),
         acpi_tables: acpi.as_deref(),
+        recipe: row.recipe,
     };
     let plan = cvm_firmware::tdx::plan(&cfg).unwrap_or_else(|e| panic!("{}: {e}", row.id));
     f(&plan)
@@ -128,6 +139,72 @@ fn compute(reference: &Path, r: &BTreeMap<String, String>, row: &Row) -> Compute
             events: m.events,
         }
     })
+}
+
+fn sha384(data: &[u8]) -> [u8; 48] {
+    Sha384::digest(data).into()
+}
+
+/// The image's own recipe (edk2-stable202508 or later, read from it) against the tools'
+/// (before edk2-stable202505), on a row with an initrd: MRTD and RTMR 1 are the same;
+/// RTMR 0 gains the fw_cfg cache events after the CFV event (here the boot-menu key
+/// alone, two zero bytes, since the plan serves none of the cached files) and becomes
+/// unpredicted (the SMBIOS event); RTMR 2 has "initrd=initrd " in front of the command
+/// line instead of after it.
+#[test]
+fn the_image_measures_with_its_own_recipe() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let rows = read_tsv(&reference.join("tdx_ref.tsv"));
+    let r = rows
+        .iter()
+        .find(|r| r["id"] == "tdx-001")
+        .expect("row tdx-001");
+    let old = parse_row(r);
+    assert!(old.initrd.is_some_and(|i| !i.is_empty()));
+    let new = Row {
+        recipe: None,
+        ..parse_row(r)
+    };
+    let (old_m, new_m) = (
+        with_plan(&reference, r, &old, |p| tdx::measure(p).unwrap()),
+        with_plan(&reference, r, &new, |p| tdx::measure(p).unwrap()),
+    );
+    assert_eq!(new_m.tdvf.recipe, Recipe::STABLE_202508);
+    assert!(!new_m.tdvf.assumed, "{}", new_m.tdvf.why);
+    assert_eq!(old_m.mrtd, new_m.mrtd);
+    assert_eq!(old_m.rtmr[1], new_m.rtmr[1]);
+    // RTMR 0: the old events, with the boot-menu key's inserted after the CFV's.
+    assert!(old_m.rtmr[0].is_some());
+    assert_eq!(new_m.rtmr[0], None);
+    assert!(new_m.unpredicted[0].unwrap().contains("SMBIOS"));
+    let digests = |m: &tdx::TdxMeasurement| -> Vec<[u8; 48]> {
+        m.events
+            .iter()
+            .filter(|e| e.rtmr == 0)
+            .map(|e| e.digest)
+            .collect()
+    };
+    let mut expected = digests(&old_m);
+    let cfv = old_m
+        .events
+        .iter()
+        .filter(|e| e.rtmr == 0)
+        .position(|e| e.description.starts_with("CFV"))
+        .unwrap();
+    expected.insert(cfv + 1, sha384(&[0, 0]));
+    assert_eq!(digests(&new_m), expected);
+    // RTMR 2: the prefix form, then the initrd.
+    let initrd = std::fs::read(reference.join("inputs").join(old.initrd.unwrap())).unwrap();
+    let options = format!("initrd=initrd {}", r["cmdline"]);
+    let mut utf16: Vec<u8> = options.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    utf16.extend_from_slice(&[0, 0]);
+    let rtmr2 = [sha384(&utf16), sha384(&initrd)]
+        .iter()
+        .fold([0u8; 48], |acc, d| tdx::extend(&acc, d));
+    assert_eq!(new_m.rtmr[2], Some(rtmr2));
+    assert_ne!(old_m.rtmr[2], new_m.rtmr[2]);
 }
 
 #[test]

@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         order: if sel & 0x80 == 0 { AddOrder::SinglePass } else { AddOrder::TwoPass },
         direct_boot: None,
         acpi_tables: None,
+        recipe: None,
     };
     if let Ok(p) = plan(&cfg) {
         let _ = measure(&p);

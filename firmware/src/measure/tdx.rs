@@ -181,6 +181,10 @@ pub struct TdxMeasurement {
     pub events: Vec<Event>,
     /// The Secure Boot variables measured into RTMR 0.
     pub secure_boot: Vec<SecureBootVariable>,
+    /// For each RTMR that is `None`, why the plan does not determine it.
+    pub unpredicted: [Option<&'static str>; 4],
+    /// The edk2 recipe the fold followed, and how it was decided.
+    pub tdvf: crate::edk2::Detected,
 }
 
 impl TdxMeasurement {
@@ -330,10 +334,14 @@ pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
             plan.tee().name()
         )));
     }
+    let tdvf = plan
+        .tdx()
+        .map(|t| t.tdvf.clone())
+        .ok_or_else(|| FirmwareError::Unsupported("not a TDX plan".into()))?;
     // MRTD and the RTMR events hash disjoint inputs: fold MRTD on a second thread.
     std::thread::scope(|scope| {
         let mrtd = scope.spawn(|| mrtd(plan));
-        let (rtmr, events, secure_boot) = rtmrs(plan)?;
+        let (rtmr, events, secure_boot, unpredicted) = rtmrs(plan, &tdvf.recipe)?;
         let mrtd = mrtd
             .join()
             .unwrap_or_else(|_| Err(FirmwareError::Unsupported("the MRTD fold panicked".into())))?;
@@ -342,15 +350,46 @@ pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
             rtmr,
             events,
             secure_boot,
+            unpredicted,
+            tdvf,
         })
     })
 }
 
-/// The RTMR values, their events and the Secure Boot variables measured.
+/// What RTMR 0 needs that a plan without ACPI tables lacks.
+const NO_ACPI: &str = "RTMR 0 covers QEMU's ACPI tables: give --acpi-tables";
+/// What RTMR 0 needs that no plan has, with edk2-stable202505 and later.
+const SMBIOS: &str = "this TDVF (edk2-stable202505 or later) also measures the SMBIOS \
+                      tables into RTMR 0 at ReadyToBoot (SmbiosMeasurementDxe), which cvm \
+                      does not model";
+/// What RTMR 1 and 2 need.
+const NO_KERNEL: &str = "RTMR 1 and 2 cover the kernel the firmware boots: give --kernel";
+
+/// The fw_cfg items TDVF's SEC phase caches and measures into RTMR 0, in its order
+/// (edk2 `OvmfPkg/Library/QemuFwCfgLib/QemuFwCfgCacheInit.c` mCacheFwCfgList, the
+/// entries with NeedMeasure): the name in the event, the item (a file name, or a key
+/// read whether or not the VMM serves it) and the size the file must have (0: any).
+const CACHED: [(&str, Option<u16>, usize); 6] = [
+    ("etc/extra-pci-roots", None, 8),
+    ("BootMenu", Some(crate::fwcfg::key::BOOT_MENU), 2),
+    ("etc/boot-menu-wait", None, 2),
+    ("etc/reserved-memory-end", None, 8),
+    ("opt/ovmf/X-PciMmio64Mb", None, 0),
+    ("bootorder", None, 0),
+];
+
+/// The RTMR values, their events, the Secure Boot variables measured, and why any RTMR
+/// is undetermined.
 #[allow(clippy::type_complexity, reason = "a private helper's tuple")]
 fn rtmrs(
     plan: &LaunchPlan<'_>,
-) -> Result<([Option<Digest48>; 4], Vec<Event>, Vec<SecureBootVariable>)> {
+    recipe: &crate::edk2::Recipe,
+) -> Result<(
+    [Option<Digest48>; 4],
+    Vec<Event>,
+    Vec<SecureBootVariable>,
+    [Option<&'static str>; 4],
+)> {
     let mut log = Log { events: Vec::new() };
     let section = |kind: TdvfSectionType| {
         plan.steps.iter().find_map(|s| match s.origin {
@@ -364,7 +403,13 @@ fn rtmrs(
     // RTMR 0.
     let acpi = [fw_cfg::TABLE_LOADER, fw_cfg::RSDP, fw_cfg::ACPI_TABLES]
         .map(|name| plan.fw_cfg.file(name).map(|d| (name, d)));
-    let rtmr0_known = acpi.iter().all(Option::is_some);
+    let rtmr0_unknown = if !acpi.iter().all(Option::is_some) {
+        Some(NO_ACPI)
+    } else if recipe.fw_cfg_cache {
+        Some(SMBIOS)
+    } else {
+        None
+    };
     if let Some((hob, _)) = section(TdvfSectionType::TdHob) {
         let measured = hob
             .data
@@ -390,6 +435,34 @@ fn rtmrs(
             format!("CFV, {} bytes at {:#x}", bytes.len(), cfv.gpa),
         );
         vars = varstore::variables(bytes)?;
+    }
+    if recipe.fw_cfg_cache {
+        // Each event's data is "QEMU FW CFG\0" and the 56-byte name; its digest is over
+        // the item's bytes. A file is measured when served with a nonzero size (the
+        // size it must have, where the list fixes one); the boot-menu key always, two
+        // bytes, zeros when the VMM does not serve it (fw_cfg reads past an item are 0).
+        for (name, key, size) in CACHED {
+            let data: Option<Vec<u8>> = match key {
+                Some(k) => {
+                    let mut d = plan.fw_cfg.item(k).unwrap_or_default().to_vec();
+                    d.resize(size, 0);
+                    Some(d)
+                }
+                None => plan
+                    .fw_cfg
+                    .file(name)
+                    .filter(|d| !d.is_empty() && (size == 0 || d.len() == size))
+                    .map(<[u8]>::to_vec),
+            };
+            if let Some(d) = data {
+                log.push(
+                    0,
+                    EventType::PlatformConfigFlags,
+                    sha384(&d),
+                    format!("fw_cfg {name} (QEMU FW CFG), {} bytes", d.len()),
+                );
+            }
+        }
     }
     let secure_boot = varstore::secure_boot_variables(&vars);
     for v in &secure_boot {
@@ -461,10 +534,12 @@ fn rtmrs(
         // the initrd only when it loaded one of nonzero size through LoadFile2, which the
         // firmware installs only then (`drivers/firmware/efi/libstub/efi-stub-helper.c`
         // efi_convert_cmdline and efi_load_initrd; `QemuKernelLoaderFsDxe.c`).
-        let mut load_options = cmdline.into_owned();
-        if initrd.is_some() {
-            load_options.push_str(" initrd=initrd");
-        }
+        // edk2-stable202508 and later put "initrd=initrd " in front (commit a2ac0fea49).
+        let load_options = match (initrd.is_some(), recipe.initrd_prefix) {
+            (false, _) => cmdline.into_owned(),
+            (true, false) => format!("{cmdline} initrd=initrd"),
+            (true, true) => format!("initrd=initrd {cmdline}"),
+        };
         if !load_options.is_empty() {
             let mut bytes: Vec<u8> = utf16(&load_options).collect();
             bytes.extend_from_slice(&[0, 0]);
@@ -486,13 +561,14 @@ fn rtmrs(
     }
 
     let mut rtmr = [None; 4];
-    for (i, slot) in rtmr.iter_mut().enumerate() {
-        let known = match i {
-            0 => rtmr0_known,
-            1 | 2 => kernel.is_some(),
-            _ => true,
+    let mut unpredicted = [None; 4];
+    for (i, (slot, why)) in rtmr.iter_mut().zip(&mut unpredicted).enumerate() {
+        *why = match i {
+            0 => rtmr0_unknown,
+            1 | 2 if kernel.is_none() => Some(NO_KERNEL),
+            _ => None,
         };
-        if known {
+        if why.is_none() {
             *slot = Some(
                 log.events
                     .iter()
@@ -501,8 +577,10 @@ fn rtmrs(
             );
         }
     }
-    if !rtmr0_known {
+    // Without the ACPI tables RTMR 0's log would miss its middle; without the SMBIOS
+    // event (edk2-stable202505+) only that event, which the log then lacks.
+    if rtmr0_unknown == Some(NO_ACPI) {
         log.events.retain(|e| e.rtmr != 0);
     }
-    Ok((rtmr, log.events, secure_boot))
+    Ok((rtmr, log.events, secure_boot, unpredicted))
 }

@@ -28,7 +28,7 @@ use crate::bytes::{put, to_u64};
 use crate::error::{FirmwareError, Result};
 use crate::fwcfg::{ETC_BOOT_KERNEL, FwCfg};
 use crate::ovmf::{OvmfImage, TdvfSection, TdvfSectionType};
-use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step, TeePart};
+use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step, TdxPart, TeePart};
 use std::borrow::Cow;
 
 /// TDVF section attribute: the contents are extended into MRTD.
@@ -106,6 +106,9 @@ pub struct TdxConfig<'a> {
     pub direct_boot: Option<DirectBoot<'a>>,
     /// QEMU's ACPI tables blob (`etc/acpi/tables`), if known.
     pub acpi_tables: Option<&'a [u8]>,
+    /// The edk2 recipe the firmware measures with (`None`: read from the image,
+    /// [`crate::edk2::detect`]).
+    pub recipe: Option<crate::edk2::Recipe>,
 }
 
 /// Builds the TDX launch plan for `cfg`.
@@ -217,7 +220,11 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         vcpu_count: cfg.vcpus,
         fw_cfg: served.with_e820(&ram, false).with_cpus(cfg.vcpus),
         ram,
-        part: TeePart::Tdx,
+        part: TeePart::Tdx(TdxPart {
+            tdvf: cfg
+                .recipe
+                .map_or_else(|| crate::edk2::detect(image), crate::edk2::Detected::chosen),
+        }),
     })
 }
 

@@ -62,6 +62,7 @@ fn cfg<'a>(fw: &'a OvmfImage<'a>, memory: u64) -> TdxConfig<'a> {
         order: AddOrder::SinglePass,
         direct_boot: None,
         acpi_tables: None,
+        recipe: None,
     }
 }
 

@@ -264,6 +264,9 @@ pub struct LaunchReport {
     /// them at boot, not the host: a model of the launch cannot confirm them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmr_expected_from_plan: Option<[Option<String>; 4]>,
+    /// TDX: the edk2 recipe the RTMRs follow, and how it was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tdvf_recipe: Option<cvm_firmware::edk2::Detected>,
     /// A dry run: what the model does not check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unmodelled: Option<&'static [&'static str]>,
@@ -625,6 +628,7 @@ fn run_report(
         measurement: None,
         mrtd: None,
         rtmr_expected_from_plan: None,
+        tdvf_recipe: None,
         launch_measure: outcome.launch_measure.as_deref().map(hex::encode),
         stop: Some(StopReport {
             reason: outcome.reason.kind(),
@@ -743,6 +747,7 @@ fn tdx_dry_run_plan(
     );
     let report = LaunchReport {
         mrtd: result.is_ok().then(|| measured.map(hex::encode)).flatten(),
+        tdvf_recipe: plan.tdx().map(|t| t.tdvf.clone()),
         rtmr_expected_from_plan: planned
             .filter(|_| result.is_ok())
             .map(|p| p.rtmr.map(|r| r.map(hex::encode))),
@@ -978,6 +983,7 @@ fn dry_report(
         measurement: None,
         mrtd: None,
         rtmr_expected_from_plan: None,
+        tdvf_recipe: None,
         launch_measure: None,
         stop: None,
         elapsed_ms: None,

@@ -51,6 +51,11 @@ pub struct TdxReport {
     pub acpi_tables: Option<InputFile>,
     /// The Secure Boot variables measured into RTMR 0 and where they came from.
     pub secure_boot_variables: Vec<SecureBootVar>,
+    /// The edk2 recipe the RTMRs follow (read from the image unless `--tdvf-recipe`
+    /// chose it), and what decided it.
+    pub tdvf_recipe: cvm_firmware::edk2::Detected,
+    /// For each RTMR that is `null`, why.
+    pub unpredicted: [Option<&'static str>; 4],
     /// Every RTMR event (with `--explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
@@ -79,19 +84,29 @@ impl Render for TdxReport {
         };
         writeln!(out, "tee:   tdx")?;
         writeln!(out, "mrtd:  {}", values.mrtd)?;
-        for (i, r) in values.rtmr.iter().enumerate() {
-            let why = match i {
-                0 => "not determined: give --acpi-tables",
-                _ => "not determined: give --kernel",
-            };
+        for (i, (r, why)) in values.rtmr.iter().zip(&self.unpredicted).enumerate() {
             match r {
                 Some(r) => writeln!(out, "rtmr{i}: {r}")?,
-                None => writeln!(out, "rtmr{i}: {why}")?,
+                None => writeln!(
+                    out,
+                    "rtmr{i}: not determined: {}",
+                    why.unwrap_or("the inputs do not determine it")
+                )?,
             }
         }
         if self.events.is_empty() {
             return Ok(());
         }
+        let assumed = if self.tdvf_recipe.assumed {
+            " (assumed)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "tdvf recipe: {}{assumed}: {}",
+            self.tdvf_recipe.name, self.tdvf_recipe.why
+        )?;
         writeln!(out, "events:")?;
         for e in &self.events {
             writeln!(
@@ -187,6 +202,8 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
                 source: v.source.clone(),
             })
             .collect(),
+        tdvf_recipe: m.tdvf.clone(),
+        unpredicted: m.unpredicted,
         events: if args.explain { m.events } else { Vec::new() },
     })
 }

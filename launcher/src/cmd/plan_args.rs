@@ -56,6 +56,33 @@ impl MrtdOrder {
     }
 }
 
+/// The edk2 recipe a TDVF image measures with (`--tdvf-recipe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TdvfRecipe {
+    /// Before edk2-stable202505: no fw_cfg cache events, " initrd=initrd" after the
+    /// command line (what the reference tools model).
+    #[value(name = "before-202505")]
+    Before202505,
+    /// edk2-stable202505: fw_cfg cache events and SMBIOS in RTMR 0.
+    #[value(name = "202505")]
+    Stable202505,
+    /// edk2-stable202508 and later: also "initrd=initrd " before the command line.
+    #[value(name = "202508")]
+    Stable202508,
+}
+
+impl TdvfRecipe {
+    /// The firmware crate's recipe.
+    pub fn recipe(self) -> cvm_firmware::edk2::Recipe {
+        use cvm_firmware::edk2::Recipe;
+        match self {
+            TdvfRecipe::Before202505 => Recipe::BEFORE_202505,
+            TdvfRecipe::Stable202505 => Recipe::STABLE_202505,
+            TdvfRecipe::Stable202508 => Recipe::STABLE_202508,
+        }
+    }
+}
+
 /// The options that build a launch plan.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -130,6 +157,10 @@ pub struct PlanArgs {
     /// TDX: the order pages are added and extended in.
     #[arg(long, value_enum, default_value_t = MrtdOrder::SinglePass)]
     pub mrtd_order: MrtdOrder,
+    /// TDX: the edk2 release whose recipe the firmware measures with (default: read from
+    /// the image, and reported).
+    #[arg(long, value_enum, value_name = "RELEASE")]
+    pub tdvf_recipe: Option<TdvfRecipe>,
 }
 
 /// The SEV family.
@@ -223,6 +254,7 @@ impl PlanArgs {
             ("--svsm", self.svsm.is_some(), SNP),
             ("--acpi-tables", self.acpi_tables.is_some(), TDX),
             ("--patch-kernel", self.patch_kernel, TDX),
+            ("--tdvf-recipe", self.tdvf_recipe.is_some(), TDX),
             (
                 "--mrtd-order",
                 self.mrtd_order != MrtdOrder::SinglePass,
@@ -339,6 +371,7 @@ impl PlanArgs {
                     patch_kernel: self.patch_kernel,
                 }),
                 acpi_tables: files.acpi_tables.as_deref(),
+                recipe: self.tdvf_recipe.map(TdvfRecipe::recipe),
             })),
             Tee::None => {
                 let boot = match (firmware_image, files.kernel.as_deref()) {

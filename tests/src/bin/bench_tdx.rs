@@ -92,6 +92,10 @@ fn main() {
         "--acpi-tables",
         &s(&acpi),
         "--patch-kernel",
+        // The reference tools' recipe: the same work as theirs (reading the image's own
+        // recipe decompresses its DXE volume, about 0.2 s more).
+        "--tdvf-recipe",
+        "before-202505",
     ]
     .iter()
     .map(|a| (*a).to_owned())
