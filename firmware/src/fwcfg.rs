@@ -186,6 +186,27 @@ impl<'a> FwCfg<'a> {
         self
     }
 
+    /// Adds QEMU's three ACPI files for the tables blob `tables` (`etc/acpi/tables`):
+    /// `etc/acpi/rsdp` and `etc/table-loader` as QEMU's `acpi_build` makes them
+    /// ([`crate::tdx::acpi::Tables::derive`]).
+    pub fn with_acpi(mut self, tables: Cow<'a, [u8]>) -> Result<Self> {
+        use crate::tdx::{acpi::Tables, fw_cfg};
+        let built = Tables::derive(&tables)?;
+        self.files.push(FwCfgFile {
+            name: fw_cfg::TABLE_LOADER,
+            data: Cow::Owned(built.loader),
+        });
+        self.files.push(FwCfgFile {
+            name: fw_cfg::RSDP,
+            data: Cow::Owned(built.rsdp.to_vec()),
+        });
+        self.files.push(FwCfgFile {
+            name: fw_cfg::ACPI_TABLES,
+            data: tables,
+        });
+        Ok(self)
+    }
+
     /// Adds the boot vCPU count (key 0x05).
     pub fn with_cpus(mut self, vcpus: u32) -> Self {
         let n = u16::try_from(vcpus).unwrap_or(u16::MAX);

@@ -133,7 +133,12 @@ fn the_probe_reads_what_the_plan_serves() {
         (len(&kernel_bytes), sha256(&kernel_bytes))
     );
     assert_eq!(got["etc/e820"], (40, e820(false)));
-    assert_eq!(got.len(), 6, "{got:?}");
+    // cvm's own ACPI tables, in QEMU's three files and sizes (their contents are checked
+    // by the firmware crate's loader test).
+    assert_eq!(got["etc/acpi/tables"].0, 0x2_0000);
+    assert_eq!(got["etc/acpi/rsdp"].0, 20);
+    assert_eq!(got["etc/table-loader"].0, 4096);
+    assert_eq!(got.len(), 9, "{got:?}");
 }
 
 /// The README's list of what cvm serves differently from QEMU: the text between the

@@ -147,15 +147,16 @@ fn firmware_boots_from_the_reset_vector_to_long_mode() {
     let (code, json, serial) = launch(&["--firmware", fw.to_str().unwrap()]);
     assert_eq!(code, 0, "{json} {serial}");
     assert_eq!(json["boot"], "firmware");
-    // The plan serves one fw_cfg file for a firmware boot, `etc/e820` (the firmware
-    // reads the signature through the ports and the directory's count by DMA).
+    // The plan serves four fw_cfg files for a firmware boot, `etc/e820` and QEMU's three
+    // ACPI files (the firmware reads the signature through the ports and the directory's
+    // count by DMA).
     assert_eq!(
         serial,
         "cvm test firmware: reset vector, protected mode, long mode: ok\n\
-         fw_cfg: QEMU, DMA, 01 files\n"
+         fw_cfg: QEMU, DMA, 04 files\n"
     );
     // With --kernel the firmware finds the kernel's items too (QEMU's -bios F -kernel K):
-    // etc/boot/kernel beside etc/e820.
+    // etc/boot/kernel besides.
     let kernel = payload("builtin");
     let (code, json, serial) = launch(&[
         "--firmware",
@@ -168,7 +169,7 @@ fn firmware_boots_from_the_reset_vector_to_long_mode() {
     assert_eq!(code, 0, "{json} {serial}");
     assert_eq!(json["boot"], "firmware+kernel");
     assert!(
-        serial.ends_with("fw_cfg: QEMU, DMA, 02 files\n"),
+        serial.ends_with("fw_cfg: QEMU, DMA, 05 files\n"),
         "{serial}"
     );
 }

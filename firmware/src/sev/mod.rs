@@ -90,7 +90,11 @@ fn served<'a>(
         )?,
         None => FwCfg::default(),
     };
-    Ok(base.with_e820(ram, true).with_cpus(cfg.vcpus))
+    base.with_e820(ram, true)
+        .with_cpus(cfg.vcpus)
+        .with_acpi(std::borrow::Cow::Owned(crate::x86::acpi::qemu_tables(
+            cfg.vcpus,
+        )?))
 }
 
 /// Builds the launch plan for `cfg`.

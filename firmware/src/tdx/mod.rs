@@ -28,7 +28,7 @@ use crate::bytes::{put, to_u64};
 use crate::error::{FirmwareError, Result};
 use crate::fwcfg::{ETC_BOOT_KERNEL, FwCfg};
 use crate::ovmf::{OvmfImage, TdvfSection, TdvfSectionType};
-use crate::plan::{FwCfgFile, LaunchPlan, Origin, PageKind, RamRange, Step, TdxPart, TeePart};
+use crate::plan::{LaunchPlan, Origin, PageKind, RamRange, Step, TdxPart, TeePart};
 use std::borrow::Cow;
 
 /// TDVF section attribute: the contents are extended into MRTD.
@@ -201,16 +201,7 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         None => FwCfg::default(),
     };
     if let Some(tables) = cfg.acpi_tables {
-        let built = acpi::Tables::derive(tables)?;
-        served
-            .files
-            .push(file(fw_cfg::TABLE_LOADER, Cow::Owned(built.loader)));
-        served
-            .files
-            .push(file(fw_cfg::RSDP, Cow::Owned(built.rsdp.to_vec())));
-        served
-            .files
-            .push(file(fw_cfg::ACPI_TABLES, Cow::Borrowed(tables)));
+        served = served.with_acpi(Cow::Borrowed(tables))?;
     }
 
     Ok(LaunchPlan {
@@ -226,10 +217,6 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
                 .map_or_else(|| crate::edk2::detect(image), crate::edk2::Detected::chosen),
         }),
     })
-}
-
-fn file<'a>(name: &'static str, data: Cow<'a, [u8]>) -> FwCfgFile<'a> {
-    FwCfgFile { name, data }
 }
 
 /// The bytes QEMU loads for a BFV or CFV section: `MemoryDataSize` bytes from

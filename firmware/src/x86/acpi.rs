@@ -43,9 +43,9 @@ fn aml_bytes(t: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// The tables for `vcpus` processors (local APIC IDs `0..vcpus`, the I/O APIC taking the
-/// next ID, as in the MP table), to be loaded at [`ACPI_GPA`].
-pub fn build(vcpus: u32) -> Result<Vec<u8>> {
+/// The DSDT (COM1) and the MADT for `vcpus` processors (local APIC IDs `0..vcpus`, the
+/// I/O APIC taking the next ID, as in the MP table), checksums set.
+fn dsdt_and_madt(vcpus: u32) -> Result<(Vec<u8>, Vec<u8>)> {
     let ioapic_id = mptable::ioapic_id(vcpus).ok_or_else(|| {
         FirmwareError::Unsupported(format!(
             "the MADT describes 1 to 255 processors, not {vcpus}"
@@ -87,7 +87,62 @@ pub fn build(vcpus: u32) -> Result<Vec<u8>> {
         madt.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
     }
     madt.add_structure(IoApic::new(ioapic_id, mptable::IOAPIC_BASE, 0));
-    let madt = aml_bytes(&madt);
+    Ok((dsdt, aml_bytes(&madt)))
+}
+
+/// A hardware-reduced FADT with no DSDT address (the caller links it).
+fn fadt() -> Vec<u8> {
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION).flag(Flags::HwReducedAcpi);
+    fadt.iapc_boot_arch = (IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT).into();
+    aml_bytes(&fadt.finalize())
+}
+
+/// The size QEMU pads `etc/acpi/tables` to (`acpi_build`: ACPI_BUILD_TABLE_SIZE).
+pub const QEMU_TABLES_LEN: usize = 0x2_0000;
+
+/// The same tables as QEMU serves its own through fw_cfg, for firmware that installs
+/// them (OVMF's `AcpiPlatformDxe`): `etc/acpi/tables` laid out as QEMU's `acpi_build`
+/// does, back to back from offset 0 (FACS, DSDT, FACP, APIC, RSDT), every pointer field
+/// an offset into the blob and every checksum zero, left to the loader commands that
+/// [`crate::tdx::acpi::Tables::derive`] writes for it; padded to [`QEMU_TABLES_LEN`].
+pub fn qemu_tables(vcpus: u32) -> Result<Vec<u8>> {
+    let (mut dsdt, mut madt) = dsdt_and_madt(vcpus)?;
+    let mut fadt = fadt();
+    // FACS (ACPI 6.5 5.2.10): signature, length 64, version 2, the rest zero.
+    let mut facs = vec![0u8; 64];
+    put(&mut facs, 0, b"FACS")?;
+    put(&mut facs, 4, &64u32.to_le_bytes())?;
+    put(&mut facs, 32, &[2])?;
+    let at_dsdt = facs.len();
+    let at_fadt = at_dsdt.saturating_add(dsdt.len());
+    let at_madt = at_fadt.saturating_add(fadt.len());
+    let off = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    // FADT: FIRMWARE_CTRL (36) the FACS, DSDT (40) and X_DSDT (140) the DSDT.
+    put(&mut fadt, 36, &0u32.to_le_bytes())?;
+    put(&mut fadt, 40, &off(at_dsdt).to_le_bytes())?;
+    put(&mut fadt, 140, &u64::from(off(at_dsdt)).to_le_bytes())?;
+    // RSDT (ACPI 6.5 5.2.7): the FADT and the MADT.
+    let mut rsdt = Sdt::new(*b"RSDT", 36, 1, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    rsdt.append_slice(&off(at_fadt).to_le_bytes());
+    rsdt.append_slice(&off(at_madt).to_le_bytes());
+    let mut rsdt = aml_bytes(&rsdt);
+    let mut out = facs;
+    for t in [&mut dsdt, &mut fadt, &mut madt, &mut rsdt] {
+        put(t, 9, &[0])?;
+        out.extend_from_slice(t);
+    }
+    if out.len() > QEMU_TABLES_LEN {
+        return Err(FirmwareError::Unsupported(format!(
+            "the ACPI tables for {vcpus} vCPUs do not fit QEMU's {QEMU_TABLES_LEN:#x}-byte blob"
+        )));
+    }
+    out.resize(QEMU_TABLES_LEN, 0);
+    Ok(out)
+}
+
+/// The tables for `vcpus` processors, to be loaded at [`ACPI_GPA`].
+pub fn build(vcpus: u32) -> Result<Vec<u8>> {
+    let (dsdt, madt) = dsdt_and_madt(vcpus)?;
 
     // Layout: RSDP, XSDT (two entries), FADT, DSDT, MADT, each 16-byte aligned.
     let lens = [
@@ -214,5 +269,95 @@ mod tests {
             // 8-byte local APIC entries, one 12-byte I/O APIC entry.
             assert_eq!(madt.len(), 44 + 8 * usize::try_from(n).unwrap() + 12, "{n}");
         }
+    }
+
+    /// Runs QEMU's loader script as a firmware would (hw/acpi/bios-linker-loader.c:
+    /// ALLOCATE places a file, ADD_POINTER adds the pointee's address to the
+    /// little-endian integer at an offset, ADD_CHECKSUM makes a range sum to zero) and
+    /// returns each file's address and patched bytes.
+    fn run_loader(mut files: Vec<(&str, Vec<u8>)>, loader: &[u8]) -> Vec<(String, u64, Vec<u8>)> {
+        let name = |b: &[u8]| {
+            String::from_utf8(b.iter().take_while(|c| **c != 0).copied().collect()).unwrap()
+        };
+        let mut placed: Vec<(String, u64, Vec<u8>)> = Vec::new();
+        let mut next = 0x7000_0000u64;
+        for cmd in loader.chunks(128) {
+            let le32 = |at: usize| u32::from_le_bytes(cmd[at..at + 4].try_into().unwrap());
+            let idx = |at: usize| usize::try_from(le32(at)).unwrap();
+            match le32(0) {
+                1 => {
+                    let n = name(&cmd[4..60]);
+                    let align = u64::from(le32(60));
+                    let i = files.iter().position(|(f, _)| *f == n).unwrap();
+                    let (_, data) = files.remove(i);
+                    next = next.div_ceil(align) * align;
+                    placed.push((n, next, data.clone()));
+                    next += u64::try_from(data.len()).unwrap();
+                }
+                2 => {
+                    let (dst, src) = (name(&cmd[4..60]), name(&cmd[60..116]));
+                    let (off, size) = (idx(116), usize::from(cmd[120]));
+                    let base = placed.iter().find(|(f, _, _)| *f == src).unwrap().1;
+                    let d = &mut placed.iter_mut().find(|(f, _, _)| *f == dst).unwrap().2;
+                    let mut v = [0u8; 8];
+                    v[..size].copy_from_slice(&d[off..off + size]);
+                    let sum = (u64::from_le_bytes(v) + base).to_le_bytes();
+                    d[off..off + size].copy_from_slice(&sum[..size]);
+                }
+                3 => {
+                    let file = name(&cmd[4..60]);
+                    let (at, start, len) = (idx(60), idx(64), idx(68));
+                    let d = &mut placed.iter_mut().find(|(f, _, _)| *f == file).unwrap().2;
+                    let sum = d[start..start + len]
+                        .iter()
+                        .fold(0u8, |a, b| a.wrapping_add(*b));
+                    d[at] = d[at].wrapping_sub(sum);
+                }
+                _ => {}
+            }
+        }
+        placed
+    }
+
+    #[test]
+    fn qemus_files_link_to_the_same_tables() {
+        let tables = qemu_tables(2).unwrap();
+        assert_eq!(tables.len(), QEMU_TABLES_LEN);
+        let files = crate::tdx::acpi::Tables::derive(&tables).unwrap();
+        let placed = run_loader(
+            vec![
+                ("etc/acpi/rsdp", files.rsdp.to_vec()),
+                ("etc/acpi/tables", tables.clone()),
+            ],
+            &files.loader,
+        );
+        let (_, rsdp_at, rsdp) = &placed[0];
+        let (_, base, blob) = &placed[1];
+        assert!(rsdp_at % 16 == 0 && base % 64 == 0);
+        // Any guest address in the tables blob, checked as a table.
+        let at = |gpa: u64, sig: &[u8; 4]| -> &[u8] {
+            let off = usize::try_from(gpa - base).unwrap();
+            assert_eq!(&blob[off..off + 4], sig);
+            let len = usize::try_from(u32_at(&blob[off..], 4)).unwrap();
+            let t = &blob[off..off + len];
+            if sig != b"FACS" {
+                let sum = t.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+                assert_eq!(sum, 0, "{} checksum", String::from_utf8_lossy(sig));
+            }
+            t
+        };
+        // RSDP revision 0: checksum over 20 bytes, RSDT at 16.
+        assert_eq!(&rsdp[..8], b"RSD PTR ");
+        assert_eq!(rsdp.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+        let rsdt = at(u64::from(u32_at(rsdp, 16)), b"RSDT");
+        assert_eq!(rsdt.len(), 36 + 8);
+        let fadt = at(u64::from(u32_at(rsdt, 36)), b"FACP");
+        let madt = at(u64::from(u32_at(rsdt, 40)), b"APIC");
+        at(u64::from(u32_at(fadt, 36)), b"FACS");
+        let dsdt = at(u64::from(u32_at(fadt, 40)), b"DSDT");
+        assert_eq!(u64_at(fadt, 140), u64::from(u32_at(fadt, 40)));
+        assert!(dsdt.windows(4).any(|w| w == b"COM1"));
+        // Two local APICs and the I/O APIC.
+        assert_eq!(madt.len(), 44 + 2 * 8 + 12);
     }
 }

@@ -191,7 +191,10 @@ pub fn plan<'a>(cfg: &PlainConfig<'a>) -> Result<LaunchPlan<'a>> {
         steps,
         vcpus: vec![VcpuState::X86(bsp)],
         vcpu_count: cfg.vcpus,
-        fw_cfg: fw_cfg.with_e820(&ram, true).with_cpus(cfg.vcpus),
+        fw_cfg: fw_cfg
+            .with_e820(&ram, true)
+            .with_cpus(cfg.vcpus)
+            .with_acpi(std::borrow::Cow::Owned(acpi::qemu_tables(cfg.vcpus)?))?,
         ram,
         part: TeePart::None,
     })
