@@ -40,7 +40,26 @@ fn build(dir: &Path, out: &Path, name: &str) -> Result<(), String> {
         .arg(&obj))
 }
 
+/// The opt-in tests' Linux init: a static ELF (the default linker script, no -T).
+fn build_init(dir: &Path, out: &Path) -> Result<(), String> {
+    let src = dir.join("init.s");
+    let obj = out.join("init.o");
+    println!("cargo:rerun-if-changed={}", src.display());
+    run(Command::new("as").arg("--64").arg("-o").arg(&obj).arg(&src))?;
+    run(Command::new("ld")
+        .args(["-m", "elf_x86_64", "-static", "-e", "_start", "-o"])
+        .arg(out.join("init"))
+        .arg(&obj))
+}
+
 fn main() {
+    // The firmware boot tests (OVMF booting a Linux kernel) run only where asked: hosts
+    // with full KVM, where OVMF runs at a usable speed.
+    println!("cargo:rustc-check-cfg=cfg(cvm_firmware_tests)");
+    println!("cargo:rerun-if-env-changed=CVM_FIRMWARE_TESTS");
+    if std::env::var_os("CVM_FIRMWARE_TESTS").is_some_and(|v| v == "1") {
+        println!("cargo:rustc-cfg=cvm_firmware_tests");
+    }
     // The real-Linux boot test runs only where a kernel is named (hosts with full KVM).
     println!("cargo:rustc-check-cfg=cfg(cvm_linux_kernel)");
     println!("cargo:rerun-if-env-changed=CVM_LINUX_KERNEL");
@@ -55,5 +74,9 @@ fn main() {
             println!("cargo:warning=building guest payload {name}: {e}");
             std::process::exit(1);
         }
+    }
+    if let Err(e) = build_init(&dir, &out) {
+        println!("cargo:warning=building the test init: {e}");
+        std::process::exit(1);
     }
 }
