@@ -283,6 +283,9 @@ check_ids! {
     ReferenceMrEnclave => "reference.mr_enclave",
     /// SGX MRSIGNER.
     ReferenceMrSigner => "reference.mr_signer",
+    /// `cvm launch --attest`: the evidence is of the TEE launched, whose plan gave the
+    /// reference values (an unprotected launch has none).
+    LaunchReference => "launch.reference",
     // Policy (SNP, TDX, SGX).
     /// The policy applies to this evidence's type.
     PolicyTee => "policy.tee",

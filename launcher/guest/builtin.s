@@ -18,6 +18,10 @@
  *                    feature word, then one line "fw_cfg NAME SIZE SHA256" for every file
  *                    of the directory and for the kernel, setup, initrd and cmdline items;
  *                    status 0, or 5 when fw_cfg is missing or a transfer fails
+ *   cvm.test=evidence[:TYPE]
+ *                    print the initrd's bytes as the evidence line of `cvm launch --attest`
+ *                    ("CVM-EVIDENCE 1 TYPE <base64>", TYPE snp by default): the exchange
+ *                    with evidence from elsewhere; status 0, or 2 without an initrd
  *   cvm.exit=N       stop with status N (0-255) instead of 0
  *
  * Layout: 512-byte boot sector + 1 setup sector (the setup header at 0x1f1), then the
@@ -229,6 +233,14 @@ startup_64:
         test rax, rax
         jz 1f
         call fwcfg_probe
+        jmp stop
+1:
+        lea rdi, [rip + sw_evidence]
+        call find_switch
+        test rax, rax
+        jz 1f
+        mov rdi, rax
+        call evidence
         jmp stop
 1:
         lea rdi, [rip + sw_triple]
@@ -611,6 +623,101 @@ startup_legacy:
         jmp stop
 2:      call fwcfg_probe
         jmp stop
+
+/* cvm.test=evidence[:TYPE]: the initrd as the evidence line. rdi = the command line after
+   the switch. eax = the status. */
+evidence:
+        lea rsi, [rip + ev_snp]
+        cmp byte ptr [rdi], ':'
+        jne 1f
+        lea rsi, [rdi + 1]
+1:      mov rbx, rsi
+        mov rsi, [rip + boot_params]
+        mov r12d, dword ptr [rsi + 0x218]               /* ramdisk_image */
+        mov eax, dword ptr [rsi + 0xc0]
+        shl rax, 32
+        or r12, rax
+        mov r13d, dword ptr [rsi + 0x21c]               /* ramdisk_size */
+        mov eax, dword ptr [rsi + 0xc4]
+        shl rax, 32
+        or r13, rax
+        test r13, r13
+        jz 4f
+        lea rdi, [rip + msg_evidence]
+        call puts
+        mov dx, SERIAL
+2:      mov al, [rbx]                                   /* the type, to a space */
+        test al, al
+        jz 3f
+        cmp al, ' '
+        je 3f
+        out dx, al
+        inc rbx
+        jmp 2b
+3:      mov al, ' '
+        out dx, al
+        mov rsi, r12
+        mov rcx, r13
+        call base64
+        call newline
+        xor eax, eax
+        ret
+4:      lea rdi, [rip + msg_ev_none]
+        call puts
+        mov eax, 2
+        ret
+
+/* rcx bytes at rsi in standard base64, with padding, on the serial port. */
+base64:
+        lea r8, [rip + b64_chars]
+        mov dx, SERIAL
+1:      cmp rcx, 3
+        jb 2f
+        movzx r9d, byte ptr [rsi]
+        shl r9d, 8
+        movzx eax, byte ptr [rsi + 1]
+        or r9d, eax
+        shl r9d, 8
+        movzx eax, byte ptr [rsi + 2]
+        or r9d, eax
+        mov r10d, 4
+        call b64_emit
+        add rsi, 3
+        sub rcx, 3
+        jmp 1b
+2:      test rcx, rcx
+        jz 4f
+        movzx r9d, byte ptr [rsi]
+        shl r9d, 16
+        cmp rcx, 2
+        jb 3f
+        movzx eax, byte ptr [rsi + 1]
+        shl eax, 8
+        or r9d, eax
+3:      lea r10d, [ecx + 1]                             /* 2 or 3 characters */
+        call b64_emit
+        mov al, '='
+        out dx, al
+        cmp rcx, 2
+        je 4f
+        out dx, al
+4:      ret
+
+/* The top r10d sextets of the 24 bits in r9d, as base64 characters (r8: the alphabet). */
+b64_emit:
+        mov r11d, 18
+1:      mov eax, r9d
+        push rcx
+        mov ecx, r11d
+        shr eax, cl
+        pop rcx
+        and eax, 63
+        mov al, [r8 + rax]
+        out dx, al
+        sub r11d, 6
+        dec r10d
+        jnz 1b
+        ret
 
 /* One fw_cfg DMA transfer: control in edi (host order), length in ecx, guest address in
    rdx. eax = the control word QEMU writes back (0: done). Clobbers r8. */
@@ -1161,6 +1268,11 @@ sw_poke:        .asciz "cvm.test=poke"
 sw_triple:      .asciz "cvm.test=triple"
 sw_irq:         .asciz "cvm.test=irq"
 sw_fwcfg:       .asciz "cvm.test=fwcfg"
+sw_evidence:    .asciz "cvm.test=evidence"
+ev_snp:         .asciz "snp"
+msg_evidence:   .asciz "CVM-EVIDENCE 1 "
+msg_ev_none:    .asciz "error: cvm.test=evidence needs an initrd (the evidence)\n"
+b64_chars:      .ascii "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 msg_legacy:     .asciz "cvm built-in guest: booted through the real-mode entry\n"
 msg_fw_sig:     .asciz "fw_cfg signature QEMU features "
 msg_fw_cfg:     .asciz "fw_cfg "

@@ -12,6 +12,7 @@
 )]
 
 use super::CmdResult;
+use super::attest_launch::{LaunchReference, Session};
 use super::plan_args::{self, PlanArgs};
 use crate::error::CliError;
 use crate::output::{Format, Output, Render};
@@ -117,6 +118,9 @@ pub struct LaunchArgs {
     /// `author-key-enabled`).
     #[arg(long, requires = "id_block")]
     pub author_key_enabled: bool,
+    /// `--attest` and its verification options.
+    #[command(flatten)]
+    pub attest: super::attest_launch::AttestArgs,
 }
 
 /// The TEEs cvm models for `--dry-run`.
@@ -147,7 +151,7 @@ fn check_memory(memory: u64) -> Result<(), CliError> {
     Ok(())
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d.is_zero() {
         return Err("a timeout of zero would stop the guest before it starts".into());
@@ -264,6 +268,9 @@ pub struct LaunchReport {
     /// them at boot, not the host: a model of the launch cannot confirm them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmr_expected_from_plan: Option<[Option<String>; 4]>,
+    /// `--attest`: the nonce, the evidence and the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attest: Option<super::attest_launch::AttestReport>,
     /// TDX: the edk2 recipe the RTMRs follow, and how it was decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tdvf_recipe: Option<cvm_firmware::edk2::Detected>,
@@ -331,6 +338,13 @@ impl Render for LaunchReport {
         let Some(stop) = &self.stop else {
             return Ok(());
         };
+        if let Some(a) = &self.attest {
+            writeln!(out, "nonce:   {}", a.nonce)?;
+            match &a.verdict {
+                Some(v) => v.render_text(out)?,
+                None => writeln!(out, "verdict: none (no evidence)")?,
+            }
+        }
         writeln!(
             out,
             "cvm: {} after {:.1} ms ({}, {} MiB{}{})",
@@ -386,7 +400,12 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
         ("--host-data", args.host_data.is_some(), plan_args::SNP),
         ("--id-key", args.id.id_key.is_some(), plan_args::SNP),
         ("--qgs", args.qgs.is_some(), plan_args::TDX),
-        ("--certs", args.certs.is_some(), plan_args::SNP),
+        // With --attest, --certs also verifies the evidence, of any launch.
+        (
+            "--certs",
+            args.certs.is_some() && !args.attest.attest,
+            plan_args::SNP,
+        ),
         ("--id-block", args.id_block.is_some(), plan_args::SNP),
     ]));
     given.extend(args.td_owner.given());
@@ -487,6 +506,13 @@ fn launch(
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     let tee = choose(args)?;
+    if args.dry_run && args.attest.attest {
+        return Err(CliError::Usage(
+            "--dry-run --attest needs the models to answer the guest's attestation requests, \
+             which they do not yet: attest a real launch"
+                .into(),
+        ));
+    }
     if args.dry_run && tee == Tee::Tdx {
         return tdx_dry_run(args);
     }
@@ -496,15 +522,9 @@ fn launch(
     if tee == Tee::Tdx {
         return with_tdx_plan(args, |plan, backend, memory| {
             let platform = platform(args);
-            let outcome = run_on_kvm(args, format, plan, Box::new(backend))?;
-            Ok(run_report(
-                args,
-                tee,
-                boot_name(args),
-                memory,
-                &platform,
-                outcome,
-            ))
+            let (outcome, session) = run_on_kvm(args, format, plan, Box::new(backend))?;
+            let ran = run_report(args, tee, boot_name(args), memory, &platform, outcome);
+            attested(args, tee, plan, ran, session)
         });
     }
     if tee != Tee::None {
@@ -525,16 +545,10 @@ fn launch(
     super::log_plan(&plan);
 
     let platform = platform(args);
-    let outcome = run_on_kvm(args, format, &plan, Box::new(vmm::none::NoneBackend))?;
+    let (outcome, session) = run_on_kvm(args, format, &plan, Box::new(vmm::none::NoneBackend))?;
     let memory = plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY);
-    Ok(run_report(
-        args,
-        Tee::None,
-        boot_name,
-        memory,
-        &platform,
-        outcome,
-    ))
+    let ran = run_report(args, Tee::None, boot_name, memory, &platform, outcome);
+    attested(args, Tee::None, &plan, ran, session)
 }
 
 /// The report's `boot`: `firmware`, `firmware+kernel` (the firmware boots the kernel it
@@ -549,17 +563,24 @@ fn boot_name(args: &LaunchArgs) -> &'static str {
 }
 
 /// Runs `plan` with `backend` on KVM, with the serial port, timeout and platform of
-/// `args`, until the guest stops.
+/// `args`, until the guest stops; with `--attest`, serving the nonce and watching the
+/// console for the evidence.
 #[cfg(target_arch = "x86_64")]
 fn run_on_kvm(
     args: &LaunchArgs,
     format: Format,
     plan: &cvm_firmware::plan::LaunchPlan<'_>,
     backend: Box<dyn vmm::backend::Backend>,
-) -> Result<vmm::Outcome, CliError> {
+) -> Result<(vmm::Outcome, Option<Session>), CliError> {
     let platform = platform(args);
-    vmm::run(
-        plan,
+    let session = args
+        .attest
+        .attest
+        .then(|| Session::new(&args.attest))
+        .transpose()?;
+    let served = session.as_ref().map(|s| s.serve(plan));
+    let outcome = vmm::run(
+        served.as_ref().unwrap_or(plan),
         backend,
         RunOptions {
             serial: serial_out(&args.serial, format)?,
@@ -579,9 +600,60 @@ fn run_on_kvm(
                 })?)),
                 None => None,
             },
+            attest: session.as_ref().map(|s| s.watch(&args.attest)),
         },
     )
-    .map_err(CliError::Launch)
+    .map_err(CliError::Launch)?;
+    Ok((outcome, session))
+}
+
+/// The report of a launch that ran, with `--attest`'s verdict: the exit code is the
+/// verdict's when it fails, and the launch's otherwise.
+#[cfg(target_arch = "x86_64")]
+fn attested(
+    args: &LaunchArgs,
+    tee: Tee,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    (mut report, result): (LaunchReport, Result<(), CliError>),
+    session: Option<Session>,
+) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    let Some(session) = session else {
+        return Ok((report, result));
+    };
+    let measured = cvm_firmware::launch::measure(plan, &Default::default()).ok();
+    let reference = match (tee, measured) {
+        (Tee::Snp, Some(cvm_firmware::launch::LaunchMeasurement::Sev(m))) => LaunchReference {
+            snp_measurement: m.digest.try_into().ok(),
+            host_data: Some(args.host_data.unwrap_or_default()),
+            tdx: None,
+        },
+        (Tee::Tdx, Some(cvm_firmware::launch::LaunchMeasurement::Tdx(m))) => {
+            let mut values = m.values();
+            let [config_id, owner, owner_config] = args.td_owner.values();
+            values.mr_config_id = Some(cvm_firmware::reference::Hex(config_id));
+            values.mr_owner = Some(cvm_firmware::reference::Hex(owner));
+            values.mr_owner_config = Some(cvm_firmware::reference::Hex(owner_config));
+            LaunchReference {
+                snp_measurement: None,
+                host_data: None,
+                tdx: Some(values),
+            }
+        }
+        _ => LaunchReference {
+            snp_measurement: None,
+            host_data: None,
+            tdx: None,
+        },
+    };
+    let (attest, verdict) = super::attest_launch::verdict(
+        &args.attest,
+        args.certs.as_deref(),
+        tee,
+        &session,
+        &reference,
+    )?;
+    report.attest = Some(attest);
+    Ok((report, verdict.and(result)))
 }
 
 /// An SNP, SEV-ES or SEV guest on the hardware.
@@ -593,10 +665,9 @@ fn confidential(
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     with_sev_plan(args, tee, |plan, backend, memory| {
         let platform = platform(args);
-        let outcome = run_on_kvm(args, format, plan, Box::new(backend))?;
-        Ok(run_report(
-            args, tee, "firmware", memory, &platform, outcome,
-        ))
+        let (outcome, session) = run_on_kvm(args, format, plan, Box::new(backend))?;
+        let ran = run_report(args, tee, boot_name(args), memory, &platform, outcome);
+        attested(args, tee, plan, ran, session)
     })
 }
 
@@ -612,7 +683,7 @@ fn run_report(
     outcome: vmm::Outcome,
 ) -> (LaunchReport, Result<(), CliError>) {
     let status = outcome.reason.guest_status();
-    let result = if status == Some(0) {
+    let result = if status == Some(0) || outcome.reason == vmm::StopReason::Attested {
         Ok(())
     } else {
         Err(CliError::GuestExit(outcome.reason.to_string()))
@@ -629,6 +700,7 @@ fn run_report(
         mrtd: None,
         rtmr_expected_from_plan: None,
         tdvf_recipe: None,
+        attest: None,
         launch_measure: outcome.launch_measure.as_deref().map(hex::encode),
         stop: Some(StopReport {
             reason: outcome.reason.kind(),
@@ -984,6 +1056,7 @@ fn dry_report(
         mrtd: None,
         rtmr_expected_from_plan: None,
         tdvf_recipe: None,
+        attest: None,
         launch_measure: None,
         stop: None,
         elapsed_ms: None,

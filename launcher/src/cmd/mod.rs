@@ -1,6 +1,7 @@
 //! The subcommands. Each returns its rendered result (if it produced one) and whether it
 //! succeeded, so that a result is printed even when the command then fails.
 
+pub mod attest_launch;
 pub mod inspect;
 #[cfg(target_os = "linux")]
 pub mod launch;

@@ -163,7 +163,8 @@ pub enum AnyVerdict {
 }
 
 impl AnyVerdict {
-    fn failure(&self) -> Option<(Category, String)> {
+    /// The most severe failure and the first failed check, if any check failed.
+    pub(crate) fn failure(&self) -> Option<(Category, String)> {
         fn first<C>(v: &Verdict<C>) -> Option<(Category, String)> {
             v.failure().zip(
                 v.failed_checks()
@@ -250,22 +251,58 @@ impl Render for BatchReport {
     }
 }
 
+/// Where a verification's certificates, collateral and policy come from: `cvm verify`'s
+/// options, or `cvm launch --attest`'s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// SNP: the certificates directory.
+    pub certs: Option<&'a Path>,
+    /// SNP: the CRL.
+    pub crl: Option<&'a Path>,
+    /// SNP: accept unchecked revocation.
+    pub no_crl: bool,
+    /// Extra trusted roots.
+    pub root: &'a [PathBuf],
+    /// TDX: the collateral.
+    pub collateral: Option<&'a Path>,
+    /// TDX: an event log to replay.
+    pub event_log: Option<&'a Path>,
+    /// The policy file.
+    pub policy: Option<&'a Path>,
+}
+
+impl<'a> Sources<'a> {
+    fn of(args: &'a VerifyArgs) -> Self {
+        Sources {
+            certs: args.certs.as_deref(),
+            crl: args.crl.as_deref(),
+            no_crl: args.no_crl,
+            root: &args.root,
+            collateral: args.collateral.as_deref(),
+            event_log: args.event_log.as_deref(),
+            policy: args.policy.as_deref(),
+        }
+    }
+}
+
 /// What a TDX verification needs besides the quote, loaded once per process.
-struct TdxInputs {
+pub struct TdxInputs {
     root: tdx::pck::IntelRoot,
     collateral: Option<tdx::collateral::Collateral>,
-    reference: Option<tdx::appraise::Reference>,
+    /// The reference values (`None`: none compared).
+    pub reference: Option<tdx::appraise::Reference>,
     policy: tdx::appraise::Policy,
     event_log: Option<tdx::appraise::EventLog>,
     cache: cvm_attest::Cache,
 }
 
 /// What an SNP verification needs besides the report, loaded once per process.
-struct SnpInputs {
+pub struct SnpInputs {
     roots: Roots,
     supplied: Supplied,
     crl: Option<Crl>,
-    reference: Option<Reference>,
+    /// The reference values (`None`: none compared).
+    pub reference: Option<Reference>,
     policy: Policy,
     /// Shared by a batch: the chain is verified once.
     cache: cvm_attest::Cache,
@@ -323,42 +360,54 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
                     Some(i) => i,
                     None => tdx_inputs_for(args)?,
                 };
-                let v = tdx::Verifier {
-                    root: &i.root,
-                    collateral: i.collateral.as_ref(),
-                    reference: i.reference.as_ref(),
-                    policy: &i.policy,
-                    event_log: i.event_log.as_ref(),
-                    at,
-                    cache: &i.cache,
-                }
-                .verify(&evidence);
+                let v = verify_tdx(&i, &evidence, at);
                 tdx_inputs = Some(i);
-                AnyVerdict::Tdx(Box::new(VerifyReport(v)))
+                v
             }
             _ => {
                 let i = match snp_inputs.take() {
                     Some(i) => i,
                     None => snp_inputs_for(args)?,
                 };
-                let v = cvm_attest::snp::Verifier {
-                    roots: &i.roots,
-                    supplied: &i.supplied,
-                    crl: i.crl.as_ref(),
-                    reference: i.reference.as_ref(),
-                    policy: &i.policy,
-                    at,
-                    cache: &i.cache,
-                }
-                .verify(&evidence);
+                let v = verify_snp(&i, &evidence, at);
                 snp_inputs = Some(i);
-                AnyVerdict::Snp(Box::new(VerifyReport(v)))
+                v
             }
         };
         verdict.log(path);
         out.push((path.clone(), verdict));
     }
     Ok(out)
+}
+
+/// Verifies a DCAP quote.
+pub fn verify_tdx(i: &TdxInputs, evidence: &[u8], at: Time) -> AnyVerdict {
+    let v = tdx::Verifier {
+        root: &i.root,
+        collateral: i.collateral.as_ref(),
+        reference: i.reference.as_ref(),
+        policy: &i.policy,
+        event_log: i.event_log.as_ref(),
+        at,
+        cache: &i.cache,
+    }
+    .verify(evidence);
+    AnyVerdict::Tdx(Box::new(VerifyReport(v)))
+}
+
+/// Verifies an SNP report.
+pub fn verify_snp(i: &SnpInputs, evidence: &[u8], at: Time) -> AnyVerdict {
+    let v = cvm_attest::snp::Verifier {
+        roots: &i.roots,
+        supplied: &i.supplied,
+        crl: i.crl.as_ref(),
+        reference: i.reference.as_ref(),
+        policy: &i.policy,
+        at,
+        cache: &i.cache,
+    }
+    .verify(evidence);
+    AnyVerdict::Snp(Box::new(VerifyReport(v)))
 }
 
 /// The evidence type: given, or detected. A DCAP quote starts with version 3, 4 or 5 and
@@ -443,9 +492,9 @@ fn merge_report_data(args: &VerifyArgs, field: &mut Expected<Bytes<64>>) -> Resu
 }
 
 /// The roots named with `--root`, parsed.
-fn extra_roots(args: &VerifyArgs) -> Result<Vec<(PathBuf, Cert)>, CliError> {
+fn extra_roots(src: &Sources<'_>) -> Result<Vec<(PathBuf, Cert)>, CliError> {
     let mut out = Vec::new();
-    for path in &args.root {
+    for path in src.root {
         let bytes = read_file(path, InputKind::Certificate)?;
         for cert in Cert::parse_file(&bytes, "the root certificate").map_err(|e| config(path, e))? {
             out.push((path.clone(), cert));
@@ -455,51 +504,77 @@ fn extra_roots(args: &VerifyArgs) -> Result<Vec<(PathBuf, Cert)>, CliError> {
 }
 
 fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
-    let mut root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
-        path: PathBuf::from("built-in Intel SGX Root CA"),
-        source: e.into(),
-    })?;
-    for (_, cert) in extra_roots(args)? {
-        root.add_root(cert);
-    }
-    let collateral = match &args.collateral {
-        Some(p) => Some(read_collateral(p)?),
-        None => None,
-    };
     let mut reference = match &args.reference {
         Some(p) => Some(read_text(p, tdx::appraise::Reference::parse)?),
         None => None,
     };
     if args.report_data.is_some() {
-        let r = reference.get_or_insert(tdx::appraise::Reference {
-            tee: None,
-            mrtd: Expected::Skip,
-            rtmr: [
-                Expected::Skip,
-                Expected::Skip,
-                Expected::Skip,
-                Expected::Skip,
-            ],
-            mr_config_id: Expected::Skip,
-            mr_owner: Expected::Skip,
-            mr_owner_config: Expected::Skip,
-            mr_service_td: Expected::Skip,
-            mr_seam: Expected::Skip,
-            report_data: Expected::Skip,
-            mr_enclave: Expected::Skip,
-            mr_signer: Expected::Skip,
-        });
+        let r = reference.get_or_insert_with(tdx_reference_skip);
         merge_report_data(args, &mut r.report_data)?;
     }
+    tdx_inputs(&Sources::of(args), reference)
+}
+
+/// A TDX reference that compares nothing (until fields are set).
+pub fn tdx_reference_skip() -> tdx::appraise::Reference {
+    tdx::appraise::Reference {
+        tee: None,
+        mrtd: Expected::Skip,
+        rtmr: [
+            Expected::Skip,
+            Expected::Skip,
+            Expected::Skip,
+            Expected::Skip,
+        ],
+        mr_config_id: Expected::Skip,
+        mr_owner: Expected::Skip,
+        mr_owner_config: Expected::Skip,
+        mr_service_td: Expected::Skip,
+        mr_seam: Expected::Skip,
+        report_data: Expected::Skip,
+        mr_enclave: Expected::Skip,
+        mr_signer: Expected::Skip,
+    }
+}
+
+/// An SNP reference that compares nothing (until fields are set).
+pub fn snp_reference_skip() -> Reference {
+    Reference {
+        measurement: Expected::Skip,
+        host_data: Expected::Skip,
+        id_key_digest: Expected::Skip,
+        author_key_digest: Expected::Skip,
+        report_data: Expected::Skip,
+        family_id: Expected::Skip,
+        image_id: Expected::Skip,
+    }
+}
+
+/// What a TDX verification with `reference` needs, from `src`.
+pub fn tdx_inputs(
+    src: &Sources<'_>,
+    reference: Option<tdx::appraise::Reference>,
+) -> Result<TdxInputs, CliError> {
+    let mut root = tdx::pck::IntelRoot::builtin().map_err(|e| CliError::Evidence {
+        path: PathBuf::from("built-in Intel SGX Root CA"),
+        source: e.into(),
+    })?;
+    for (_, cert) in extra_roots(src)? {
+        root.add_root(cert);
+    }
+    let collateral = match src.collateral {
+        Some(p) => Some(read_collateral(p)?),
+        None => None,
+    };
     Ok(TdxInputs {
         root,
         collateral,
         reference,
-        policy: match &args.policy {
+        policy: match src.policy {
             Some(p) => read_text(p, tdx::appraise::Policy::parse)?,
             None => tdx::appraise::Policy::default(),
         },
-        event_log: match &args.event_log {
+        event_log: match src.event_log {
             Some(p) => Some(read_text(p, tdx::appraise::parse_event_log)?),
             None => None,
         },
@@ -508,22 +583,40 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
 }
 
 fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
+    let mut reference = match &args.reference {
+        Some(p) => Some(read_text(p, Reference::parse)?),
+        None => None,
+    };
+    if args.report_data.is_some() {
+        let r = reference.get_or_insert_with(snp_reference_skip);
+        merge_report_data(args, &mut r.report_data)?;
+    }
+    snp_inputs(&Sources::of(args), reference, None)
+}
+
+/// What an SNP verification with `reference` needs, from `src`; `supplied` replaces the
+/// certificates of `src.certs` (the guest's certificate table).
+pub fn snp_inputs(
+    src: &Sources<'_>,
+    reference: Option<Reference>,
+    supplied: Option<Supplied>,
+) -> Result<SnpInputs, CliError> {
     let mut roots = Roots::amd().map_err(|e| CliError::Evidence {
         path: PathBuf::from("built-in AMD roots"),
         source: e.into(),
     })?;
-    for (path, cert) in extra_roots(args)? {
+    for (path, cert) in extra_roots(src)? {
         roots
             .add_root(cert)
             .map_err(|e| config(&path, InputError::Other(e)))?;
     }
-    let supplied = match &args.certs {
-        Some(dir) => read_certs(dir)?,
-        None => Supplied::default(),
+    let supplied = match (supplied, src.certs) {
+        (Some(s), _) => s,
+        (None, Some(dir)) => read_certs(dir)?,
+        (None, None) => Supplied::default(),
     };
-    let crl = args
+    let crl = src
         .crl
-        .as_deref()
         .map(|p| {
             let bytes = read_file(p, InputKind::Collateral)?;
             Crl::parse(&bytes, "the CRL").map_err(|e| CliError::Evidence {
@@ -532,27 +625,11 @@ fn snp_inputs_for(args: &VerifyArgs) -> Result<SnpInputs, CliError> {
             })
         })
         .transpose()?;
-    let mut reference = match &args.reference {
-        Some(p) => Some(read_text(p, Reference::parse)?),
-        None => None,
-    };
-    if args.report_data.is_some() {
-        let r = reference.get_or_insert(Reference {
-            measurement: Expected::Skip,
-            host_data: Expected::Skip,
-            id_key_digest: Expected::Skip,
-            author_key_digest: Expected::Skip,
-            report_data: Expected::Skip,
-            family_id: Expected::Skip,
-            image_id: Expected::Skip,
-        });
-        merge_report_data(args, &mut r.report_data)?;
-    }
-    let mut policy = match &args.policy {
+    let mut policy = match src.policy {
         Some(p) => read_text(p, Policy::parse)?,
         None => Policy::default(),
     };
-    if args.no_crl {
+    if src.no_crl {
         policy.allow_unchecked_revocation = true;
     }
     Ok(SnpInputs {

@@ -24,6 +24,7 @@ mod vcpu;
 pub use devices::{DEBUG_EXIT_PORT, SERIAL_IRQ, SERIAL_PORT, SerialOut};
 
 use backend::{Backend, Hardware, PlatformOptions};
+use cvm_attest::exchange::{EvidenceLine, LineError, LineScanner};
 use cvm_firmware::Tee;
 use cvm_firmware::plan::LaunchPlan;
 use devices::{Devices, Interrupt};
@@ -76,6 +77,56 @@ pub struct RunOptions {
     pub machine: platform::Machine,
     /// Where the firmware's debug port (0x402) writes.
     pub firmware_log: Option<SerialOut>,
+    /// `--attest`: watch the console for the guest's evidence line.
+    pub attest: Option<AttestWatch>,
+}
+
+/// What `cvm launch --attest` watches the guest's console for.
+pub struct AttestWatch {
+    /// Called (on the vCPU thread that wrote it) with every evidence line the console
+    /// carries, decoded or with its error; returns whether to stop the guest now.
+    pub on_line: Box<dyn FnMut(Result<EvidenceLine, LineError>) -> bool + Send>,
+    /// Stop the guest when no decodable line has come by then.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for AttestWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestWatch")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The console's writer with `--attest`: writes through, and hands every evidence line
+/// to the watch (which may stop the guest).
+struct ConsoleTap {
+    inner: SerialOut,
+    scanner: LineScanner,
+    on_line: Box<dyn FnMut(Result<EvidenceLine, LineError>) -> bool + Send>,
+    seen: Arc<AtomicBool>,
+    control: Arc<Control>,
+}
+
+impl std::io::Write for ConsoleTap {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let (on_line, seen, control) = (&mut self.on_line, &self.seen, &self.control);
+        self.scanner
+            .feed(buf.get(..n).unwrap_or_default(), &mut |line| {
+                if line.is_ok() {
+                    seen.store(true, Ordering::Release);
+                }
+                if on_line(line) {
+                    control.stop(StopReason::Attested);
+                }
+            });
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Why the VM stopped.
@@ -168,6 +219,10 @@ pub enum StopReason {
     },
     /// The timeout expired.
     Timeout(Duration),
+    /// `--attest --after-attest stop`: the guest's evidence arrived.
+    Attested,
+    /// `--attest`: no evidence line came within the attestation timeout.
+    AttestTimeout(Duration),
     /// SIGINT or SIGTERM.
     Signal,
 }
@@ -199,6 +254,8 @@ impl StopReason {
             StopReason::Unhandled { .. } => "unhandled-exit",
             StopReason::RunFailed { .. } => "run-failed",
             StopReason::Timeout(_) => "timeout",
+            StopReason::Attested => "attested",
+            StopReason::AttestTimeout(_) => "attest-timeout",
             StopReason::Signal => "signal",
         }
     }
@@ -279,6 +336,10 @@ impl std::fmt::Display for StopReason {
                 )
             }
             StopReason::Timeout(d) => write!(f, "the guest did not stop within {d:?}"),
+            StopReason::Attested => write!(f, "the guest's evidence arrived"),
+            StopReason::AttestTimeout(d) => {
+                write!(f, "the guest wrote no CVM-EVIDENCE line within {d:?}")
+            }
             StopReason::Signal => write!(f, "stopped by SIGINT or SIGTERM"),
         }
     }
@@ -661,7 +722,21 @@ impl Vm {
             .filter(|r| r.gpa >= 1 << 32)
             .map(|r| r.len)
             .sum();
-        let mut devices = Devices::new(opts.serial, irq).with_platform(platform::Platform::new(
+        let seen = Arc::new(AtomicBool::new(false));
+        let (serial, attest_timeout): (SerialOut, _) = match opts.attest {
+            Some(watch) => (
+                Box::new(ConsoleTap {
+                    inner: opts.serial,
+                    scanner: LineScanner::default(),
+                    on_line: watch.on_line,
+                    seen: Arc::clone(&seen),
+                    control: Arc::clone(&self.control),
+                }),
+                Some(watch.timeout),
+            ),
+            None => (opts.serial, None),
+        };
+        let mut devices = Devices::new(serial, irq).with_platform(platform::Platform::new(
             opts.machine,
             low,
             high,
@@ -698,7 +773,12 @@ impl Vm {
             self.threads.push(t);
         }
 
-        let waited = wait.until_stop(&control, start, opts.timeout);
+        let waited = wait.until_stop(
+            &control,
+            start,
+            opts.timeout,
+            attest_timeout.map(|t| (t, &*seen)),
+        );
         let elapsed = start.elapsed();
         tracing::info!("the guest stopped after {elapsed:?}");
         if let Ok(Some(reason)) = &waited {
@@ -777,18 +857,32 @@ impl Waiter {
         control: &Control,
         start: Instant,
         timeout: Option<Duration>,
+        attest: Option<(Duration, &AtomicBool)>,
     ) -> Result<Option<StopReason>, LaunchError> {
-        let deadline = timeout.map(|t| start + t);
         let mut events = [EpollEvent::default(); 2];
         loop {
             if control.stopping.load(Ordering::Acquire) {
                 return Ok(None); // a vCPU recorded why
             }
-            let timeout_ms = match deadline {
+            // The attestation deadline counts until the evidence has come.
+            let waiting = attest.filter(|(_, seen)| !seen.load(Ordering::Acquire));
+            if let Some((t, _)) = waiting
+                && start.elapsed() >= t
+            {
+                return Ok(Some(StopReason::AttestTimeout(t)));
+            }
+            let deadline = [
+                timeout.map(|t| (start + t, StopReason::Timeout(t))),
+                waiting.map(|(t, _)| (start + t, StopReason::AttestTimeout(t))),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(d, _)| *d);
+            let timeout_ms = match deadline.as_ref().map(|(d, _)| *d) {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Ok(Some(StopReason::Timeout(timeout.unwrap_or_default())));
+                        return Ok(deadline.map(|(_, why)| why));
                     }
                     i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX)
                 }

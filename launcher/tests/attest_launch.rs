@@ -1,0 +1,200 @@
+//! `cvm launch --attest` on this machine, for real: the built-in guest under `--tee none`
+//! delivers real evidence from ../shared/vectors (`cvm.test=evidence:TYPE` prints its
+//! initrd as the evidence line), and the host verifies it. The signature and chain
+//! checks pass; the nonce binding and the missing reference values fail, with the
+//! policy-rejected exit code. Malformed, oversized and missing evidence give clear
+//! errors and the guest-failed code, and the VM is always torn down.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+mod common;
+
+use common::{cvm, have_kvm, stdout_json, temp_file, vectors};
+use sha2::{Digest, Sha512};
+use std::path::PathBuf;
+
+const POLICY_REJECTED: i32 = 5;
+const GUEST_FAILED: i32 = 8;
+
+fn builtin() -> String {
+    PathBuf::from(env!("OUT_DIR"))
+        .join("builtin.bin")
+        .display()
+        .to_string()
+}
+
+/// `cvm --format json launch --tee none --kernel (built-in) --initrd INITRD --cmdline
+/// CMDLINE --attest EXTRA`: exit code, report, stderr.
+fn attest(initrd: &str, cmdline: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let kernel = builtin();
+    let mut args = vec![
+        "--format",
+        "json",
+        "launch",
+        "--tee",
+        "none",
+        "--kernel",
+        &kernel,
+        "--initrd",
+        initrd,
+        "--cmdline",
+        cmdline,
+        "--serial",
+        "none",
+        "--timeout",
+        "60s",
+        "--attest",
+    ];
+    args.extend_from_slice(extra);
+    let out = cvm(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap(), stdout_json(&out), err)
+}
+
+fn check<'v>(verdict: &'v serde_json::Value, name: &str) -> &'v str {
+    verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}"))["outcome"]
+        .as_str()
+        .unwrap()
+}
+
+#[test]
+fn a_real_snp_report_is_verified_and_fails_only_on_binding_and_references() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(v) = vectors() else { return };
+    let case = v.join("snp/snp-milan-v2-gosevguest");
+    let out = temp_file("attest-evidence.bin", b"");
+    let nonce = "11".repeat(32);
+    let (code, json, err) = attest(
+        case.join("report.bin").to_str().unwrap(),
+        "cvm.test=evidence:snp",
+        &[
+            "--certs",
+            case.join("certs").to_str().unwrap(),
+            "--no-crl",
+            "--nonce",
+            &nonce,
+            "--after-attest",
+            "stop",
+            "--evidence-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, POLICY_REJECTED, "{err}");
+    let a = &json["attest"];
+    assert_eq!(a["nonce"], nonce.as_str());
+    // The binding the guest should have put in REPORT_DATA: SHA-512(label || nonce).
+    let mut h = Sha512::new();
+    h.update(b"cvm-evidence-nonce/1");
+    h.update([0x11u8; 32]);
+    assert_eq!(a["report_data"], hex::encode(h.finalize()));
+    assert_eq!(a["evidence"], "snp");
+    let v = &a["verdict"];
+    assert_eq!(v["verdict"], "fail");
+    for passed in [
+        "report.signature",
+        "chain.root",
+        "chain.leaf.signature",
+        "leaf.chip_id",
+    ] {
+        assert_eq!(check(v, passed), "pass", "{passed}");
+    }
+    assert_eq!(check(v, "reference.report_data"), "fail");
+    assert_eq!(check(v, "launch.reference"), "fail");
+    assert_eq!(json["stop"]["reason"], "attested");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(case.join("report.bin")).unwrap()
+    );
+    assert!(err.contains("verification failed"), "{err}");
+}
+
+#[test]
+fn a_real_tdx_quote_is_verified_with_its_collateral() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(v) = vectors() else { return };
+    let case = v.join("tdx/tdx-v4-phala-b0c06f-uptodate");
+    let (code, json, err) = attest(
+        case.join("quote.bin").to_str().unwrap(),
+        "cvm.test=evidence:tdx",
+        &[
+            "--collateral",
+            case.join("collateral.json").to_str().unwrap(),
+            "--at",
+            "2025-07-01T00:00:00Z",
+            "--after-attest",
+            "stop",
+        ],
+    );
+    assert_eq!(code, POLICY_REJECTED, "{err}");
+    let v = &json["attest"]["verdict"];
+    assert_eq!(v["tee"], "tdx");
+    for passed in [
+        "quote.signature",
+        "pck.leaf",
+        "qe.report_signature",
+        "tcb.status",
+    ] {
+        assert_eq!(check(v, passed), "pass", "{passed}");
+    }
+    assert_eq!(check(v, "reference.report_data"), "fail");
+    assert_eq!(check(v, "launch.reference"), "fail");
+}
+
+#[test]
+fn malformed_oversized_and_missing_evidence_are_guest_failures() {
+    if !have_kvm() {
+        return;
+    }
+    let small = temp_file("attest-small.bin", [1u8, 2, 3]);
+    let small = small.to_str().unwrap();
+    // A type the protocol does not have: reported, ignored, and then no evidence.
+    let (code, json, err) = attest(small, "cvm.test=evidence:sgx", &[]);
+    assert_eq!(code, GUEST_FAILED, "{err}");
+    let malformed = json["attest"]["malformed_lines"].as_array().unwrap();
+    assert!(malformed[0].as_str().unwrap().contains("type at byte 15"));
+    assert!(err.contains("no valid evidence"), "{err}");
+    // Over the line limit (256 KiB of base64): reported as too long.
+    let big = temp_file("attest-big.bin", vec![0xa5u8; 200 << 10]);
+    let (code, json, err) = attest(big.to_str().unwrap(), "cvm.test=evidence:snp", &[]);
+    assert_eq!(code, GUEST_FAILED, "{err}");
+    assert!(
+        json["attest"]["malformed_lines"][0]
+            .as_str()
+            .unwrap()
+            .contains("longer than"),
+        "{json}"
+    );
+    // No evidence at all within --attest-timeout: the VM is stopped.
+    let (code, json, err) = attest(small, "cvm.test=hang", &["--attest-timeout", "1s"]);
+    assert_eq!(code, GUEST_FAILED, "{err}");
+    assert_eq!(json["stop"]["reason"], "attest-timeout");
+    assert!(err.contains("no CVM-EVIDENCE line"), "{err}");
+}
+
+#[test]
+fn attest_options_are_checked() {
+    // --dry-run cannot attest yet; the verification options need --attest.
+    let out = cvm(&["launch", "--tee", "snp", "--dry-run", "--attest"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dry-run --attest"));
+    let out = cvm(&["launch", "--tee", "none", "--no-crl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--attest"));
+    let out = cvm(&["launch", "--tee", "none", "--attest", "--nonce", "abcd"]);
+    assert_eq!(out.status.code(), Some(1));
+}
