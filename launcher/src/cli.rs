@@ -42,6 +42,9 @@ pub enum Command {
     /// Show the structure of a firmware image.
     #[command(subcommand)]
     Inspect(InspectArgs),
+    /// Inside a Linux guest: the guest side of `cvm launch --attest`.
+    #[command(subcommand)]
+    Guest(cmd::guest::GuestArgs),
 }
 
 /// Runs `cvm` with `args` (including the program name), writing results to `stdout` and
@@ -91,6 +94,7 @@ fn dispatch(command: Command, format: Format) -> CmdResult {
         Command::Measure(args) => cmd::measure::run(&args),
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Verify(args) => cmd::verify::run(&args),
+        Command::Guest(args) => cmd::guest::run(&args),
     }
 }
 
