@@ -186,12 +186,80 @@ fn malformed_oversized_and_missing_evidence_are_guest_failures() {
     assert!(err.contains("no CVM-EVIDENCE line"), "{err}");
 }
 
+/// `--dry-run --attest` for SNP: the guest's report request, sealed with the VMPCK0 of the
+/// model's secrets page, answered by the model's firmware with a report signed by the SNP
+/// test PKI's VCEK; the verdict passes only with that PKI's root named, and checks the
+/// plan's measurement, HOST_DATA and the nonce binding.
+#[test]
+fn snp_dry_run_attests_through_the_model() {
+    let Some(firmware) = common::shared("reference/inputs/sid/OVMF.amdsev.fd") else {
+        return;
+    };
+    let pki = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/snp-test-pki");
+    let (fw, ark, crl) = (
+        firmware.display().to_string(),
+        pki.join("test-ark.der").display().to_string(),
+        pki.join("test-crl-empty.der").display().to_string(),
+    );
+    let host_data = "ab".repeat(32);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--format",
+            "json",
+            "launch",
+            "--tee",
+            "snp",
+            "--dry-run",
+            "--attest",
+            "--firmware",
+            &fw,
+            "--vcpu-type",
+            "EPYC-Milan",
+            "--crl",
+            &crl,
+            "--host-data",
+            &host_data,
+        ];
+        args.extend_from_slice(extra);
+        let out = cvm(&args);
+        (out.status.code().unwrap(), stdout_json(&out))
+    };
+    let (code, json) = run(&["--root", &ark]);
+    assert_eq!(code, 0, "{json}");
+    let v = &json["attest"]["verdict"];
+    assert_eq!(v["verdict"], "pass");
+    for c in [
+        "reference.measurement",
+        "reference.host_data",
+        "reference.report_data",
+        "launch.reference",
+        "report.signature",
+        "chain.crl.revocation",
+    ] {
+        assert_eq!(check(v, c), "pass", "{c}");
+    }
+    assert_eq!(v["claims"]["measurement"], json["measurement"]);
+    assert_eq!(v["claims"]["host_data"], host_data.as_str());
+    assert_eq!(v["claims"]["report_data"], json["attest"]["report_data"]);
+    // Without the test root, nothing trusts the model's VCEK.
+    let (code, json) = run(&[]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        check(&json["attest"]["verdict"], "chain.supplied_ark"),
+        "fail"
+    );
+}
+
 #[test]
 fn attest_options_are_checked() {
-    // --dry-run cannot attest yet; the verification options need --attest.
-    let out = cvm(&["launch", "--tee", "snp", "--dry-run", "--attest"]);
+    // Only the SNP model attests; SEV and SEV-ES have no evidence; the verification
+    // options need --attest.
+    let out = cvm(&["launch", "--tee", "tdx", "--dry-run", "--attest"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dry-run --attest"));
+    let out = cvm(&["launch", "--tee", "sev-es", "--attest"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no attestation"));
     let out = cvm(&["launch", "--tee", "none", "--no-crl"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--attest"));

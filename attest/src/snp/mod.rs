@@ -38,6 +38,7 @@ pub mod appraise;
 pub mod cert_table;
 pub mod certs;
 pub mod claims;
+pub mod guest_msg;
 pub mod report;
 pub mod tcb;
 

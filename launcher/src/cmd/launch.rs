@@ -317,6 +317,7 @@ impl Render for LaunchReport {
                     }
                 }
             }
+            self.render_attest(out)?;
             let digest = match (&self.measurement, &self.mrtd) {
                 (Some(m), _) => Some(("measurement", m)),
                 (None, Some(m)) => Some(("mrtd", m)),
@@ -338,13 +339,7 @@ impl Render for LaunchReport {
         let Some(stop) = &self.stop else {
             return Ok(());
         };
-        if let Some(a) = &self.attest {
-            writeln!(out, "nonce:   {}", a.nonce)?;
-            match &a.verdict {
-                Some(v) => v.render_text(out)?,
-                None => writeln!(out, "verdict: none (no evidence)")?,
-            }
-        }
+        self.render_attest(out)?;
         writeln!(
             out,
             "cvm: {} after {:.1} ms ({}, {} MiB{}{})",
@@ -362,6 +357,20 @@ impl Render for LaunchReport {
                 String::new()
             }
         )
+    }
+}
+
+impl LaunchReport {
+    /// `--attest`'s nonce and verdict, as text.
+    fn render_attest(&self, out: &mut dyn Write) -> io::Result<()> {
+        if let Some(a) = &self.attest {
+            writeln!(out, "nonce:   {}", a.nonce)?;
+            match &a.verdict {
+                Some(v) => v.render_text(out)?,
+                None => writeln!(out, "verdict: none (no evidence)")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -505,11 +514,20 @@ fn launch(
     args: &LaunchArgs,
     format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    // Refused before the host is asked whether it has the TEE at all.
+    if let TeeChoice::Tee(tee @ (Tee::Sev | Tee::SevEs)) = args.tee
+        && args.attest.attest
+    {
+        return Err(CliError::Usage(format!(
+            "--attest needs evidence a guest can send: --tee {tee} guests have no attestation \
+             reports (SNP and TDX do)"
+        )));
+    }
     let tee = choose(args)?;
-    if args.dry_run && args.attest.attest {
+    if args.dry_run && args.attest.attest && tee != Tee::Snp {
         return Err(CliError::Usage(
-            "--dry-run --attest needs the models to answer the guest's attestation requests, \
-             which they do not yet: attest a real launch"
+            "--dry-run --attest: only the SNP model answers the guest's attestation requests \
+             yet (not the TDX model)"
                 .into(),
         ));
     }
@@ -607,21 +625,15 @@ fn run_on_kvm(
     Ok((outcome, session))
 }
 
-/// The report of a launch that ran, with `--attest`'s verdict: the exit code is the
-/// verdict's when it fails, and the launch's otherwise.
+/// The reference values a launch of `plan` determines, for `--attest`.
 #[cfg(target_arch = "x86_64")]
-fn attested(
+fn launch_reference(
     args: &LaunchArgs,
     tee: Tee,
     plan: &cvm_firmware::plan::LaunchPlan<'_>,
-    (mut report, result): (LaunchReport, Result<(), CliError>),
-    session: Option<Session>,
-) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    let Some(session) = session else {
-        return Ok((report, result));
-    };
+) -> LaunchReference {
     let measured = cvm_firmware::launch::measure(plan, &Default::default()).ok();
-    let reference = match (tee, measured) {
+    match (tee, measured) {
         (Tee::Snp, Some(cvm_firmware::launch::LaunchMeasurement::Sev(m))) => LaunchReference {
             snp_measurement: m.digest.try_into().ok(),
             host_data: Some(args.host_data.unwrap_or_default()),
@@ -644,7 +656,23 @@ fn attested(
             host_data: None,
             tdx: None,
         },
+    }
+}
+
+/// The report of a launch that ran, with `--attest`'s verdict: the exit code is the
+/// verdict's when it fails, and the launch's otherwise.
+#[cfg(target_arch = "x86_64")]
+fn attested(
+    args: &LaunchArgs,
+    tee: Tee,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    (mut report, result): (LaunchReport, Result<(), CliError>),
+    session: Option<Session>,
+) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
+    let Some(session) = session else {
+        return Ok((report, result));
     };
+    let reference = launch_reference(args, tee, plan);
     let (attest, verdict) = super::attest_launch::verdict(
         &args.attest,
         args.certs.as_deref(),
@@ -1000,14 +1028,102 @@ fn dry_run_plan(
         planned.as_deref(),
         "measurement",
     );
+    // --attest: play the guest against the model's firmware, with the guest-message code
+    // a guest uses, and verify what it answers.
+    let (attest, result) = match (args.attest.attest, result) {
+        (true, Ok(())) => {
+            let (a, verdict) = dry_attest(args, tee, plan, &mut model)?;
+            (Some(a), verdict)
+        }
+        (_, r) => (None, r),
+    };
     let report = LaunchReport {
-        measurement: result
-            .is_ok()
-            .then(|| measured.as_deref().map(hex::encode))
-            .flatten(),
+        measurement: measured
+            .as_deref()
+            .map(hex::encode)
+            .filter(|_| launched_ok(&attest, &result)),
+        attest,
         ..dry_report(args, tee, memory, &platform, UNMODELLED, model.issued())
     };
     Ok((report, result))
+}
+
+/// Whether a dry run's launch went through (its verdict may still have failed).
+#[cfg(target_arch = "x86_64")]
+fn launched_ok(
+    attest: &Option<super::attest_launch::AttestReport>,
+    result: &Result<(), CliError>,
+) -> bool {
+    attest.is_some() || result.is_ok()
+}
+
+/// `--dry-run --attest` for SNP: what the guest does, against the model's firmware. The
+/// guest reads VMPCK0 from its secrets page, sends MSG_REPORT_REQ with REPORT_DATA bound to
+/// the nonce (`cvm_attest::snp::guest_msg`, the code a guest payload uses), opens the
+/// response, and writes the evidence line with the host's certificate table; the host
+/// verifies it as for a real launch. This proves the plumbing (messages, binding,
+/// measurement, verdict), not the hardware.
+#[cfg(target_arch = "x86_64")]
+fn dry_attest(
+    args: &LaunchArgs,
+    tee: Tee,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    model: &mut vmm::sev::model::SevModel,
+) -> Result<(super::attest_launch::AttestReport, Result<(), CliError>), CliError> {
+    use base64::Engine as _;
+    use cvm_attest::snp::guest_msg::{
+        self, MSG_REPORT_REQ, MSG_REPORT_RSP, Message, ReportRequest,
+    };
+    let step =
+        |what: &'static str| move |e: String| CliError::Launch(vmm::LaunchError::Step(what, e));
+    let session = Session::new(&args.attest)?;
+    let secrets = model
+        .secrets_page()
+        .ok_or_else(|| step("read the secrets page")("the launch has none".into()))?;
+    let mut vmpck0 = [0u8; 32];
+    vmpck0.copy_from_slice(secrets.get(0x20..0x40).unwrap_or(&[0; 32]));
+    let request = ReportRequest {
+        report_data: cvm_attest::exchange::report_data(&session.nonce),
+        vmpl: 0,
+        key_sel: 0,
+    };
+    let sealed = guest_msg::seal(
+        &vmpck0,
+        &Message {
+            seqno: 1,
+            msg_type: MSG_REPORT_REQ,
+            msg_version: 1,
+            vmpck: 0,
+            payload: request.encode(),
+        },
+    )
+    .map_err(|e| step("seal the report request")(e.to_string()))?;
+    let answer = model
+        .guest_request(&sealed)
+        .map_err(|e| step("the guest's report request")(e.to_string()))?;
+    let opened = guest_msg::open(&vmpck0, &answer)
+        .map_err(|e| step("open the firmware's response")(e.to_string()))?;
+    if opened.seqno != 2 || opened.msg_type != MSG_REPORT_RSP {
+        return Err(step("open the firmware's response")(format!(
+            "sequence number {} type {}, expected 2 and MSG_REPORT_RSP",
+            opened.seqno, opened.msg_type
+        )));
+    }
+    let report = guest_msg::parse_report_response(&opened.payload)
+        .map_err(|e| step("read the report")(e.to_string()))?;
+    let table = vmm::sev::model::test_vcek::cert_table()
+        .map_err(step("build the model host's certificate table"))?;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let line = format!("CVM-EVIDENCE 1 snp {} {}", b64(report), b64(&table));
+    let mut watch = session.watch(&args.attest);
+    (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
+    super::attest_launch::verdict(
+        &args.attest,
+        args.certs.as_deref(),
+        tee,
+        &session,
+        &launch_reference(args, tee, plan),
+    )
 }
 
 /// A dry run's result: the model accepted every step, and the digest its firmware kept

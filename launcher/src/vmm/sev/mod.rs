@@ -121,6 +121,8 @@ pub mod fw {
     pub const UNSUPPORTED: u32 = 0x15;
     /// A parameter is invalid (also: a CPUID page the firmware corrected).
     pub const INVALID_PARAM: u32 = 0x16;
+    /// The guest message's sequence number or authentication failed.
+    pub const AEAD_OFLOW: u32 = 0x1d;
 }
 
 /// `struct kvm_sev_snp_launch_update`'s fields, which KVM rewrites after partial

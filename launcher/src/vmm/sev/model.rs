@@ -38,6 +38,10 @@ pub const UNMODELLED: &[&str] = &[
      sizes",
     "resource limits: free ASIDs, memory the host can pin or back",
     "the host's SEV firmware version beyond the ABI version in the policy",
+    "guest requests other than MSG_REPORT_REQ, extended requests, and reports of launches \
+     with an ID block (the model does not fill in ID_KEY_DIGEST and AUTHOR_KEY_DIGEST): \
+     the model's reports are signed by the SNP test PKI's VCEK \
+     (tests/fixtures/snp-test-pki), which only `--root test-ark.der` trusts",
 ];
 
 /// SNP guest policy bits KVM allowed before `KVM_X86_SNP_POLICY_BITS` (Linux ≤ 6.18,
@@ -148,6 +152,14 @@ struct Snp {
     /// Guest frames the firmware validated (RMP Guest-Valid).
     validated: BTreeSet<u64>,
     finished: bool,
+    /// [FW] SNP_LAUNCH_START generates the VM platform communication keys.
+    vmpck: [[u8; 32]; 4],
+    /// [FW] the guest-message counter: it starts at 0, a request must carry counter + 1,
+    /// and each request and its response take two.
+    msg_seqno: u64,
+    /// SNP_LAUNCH_FINISH's HOST_DATA, and whether it had an ID block.
+    host_data: [u8; 32],
+    id_block: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +233,95 @@ impl SevModel {
             return snp.finished.then(|| snp.ld.to_vec());
         }
         vm.sev.as_ref()?.digest.map(|d| d.to_vec())
+    }
+
+    /// The secrets page as the guest reads it after the launch (layout version 3:
+    /// VMPCK0-3 at 0x20, 0x40, 0x60, 0x80), for an SNP launch that finished.
+    pub fn secrets_page(&self) -> Option<Box<[u8; 4096]>> {
+        let snp = self.vm.as_ref()?.snp.as_ref().filter(|s| s.finished)?;
+        let mut page = Box::new([0u8; 4096]);
+        page.get_mut(..4)?.copy_from_slice(&3u32.to_le_bytes());
+        for (i, k) in snp.vmpck.iter().enumerate() {
+            let at = 0x20 + 0x20 * i;
+            page.get_mut(at..at + 32)?.copy_from_slice(k);
+        }
+        Some(page)
+    }
+
+    /// The firmware's answer to a guest request message (`SNP_GUEST_REQUEST`, what KVM
+    /// forwards for the guest's GHCB exit 0x80000011): MSG_REPORT_REQ opened with the
+    /// VMPCK it names, a report of this launch signed by the model's VCEK, sealed back with
+    /// the next sequence number. Errors carry the firmware status.
+    pub fn guest_request(&mut self, request: &[u8]) -> Result<Vec<u8>, CommandError> {
+        use cvm_attest::snp::guest_msg::{
+            self, MSG_REPORT_REQ, MSG_REPORT_RSP, Message, ReportRequest,
+        };
+        const C: &str = "SNP_GUEST_REQUEST";
+        let snp = self
+            .vm
+            .as_mut()
+            .and_then(|vm| vm.snp.as_mut())
+            .filter(|s| s.finished)
+            .ok_or_else(|| {
+                CommandError::firmware(C, fw::INVALID_GUEST_STATE)
+                    .because("no SNP guest has finished its launch")
+            })?;
+        // [FW] the header names the key; 0-3, else INVALID_PARAM.
+        let index = request.get(0x3c).copied().unwrap_or(u8::MAX);
+        let key = snp.vmpck.get(usize::from(index)).ok_or_else(|| {
+            CommandError::firmware(C, fw::INVALID_PARAM).because(format!("msg_vmpck {index}"))
+        })?;
+        let m = guest_msg::open(key, request).map_err(|e| {
+            let status = match e {
+                guest_msg::GuestMsgError::Tag(_) => fw::AEAD_OFLOW,
+                _ => fw::INVALID_PARAM,
+            };
+            CommandError::firmware(C, status).because(e.to_string())
+        })?;
+        // [FW] the sequence number must be the counter's next.
+        if Some(m.seqno) != snp.msg_seqno.checked_add(1) {
+            return Err(CommandError::firmware(C, fw::AEAD_OFLOW).because(format!(
+                "sequence number {}, expected {}",
+                m.seqno,
+                snp.msg_seqno.saturating_add(1)
+            )));
+        }
+        if m.msg_type != MSG_REPORT_REQ || m.msg_version != 1 {
+            return Err(
+                CommandError::firmware(C, fw::INVALID_PARAM).because(format!(
+                    "message type {} version {}: the model answers MSG_REPORT_REQ version 1 only",
+                    m.msg_type, m.msg_version
+                )),
+            );
+        }
+        let req = ReportRequest::decode(&m.payload)
+            .map_err(|e| CommandError::firmware(C, fw::INVALID_PARAM).because(e.to_string()))?;
+        let status_only = |status: u32| guest_msg::report_response(status, &[]);
+        let payload = if req.vmpl < u32::from(m.vmpck) || req.vmpl > 3 {
+            // [FW] MSG_REPORT_REQ: VMPL below the requester's, INVALID_PARAM.
+            status_only(fw::INVALID_PARAM)
+        } else if req.key_sel == 2 {
+            // No VLEK is installed on the model's host.
+            status_only(0x27)
+        } else if snp.id_block {
+            return Err(CommandError::firmware(C, fw::UNSUPPORTED).because(
+                "the model does not fill ID_KEY_DIGEST and AUTHOR_KEY_DIGEST into reports",
+            ));
+        } else {
+            let report = test_vcek::report(snp, &req)
+                .map_err(|e| CommandError::firmware(C, fw::UNSUPPORTED).because(e))?;
+            guest_msg::report_response(0, &report)
+        };
+        let response = Message {
+            seqno: m.seqno.saturating_add(1),
+            msg_type: MSG_REPORT_RSP,
+            msg_version: 1,
+            vmpck: m.vmpck,
+            payload,
+        };
+        snp.msg_seqno = snp.msg_seqno.saturating_add(2);
+        guest_msg::seal(key, &response)
+            .map_err(|e| CommandError::firmware(C, fw::INVALID_PARAM).because(e.to_string()))
     }
 
     fn log<T, E: std::fmt::Display>(
@@ -644,6 +745,10 @@ impl SevHardware for SevModel {
                         ld: [0; 48],
                         validated: BTreeSet::new(),
                         finished: false,
+                        vmpck: random_keys(),
+                        msg_seqno: 0,
+                        host_data: [0; 32],
+                        id_block: false,
                     });
                     Ok(())
                 }
@@ -1055,7 +1160,118 @@ fn snp_finish(vm: &mut Vm, f: &SnpFinish) -> Result<(), CommandError> {
             .map_err(|(code, why)| CommandError::firmware(C, code).because(why))?;
     }
     snp.finished = true;
+    snp.host_data = f.host_data;
+    snp.id_block = f.id_block.is_some();
     Ok(())
+}
+
+/// Four VMPCKs, random as the firmware's.
+fn random_keys() -> [[u8; 32]; 4] {
+    let mut keys = [[0u8; 32]; 4];
+    let rng = ring::rand::SystemRandom::new();
+    for k in &mut keys {
+        if ring::rand::SecureRandom::fill(&rng, k).is_err() {
+            tracing::warn!("no random bytes for the model's VMPCKs");
+        }
+    }
+    keys
+}
+
+/// The model's signing key: the SNP test PKI's VCEK (tests/fixtures/snp-test-pki, test
+/// keys only, trusted by nothing unless named with `--root`).
+pub mod test_vcek {
+    use super::Snp;
+    use cvm_attest::snp::cert_table::{self, Kind};
+    use cvm_attest::snp::guest_msg::ReportRequest;
+
+    const KEY: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/snp-test-pki/test-vcek-key.pk8"
+    ));
+    /// The VCEK certificate.
+    pub const VCEK: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/snp-test-pki/test-vcek.der"
+    ));
+    /// The ASK certificate.
+    pub const ASK: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/snp-test-pki/test-ask.der"
+    ));
+    /// The ARK certificate (the root `--root` must name).
+    pub const ARK: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/snp-test-pki/test-ark.der"
+    ));
+
+    /// The certificate table the model's host serves with its reports.
+    pub fn cert_table() -> Result<Vec<u8>, String> {
+        cert_table::build(&[(Kind::Vcek, VCEK), (Kind::Ask, ASK), (Kind::Ark, ARK)])
+            .map_err(|e| e.to_string())
+    }
+
+    /// A version 3 report of `snp` for `req`, as a Milan AMD-SP with the test VCEK's
+    /// TCB and hwID signs it (SEV-SNP ABI "ATTESTATION_REPORT"; R and S little-endian).
+    pub(super) fn report(snp: &Snp, req: &ReportRequest) -> Result<Vec<u8>, String> {
+        use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+        let cert = cvm_attest::x509::Cert::from_der(VCEK, "the model's VCEK")
+            .map_err(|e| e.to_string())?;
+        let ext = cvm_attest::snp::certs::AmdExtensions::read(&cert)?;
+        let spl = |v: Option<u64>| v.and_then(|v| u8::try_from(v).ok()).unwrap_or_default();
+        // Milan's TCB_VERSION: bootloader, TEE, four reserved, SNP, microcode.
+        let tcb = [
+            spl(ext.bl),
+            spl(ext.tee),
+            0,
+            0,
+            0,
+            0,
+            spl(ext.snp),
+            spl(ext.ucode),
+        ];
+        let mut r = vec![0u8; cvm_attest::snp::report::REPORT_LEN];
+        let put = |r: &mut Vec<u8>, at: usize, b: &[u8]| {
+            if let Some(d) = r.get_mut(at..at + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        let mut put = |at: usize, b: &[u8]| put(&mut r, at, b);
+        put(0, &3u32.to_le_bytes()); // VERSION
+        put(8, &snp.policy.to_le_bytes());
+        put(0x30, &req.vmpl.to_le_bytes());
+        put(0x34, &1u32.to_le_bytes()); // SIGNATURE_ALGO: ECDSA P-384 with SHA-384
+        for at in [0x38, 0x180, 0x1e0, 0x1f0] {
+            put(at, &tcb);
+        }
+        put(0x48, &0u32.to_le_bytes()); // SIGNING_KEY 0: the VCEK
+        put(0x50, &req.report_data);
+        put(0x90, &snp.ld);
+        put(0xc0, &snp.host_data);
+        put(0x188, &[0x19, 0x01, 0x01]); // Milan B0: family 19h, model 01h, stepping 1
+        put(0x1a0, ext.hw_id.as_deref().unwrap_or_default());
+        put(0x1e8, &[0, 55, 1]); // firmware 1.55
+        put(0x1ec, &[0, 55, 1]);
+        let put = |r: &mut Vec<u8>, at: usize, b: &[u8]| {
+            if let Some(d) = r.get_mut(at..at + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, KEY, &rng)
+            .map_err(|e| format!("the model's VCEK key: {e}"))?;
+        let signed = r
+            .get(..cvm_attest::snp::report::SIGNED_LEN)
+            .ok_or("a short report")?;
+        let sig = pair
+            .sign(&rng, signed)
+            .map_err(|e| format!("signing the report: {e}"))?;
+        let (big_r, big_s) = sig.as_ref().split_at(48);
+        for (at, part) in [(0x2a0, big_r), (0x2e8, big_s)] {
+            let le: Vec<u8> = part.iter().rev().copied().collect();
+            put(&mut r, at, &le);
+        }
+        Ok(r)
+    }
 }
 
 /// [FW] SNP_LAUNCH_FINISH's ID block checks: the block's digest and policy must be the
@@ -1472,6 +1688,81 @@ mod tests {
             code(update(&mut m, 0x6000, PAGE, 6)),
             (EIO, fw::INVALID_PARAM)
         );
+    }
+
+    #[test]
+    fn guest_requests_follow_the_firmwares_rules() {
+        use cvm_attest::snp::guest_msg::{
+            self, MSG_REPORT_REQ, MSG_REPORT_RSP, Message, ReportRequest,
+        };
+        let mut m = started();
+        m.write_memory(0, &[0x90; 4096]).unwrap();
+        update(&mut m, 0, PAGE, 1).unwrap();
+        m.create_vcpu(0).unwrap();
+        assert!(m.secrets_page().is_none(), "before FINISH");
+        m.snp_launch_finish(&SnpFinish {
+            id_block: None,
+            host_data: [7; 32],
+        })
+        .unwrap();
+        let secrets = m.secrets_page().unwrap();
+        assert_eq!(&secrets[..4], &3u32.to_le_bytes());
+        let vmpck = |i: usize| -> [u8; 32] {
+            secrets[0x20 + 0x20 * i..0x40 + 0x20 * i]
+                .try_into()
+                .unwrap()
+        };
+        assert_ne!(vmpck(0), vmpck(1));
+        let request = |seqno, key: usize, vmpl, key_sel| {
+            let msg = Message {
+                seqno,
+                msg_type: MSG_REPORT_REQ,
+                msg_version: 1,
+                vmpck: u8::try_from(key).unwrap(),
+                payload: ReportRequest {
+                    report_data: [0x33; 64],
+                    vmpl,
+                    key_sel,
+                }
+                .encode(),
+            };
+            guest_msg::seal(&vmpck(key), &msg).unwrap()
+        };
+        let fw_error = |r: Result<Vec<u8>, CommandError>| r.unwrap_err().fw_error;
+        // The first request carries 1; the response 2.
+        assert_eq!(
+            fw_error(m.guest_request(&request(2, 0, 0, 0))),
+            fw::AEAD_OFLOW
+        );
+        let answer = m.guest_request(&request(1, 0, 0, 0)).unwrap();
+        let opened = guest_msg::open(&vmpck(0), &answer).unwrap();
+        assert_eq!((opened.seqno, opened.msg_type), (2, MSG_REPORT_RSP));
+        let report = guest_msg::parse_report_response(&opened.payload).unwrap();
+        let parsed = cvm_attest::snp::report::Report::parse(report).unwrap();
+        assert_eq!(
+            parsed.fields.measurement.to_vec(),
+            m.launch_digest().unwrap()
+        );
+        assert_eq!(parsed.fields.report_data, [0x33; 64]);
+        assert_eq!(parsed.fields.host_data, [7; 32]);
+        assert_eq!(parsed.fields.policy.get(), 0x3_0000);
+        // A replay is refused; the next request carries 3.
+        assert_eq!(
+            fw_error(m.guest_request(&request(1, 0, 0, 0))),
+            fw::AEAD_OFLOW
+        );
+        // The wrong key for the VMPCK the header names: the tag fails.
+        let mut forged = request(3, 1, 1, 0);
+        forged[0x3c] = 0;
+        assert_eq!(fw_error(m.guest_request(&forged)), fw::AEAD_OFLOW);
+        // VMPCK1 may not ask for VMPL 0; no VLEK is installed: status in the response.
+        let status = |m: &mut SevModel, req: Vec<u8>, key: usize| {
+            let a = m.guest_request(&req).unwrap();
+            let p = guest_msg::open(&vmpck(key), &a).unwrap().payload;
+            u32::from_le_bytes(p[..4].try_into().unwrap())
+        };
+        assert_eq!(status(&mut m, request(3, 1, 0, 0), 1), fw::INVALID_PARAM);
+        assert_eq!(status(&mut m, request(5, 0, 0, 2), 0), 0x27);
     }
 
     #[test]
