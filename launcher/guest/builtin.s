@@ -197,13 +197,7 @@ startup_64:
         shl rdx, 32
         or rax, rdx
         mov [rip + cmdline], rax
-        lea rdi, [rip + msg_cmdline]
-        call puts
-        mov rdi, [rip + cmdline]
-        test rdi, rdi
-        jz 1f
-        call puts
-1:      call newline
+        call print_cmdline
 
         lea rdi, [rip + sw_exit]
         call find_switch
@@ -302,15 +296,7 @@ startup_64:
         jnz 2b
 
         /* The initrd. */
-        mov rsi, [rip + boot_params]
-        mov r12d, dword ptr [rsi + 0x218]
-        mov eax, dword ptr [rsi + 0xc0]
-        shl rax, 32
-        or r12, rax
-        mov r13d, dword ptr [rsi + 0x21c]
-        mov eax, dword ptr [rsi + 0xc4]
-        shl rax, 32
-        or r13, rax
+        call initrd_range
         lea rdi, [rip + msg_initrd]
         call puts
         test r13, r13
@@ -608,13 +594,7 @@ startup_legacy:
         mov rsi, [rip + boot_params]
         mov eax, dword ptr [rsi + 0x228]                /* cmd_line_ptr */
         mov [rip + cmdline], rax
-        lea rdi, [rip + msg_cmdline]
-        call puts
-        mov rdi, [rip + cmdline]
-        test rdi, rdi
-        jz 1f
-        call puts
-1:      call newline
+        call print_cmdline
         lea rdi, [rip + sw_fwcfg]
         call find_switch
         test rax, rax
@@ -632,15 +612,7 @@ evidence:
         jne 1f
         lea rsi, [rdi + 1]
 1:      mov rbx, rsi
-        mov rsi, [rip + boot_params]
-        mov r12d, dword ptr [rsi + 0x218]               /* ramdisk_image */
-        mov eax, dword ptr [rsi + 0xc0]
-        shl rax, 32
-        or r12, rax
-        mov r13d, dword ptr [rsi + 0x21c]               /* ramdisk_size */
-        mov eax, dword ptr [rsi + 0xc4]
-        shl rax, 32
-        or r13, rax
+        call initrd_range
         test r13, r13
         jz 4f
         lea rdi, [rip + msg_evidence]
@@ -1055,6 +1027,30 @@ sha256_block:
         pop rbp
         pop rbx
         ret
+
+/* r12 = the initrd's address, r13 = its size (zero page ramdisk_image/size and their
+   ext_ high halves). */
+initrd_range:
+        mov rsi, [rip + boot_params]
+        mov r12d, dword ptr [rsi + 0x218]
+        mov eax, dword ptr [rsi + 0xc0]
+        shl rax, 32
+        or r12, rax
+        mov r13d, dword ptr [rsi + 0x21c]
+        mov eax, dword ptr [rsi + 0xc4]
+        shl rax, 32
+        or r13, rax
+        ret
+
+/* "cmdline: ..." and a newline. */
+print_cmdline:
+        lea rdi, [rip + msg_cmdline]
+        call puts
+        mov rdi, [rip + cmdline]
+        test rdi, rdi
+        jz 1f
+        call puts
+1:      jmp newline
 
 /* rax = the address after "switch" (rdi, NUL-terminated) in the command line, or 0. */
 find_switch:

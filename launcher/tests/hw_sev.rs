@@ -22,17 +22,6 @@ mod common;
 
 use common::{cvm, stdout_json};
 
-fn enabled(tee: &str) -> bool {
-    let on = std::env::var("CVM_HW_TESTS")
-        .unwrap_or_default()
-        .split(',')
-        .any(|t| t.trim() == tee);
-    if !on {
-        eprintln!("SKIPPED: CVM_HW_TESTS does not name {tee}");
-    }
-    on
-}
-
 fn ovmf() -> String {
     std::env::var("CVM_HW_OVMF").unwrap_or_else(|_| {
         common::shared("reference/inputs/sid/OVMF.amdsev.fd")
@@ -78,7 +67,7 @@ fn launch_both(tee: &str, args: &[&str]) -> (serde_json::Value, serde_json::Valu
     ignore = "needs an AMD SEV-SNP host: --cfg cvm_hw, CVM_HW_TESTS=snp"
 )]
 fn snp_ovmf_launch_is_accepted_by_the_hardware() {
-    if !enabled("snp") {
+    if !common::hw_enabled("snp") {
         return;
     }
     let (model, hw) = launch_both("snp", &["--vcpus", "2", "--vcpu-type", "EPYC-v4"]);
@@ -93,7 +82,7 @@ fn snp_ovmf_launch_is_accepted_by_the_hardware() {
     ignore = "needs an AMD SEV-ES host: --cfg cvm_hw, CVM_HW_TESTS=sev-es"
 )]
 fn sev_es_ovmf_launch_is_accepted_by_the_hardware() {
-    if !enabled("sev-es") {
+    if !common::hw_enabled("sev-es") {
         return;
     }
     let (_, hw) = launch_both("sev-es", &["--vcpus", "2", "--vcpu-type", "EPYC-v4"]);

@@ -26,12 +26,7 @@ use common::{cvm, stdout_json};
     ignore = "needs an Intel TDX host: --cfg cvm_hw, CVM_HW_TESTS=tdx"
 )]
 fn tdvf_launch_is_accepted_by_the_hardware() {
-    let on = std::env::var("CVM_HW_TESTS")
-        .unwrap_or_default()
-        .split(',')
-        .any(|t| t.trim() == "tdx");
-    if !on {
-        eprintln!("SKIPPED: CVM_HW_TESTS does not name tdx");
+    if !common::hw_enabled("tdx") {
         return;
     }
     let fw = std::env::var("CVM_HW_TDVF").unwrap_or_else(|_| {

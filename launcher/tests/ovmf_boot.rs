@@ -126,17 +126,6 @@ fn boot(tee: &str, fw: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value,
     (out.status.code(), stdout_json(&out), text)
 }
 
-fn hw_enabled(tee: &str) -> bool {
-    let on = std::env::var("CVM_HW_TESTS")
-        .unwrap_or_default()
-        .split(',')
-        .any(|t| t.trim() == tee);
-    if !on {
-        eprintln!("SKIPPED: CVM_HW_TESTS does not name {tee}");
-    }
-    on
-}
-
 /// The initrd, as GNU cpio reads it: the three entries, `/init` byte for byte.
 #[test]
 fn the_initrd_is_a_newc_archive() {
@@ -192,7 +181,7 @@ fn ovmf_boots_the_kernel_from_fw_cfg() {
     ignore = "needs an SNP host: CVM_FIRMWARE_TESTS=1, --cfg cvm_hw, CVM_HW_TESTS=snp"
 )]
 fn amdsev_ovmf_boots_the_hashed_kernel_under_snp() {
-    if !hw_enabled("snp") {
+    if !common::hw_enabled("snp") {
         return;
     }
     // The firmware checks the kernel, initrd and command line it reads from fw_cfg
@@ -208,7 +197,7 @@ fn amdsev_ovmf_boots_the_hashed_kernel_under_snp() {
     ignore = "needs a TDX host: CVM_FIRMWARE_TESTS=1, --cfg cvm_hw, CVM_HW_TESTS=tdx"
 )]
 fn inteltdx_ovmf_boots_the_kernel_in_a_td() {
-    if !hw_enabled("tdx") {
+    if !common::hw_enabled("tdx") {
         return;
     }
     let acpi = input(

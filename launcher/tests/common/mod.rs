@@ -9,6 +9,7 @@
 )]
 
 use std::ffi::OsStr;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -132,4 +133,20 @@ pub fn case_fact(case: &Path, key: &str) -> String {
         .find_map(|f| f.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("{}: no fact {key}", case.display()))
         .to_owned()
+}
+
+/// Whether `CVM_HW_TESTS` names `tee` (hardware tests launch only the TEEs it names).
+#[allow(dead_code, reason = "only the hardware tests use it")]
+pub fn hw_enabled(tee: &str) -> bool {
+    let on = std::env::var("CVM_HW_TESTS")
+        .unwrap_or_default()
+        .split(',')
+        .any(|t| t.trim() == tee);
+    if !on {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: CVM_HW_TESTS does not name {tee}"
+        );
+    }
+    on
 }
