@@ -252,11 +252,11 @@ fn snp_dry_run_attests_through_the_model() {
 
 #[test]
 fn attest_options_are_checked() {
-    // Only the SNP model attests; SEV and SEV-ES have no evidence; the verification
-    // options need --attest.
+    // A TD's dry run needs a QGS to attest; SEV and SEV-ES have no evidence; the
+    // verification options need --attest.
     let out = cvm(&["launch", "--tee", "tdx", "--dry-run", "--attest"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--dry-run --attest"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --qgs"));
     let out = cvm(&["launch", "--tee", "sev-es", "--attest"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no attestation"));

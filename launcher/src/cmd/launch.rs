@@ -524,12 +524,17 @@ fn launch(
         )));
     }
     let tee = choose(args)?;
-    if args.dry_run && args.attest.attest && tee != Tee::Snp {
+    if args.dry_run && args.attest.attest && tee == Tee::Tdx && args.qgs.is_none() {
         return Err(CliError::Usage(
-            "--dry-run --attest: only the SNP model answers the guest's attestation requests \
-             yet (not the TDX model)"
+            "--tee tdx --dry-run --attest needs --qgs: the quote generation service that \
+             turns the model's TDREPORT into a quote"
                 .into(),
         ));
+    }
+    if args.dry_run && args.attest.attest && !matches!(tee, Tee::Snp | Tee::Tdx) {
+        return Err(CliError::Usage(format!(
+            "--dry-run --attest: the models attest SNP and TDX launches, not --tee {tee}"
+        )));
     }
     if args.dry_run && tee == Tee::Tdx {
         return tdx_dry_run(args);
@@ -845,12 +850,21 @@ fn tdx_dry_run_plan(
         planned.as_ref().map(|p| &p.mrtd[..]),
         "MRTD",
     );
+    let launched_ok = result.is_ok();
+    let (attest, result) = match (args.attest.attest, result) {
+        (true, Ok(())) => {
+            let (a, verdict) = tdx_dry_attest(args, plan, &model)?;
+            (Some(a), verdict)
+        }
+        (_, r) => (None, r),
+    };
     let report = LaunchReport {
-        mrtd: result.is_ok().then(|| measured.map(hex::encode)).flatten(),
+        mrtd: launched_ok.then(|| measured.map(hex::encode)).flatten(),
         tdvf_recipe: plan.tdx().map(|t| t.tdvf.clone()),
         rtmr_expected_from_plan: planned
-            .filter(|_| result.is_ok())
+            .filter(|_| launched_ok)
             .map(|p| p.rtmr.map(|r| r.map(hex::encode))),
+        attest,
         ..dry_report(
             args,
             Tee::Tdx,
@@ -861,6 +875,46 @@ fn tdx_dry_run_plan(
         )
     };
     Ok((report, result))
+}
+
+/// `--tee tdx --dry-run --attest`: what the TD does, against the model's TDX module and
+/// the QGS at `--qgs`: TDG.MR.REPORT with REPORTDATA bound to the nonce, the TDREPORT sent
+/// in a GetQuote request (the QGS message code the backend forwards a TD's GetQuote
+/// with), and the quote verified as for a real launch. The model runs no firmware, so its
+/// report's RTMRs are zero and the verdict does not compare them.
+#[cfg(target_arch = "x86_64")]
+fn tdx_dry_attest(
+    args: &LaunchArgs,
+    plan: &cvm_firmware::plan::LaunchPlan<'_>,
+    model: &vmm::tdx::model::TdxModel,
+) -> Result<(super::attest_launch::AttestReport, Result<(), CliError>), CliError> {
+    use base64::Engine as _;
+    let step =
+        |what: &'static str| move |e: String| CliError::Launch(vmm::LaunchError::Step(what, e));
+    let qgs = args.qgs.as_ref().ok_or_else(|| {
+        CliError::Usage(
+            "--tee tdx --dry-run --attest needs --qgs: the quote generation service that \
+             turns the model's TDREPORT into a quote"
+                .into(),
+        )
+    })?;
+    let session = Session::new(&args.attest)?;
+    let report = model
+        .tdg_mr_report(&cvm_attest::exchange::report_data(&session.nonce))
+        .ok_or_else(|| step("TDG.MR.REPORT")("the TD is not finalized".into()))?;
+    let quote = vmm::tdx::qgs::get_quote(qgs, &report[..], Duration::from_secs(30))
+        .map_err(|e| step("get a quote from the QGS")(e.to_string()))?;
+    let line = format!(
+        "CVM-EVIDENCE 1 tdx {}",
+        base64::engine::general_purpose::STANDARD.encode(&quote)
+    );
+    let mut watch = session.watch(&args.attest);
+    (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
+    let mut reference = launch_reference(args, Tee::Tdx, plan);
+    if let Some(t) = reference.tdx.as_mut() {
+        t.rtmr = [None; 4];
+    }
+    super::attest_launch::verdict(&args.attest, None, Tee::Tdx, &session, &reference)
 }
 
 /// `--certs DIR` as the GHCB certificate table: the leaf (VCEK or VLEK), ASK and ARK, in

@@ -32,6 +32,9 @@ pub const UNMODELLED: &[&str] = &[
      configurable nor allowed: the model checks that every CPUID entry is a configurable \
      leaf and sets no bit outside the configurable mask",
     "TSC frequency, resource limits (HKIDs, memory), and TDH.MNG.CREATE's entropy retries",
+    "TDG.MR.REPORT's REPORTMACSTRUCT MAC (the model keys it with its own HMAC key, which no \
+     quoting enclave checks), its TEE_TCB_INFO (the model's TDX module has zero SVNs and \
+     MRSEAM), and the RTMRs, which the model leaves zero because it runs no firmware",
 ];
 
 /// TDX_NO_VCPUS: TDH.MR.FINALIZE with no vCPU created ([TM]).
@@ -138,6 +141,9 @@ struct Vm {
     added: BTreeSet<u64>,
     mrtd: Sha384,
     finalized_mrtd: Option<[u8; 48]>,
+    /// KVM_TDX_INIT_VM's attributes, XFAM and the owner's registers (MRCONFIGID,
+    /// MROWNER, MROWNERCONFIG), which TDG.MR.REPORT reports.
+    identity: Option<(u64, u64, [[u8; 48]; 3])>,
 }
 
 /// The model: KVM and the TDX module, for one launch.
@@ -192,6 +198,46 @@ impl TdxModel {
     /// MRTD, once KVM_TDX_FINALIZE_VM succeeded.
     pub fn mrtd(&self) -> Option<[u8; 48]> {
         self.vm.as_ref()?.finalized_mrtd
+    }
+
+    /// TDG.MR.REPORT as the module answers a finalized TD (TDX module ABI, TDREPORT_STRUCT;
+    /// ../shared/MODELS.md 5.2): REPORTMACSTRUCT (type 0x81, sub-type 0, version 1, the
+    /// hashes of TEE_TCB_INFO and TDINFO, REPORTDATA, a MAC under the model's key),
+    /// TEE_TCB_INFO (the model's TDX module: SVNs and MRSEAM zero), TDINFO (attributes,
+    /// XFAM, MRTD, the owner's registers, RTMR 0-3). The RTMRs are zero: a TD's firmware
+    /// extends them as it boots, and the model runs no firmware.
+    pub fn tdg_mr_report(&self, report_data: &[u8; 64]) -> Option<Box<[u8; 1024]>> {
+        use sha2::Digest as _;
+        let vm = self.vm.as_ref()?;
+        let mrtd = vm.finalized_mrtd?;
+        let (attributes, xfam, owner) = vm.identity?;
+        let mut r = Box::new([0u8; 1024]);
+        let put = |r: &mut [u8; 1024], at: usize, b: &[u8]| {
+            if let Some(d) = r.get_mut(at..at + b.len()) {
+                d.copy_from_slice(b);
+            }
+        };
+        // TEE_TCB_INFO: VALID bits for the fields set (tee_tcb_svn, mrseam, mrsignerseam,
+        // attributes), all zero in the model.
+        put(&mut r, 0x100, &[0xff, 0x01, 0, 0, 0, 0, 0, 0]);
+        // TDINFO.
+        put(&mut r, 0x200, &attributes.to_le_bytes());
+        put(&mut r, 0x208, &xfam.to_le_bytes());
+        put(&mut r, 0x210, &mrtd);
+        for (i, reg) in owner.iter().enumerate() {
+            put(&mut r, 0x240 + 0x30 * i, reg);
+        }
+        let tcb_hash = Sha384::digest(&r[0x100..0x100 + 239]);
+        let info_hash = Sha384::digest(&r[0x200..0x400]);
+        put(&mut r, 0, &[0x81, 0, 1]);
+        put(&mut r, 0x20, &tcb_hash);
+        put(&mut r, 0x50, &info_hash);
+        put(&mut r, 0x80, report_data);
+        // The MAC: the real module's key never leaves the CPU; the model's is its own.
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"cvm TDX model report key");
+        let mac = ring::hmac::sign(&key, &r[..0xe0]);
+        put(&mut r, 0xe0, mac.as_ref());
+        Some(r)
     }
 
     fn log<T, E: std::fmt::Display>(
@@ -255,6 +301,7 @@ impl Hardware for TdxModel {
                 added: BTreeSet::new(),
                 mrtd: Sha384::new(),
                 finalized_mrtd: None,
+                identity: None,
             });
             Ok(())
         };
@@ -491,6 +538,11 @@ impl TdxHardware for TdxModel {
             vm.shared_bit = 1 << (gpaw - 1);
             // [TM] TDH.MNG.INIT: a fresh MRTD; the owner's registers are kept as given.
             vm.mrtd = Sha384::new();
+            vm.identity = Some((
+                init.attributes,
+                init.xfam,
+                [init.mrconfigid, init.mrowner, init.mrownerconfig],
+            ));
             vm.state = TdState::Initialized;
             Ok(())
         });
@@ -918,5 +970,28 @@ mod tests {
         h.update(block(b"MEM.PAGE.ADD", 0x3000));
         let want: [u8; 48] = h.finalize().into();
         assert_eq!(m.mrtd(), Some(want));
+    }
+
+    #[test]
+    fn td_reports_carry_the_tds_identity() {
+        let mut m = td();
+        assert!(m.tdg_mr_report(&[0; 64]).is_none(), "before FINALIZE");
+        m.tdx_finalize_vm().unwrap();
+        let r = m.tdg_mr_report(&[0x77; 64]).unwrap();
+        // REPORTMACSTRUCT: type 0x81, REPORTDATA at 0x80, the hashes of TEE_TCB_INFO and
+        // TDINFO (TDX module ABI TDREPORT_STRUCT).
+        assert_eq!(&r[..3], &[0x81, 0, 1]);
+        assert_eq!(&r[0x80..0xc0], &[0x77; 64]);
+        assert_eq!(r[0x50..0x80], Sha384::digest(&r[0x200..0x400])[..]);
+        assert_eq!(r[0x20..0x50], Sha384::digest(&r[0x100..0x1ef])[..]);
+        // TDINFO: the attributes and XFAM INIT_VM took, the MRTD FINALIZE closed, RTMRs zero.
+        let attributes = u64::from_le_bytes(r[0x200..0x208].try_into().unwrap());
+        assert_eq!(attributes, crate::vmm::tdx::ATTR_SEPT_VE_DISABLE);
+        assert_eq!(
+            u64::from_le_bytes(r[0x208..0x210].try_into().unwrap()),
+            0x2e7
+        );
+        assert_eq!(&r[0x210..0x240], &m.mrtd().unwrap());
+        assert!(r[0x2d0..0x390].iter().all(|b| *b == 0));
     }
 }
