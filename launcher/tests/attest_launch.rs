@@ -122,6 +122,28 @@ fn a_real_snp_report_is_verified_and_fails_only_on_binding_and_references() {
 }
 
 #[test]
+fn with_after_attest_run_the_verdict_comes_while_the_guest_runs_on() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(v) = vectors() else { return };
+    let case = v.join("snp/snp-milan-v2-gosevguest");
+    // The built-in guest stops by itself after the line; the verdict was said before.
+    let (code, json, err) = attest(
+        case.join("report.bin").to_str().unwrap(),
+        "cvm.test=evidence:snp",
+        &["--certs", case.join("certs").to_str().unwrap(), "--no-crl"],
+    );
+    assert_eq!(code, POLICY_REJECTED, "{err}");
+    assert!(
+        err.contains("cvm: attestation verdict: fail: verification failed"),
+        "{err}"
+    );
+    assert_eq!(json["stop"]["reason"], "debug-exit");
+    assert_eq!(json["attest"]["verdict"]["verdict"], "fail");
+}
+
+#[test]
 fn a_real_tdx_quote_is_verified_with_its_collateral() {
     if !have_kvm() {
         return;

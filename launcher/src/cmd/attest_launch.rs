@@ -82,12 +82,17 @@ struct Collected {
     malformed: Vec<String>,
 }
 
+/// A verdict and the launch result it makes.
+pub type Verdict = (AttestReport, Result<(), CliError>);
+
 /// One launch's exchange.
 #[derive(Debug)]
 pub struct Session {
     /// The nonce served to the guest.
     pub nonce: [u8; NONCE_LEN],
     collected: Arc<Mutex<Collected>>,
+    /// `--after-attest run`: the verdict made while the guest ran on.
+    early: Mutex<Option<Result<Verdict, CliError>>>,
 }
 
 impl Session {
@@ -105,7 +110,20 @@ impl Session {
         Ok(Session {
             nonce,
             collected: Arc::default(),
+            early: Mutex::new(None),
         })
+    }
+
+    /// Keeps the verdict made while the guest ran on.
+    pub fn set_early(&self, v: Result<Verdict, CliError>) {
+        if let Ok(mut e) = self.early.lock() {
+            *e = Some(v);
+        }
+    }
+
+    /// The verdict made while the guest ran on, if there is one.
+    pub fn take_early(&self) -> Option<Result<Verdict, CliError>> {
+        self.early.lock().ok().and_then(|mut e| e.take())
     }
 
     /// `plan` with the nonce served as fw_cfg file `opt/cvm/nonce`. No firmware measures
@@ -120,8 +138,12 @@ impl Session {
         plan
     }
 
-    /// The console watch for the VMM.
-    pub fn watch(&self, args: &AttestArgs) -> crate::vmm::AttestWatch {
+    /// The console watch for the VMM; `arrived` hears of the first decodable line.
+    pub fn watch(
+        &self,
+        args: &AttestArgs,
+        arrived: Option<std::sync::mpsc::Sender<()>>,
+    ) -> crate::vmm::AttestWatch {
         let collected = Arc::clone(&self.collected);
         let stop = args.after_attest == AfterAttest::Stop;
         crate::vmm::AttestWatch {
@@ -147,6 +169,9 @@ impl Session {
                             l.evidence.len()
                         );
                         c.first = Some(l);
+                        if let Some(tx) = &arrived {
+                            let _ = tx.send(());
+                        }
                         stop
                     }
                 }
@@ -194,7 +219,7 @@ pub fn verdict(
     tee: Tee,
     session: &Session,
     reference: &LaunchReference,
-) -> Result<(AttestReport, Result<(), CliError>), CliError> {
+) -> Result<Verdict, CliError> {
     let collected = session
         .collected
         .lock()
@@ -401,7 +426,7 @@ mod tests {
         ]);
         let session = Session::new(&cli.attest).unwrap();
         assert_eq!(session.nonce, [0xab; 32]);
-        let mut watch = session.watch(&cli.attest);
+        let mut watch = session.watch(&cli.attest, None);
         let line = |e: &[u8]| {
             Ok(EvidenceLine {
                 kind: EvidenceKind::Snp,

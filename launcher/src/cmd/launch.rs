@@ -545,7 +545,7 @@ fn launch(
     if tee == Tee::Tdx {
         return with_tdx_plan(args, |plan, backend, memory| {
             let platform = platform(args);
-            let (outcome, session) = run_on_kvm(args, format, plan, Box::new(backend))?;
+            let (outcome, session) = run_on_kvm(args, format, tee, plan, Box::new(backend))?;
             let ran = run_report(args, tee, boot_name(args), memory, &platform, outcome);
             attested(args, tee, plan, ran, session)
         });
@@ -568,7 +568,13 @@ fn launch(
     super::log_plan(&plan);
 
     let platform = platform(args);
-    let (outcome, session) = run_on_kvm(args, format, &plan, Box::new(vmm::none::NoneBackend))?;
+    let (outcome, session) = run_on_kvm(
+        args,
+        format,
+        Tee::None,
+        &plan,
+        Box::new(vmm::none::NoneBackend),
+    )?;
     let memory = plan_args.memory.unwrap_or(DEFAULT_PLAIN_MEMORY);
     let ran = run_report(args, Tee::None, boot_name, memory, &platform, outcome);
     attested(args, Tee::None, &plan, ran, session)
@@ -592,9 +598,11 @@ fn boot_name(args: &LaunchArgs) -> &'static str {
 fn run_on_kvm(
     args: &LaunchArgs,
     format: Format,
+    tee: Tee,
     plan: &cvm_firmware::plan::LaunchPlan<'_>,
     backend: Box<dyn vmm::backend::Backend>,
 ) -> Result<(vmm::Outcome, Option<Session>), CliError> {
+    use super::attest_launch::AfterAttest;
     let platform = platform(args);
     let session = args
         .attest
@@ -602,10 +610,8 @@ fn run_on_kvm(
         .then(|| Session::new(&args.attest))
         .transpose()?;
     let served = session.as_ref().map(|s| s.serve(plan));
-    let outcome = vmm::run(
-        served.as_ref().unwrap_or(plan),
-        backend,
-        RunOptions {
+    let options = |arrived| -> Result<RunOptions, CliError> {
+        Ok(RunOptions {
             serial: serial_out(&args.serial, format)?,
             timeout: args.timeout,
             irqchip: platform.irqchip,
@@ -623,10 +629,46 @@ fn run_on_kvm(
                 })?)),
                 None => None,
             },
-            attest: session.as_ref().map(|s| s.watch(&args.attest)),
-        },
-    )
-    .map_err(CliError::Launch)?;
+            attest: session.as_ref().map(|s| s.watch(&args.attest, arrived)),
+        })
+    };
+    let launched = served.as_ref().unwrap_or(plan);
+    let run = |opts| vmm::run(launched, backend, opts).map_err(CliError::Launch);
+    let outcome = match &session {
+        // --after-attest run: the verdict as soon as the evidence is in, while the guest
+        // runs on (said on stderr; the report at the end carries it).
+        Some(s) if args.attest.after_attest == AfterAttest::Run => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let opts = options(Some(tx))?;
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    if rx.recv().is_ok() {
+                        let v = super::attest_launch::verdict(
+                            &args.attest,
+                            args.certs.as_deref(),
+                            tee,
+                            s,
+                            &launch_reference(args, tee, plan),
+                        );
+                        if let Ok((_, result)) = &v {
+                            use std::io::Write as _;
+                            let said = match result {
+                                Ok(()) => "pass".to_owned(),
+                                Err(e) => format!("fail: {e}"),
+                            };
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "cvm: attestation verdict: {said} (the guest runs on)"
+                            );
+                        }
+                        s.set_early(v);
+                    }
+                });
+                run(opts)
+            })?
+        }
+        _ => run(options(None)?)?,
+    };
     Ok((outcome, session))
 }
 
@@ -678,13 +720,16 @@ fn attested(
         return Ok((report, result));
     };
     let reference = launch_reference(args, tee, plan);
-    let (attest, verdict) = super::attest_launch::verdict(
-        &args.attest,
-        args.certs.as_deref(),
-        tee,
-        &session,
-        &reference,
-    )?;
+    let (attest, verdict) = match session.take_early() {
+        Some(early) => early?,
+        None => super::attest_launch::verdict(
+            &args.attest,
+            args.certs.as_deref(),
+            tee,
+            &session,
+            &reference,
+        )?,
+    };
     report.attest = Some(attest);
     Ok((report, verdict.and(result)))
 }
@@ -698,7 +743,7 @@ fn confidential(
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     with_sev_plan(args, tee, |plan, backend, memory| {
         let platform = platform(args);
-        let (outcome, session) = run_on_kvm(args, format, plan, Box::new(backend))?;
+        let (outcome, session) = run_on_kvm(args, format, tee, plan, Box::new(backend))?;
         let ran = run_report(args, tee, boot_name(args), memory, &platform, outcome);
         attested(args, tee, plan, ran, session)
     })
@@ -908,7 +953,7 @@ fn tdx_dry_attest(
         "CVM-EVIDENCE 1 tdx {}",
         base64::engine::general_purpose::STANDARD.encode(&quote)
     );
-    let mut watch = session.watch(&args.attest);
+    let mut watch = session.watch(&args.attest, None);
     (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
     let mut reference = launch_reference(args, Tee::Tdx, plan);
     if let Some(t) = reference.tdx.as_mut() {
@@ -1169,7 +1214,7 @@ fn dry_attest(
         .map_err(step("build the model host's certificate table"))?;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let line = format!("CVM-EVIDENCE 1 snp {} {}", b64(report), b64(&table));
-    let mut watch = session.watch(&args.attest);
+    let mut watch = session.watch(&args.attest, None);
     (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
     super::attest_launch::verdict(
         &args.attest,
