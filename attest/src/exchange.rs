@@ -186,7 +186,9 @@ impl LineScanner {
     pub fn feed(&mut self, bytes: &[u8], found: &mut dyn FnMut(Result<EvidenceLine, LineError>)) {
         for &b in bytes {
             if b == b'\n' {
-                if !self.skipping && !self.line.is_empty() {
+                // Only a line that has the whole prefix is an evidence line ("CVM" alone
+                // is just console output).
+                if !self.skipping && self.line.len() >= PREFIX.len() {
                     found(parse_line(&self.line));
                 }
                 self.line.clear();
@@ -257,6 +259,7 @@ mod tests {
             b"\nCVM-EVIDENCE 1 tdx cXVvdGU=\nnoise CVM-EVIDENCE 1 tdx AAAA\n",
             &mut |r| found.push(r),
         );
+        s.feed(b"CVM\nCVM-EVIDENCE\n", &mut |r| found.push(r));
         s.feed(b"CVM-EVIDENCE 1 cca AAAA", &mut |r| found.push(r));
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0], Err(LineError::TooLong));
