@@ -6,8 +6,8 @@
 //!    [`report_data`]: SHA-512 of [`LABEL`] followed by the nonce.
 //! 3. The guest writes one line on its serial console:
 //!    `CVM-EVIDENCE 1 <snp|tdx|cca> <base64 evidence> [<base64 auxiliary data>]`
-//!    (standard base64 with padding; the auxiliary data is the SNP certificate table or
-//!    the TDX collateral the guest was given, if any).
+//!    (standard base64 with padding; the auxiliary data is the SNP certificate table,
+//!    or the TD's firmware event log, [`crate::eventlog`]'s format, if any).
 //!
 //! The channel is untrusted by design: the evidence authenticates itself, and the nonce
 //! binding shows it is this launch's. Lines are bounded ([`MAX_LINE`]); a malformed one

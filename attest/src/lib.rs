@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod eventlog;
 pub mod exchange;
 pub mod snp;
 pub mod tdx;

@@ -83,6 +83,10 @@ pub struct Verdict<C> {
     /// The decoded claims (present whenever the evidence could be parsed; they are
     /// trustworthy only when the verdict is pass).
     pub claims: Option<C>,
+    /// TDX with a guest's event log and the plan's: where the guest's events depart from
+    /// the plan's, for each RTMR the guest's log replays to (absent when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub departures: Vec<crate::eventlog::Departure>,
 }
 
 impl<C> Verdict<C> {
@@ -105,6 +109,7 @@ impl<C> Verdict<C> {
             verification_time: at,
             checks: checks.0,
             claims,
+            departures: Vec::new(),
         }
     }
 
@@ -155,6 +160,14 @@ impl Checks {
             category,
             reason: reason.to_owned(),
         });
+    }
+
+    /// Appends `note` to the reason of the check `name` (the last one recorded).
+    pub fn annotate(&mut self, name: CheckId, note: &str) {
+        if let Some(c) = self.0.iter_mut().rev().find(|c| c.name == name) {
+            c.reason.push_str("; ");
+            c.reason.push_str(note);
+        }
     }
 
     /// Whether any check failed so far.

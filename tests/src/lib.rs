@@ -30,6 +30,7 @@ pub fn vectors_dir() -> PathBuf {
 }
 
 mod skip;
+pub mod tcg_test_log;
 pub mod tdx_test_pki;
 /// Whether a test's input is present. An absent input never lets a test pass: under
 /// `CI=true` it fails the test; elsewhere the test says it was skipped, and why.

@@ -26,6 +26,7 @@ fn verify(quote: &[u8], collateral: &Collateral, at: Time) -> Verdict<Claims> {
         reference: None,
         policy: &Policy::default(),
         event_log: None,
+        plan_log: None,
         cache: &cvm_attest::Cache::default(),
         at,
     }

@@ -43,6 +43,7 @@ fn verify_on(root: &IntelRoot, quote: &[u8], collateral: &Collateral) -> Verdict
         reference: None,
         policy: &Policy::default(),
         event_log: None,
+        plan_log: None,
         at: Time::parse_rfc3339(INSIDE).unwrap(),
         cache: &Cache::default(),
     }

@@ -41,6 +41,7 @@ fn verify_with(dir: &Path, at: Time, policy: &Policy, root: &IntelRoot) -> Verdi
         reference: None,
         policy,
         event_log: None,
+        plan_log: None,
         cache: &cvm_attest::Cache::default(),
         at,
     }

@@ -52,6 +52,7 @@ fn verify(
         reference,
         policy,
         event_log: None,
+        plan_log: None,
         at: case_time(dir),
         cache: &Cache::default(),
     }

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             reference: None,
             policy: &policy,
             event_log: None,
+            plan_log: None,
  cache: &cvm_attest::Cache::default(),
             at: Time(1_750_000_000),
         }

@@ -308,6 +308,7 @@ impl Policy {
 /// The TEE names TDX reference-value and policy files may give (SGX quotes share them).
 const TEES: &[&str] = &["tdx", "sgx"];
 
+use crate::eventlog::{self, AnyLog, Departure, GuestLog};
 /// An RTMR event log, the type `cvm measure` writes it with.
 pub use cvm_firmware::measure::tdx::{EVENT_LOG_FORMAT, EventLog};
 
@@ -320,14 +321,18 @@ pub fn parse_event_log(text: &str) -> Result<EventLog, ConfigError> {
     Ok(log)
 }
 
-/// Appraises the quote's body against the reference values, the policy and the event log.
+/// Appraises the quote's body against the reference values, the policy and the event log;
+/// with a guest's log and the plan's, returns where the guest's events depart from the
+/// plan's for each RTMR the guest's log explains (it replays to the quote's value) and
+/// whose events differ from the plan's, and says so in that RTMR's reference check.
 pub fn appraise(
     body: &Body,
     reference: Option<&Reference>,
     policy: &Policy,
-    event_log: Option<&EventLog>,
+    event_log: Option<&AnyLog>,
+    plan_log: Option<&EventLog>,
     checks: &mut Checks,
-) {
+) -> Vec<Departure> {
     let tee = match body {
         Body::Sgx(_) => Tee::Sgx,
         Body::Td10(_) | Body::Td15(_) => Tee::Tdx,
@@ -360,8 +365,12 @@ pub fn appraise(
             }
         }
     }
+    let mut departures = Vec::new();
     if let (Some(log), Some(td)) = (event_log, body.td()) {
         replay(log, td, checks);
+        if let (AnyLog::Guest(guest), Some(plan)) = (log, plan_log) {
+            departures = explain(guest, plan, td, checks);
+        }
     }
     if let Some(want) = policy.tee {
         checks.record(
@@ -382,6 +391,35 @@ pub fn appraise(
         Body::Td10(t) | Body::Td15(t) => policy_td(policy, t, checks),
         Body::Sgx(e) => policy_sgx(policy, e, checks),
     }
+    departures
+}
+
+/// For each RTMR the guest's log replays to (so its events are the TD's), the events
+/// where it departs from the plan's; a departure is noted in the RTMR's reference check.
+fn explain(guest: &GuestLog, plan: &EventLog, t: &TdReport, checks: &mut Checks) -> Vec<Departure> {
+    let mut all = Vec::new();
+    for ((i, id), got) in (0u8..4).zip(CheckId::REFERENCE_RTMR).zip(t.rtmr.iter()) {
+        let replayed = guest.replay(i).map_or([0; 48], |(v, _)| v);
+        if &replayed != got {
+            continue;
+        }
+        let d = eventlog::departures(i, &plan.events, &guest.events);
+        if let Some(first) = d.first() {
+            let more = match d.len() {
+                1 => String::new(),
+                n => format!(
+                    " (and {} more departures: see \"departures\")",
+                    n.saturating_sub(1)
+                ),
+            };
+            checks.annotate(
+                id,
+                &format!("the guest's event log departs from the plan: {first}{more}"),
+            );
+        }
+        all.extend(d);
+    }
+    all
 }
 
 fn kind(t: Tee) -> &'static str {
@@ -496,16 +534,25 @@ fn reference_sgx(r: &Reference, e: &EnclaveReport, checks: &mut Checks) {
     );
 }
 
-fn replay(log: &EventLog, t: &TdReport, checks: &mut Checks) {
+fn replay(log: &AnyLog, t: &TdReport, checks: &mut Checks) {
+    let (stated, whose) = match log {
+        AnyLog::Cvm(l) => (l.values.rtmr.map(|r| r.is_some()), "the event log's"),
+        // A guest's log states no values: each register it has events for is replayed.
+        AnyLog::Guest(_) => ([true; 4], "the guest's event log's"),
+    };
     for (((i, id), got), stated) in (0u8..4)
         .zip(CheckId::EVENT_LOG_RTMR)
         .zip(t.rtmr.iter())
-        .zip(&log.values.rtmr)
+        .zip(stated)
     {
-        match log.replay(i) {
+        let replayed = match log {
+            AnyLog::Cvm(l) => l.replay(i),
+            AnyLog::Guest(g) => g.replay(i),
+        };
+        match replayed {
             None => checks.skip(id, Category::Policy, "the event log has no events for it"),
             // Its events are logged, but the inputs that complete it were not given.
-            Some(_) if stated.is_none() => checks.skip(
+            Some(_) if !stated => checks.skip(
                 id,
                 Category::Policy,
                 "the event log does not determine it (some of its inputs were not given to \
@@ -516,10 +563,13 @@ fn replay(log: &EventLog, t: &TdReport, checks: &mut Checks) {
                     id,
                     Category::Policy,
                     if &value == got {
-                        Ok(format!("{n} events replay to RTMR{i} {}", hex::encode(got)))
+                        Ok(format!(
+                            "{whose} {n} events replay to RTMR{i} {}",
+                            hex::encode(got)
+                        ))
                     } else {
                         Err(format!(
-                            "{n} events replay to {}, the quote's RTMR{i} is {}",
+                            "{whose} {n} events replay to {}, the quote's RTMR{i} is {}",
                             hex::encode(value),
                             hex::encode(got)
                         ))

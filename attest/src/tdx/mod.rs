@@ -18,6 +18,7 @@
 //!     reference: None,
 //!     policy: &policy,
 //!     event_log: None,
+//!     plan_log: None,
 //!     at: Time::parse_rfc3339("2025-07-01T00:00:00Z")?,
 //!     cache: &Cache::default(),
 //! };
@@ -34,6 +35,7 @@ pub mod tcb;
 
 use crate::cache::Cache;
 
+use crate::eventlog::AnyLog;
 use crate::time::Time;
 use crate::verdict::{Category, CheckId, Checks, Verdict};
 use crate::x509::{Cert, Crl};
@@ -59,8 +61,11 @@ pub struct Verifier<'a> {
     pub reference: Option<&'a Reference>,
     /// The policy.
     pub policy: &'a Policy,
-    /// An event log to replay against the RTMRs.
-    pub event_log: Option<&'a EventLog>,
+    /// An event log to replay against the RTMRs: cvm's, or the guest's firmware log.
+    pub event_log: Option<&'a AnyLog>,
+    /// The plan's events (`cvm measure --event-log-out`): with a guest's log, what its
+    /// events are compared with, event by event, to say where they depart.
+    pub plan_log: Option<&'a EventLog>,
     /// The verification time.
     pub at: Time,
     /// Remembered signature verifications (a fresh one per quote, or one per batch).
@@ -107,18 +112,21 @@ impl Verifier<'_> {
             }
             Some(c) => claims.tcb = self.with_collateral(&quote, pck.as_ref(), c, &mut checks),
         }
-        appraise::appraise(
+        let departures = appraise::appraise(
             &quote.body,
             self.reference,
             self.policy,
             self.event_log,
+            self.plan_log,
             &mut checks,
         );
         let product = claims
             .pck
             .as_ref()
             .map(|p| format!("FMSPC {} (PCK {:?} CA)", p.fmspc, p.ca));
-        Verdict::new(checks, quote.tee(), product, Some(claims), self.at)
+        let mut v = Verdict::new(checks, quote.tee(), product, Some(claims), self.at);
+        v.departures = departures;
+        v
     }
 
     fn with_collateral(

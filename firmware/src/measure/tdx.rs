@@ -27,48 +27,235 @@ use sha2::{Digest, Sha384};
 /// A 48-byte SHA-384 value.
 pub type Digest48 = [u8; 48];
 
-/// A TCG event type, as TDVF logs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A TCG event type (TCG PC Client Platform Firmware Profile, section 10.4.1): the ones
+/// TDVF logs and the others a guest's firmware log may hold, by name, and any other value
+/// as [`EventType::Other`]. In JSON a type is its name (`"EV_SEPARATOR"`), or for a value
+/// without one, `"0x"` and eight hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
+    /// EV_POST_CODE (0x1).
+    PostCode,
+    /// EV_NO_ACTION (0x3): logged, never extended.
+    NoAction,
     /// EV_SEPARATOR (0x4).
-    #[serde(rename = "EV_SEPARATOR")]
     Separator,
+    /// EV_ACTION (0x5).
+    ActionLegacy,
     /// EV_EVENT_TAG (0x6).
-    #[serde(rename = "EV_EVENT_TAG")]
     EventTag,
+    /// EV_S_CRTM_CONTENTS (0x7).
+    CrtmContents,
+    /// EV_S_CRTM_VERSION (0x8).
+    CrtmVersion,
+    /// EV_CPU_MICROCODE (0x9).
+    CpuMicrocode,
     /// EV_PLATFORM_CONFIG_FLAGS (0xa).
-    #[serde(rename = "EV_PLATFORM_CONFIG_FLAGS")]
     PlatformConfigFlags,
+    /// EV_TABLE_OF_DEVICES (0xb).
+    TableOfDevices,
+    /// EV_COMPACT_HASH (0xc).
+    CompactHash,
+    /// EV_IPL (0xd).
+    Ipl,
+    /// EV_NONHOST_CODE (0xf).
+    NonhostCode,
+    /// EV_NONHOST_CONFIG (0x10).
+    NonhostConfig,
+    /// EV_NONHOST_INFO (0x11).
+    NonhostInfo,
+    /// EV_OMIT_BOOT_DEVICE_EVENTS (0x12).
+    OmitBootDeviceEvents,
     /// EV_EFI_VARIABLE_DRIVER_CONFIG (0x80000001).
-    #[serde(rename = "EV_EFI_VARIABLE_DRIVER_CONFIG")]
     VariableDriverConfig,
     /// EV_EFI_VARIABLE_BOOT (0x80000002).
-    #[serde(rename = "EV_EFI_VARIABLE_BOOT")]
     VariableBoot,
     /// EV_EFI_BOOT_SERVICES_APPLICATION (0x80000003).
-    #[serde(rename = "EV_EFI_BOOT_SERVICES_APPLICATION")]
     BootServicesApplication,
+    /// EV_EFI_BOOT_SERVICES_DRIVER (0x80000004).
+    BootServicesDriver,
+    /// EV_EFI_RUNTIME_SERVICES_DRIVER (0x80000005).
+    RuntimeServicesDriver,
+    /// EV_EFI_GPT_EVENT (0x80000006).
+    GptEvent,
     /// EV_EFI_ACTION (0x80000007).
-    #[serde(rename = "EV_EFI_ACTION")]
     Action,
+    /// EV_EFI_PLATFORM_FIRMWARE_BLOB (0x80000008).
+    FirmwareBlob,
+    /// EV_EFI_HANDOFF_TABLES (0x80000009).
+    HandoffTables,
     /// EV_EFI_PLATFORM_FIRMWARE_BLOB2 (0x8000000a).
-    #[serde(rename = "EV_EFI_PLATFORM_FIRMWARE_BLOB2")]
     FirmwareBlob2,
+    /// EV_EFI_HANDOFF_TABLES2 (0x8000000b).
+    HandoffTables2,
+    /// EV_EFI_VARIABLE_BOOT2 (0x8000000c).
+    VariableBoot2,
+    /// EV_EFI_GPT_EVENT2 (0x8000000d).
+    GptEvent2,
+    /// EV_EFI_HCRTM_EVENT (0x80000010).
+    HcrtmEvent,
+    /// EV_EFI_VARIABLE_AUTHORITY (0x800000e0).
+    VariableAuthority,
+    /// EV_EFI_SPDM_FIRMWARE_BLOB (0x800000e1).
+    SpdmFirmwareBlob,
+    /// EV_EFI_SPDM_FIRMWARE_CONFIG (0x800000e2).
+    SpdmFirmwareConfig,
+    /// A value without a name here.
+    Other(u32),
 }
+
+/// Every named type: value and name.
+const EVENT_TYPES: &[(EventType, u32, &str)] = &[
+    (EventType::PostCode, 0x1, "EV_POST_CODE"),
+    (EventType::NoAction, 0x3, "EV_NO_ACTION"),
+    (EventType::Separator, 0x4, "EV_SEPARATOR"),
+    (EventType::ActionLegacy, 0x5, "EV_ACTION"),
+    (EventType::EventTag, 0x6, "EV_EVENT_TAG"),
+    (EventType::CrtmContents, 0x7, "EV_S_CRTM_CONTENTS"),
+    (EventType::CrtmVersion, 0x8, "EV_S_CRTM_VERSION"),
+    (EventType::CpuMicrocode, 0x9, "EV_CPU_MICROCODE"),
+    (
+        EventType::PlatformConfigFlags,
+        0xa,
+        "EV_PLATFORM_CONFIG_FLAGS",
+    ),
+    (EventType::TableOfDevices, 0xb, "EV_TABLE_OF_DEVICES"),
+    (EventType::CompactHash, 0xc, "EV_COMPACT_HASH"),
+    (EventType::Ipl, 0xd, "EV_IPL"),
+    (EventType::NonhostCode, 0xf, "EV_NONHOST_CODE"),
+    (EventType::NonhostConfig, 0x10, "EV_NONHOST_CONFIG"),
+    (EventType::NonhostInfo, 0x11, "EV_NONHOST_INFO"),
+    (
+        EventType::OmitBootDeviceEvents,
+        0x12,
+        "EV_OMIT_BOOT_DEVICE_EVENTS",
+    ),
+    (
+        EventType::VariableDriverConfig,
+        0x8000_0001,
+        "EV_EFI_VARIABLE_DRIVER_CONFIG",
+    ),
+    (EventType::VariableBoot, 0x8000_0002, "EV_EFI_VARIABLE_BOOT"),
+    (
+        EventType::BootServicesApplication,
+        0x8000_0003,
+        "EV_EFI_BOOT_SERVICES_APPLICATION",
+    ),
+    (
+        EventType::BootServicesDriver,
+        0x8000_0004,
+        "EV_EFI_BOOT_SERVICES_DRIVER",
+    ),
+    (
+        EventType::RuntimeServicesDriver,
+        0x8000_0005,
+        "EV_EFI_RUNTIME_SERVICES_DRIVER",
+    ),
+    (EventType::GptEvent, 0x8000_0006, "EV_EFI_GPT_EVENT"),
+    (EventType::Action, 0x8000_0007, "EV_EFI_ACTION"),
+    (
+        EventType::FirmwareBlob,
+        0x8000_0008,
+        "EV_EFI_PLATFORM_FIRMWARE_BLOB",
+    ),
+    (
+        EventType::HandoffTables,
+        0x8000_0009,
+        "EV_EFI_HANDOFF_TABLES",
+    ),
+    (
+        EventType::FirmwareBlob2,
+        0x8000_000a,
+        "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+    ),
+    (
+        EventType::HandoffTables2,
+        0x8000_000b,
+        "EV_EFI_HANDOFF_TABLES2",
+    ),
+    (
+        EventType::VariableBoot2,
+        0x8000_000c,
+        "EV_EFI_VARIABLE_BOOT2",
+    ),
+    (EventType::GptEvent2, 0x8000_000d, "EV_EFI_GPT_EVENT2"),
+    (EventType::HcrtmEvent, 0x8000_0010, "EV_EFI_HCRTM_EVENT"),
+    (
+        EventType::VariableAuthority,
+        0x8000_00e0,
+        "EV_EFI_VARIABLE_AUTHORITY",
+    ),
+    (
+        EventType::SpdmFirmwareBlob,
+        0x8000_00e1,
+        "EV_EFI_SPDM_FIRMWARE_BLOB",
+    ),
+    (
+        EventType::SpdmFirmwareConfig,
+        0x8000_00e2,
+        "EV_EFI_SPDM_FIRMWARE_CONFIG",
+    ),
+];
 
 impl EventType {
     /// The TCG PC Client value.
     pub fn value(self) -> u32 {
         match self {
-            EventType::Separator => 0x4,
-            EventType::EventTag => 0x6,
-            EventType::PlatformConfigFlags => 0xa,
-            EventType::VariableDriverConfig => 0x8000_0001,
-            EventType::VariableBoot => 0x8000_0002,
-            EventType::BootServicesApplication => 0x8000_0003,
-            EventType::Action => 0x8000_0007,
-            EventType::FirmwareBlob2 => 0x8000_000a,
+            EventType::Other(v) => v,
+            t => EVENT_TYPES
+                .iter()
+                .find(|(n, ..)| *n == t)
+                .map_or(0, |&(_, v, _)| v),
         }
+    }
+
+    /// The type of a value: named where it has a name.
+    pub fn from_value(v: u32) -> Self {
+        EVENT_TYPES
+            .iter()
+            .find(|&&(_, n, _)| n == v)
+            .map_or(EventType::Other(v), |&(t, ..)| t)
+    }
+
+    /// The TCG name (`EV_SEPARATOR`), or `None` for a value without one.
+    pub fn name(self) -> Option<&'static str> {
+        let v = self.value();
+        EVENT_TYPES
+            .iter()
+            .find(|&&(_, n, _)| n == v)
+            .map(|&(.., name)| name)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "{:#010x}", self.value()),
+        }
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(&(t, ..)) = EVENT_TYPES.iter().find(|&&(.., n)| n == s) {
+            return Ok(t);
+        }
+        s.strip_prefix("0x")
+            .filter(|h| h.len() == 8)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .map(EventType::from_value)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "event type {s:?}: not a TCG name (EV_...) or 0x and eight hex digits"
+                ))
+            })
     }
 }
 
@@ -417,9 +604,10 @@ fn rtmrs(
             .checked_sub(HOB_END_LEN)
             .and_then(|n| hob.data.get(..n))
             .unwrap_or_default();
+        // TdxMeasurementHob.c: the TD HOB is logged as EV_EFI_HANDOFF_TABLES2 ("TdxTable").
         log.push(
             0,
-            EventType::PlatformConfigFlags,
+            EventType::HandoffTables2,
             sha384(measured),
             format!("TD HOB, {} bytes at {:#x}", measured.len(), hob.gpa),
         );

@@ -195,6 +195,10 @@ pub struct AttestReport {
     pub malformed_lines: Vec<String>,
     /// Evidence lines after the first, ignored.
     pub repeated_lines: usize,
+    /// TDX: what became of the guest's event log (the line's auxiliary data): how many
+    /// events it has, or why it was not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<String>,
     /// The verdict, as `cvm verify --format json` gives it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<AnyVerdict>,
@@ -208,8 +212,9 @@ pub struct LaunchReference {
     pub snp_measurement: Option<[u8; 48]>,
     /// SNP: HOST_DATA.
     pub host_data: Option<[u8; 32]>,
-    /// TDX: MRTD and the RTMRs.
-    pub tdx: Option<cvm_firmware::reference::TdxValues>,
+    /// TDX: the plan's event log: MRTD, the RTMRs it determines, the owner's registers,
+    /// and the events a guest's log is compared with.
+    pub tdx: Option<cvm_firmware::measure::tdx::EventLog>,
 }
 
 /// Verifies what the guest sent; returns the report part and the launch's result.
@@ -231,6 +236,7 @@ pub fn verdict(
         evidence: collected.first.as_ref().map(|l| l.kind.name()),
         malformed_lines: collected.malformed.clone(),
         repeated_lines: collected.repeated,
+        event_log: None,
         verdict: None,
     };
     let Some(line) = &collected.first else {
@@ -253,6 +259,7 @@ pub fn verdict(
         root: &args.root,
         collateral: args.collateral.as_deref(),
         event_log: None,
+        plan_log: None,
         policy: args.verify_policy.as_deref(),
     };
     let at = match &args.at {
@@ -287,24 +294,26 @@ pub fn verdict(
         EvidenceKind::Tdx => {
             let mut r = verify::tdx_reference_skip();
             r.report_data = Expected::value(Bytes(binding));
-            if let Some(t) = &reference.tdx {
-                r.mrtd = Expected::value(Bytes(t.mrtd.0));
-                for (e, v) in r.rtmr.iter_mut().zip(&t.rtmr) {
-                    if let Some(v) = v {
-                        *e = Expected::value(Bytes(v.0));
+            if let Some(plan) = &reference.tdx {
+                verify::plan_values(&plan.values, &mut r);
+            }
+            let mut inputs = verify::tdx_inputs(&src, Some(r))?;
+            // The guest's firmware log, if it sent one: replayed against the quote, and
+            // compared with the plan's events where a register departs.
+            if let Some(aux) = &line.aux {
+                match cvm_attest::eventlog::GuestLog::parse(aux) {
+                    Ok(g) => {
+                        report.event_log = Some(format!(
+                            "{} events ({} bytes) replayed",
+                            g.events.len(),
+                            g.len
+                        ));
+                        inputs.set_event_log(cvm_attest::eventlog::AnyLog::Guest(g));
                     }
-                }
-                for (e, v) in [
-                    (&mut r.mr_config_id, &t.mr_config_id),
-                    (&mut r.mr_owner, &t.mr_owner),
-                    (&mut r.mr_owner_config, &t.mr_owner_config),
-                ] {
-                    if let Some(v) = v {
-                        *e = Expected::value(Bytes(v.0));
-                    }
+                    Err(e) => report.event_log = Some(format!("not read: {e}")),
                 }
             }
-            let inputs = verify::tdx_inputs(&src, Some(r))?;
+            inputs.plan_log = reference.tdx.clone();
             verify::verify_tdx(&inputs, &line.evidence, at)
         }
         EvidenceKind::Cca => {

@@ -24,6 +24,9 @@ pub enum GuestArgs {
 const NONCE_PATH: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/cvm/nonce/raw";
 /// configfs-tsm's report directory.
 const TSM_REPORT: &str = "/sys/kernel/config/tsm/report";
+/// Where Linux (6.0+) exposes the ACPI CCEL table's log area: a TDX guest's firmware
+/// event log.
+const CCEL_PATH: &str = "/sys/firmware/acpi/tables/data/CCEL";
 /// The most a report attribute is read (a TDX quote with certification data, an SNP
 /// certificate table: well under this).
 const MAX_BLOB: u64 = 1 << 20;
@@ -43,6 +46,43 @@ pub struct AttestArgs {
     /// Use this existing configfs-tsm report entry instead of making one.
     #[arg(long, value_name = "DIR")]
     pub tsm_entry: Option<PathBuf>,
+    /// TDX: the firmware's event log, sent as the auxiliary data so the host can replay
+    /// it and say which event departs from its plan (default: the CCEL table's log area;
+    /// its padding is not sent).
+    #[arg(long, value_name = "FILE", default_value = CCEL_PATH)]
+    pub event_log: PathBuf,
+    /// TDX: send no event log.
+    #[arg(long, conflicts_with = "event_log")]
+    pub no_event_log: bool,
+}
+
+/// The TD's firmware event log at `path`, read and checked as the host will read it,
+/// without the log area's padding; none, and why, when it is missing or damaged (the
+/// evidence is still sent: the log only explains it).
+fn tdx_event_log(path: &Path) -> (Vec<u8>, String) {
+    let bytes = match read_small(path, "the event log") {
+        Ok(b) => b,
+        Err(e) => {
+            let why = if path.exists() {
+                e.to_string()
+            } else {
+                format!(
+                    "{} does not exist (Linux 6.0+ exposes the CCEL table's log there)",
+                    path.display()
+                )
+            };
+            return (Vec::new(), format!("not sent: {why}"));
+        }
+    };
+    match cvm_attest::eventlog::GuestLog::parse(&bytes) {
+        Ok(g) => {
+            let mut log = bytes;
+            log.truncate(g.len);
+            let note = format!("sent: {} events, {} bytes", g.events.len(), log.len());
+            (log, note)
+        }
+        Err(e) => (Vec::new(), format!("not sent: {}: {e}", path.display())),
+    }
 }
 
 /// What `cvm guest attest` reports.
@@ -56,6 +96,9 @@ pub struct GuestAttestReport {
     pub evidence_bytes: usize,
     /// The auxiliary data's size (0: none sent).
     pub aux_bytes: usize,
+    /// TDX: what became of the event log (sent with N events, or why not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<String>,
     /// REPORT_DATA bound to the nonce, hex.
     pub report_data: String,
     /// Where the line went.
@@ -68,7 +111,11 @@ impl Render for GuestAttestReport {
             out,
             "cvm: sent {} evidence ({} bytes, {} of auxiliary data) from {} to {}",
             self.evidence, self.evidence_bytes, self.aux_bytes, self.provider, self.to
-        )
+        )?;
+        if let Some(note) = &self.event_log {
+            writeln!(out, "cvm: event log {note}")?;
+        }
+        Ok(())
     }
 }
 
@@ -84,6 +131,9 @@ pub fn run(args: &GuestArgs) -> CmdResult {
                     r.evidence_bytes,
                     r.provider
                 );
+                if let Some(note) = &r.event_log {
+                    tracing::info!("event log {note}");
+                }
                 (None, Ok(()))
             }
             Err(e) => (None, Err(e)),
@@ -207,11 +257,17 @@ fn attest(args: &AttestArgs) -> Result<GuestAttestReport, CliError> {
     }
     // The certificate table (SNP) where the provider gives one.
     let aux_path = entry.path.join("auxblob");
-    let aux = if aux_path.exists() {
+    let mut aux = if aux_path.exists() {
         read_small(&aux_path, "the auxiliary data")?
     } else {
         Vec::new()
     };
+    let mut event_log = None;
+    if kind == EvidenceKind::Tdx && aux.is_empty() && !args.no_event_log {
+        let (log, note) = tdx_event_log(&args.event_log);
+        aux = log;
+        event_log = Some(note);
+    }
     // Another writer between our request and our reads would make these someone
     // else's: configfs-tsm counts every write in `generation`.
     let after = generation(&entry.path)?;
@@ -256,6 +312,7 @@ fn attest(args: &AttestArgs) -> Result<GuestAttestReport, CliError> {
         evidence: kind.name(),
         evidence_bytes: evidence.len(),
         aux_bytes: aux.len(),
+        event_log,
         report_data: hex::encode(binding),
         to: args.to.clone(),
     })

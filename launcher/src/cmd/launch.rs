@@ -687,15 +687,15 @@ fn launch_reference(
             tdx: None,
         },
         (Tee::Tdx, Some(cvm_firmware::launch::LaunchMeasurement::Tdx(m))) => {
-            let mut values = m.values();
+            let mut log = cvm_firmware::measure::tdx::EventLog::of(&m);
             let [config_id, owner, owner_config] = args.td_owner.values();
-            values.mr_config_id = Some(cvm_firmware::reference::Hex(config_id));
-            values.mr_owner = Some(cvm_firmware::reference::Hex(owner));
-            values.mr_owner_config = Some(cvm_firmware::reference::Hex(owner_config));
+            log.values.mr_config_id = Some(cvm_firmware::reference::Hex(config_id));
+            log.values.mr_owner = Some(cvm_firmware::reference::Hex(owner));
+            log.values.mr_owner_config = Some(cvm_firmware::reference::Hex(owner_config));
             LaunchReference {
                 snp_measurement: None,
                 host_data: None,
-                tdx: Some(values),
+                tdx: Some(log),
             }
         }
         _ => LaunchReference {
@@ -957,7 +957,7 @@ fn tdx_dry_attest(
     (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
     let mut reference = launch_reference(args, Tee::Tdx, plan);
     if let Some(t) = reference.tdx.as_mut() {
-        t.rtmr = [None; 4];
+        t.values.rtmr = [None; 4];
     }
     super::attest_launch::verdict(&args.attest, None, Tee::Tdx, &session, &reference)
 }

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 /// Arguments of `cvm verify`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("refs").required(true).args(["reference", "no_reference"])))]
+#[command(group(clap::ArgGroup::new("refs").required(true).multiple(true)
+    .args(["reference", "no_reference", "plan_log"])))]
 pub struct VerifyArgs {
     /// The evidence type.
     #[arg(long, value_name = "TEE", default_value_t = TeeChoice::Auto,
@@ -52,9 +53,17 @@ pub struct VerifyArgs {
     /// Without it the verdict fails for want of collateral.
     #[arg(long, value_name = "FILE|DIR")]
     pub collateral: Option<PathBuf>,
-    /// TDX: a `cvm measure --tee tdx --event-log` file to replay against the RTMRs.
+    /// TDX: an event log to replay against the RTMRs: the guest's firmware log (the
+    /// TCG crypto-agile format of the CCEL table, as `cvm guest attest` sends it) or a
+    /// `cvm measure --tee tdx --event-log-out` file.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
+    /// TDX: the plan's events (`cvm measure --tee tdx --event-log-out`). Its MRTD and the
+    /// RTMRs it determines are reference values (where --reference gives none), and with a
+    /// guest's --event-log the verdict says, for each RTMR, which of the guest's events
+    /// depart from the plan's and how.
+    #[arg(long, value_name = "FILE")]
+    pub plan_log: Option<PathBuf>,
     /// The verification time, RFC 3339 UTC (default: now).
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
@@ -62,7 +71,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
     /// Check authenticity only: compare no reference values.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["reference", "plan_log"])]
     pub no_reference: bool,
     /// The policy (TOML or JSON; default: the documented default policy).
     #[arg(long, value_name = "FILE")]
@@ -147,6 +156,17 @@ impl<C: Headline + Serialize> Render for VerifyReport<C> {
                 Outcome::Skipped => "skip",
             };
             writeln!(out, "  [{tag}] {}: {}", c.name, c.reason)?;
+        }
+        if !v.departures.is_empty() {
+            writeln!(out, "where the guest's event log departs from the plan:")?;
+            for d in &v.departures {
+                writeln!(out, "  {d}")?;
+                for (who, side) in [("guest", &d.guest), ("plan", &d.plan)] {
+                    if let Some(s) = side {
+                        writeln!(out, "    {who:5} {}  {}", s.digest, s.description)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -267,6 +287,8 @@ pub struct Sources<'a> {
     pub collateral: Option<&'a Path>,
     /// TDX: an event log to replay.
     pub event_log: Option<&'a Path>,
+    /// TDX: the plan's events, for explaining a guest's log.
+    pub plan_log: Option<&'a Path>,
     /// The policy file.
     pub policy: Option<&'a Path>,
 }
@@ -280,6 +302,7 @@ impl<'a> Sources<'a> {
             root: &args.root,
             collateral: args.collateral.as_deref(),
             event_log: args.event_log.as_deref(),
+            plan_log: args.plan_log.as_deref(),
             policy: args.policy.as_deref(),
         }
     }
@@ -292,8 +315,17 @@ pub struct TdxInputs {
     /// The reference values (`None`: none compared).
     pub reference: Option<tdx::appraise::Reference>,
     policy: tdx::appraise::Policy,
-    event_log: Option<tdx::appraise::EventLog>,
+    event_log: Option<cvm_attest::eventlog::AnyLog>,
+    /// The plan's events, compared with a guest's log.
+    pub plan_log: Option<tdx::appraise::EventLog>,
     cache: cvm_attest::Cache,
+}
+
+impl TdxInputs {
+    /// Replays `log` against the quote (instead of any --event-log).
+    pub fn set_event_log(&mut self, log: cvm_attest::eventlog::AnyLog) {
+        self.event_log = Some(log);
+    }
 }
 
 /// What an SNP verification needs besides the report, loaded once per process.
@@ -388,6 +420,7 @@ pub fn verify_tdx(i: &TdxInputs, evidence: &[u8], at: Time) -> AnyVerdict {
         reference: i.reference.as_ref(),
         policy: &i.policy,
         event_log: i.event_log.as_ref(),
+        plan_log: i.plan_log.as_ref(),
         at,
         cache: &i.cache,
     }
@@ -438,6 +471,7 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliErr
         ("--no-crl", args.no_crl, plan_args::SNP),
         ("--collateral", args.collateral.is_some(), plan_args::TDX),
         ("--event-log", args.event_log.is_some(), plan_args::TDX),
+        ("--plan-log", args.plan_log.is_some(), plan_args::TDX),
     ]);
     plan_args::refuse_inapplicable(tee, &crate::tee_arg::EVIDENCE, &given).map_err(|e| {
         let hint = match tee {
@@ -512,7 +546,29 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
         let r = reference.get_or_insert_with(tdx_reference_skip);
         merge_report_data(args, &mut r.report_data)?;
     }
-    tdx_inputs(&Sources::of(args), reference)
+    let mut inputs = tdx_inputs(&Sources::of(args), reference)?;
+    if let Some(plan) = &inputs.plan_log {
+        let r = inputs.reference.get_or_insert_with(tdx_reference_skip);
+        plan_values(&plan.values, r);
+    }
+    Ok(inputs)
+}
+
+/// Sets the fields of `r` a file left out (skipped) to the plan's MRTD, the RTMRs it
+/// determines and the owner's registers it gives.
+pub fn plan_values(plan: &cvm_firmware::reference::TdxValues, r: &mut tdx::appraise::Reference) {
+    let set = |e: &mut Expected<Bytes<48>>, v: Option<&cvm_firmware::reference::Hex<48>>| {
+        if let (true, Some(v)) = (e.is_skip(), v) {
+            *e = Expected::value(Bytes(v.0));
+        }
+    };
+    set(&mut r.mrtd, Some(&plan.mrtd));
+    for (e, v) in r.rtmr.iter_mut().zip(&plan.rtmr) {
+        set(e, v.as_ref());
+    }
+    set(&mut r.mr_config_id, plan.mr_config_id.as_ref());
+    set(&mut r.mr_owner, plan.mr_owner.as_ref());
+    set(&mut r.mr_owner_config, plan.mr_owner_config.as_ref());
 }
 
 /// A TDX reference that compares nothing (until fields are set).
@@ -575,6 +631,13 @@ pub fn tdx_inputs(
             None => tdx::appraise::Policy::default(),
         },
         event_log: match src.event_log {
+            Some(p) => {
+                let bytes = read_file(p, InputKind::Config)?;
+                Some(cvm_attest::eventlog::AnyLog::parse(&bytes).map_err(|e| config(p, e))?)
+            }
+            None => None,
+        },
+        plan_log: match src.plan_log {
             Some(p) => Some(read_text(p, tdx::appraise::parse_event_log)?),
             None => None,
         },

@@ -50,6 +50,7 @@ fn cvm_run(quote: &[u8], collateral: &str, at: Time) -> (Duration, Duration) {
             reference: None,
             policy: &policy,
             event_log: None,
+            plan_log: None,
             at,
             cache: &Cache::default(),
         }
@@ -78,6 +79,7 @@ fn cvm_batch_per_verification(warm: &[u8], quote: &[u8], collateral: &str, at: T
             reference: None,
             policy: &policy,
             event_log: None,
+            plan_log: None,
             at,
             cache,
         }
