@@ -45,6 +45,9 @@ pub enum Command {
     /// Inside a Linux guest: the guest side of `cvm launch --attest`.
     #[command(subcommand)]
     Guest(cmd::guest::GuestArgs),
+    /// Fetch the certificates and CRLs evidence needs from the vendor's service.
+    #[command(subcommand)]
+    Collateral(cmd::collateral::CollateralArgs),
 }
 
 /// Runs `cvm` with `args` (including the program name), writing results to `stdout` and
@@ -95,6 +98,7 @@ fn dispatch(command: Command, format: Format) -> CmdResult {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Verify(args) => cmd::verify::run(&args),
         Command::Guest(args) => cmd::guest::run(&args),
+        Command::Collateral(args) => cmd::collateral::run(&args),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod exit;
+pub mod fetch;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod guest;
 pub mod input;

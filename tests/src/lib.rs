@@ -29,7 +29,9 @@ pub fn vectors_dir() -> PathBuf {
         .unwrap_or_else(|| shared_dir().join("vectors"))
 }
 
+pub mod http_server;
 mod skip;
+pub mod snp_test_pki;
 pub mod tcg_test_log;
 pub mod tdx_test_pki;
 /// Whether a test's input is present. An absent input never lets a test pass: under

@@ -8,7 +8,7 @@ use crate::error::CliError;
 use clap::{Args, ValueEnum};
 use cvm_attest::config::{Bytes, Expected};
 use cvm_attest::exchange::{self, EvidenceKind, EvidenceLine, LineError, NONCE_LEN};
-use cvm_attest::{Category, Check, CheckId, Outcome, Status, Time};
+use cvm_attest::{Category, Check, CheckId, Outcome, Status};
 use cvm_firmware::Tee;
 use cvm_firmware::plan::{FwCfgFile, LaunchPlan};
 use std::borrow::Cow;
@@ -262,17 +262,7 @@ pub fn verdict(
         plan_log: None,
         policy: args.verify_policy.as_deref(),
     };
-    let at = match &args.at {
-        Some(s) => Time::parse_rfc3339(s).map_err(|e| CliError::Usage(format!("--at: {e}")))?,
-        None => Time(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .map_err(|_| {
-                    CliError::Usage("the system clock is before 1970: give --at".into())
-                })?,
-        ),
-    };
+    let at = verify::at_or_now(args.at.as_deref())?;
     let mut v = match line.kind {
         EvidenceKind::Snp => {
             let mut r = verify::snp_reference_skip();

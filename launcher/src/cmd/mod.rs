@@ -2,6 +2,7 @@
 //! succeeded, so that a result is printed even when the command then fails.
 
 pub mod attest_launch;
+pub mod collateral;
 pub mod guest;
 pub mod inspect;
 #[cfg(target_os = "linux")]

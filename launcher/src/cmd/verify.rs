@@ -328,6 +328,13 @@ impl TdxInputs {
     }
 }
 
+impl SnpInputs {
+    /// Checks revocation with `crl` (instead of any --crl).
+    pub fn set_crl(&mut self, crl: Crl) {
+        self.crl = Some(crl);
+    }
+}
+
 /// What an SNP verification needs besides the report, loaded once per process.
 pub struct SnpInputs {
     roots: Roots,
@@ -377,10 +384,7 @@ pub fn run(args: &VerifyArgs) -> CmdResult {
 }
 
 fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
-    let at = match &args.at {
-        Some(s) => Time::parse_rfc3339(s).map_err(|e| CliError::Usage(format!("--at: {e}")))?,
-        None => now()?,
-    };
+    let at = at_or_now(args.at.as_deref())?;
     let mut tdx_inputs: Option<TdxInputs> = None;
     let mut snp_inputs: Option<SnpInputs> = None;
     let mut out = Vec::new();
@@ -796,6 +800,14 @@ fn read_collateral(path: &Path) -> Result<tdx::collateral::Collateral, CliError>
         tracing::warn!("{}: ignoring {name}", path.display());
     }
     Ok(collateral)
+}
+
+/// `--at`, or the current time.
+pub fn at_or_now(at: Option<&str>) -> Result<Time, CliError> {
+    match at {
+        Some(s) => Time::parse_rfc3339(s).map_err(|e| CliError::Usage(format!("--at: {e}"))),
+        None => now(),
+    }
 }
 
 fn now() -> Result<Time, CliError> {

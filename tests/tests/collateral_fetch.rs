@@ -1,0 +1,314 @@
+//! `cvm collateral fetch` against a real HTTP server on 127.0.0.1 with AMD KDS's URL
+//! layout: the SNP test PKI's VCEK, chain and CRL for a report signed with it (trusted
+//! through `--root` only), real reports' VCEK URLs (hardware ID and reported TCB, Turin's
+//! 8-byte ID and fmcSPL), and the ways a service fails: 429 with Retry-After, 5xx, slow,
+//! truncated, oversized and HTML answers, and collateral that does not verify. Nothing
+//! is written unless everything verified.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::tests_outside_test_module,
+    reason = "an integration test crate: every function is test code"
+)]
+
+use cvm_tests::http_server::{Answer, Server};
+use cvm_tests::snp_test_pki::{Key, pki, report};
+use cvm_tests::{crate_dir, vectors};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const AT: &str = "2026-03-01T00:00:00Z";
+
+/// The test VCEK's URL: generate.sh's hwID (c0ffee00 then 01..3c) and SPLs (bl 3, tee
+/// 0, snp 8, ucode 115), as the KDS interface specification lays out a Milan VCEK URL.
+fn test_vcek_path() -> String {
+    let mut hwid = String::from("c0ffee00");
+    for i in 1u8..=60 {
+        hwid.push_str(&format!("{i:02x}"));
+    }
+    format!("/vcek/v1/Milan/{hwid}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115")
+}
+
+fn pem(der: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    for c in b.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(c).unwrap());
+        s.push('\n');
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    s.into_bytes()
+}
+
+/// A server holding the test PKI's collateral at the KDS's paths.
+fn test_kds(crl: &str) -> Server {
+    let s = Server::start();
+    s.on(&test_vcek_path(), vec![Answer::ok(pki("test-vcek.der"))]);
+    let mut chain = pem(&pki("test-ask.der"));
+    chain.extend(pem(&pki("test-ark.der")));
+    s.on("/vcek/v1/Milan/cert_chain", vec![Answer::ok(chain)]);
+    s.on("/vcek/v1/Milan/crl", vec![Answer::ok(pki(crl))]);
+    s
+}
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("cvm-fetch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn run(args: &[&str]) -> (u8, serde_json::Value, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut all = vec!["cvm", "--format", "json"];
+    all.extend_from_slice(args);
+    let code = cvm_launcher::cli::run(all, &mut out, &mut err).code();
+    let err = String::from_utf8_lossy(&err).into_owned();
+    let json = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    (code, json, err)
+}
+
+fn fetch(
+    server: &Server,
+    evidence: &[&Path],
+    out: &Path,
+    extra: &[&str],
+) -> (u8, serde_json::Value) {
+    let root = crate_dir().join("fixtures/snp-test-pki/test-ark.der");
+    let mut args = vec!["collateral", "fetch"];
+    let ev: Vec<String> = evidence.iter().map(|p| p.display().to_string()).collect();
+    for e in &ev {
+        args.extend(["--evidence", e.as_str()]);
+    }
+    let (out_s, root_s) = (out.display().to_string(), root.display().to_string());
+    args.extend([
+        "--out",
+        &out_s,
+        "--kds-url",
+        &server.url,
+        "--root",
+        &root_s,
+        "--at",
+        AT,
+    ]);
+    args.extend_from_slice(extra);
+    let (code, json, _) = run(&args);
+    (code, json)
+}
+
+fn test_report(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, report(Key::Vcek, |_| {})).unwrap();
+    p
+}
+
+fn error(json: &serde_json::Value) -> String {
+    json["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn fetched_collateral_is_verified_written_and_verifies_the_report() {
+    let server = test_kds("test-crl-empty.der");
+    let work = temp("ok");
+    let r = test_report(&work, "report.bin");
+    let out = work.join("certs");
+    let (code, json) = fetch(&server, &[&r], &out, &[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["fetched"][0]["product"], "Milan");
+    assert_eq!(json["requests"], 3);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ark.pem", "ask.pem", "crl.der", "vcek.der"]);
+    assert_eq!(
+        std::fs::read(out.join("vcek.der")).unwrap(),
+        pki("test-vcek.der")
+    );
+    // What was written is what cvm verify reads.
+    let root = crate_dir().join("fixtures/snp-test-pki/test-ark.der");
+    let (code, v, err) = run(&[
+        "verify",
+        "--evidence",
+        r.to_str().unwrap(),
+        "--certs",
+        out.to_str().unwrap(),
+        "--crl",
+        out.join("crl.der").to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--no-reference",
+        "--at",
+        AT,
+    ]);
+    assert_eq!(code, 0, "{v} {err}");
+    std::fs::remove_dir_all(&work).ok();
+}
+
+#[test]
+fn a_batch_asks_for_each_item_once_and_429_is_waited_out() {
+    let server = test_kds("test-crl-empty.der");
+    let mut limited = Answer::status(429);
+    limited.headers.push(("Retry-After".into(), "1".into()));
+    server.on(
+        &test_vcek_path(),
+        vec![limited, Answer::ok(pki("test-vcek.der"))],
+    );
+    let work = temp("batch");
+    let a = test_report(&work, "a.bin");
+    let b = test_report(&work, "b.bin");
+    let out = work.join("out");
+    let (code, json) = fetch(&server, &[&a, &b], &out, &[]);
+    assert_eq!(code, 0, "{json}");
+    // The VCEK twice (429, then 200), the chain and the CRL once, for both reports.
+    assert_eq!(server.count(&test_vcek_path()), 2, "{:?}", server.log());
+    assert_eq!(server.count("/vcek/v1/Milan/cert_chain"), 1);
+    assert_eq!(server.count("/vcek/v1/Milan/crl"), 1);
+    for d in ["a", "b"] {
+        assert!(out.join(d).join("vcek.der").is_file(), "{d}");
+    }
+    std::fs::remove_dir_all(&work).ok();
+}
+
+/// `answer` in place of the CRL: the fetch fails with `code`, naming the URL and `why`,
+/// and leaves nothing behind.
+fn crl_answer_fails(name: &str, answer: Answer, extra: &[&str], code: u8, why: &str) {
+    let server = test_kds("test-crl-empty.der");
+    server.on("/vcek/v1/Milan/crl", vec![answer]);
+    let work = temp(name);
+    let r = test_report(&work, "report.bin");
+    let out = work.join("certs");
+    let (got, json) = fetch(&server, &[&r], &out, extra);
+    assert_eq!(got, code, "{name}: {json}");
+    let e = error(&json);
+    assert!(
+        e.contains("/vcek/v1/Milan/crl") && e.contains(why),
+        "{name}: {e}"
+    );
+    assert!(
+        !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+        "{name}"
+    );
+    std::fs::remove_dir_all(&work).ok();
+}
+
+#[test]
+fn server_errors_and_bad_answers_are_collateral_unavailable() {
+    crl_answer_fails(
+        "5xx",
+        Answer::status(503),
+        &[],
+        4,
+        "HTTP 503 after 4 attempts",
+    );
+    crl_answer_fails("404", Answer::status(404), &[], 4, "HTTP 404");
+    let mut slow = Answer::ok(pki("test-crl-empty.der"));
+    slow.delay = Duration::from_secs(3);
+    crl_answer_fails("slow", slow, &["--timeout", "1s"], 4, "timed out");
+    let mut truncated = Answer::ok(pki("test-crl-empty.der"));
+    truncated.claimed_len = Some(truncated.body.len() + 100);
+    crl_answer_fails("truncated", truncated, &[], 4, "truncated");
+    crl_answer_fails(
+        "huge",
+        Answer::ok(vec![0x30; 2 << 20]),
+        &[],
+        4,
+        "larger than",
+    );
+    let mut html = Answer::ok(b"<html>sign in</html>".to_vec());
+    html.headers = vec![("Content-Type".into(), "text/html; charset=utf-8".into())];
+    crl_answer_fails("html", html, &[], 4, "HTML page");
+    let mut long_wait = Answer::status(429);
+    long_wait
+        .headers
+        .push(("Retry-After".into(), "3600".into()));
+    crl_answer_fails("429", long_wait, &[], 4, "asked to wait 3600 s");
+    crl_answer_fails("garbage", Answer::ok(b"not a CRL".to_vec()), &[], 4, "CRL");
+}
+
+#[test]
+fn collateral_that_does_not_verify_is_not_written() {
+    // The CRL revokes the ASK: the chain fails, nothing is kept.
+    let server = test_kds("test-crl-revokes-ask.der");
+    let work = temp("revoked");
+    let r = test_report(&work, "report.bin");
+    let out = work.join("certs");
+    let (code, json) = fetch(&server, &[&r], &out, &[]);
+    assert_eq!(code, 3, "{json}");
+    assert!(error(&json).contains("nothing written"), "{json}");
+    assert!(!out.exists());
+    // Without the test root, nothing trusts the chain.
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let code = cvm_launcher::cli::run(
+        [
+            "cvm",
+            "collateral",
+            "fetch",
+            "--evidence",
+            r.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--kds-url",
+            &server.url,
+            "--at",
+            AT,
+        ],
+        &mut o,
+        &mut e,
+    )
+    .code();
+    assert_eq!(code, 3, "{}", String::from_utf8_lossy(&e));
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&work).ok();
+}
+
+#[test]
+fn real_reports_ask_for_their_vcek_by_hardware_id_and_reported_tcb() {
+    let Some(v) = vectors() else { return };
+    // From each case's facts (chip_id, reported_tcb): Milan's 64-byte hardware ID;
+    // Turin's first 8 bytes, with fmcSPL.
+    let cases = [
+        (
+            "snp/snp-milan-v3-msft",
+            "/vcek/v1/Milan/4ffb5cb4fd594f3fee6528fc3fb10370bb38abe89dcd",
+            "blSPL=4&teeSPL=0&snpSPL=24&ucodeSPL=219",
+        ),
+        (
+            "snp/snp-turin-v5-oak",
+            "/vcek/v1/Turin/3b42092f69c656d3",
+            "fmcSPL=0&blSPL=1&teeSPL=0&snpSPL=2&ucodeSPL=71",
+        ),
+    ];
+    for (case, path_start, query) in cases {
+        let server = Server::start();
+        let work = temp("real");
+        let (code, json) = fetch(&server, &[&v.join(case).join("report.bin")], &work, &[]);
+        // The test server has nothing: collateral unavailable, naming the VCEK's URL.
+        assert_eq!(code, 4, "{json}");
+        let log = server.log();
+        assert_eq!(log.len(), 1, "{log:?}");
+        let (path, q) = log[0].split_once('?').unwrap();
+        assert!(path.starts_with(path_start), "{case}: {path}");
+        assert_eq!(
+            cvm_tests::http_server::route(&format!("/x?{q}")),
+            cvm_tests::http_server::route(&format!("/x?{query}")),
+            "{case}"
+        );
+        if case.contains("turin") {
+            assert_eq!(
+                path.len(),
+                path_start.len(),
+                "Turin's hardware ID is 8 bytes"
+            );
+        } else {
+            assert_eq!(path.rsplit('/').next().unwrap().len(), 128, "{path}");
+        }
+        std::fs::remove_dir_all(&work).ok();
+    }
+}
