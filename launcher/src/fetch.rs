@@ -188,3 +188,92 @@ fn describe(e: &ureq::Error) -> String {
 fn progress(url: &str, what: &str) {
     let _ = writeln!(std::io::stderr(), "cvm: {url}: {what}");
 }
+
+/// A directory of fetched items, one file per URL: `DIR/<host>/<path>[@<query>]`, with
+/// characters other than letters, digits and `._-=,` replaced by `_` (`&` becomes `,`).
+/// An entry is only ever written after what it holds was verified, by a temporary
+/// file and a rename; it is verified again on every use.
+pub struct DiskCache {
+    dir: std::path::PathBuf,
+}
+
+/// The largest cache entry read.
+const MAX_ENTRY: u64 = 1 << 20;
+
+impl DiskCache {
+    /// The cache in `dir`.
+    pub fn new(dir: &std::path::Path) -> Self {
+        DiskCache {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Where `url` is kept.
+    pub fn path(&self, url: &str) -> std::path::PathBuf {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    '&' => ',',
+                    c if c.is_ascii_alphanumeric() || "._-=,".contains(c) => c,
+                    _ => '_',
+                })
+                .collect()
+        };
+        let mut p = self.dir.clone();
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let Some((last, dirs)) = segments.split_last() else {
+            return p.join("_");
+        };
+        for d in dirs {
+            // Never `..` or `.`: a segment is a name.
+            let d = clean(d);
+            p.push(if d.chars().all(|c| c == '.') {
+                "_".into()
+            } else {
+                d
+            });
+        }
+        let mut name = clean(last);
+        if name.chars().all(|c| c == '.') {
+            name = "_".into();
+        }
+        if !query.is_empty() {
+            name.push('@');
+            name.push_str(&clean(query));
+        }
+        p.join(name)
+    }
+
+    /// The entry for `url`, if there is one (and it is no larger than an answer may be).
+    pub fn load(&self, url: &str) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let f = std::fs::File::open(self.path(url)).ok()?;
+        let mut b = Vec::new();
+        f.take(MAX_ENTRY.saturating_add(1))
+            .read_to_end(&mut b)
+            .ok()?;
+        (u64::try_from(b.len()).unwrap_or(u64::MAX) <= MAX_ENTRY).then_some(b)
+    }
+
+    /// Keeps `bytes` for `url`.
+    pub fn store(&self, url: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.path(url);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(format!(".partial-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, bytes).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Drops the entry for `url`.
+    pub fn forget(&self, url: &str) {
+        let _ = std::fs::remove_file(self.path(url));
+    }
+}

@@ -241,7 +241,7 @@ fn collateral_that_does_not_verify_is_not_written() {
     let out = work.join("certs");
     let (code, json) = fetch(&server, &[&r], &out, &[]);
     assert_eq!(code, 3, "{json}");
-    assert!(error(&json).contains("nothing written"), "{json}");
+    assert!(error(&json).contains("nothing kept"), "{json}");
     assert!(!out.exists());
     // Without the test root, nothing trusts the chain.
     let (mut o, mut e) = (Vec::new(), Vec::new());
@@ -311,4 +311,74 @@ fn real_reports_ask_for_their_vcek_by_hardware_id_and_reported_tcb() {
         }
         std::fs::remove_dir_all(&work).ok();
     }
+}
+
+fn verify_fetching(server: &Server, r: &Path, cache: &Path, at: &str) -> (u8, serde_json::Value) {
+    let root = crate_dir().join("fixtures/snp-test-pki/test-ark.der");
+    let (code, json, err) = run(&[
+        "verify",
+        "--evidence",
+        r.to_str().unwrap(),
+        "--fetch",
+        "--kds-url",
+        &server.url,
+        "--cache",
+        cache.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--no-reference",
+        "--at",
+        at,
+    ]);
+    assert!(!err.contains("panicked"), "{err}");
+    (code, json)
+}
+
+#[test]
+fn verify_fetch_caches_what_verified_and_never_trusts_the_cache_more_than_the_network() {
+    let server = test_kds("test-crl-empty.der");
+    let work = temp("cache");
+    let r = test_report(&work, "report.bin");
+    let cache = work.join("cache");
+    let (code, json) = verify_fetching(&server, &r, &cache, AT);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(server.log().len(), 3);
+    // The documented layout: DIR/<host>/<path>[@<query>].
+    let host = server.url.trim_start_matches("http://").replace(':', "_");
+    let crl_entry = cache.join(&host).join("vcek/v1/Milan/crl");
+    assert_eq!(
+        std::fs::read(&crl_entry).unwrap(),
+        pki("test-crl-empty.der")
+    );
+    let vcek_entry = cache.join(&host).join("vcek/v1/Milan").join(format!(
+        "{}@blSPL=3,teeSPL=0,snpSPL=8,ucodeSPL=115",
+        test_vcek_path()
+            .split('/')
+            .nth(4)
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+    ));
+    assert_eq!(std::fs::read(&vcek_entry).unwrap(), pki("test-vcek.der"));
+    // Again: every item from the cache, no request.
+    let (code, json) = verify_fetching(&server, &r, &cache, AT);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(server.log().len(), 3, "{:?}", server.log());
+    // A tampered entry (another certificate in the VCEK's place) fails verification:
+    // every cached item is fetched again, and the good ones replace them.
+    std::fs::write(&vcek_entry, pki("test-vlek.der")).unwrap();
+    let (code, json) = verify_fetching(&server, &r, &cache, AT);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(server.count(&test_vcek_path()), 2);
+    assert_eq!(server.count("/vcek/v1/Milan/cert_chain"), 2);
+    assert_eq!(std::fs::read(&vcek_entry).unwrap(), pki("test-vcek.der"));
+    // Expiry is judged at the verification time: after the test ASK's notAfter
+    // (2030-01-01) the cached chain is stale and asked for again; the service's chain
+    // is just as expired, so the verdict fails on it.
+    let (code, json) = verify_fetching(&server, &r, &cache, "2030-06-01T00:00:00Z");
+    assert_eq!(code, 3, "{json}");
+    assert_eq!(server.count("/vcek/v1/Milan/cert_chain"), 3);
+    assert!(error(&json).contains("nothing kept"), "{json}");
+    std::fs::remove_dir_all(&work).ok();
 }

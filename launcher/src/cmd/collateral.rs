@@ -12,7 +12,7 @@
 use super::verify::{self, Sources};
 use super::{CmdResult, simple};
 use crate::error::CliError;
-use crate::fetch::{FetchError, Fetcher, Limits};
+use crate::fetch::{DiskCache, FetchError, Fetcher, Limits};
 use crate::output::{Output, Render};
 use clap::{Args, Subcommand};
 use cvm_attest::snp::certs::Supplied;
@@ -64,9 +64,13 @@ pub struct FetchArgs {
     /// How long one request may take.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_seconds)]
     pub timeout: Duration,
+    /// Keep what was fetched (after it verified) in DIR, and use entries still valid at
+    /// `--at` instead of asking again.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
-fn parse_product(s: &str) -> Result<Product, String> {
+pub(crate) fn parse_product(s: &str) -> Result<Product, String> {
     Product::ALL
         .into_iter()
         .find(|p| p.name().eq_ignore_ascii_case(s))
@@ -74,7 +78,7 @@ fn parse_product(s: &str) -> Result<Product, String> {
 }
 
 /// `30s`, `500ms`, `2m`, or bare seconds.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let (n, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, ""), |i| s.split_at(i));
@@ -138,7 +142,7 @@ pub fn run(args: &CollateralArgs) -> CmdResult {
     }
 }
 
-fn unavailable(e: FetchError) -> CliError {
+pub(crate) fn unavailable(e: FetchError) -> CliError {
     CliError::CollateralMissing {
         path: PathBuf::from(e.url),
         reason: e.reason,
@@ -147,39 +151,14 @@ fn unavailable(e: FetchError) -> CliError {
 
 fn fetch(args: &FetchArgs) -> Result<FetchReport, CliError> {
     let at = verify::at_or_now(args.at.as_deref())?;
-    let base = args.kds_url.trim_end_matches('/');
-    let mut fetcher = Fetcher::new(Limits {
-        timeout: args.timeout,
-        ..Limits::default()
-    });
+    let mut kds = Kds::new(&args.kds_url, args.timeout, args.cache.as_deref());
     let mut fetched = Vec::new();
     for path in &args.evidence {
         let bytes = std::fs::read(path).map_err(|source| CliError::ReadInput {
             path: path.clone(),
             source,
         })?;
-        let report = Report::parse(&bytes).map_err(|e| CliError::Evidence {
-            path: path.clone(),
-            source: crate::error::InputError::Other(e.to_string()),
-        })?;
-        let product = product_of(&report, args.product, path)?;
-        let vcek_url = vcek_url(base, product, &report)?;
-        let vcek = fetcher.get(&vcek_url).map_err(unavailable)?;
-        let chain_url = format!("{base}/vcek/v1/{product}/cert_chain");
-        let chain = fetcher.get(&chain_url).map_err(unavailable)?;
-        let crl_url = format!("{base}/vcek/v1/{product}/crl");
-        let crl_der = fetcher.get(&crl_url).map_err(unavailable)?;
-        let bad = |url: &str, what: String| {
-            unavailable(FetchError {
-                url: url.to_owned(),
-                reason: what,
-            })
-        };
-        let vcek_cert =
-            Cert::from_der(&vcek, "the VCEK").map_err(|e| bad(&vcek_url, e.to_string()))?;
-        let (ask, ark) = split_chain(&chain).map_err(|e| bad(&chain_url, e))?;
-        let crl = Crl::parse(&crl_der, "the CRL").map_err(|e| bad(&crl_url, e.to_string()))?;
-        check(args, path, &bytes, &vcek_cert, &ask, &ark, crl, at)?;
+        let c = kds.snp(path, &bytes, args.product, &args.root, at)?;
         let dir = if args.evidence.len() == 1 {
             args.out.clone()
         } else {
@@ -189,23 +168,184 @@ fn fetch(args: &FetchArgs) -> Result<FetchReport, CliError> {
             )
         };
         let files: [(&'static str, Vec<u8>); 4] = [
-            ("vcek.der", vcek),
-            ("ask.pem", pem(ask.der()).into_bytes()),
-            ("ark.pem", pem(ark.der()).into_bytes()),
-            ("crl.der", crl_der),
+            ("vcek.der", c.vcek.der().to_vec()),
+            ("ask.pem", pem(c.ask.der()).into_bytes()),
+            ("ark.pem", pem(c.ark.der()).into_bytes()),
+            ("crl.der", c.crl.der().to_vec()),
         ];
         write_all(&dir, &files)?;
         fetched.push(Fetched {
             evidence: path.clone(),
-            product: product.name(),
-            vcek_url,
+            product: c.product.name(),
+            vcek_url: c.vcek_url,
             dir,
             files: files.iter().map(|(n, _)| *n).collect(),
         });
     }
     Ok(FetchReport {
         fetched,
-        requests: fetcher.requests,
+        requests: kds.fetcher.requests,
+    })
+}
+
+/// An SNP report's collateral, verified.
+pub struct SnpCollateral {
+    /// The product.
+    pub product: Product,
+    /// The VCEK's URL.
+    pub vcek_url: String,
+    /// The VCEK.
+    pub vcek: Cert,
+    /// The ASK.
+    pub ask: Cert,
+    /// The ARK.
+    pub ark: Cert,
+    /// The CRL.
+    pub crl: Crl,
+}
+
+/// The three items of an SNP report's collateral.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Vcek,
+    Chain,
+    Crl,
+}
+
+/// AMD's KDS, with an optional cache: a fetch session.
+pub struct Kds {
+    base: String,
+    /// The HTTP client (it counts requests).
+    pub fetcher: Fetcher,
+    cache: Option<DiskCache>,
+}
+
+impl Kds {
+    /// A session with the KDS at `base`.
+    pub fn new(base: &str, timeout: Duration, cache: Option<&Path>) -> Self {
+        Kds {
+            base: base.trim_end_matches('/').to_owned(),
+            fetcher: Fetcher::new(Limits {
+                timeout,
+                ..Limits::default()
+            }),
+            cache: cache.map(DiskCache::new),
+        }
+    }
+
+    /// The VCEK, ASK, ARK and CRL of the report `bytes` (from `path`), from the cache
+    /// where an entry is still valid at `at`, else from the KDS; verified together with
+    /// the report as `cvm verify` would (with `roots` also trusted) before they are used
+    /// or cached. When cached items are part of a failure, they are dropped and fetched
+    /// again.
+    pub fn snp(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        product: Option<Product>,
+        roots: &[PathBuf],
+        at: Time,
+    ) -> Result<SnpCollateral, CliError> {
+        let report = Report::parse(bytes).map_err(|e| CliError::Evidence {
+            path: path.to_owned(),
+            source: crate::error::InputError::Other(e.to_string()),
+        })?;
+        let product = product_of(&report, product, path)?;
+        let base = &self.base;
+        let urls = [
+            (Item::Vcek, vcek_url(base, product, &report)?),
+            (Item::Chain, format!("{base}/vcek/v1/{product}/cert_chain")),
+            (Item::Crl, format!("{base}/vcek/v1/{product}/crl")),
+        ];
+        let mut bodies = Vec::new();
+        let mut cached = Vec::new();
+        for (item, url) in &urls {
+            let hit = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.load(url))
+                .filter(|b| expiry(*item, b).is_some_and(|end| at < end));
+            match hit {
+                Some(b) => {
+                    cached.push(url.clone());
+                    bodies.push(b);
+                }
+                None => bodies.push(self.fetcher.get(url).map_err(unavailable)?),
+            }
+        }
+        let mut result = assemble(product, &urls, &bodies)
+            .and_then(|c| check(path, bytes, &c, roots, at).map(|()| c));
+        if result.is_err() && !cached.is_empty() {
+            // A cache is never trusted more than the network: when what came from it
+            // does not verify, every cached item is fetched again.
+            for ((_, url), body) in urls.iter().zip(bodies.iter_mut()) {
+                if cached.contains(url) {
+                    if let Some(c) = &self.cache {
+                        c.forget(url);
+                    }
+                    *body = self.fetcher.get(url).map_err(unavailable)?;
+                }
+            }
+            cached.clear();
+            result = assemble(product, &urls, &bodies)
+                .and_then(|c| check(path, bytes, &c, roots, at).map(|()| c));
+        }
+        let collateral = result?;
+        if let Some(c) = &self.cache {
+            for ((_, url), body) in urls.iter().zip(&bodies) {
+                if !cached.contains(url) {
+                    c.store(url, body).map_err(|source| CliError::WriteFile {
+                        path: c.path(url),
+                        source,
+                    })?;
+                }
+            }
+        }
+        Ok(collateral)
+    }
+}
+
+/// When an item stops being usable: a certificate's notAfter (the earliest, for the
+/// chain), a CRL's nextUpdate (none: at once).
+fn expiry(item: Item, bytes: &[u8]) -> Option<Time> {
+    match item {
+        Item::Vcek => Cert::from_der(bytes, "the VCEK")
+            .ok()
+            .map(|c| c.validity().1),
+        Item::Chain => Cert::parse_file(bytes, "the chain")
+            .ok()?
+            .iter()
+            .map(|c| c.validity().1)
+            .min(),
+        Item::Crl => Crl::parse(bytes, "the CRL").ok()?.window().1,
+    }
+}
+
+fn assemble(
+    product: Product,
+    urls: &[(Item, String); 3],
+    bodies: &[Vec<u8>],
+) -> Result<SnpCollateral, CliError> {
+    let bad = |url: &str, what: String| {
+        unavailable(FetchError {
+            url: url.to_owned(),
+            reason: what,
+        })
+    };
+    let [(_, vcek_url), (_, chain_url), (_, crl_url)] = urls;
+    let [vcek, chain, crl] = bodies else {
+        return Err(CliError::Usage("three items".into()));
+    };
+    let vcek = Cert::from_der(vcek, "the VCEK").map_err(|e| bad(vcek_url, e.to_string()))?;
+    let (ask, ark) = split_chain(chain).map_err(|e| bad(chain_url, e))?;
+    let crl = Crl::parse(crl, "the CRL").map_err(|e| bad(crl_url, e.to_string()))?;
+    Ok(SnpCollateral {
+        product,
+        vcek_url: vcek_url.clone(),
+        vcek,
+        ask,
+        ark,
+        crl,
     })
 }
 
@@ -280,35 +420,31 @@ fn split_chain(pem: &[u8]) -> Result<(Cert, Cert), String> {
 /// Verifies the report with the fetched certificates and CRL, as `cvm verify` would,
 /// and refuses them unless every chain, signature and collateral check passes (the
 /// appraisal of the claims is not this command's business).
-#[allow(clippy::too_many_arguments, reason = "one call site, each piece named")]
 fn check(
-    args: &FetchArgs,
     path: &Path,
     report: &[u8],
-    vcek: &Cert,
-    ask: &Cert,
-    ark: &Cert,
-    crl: Crl,
+    c: &SnpCollateral,
+    roots: &[PathBuf],
     at: Time,
 ) -> Result<(), CliError> {
     let src = Sources {
         certs: None,
         crl: None,
         no_crl: false,
-        root: &args.root,
+        root: roots,
         collateral: None,
         event_log: None,
         plan_log: None,
         policy: None,
     };
     let supplied = Supplied {
-        vcek: Some(vcek.clone()),
-        ask: Some(ask.clone()),
-        ark: Some(ark.clone()),
+        vcek: Some(c.vcek.clone()),
+        ask: Some(c.ask.clone()),
+        ark: Some(c.ark.clone()),
         ..Supplied::default()
     };
     let mut inputs = verify::snp_inputs(&src, Some(verify::snp_reference_skip()), Some(supplied))?;
-    inputs.set_crl(crl);
+    inputs.set_crl(c.crl.clone());
     let v = verify::verify_snp(&inputs, report, at);
     let verify::AnyVerdict::Snp(v) = v else {
         return Err(CliError::Usage("not an SNP verdict".into()));
@@ -322,7 +458,7 @@ fn check(
         Some(c) => Err(CliError::Rejected {
             category: c.category,
             first: format!(
-                "{}: the fetched collateral does not verify, nothing written: {}: {}",
+                "{}: the fetched collateral does not verify, nothing kept: {}: {}",
                 path.display(),
                 c.name,
                 c.reason

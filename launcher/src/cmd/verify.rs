@@ -64,6 +64,26 @@ pub struct VerifyArgs {
     /// depart from the plan's and how.
     #[arg(long, value_name = "FILE")]
     pub plan_log: Option<PathBuf>,
+    /// SNP: fetch the VCEK, ASK, ARK and CRL the report needs from AMD's KDS where
+    /// `--certs` or `--crl` do not give them (all three are fetched and verified
+    /// together; `cvm collateral fetch` describes how).
+    #[arg(long)]
+    pub fetch: bool,
+    /// With --fetch: keep what was fetched in DIR and use entries still valid at --at.
+    #[arg(long, value_name = "DIR", requires = "fetch")]
+    pub cache: Option<PathBuf>,
+    /// With --fetch: the KDS's base URL.
+    #[arg(long, value_name = "URL", requires = "fetch",
+          default_value = super::collateral::KDS_URL)]
+    pub kds_url: String,
+    /// With --fetch: the product, for reports that do not name it.
+    #[arg(long, value_name = "Milan|Genoa|Turin", requires = "fetch",
+          value_parser = super::collateral::parse_product)]
+    pub product: Option<cvm_attest::snp::tcb::Product>,
+    /// With --fetch: how long one request may take.
+    #[arg(long, value_name = "DURATION", requires = "fetch", default_value = "30s",
+          value_parser = super::collateral::parse_seconds)]
+    pub fetch_timeout: std::time::Duration,
     /// The verification time, RFC 3339 UTC (default: now).
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
@@ -387,6 +407,7 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
     let at = at_or_now(args.at.as_deref())?;
     let mut tdx_inputs: Option<TdxInputs> = None;
     let mut snp_inputs: Option<SnpInputs> = None;
+    let mut kds: Option<super::collateral::Kds> = None;
     let mut out = Vec::new();
     for path in &args.evidence {
         let evidence = read_file(path, InputKind::Evidence)?;
@@ -401,10 +422,32 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
                 v
             }
             _ => {
-                let i = match snp_inputs.take() {
+                let mut i = match snp_inputs.take() {
                     Some(i) => i,
                     None => snp_inputs_for(args)?,
                 };
+                let want_crl = args.crl.is_none() && !args.no_crl;
+                if args.fetch && (args.certs.is_none() || want_crl) {
+                    let k = kds.get_or_insert_with(|| {
+                        super::collateral::Kds::new(
+                            &args.kds_url,
+                            args.fetch_timeout,
+                            args.cache.as_deref(),
+                        )
+                    });
+                    let c = k.snp(path, &evidence, args.product, &args.root, at)?;
+                    if args.certs.is_none() {
+                        i.supplied = Supplied {
+                            vcek: Some(c.vcek),
+                            ask: Some(c.ask),
+                            ark: Some(c.ark),
+                            ..Supplied::default()
+                        };
+                    }
+                    if want_crl {
+                        i.crl = Some(c.crl);
+                    }
+                }
                 let v = verify_snp(&i, &evidence, at);
                 snp_inputs = Some(i);
                 v
@@ -476,6 +519,7 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliErr
         ("--collateral", args.collateral.is_some(), plan_args::TDX),
         ("--event-log", args.event_log.is_some(), plan_args::TDX),
         ("--plan-log", args.plan_log.is_some(), plan_args::TDX),
+        ("--fetch", args.fetch, plan_args::SNP),
     ]);
     plan_args::refuse_inapplicable(tee, &crate::tee_arg::EVIDENCE, &given).map_err(|e| {
         let hint = match tee {
@@ -487,9 +531,9 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliErr
         };
         CliError::Usage(format!("{}: {e} ({hint})", path.display()))
     })?;
-    if tee == Tee::Snp && args.certs.is_none() {
+    if tee == Tee::Snp && args.certs.is_none() && !args.fetch {
         return Err(CliError::Usage(format!(
-            "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK)",
+            "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK), or --fetch",
             path.display()
         )));
     }
