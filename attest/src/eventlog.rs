@@ -19,8 +19,8 @@
 //! field.
 
 use crate::config::ConfigError;
-use cvm_firmware::measure::tdx::{EVENT_LOG_FORMAT, Event, EventLog, EventType};
-use sha2::{Digest as _, Sha384};
+use cvm_firmware::guid::Guid;
+use cvm_firmware::measure::tdx::{self, EVENT_LOG_FORMAT, Event, EventLog, EventType};
 
 /// The TCG algorithm ID of SHA-1.
 pub const ALG_SHA1: u16 = 0x0004;
@@ -410,16 +410,7 @@ impl GuestLog {
     /// The value the events of RTMR `index` extend it to, and how many there are;
     /// `None` when the log has none for it.
     pub fn replay(&self, index: u8) -> Option<([u8; 48], usize)> {
-        let mut value = [0u8; 48];
-        let mut n = 0usize;
-        for e in self.events.iter().filter(|e| e.rtmr == index) {
-            let mut h = Sha384::new();
-            h.update(value);
-            h.update(e.digest);
-            value = h.finalize().into();
-            n = n.saturating_add(1);
-        }
-        (n > 0).then_some((value, n))
+        tdx::replay(&self.events, index)
     }
 }
 
@@ -474,6 +465,11 @@ impl AnyLog {
             AnyLog::Cvm(l) => &l.events,
             AnyLog::Guest(l) => &l.events,
         }
+    }
+
+    /// The value the events of RTMR `index` extend it to, and how many there are.
+    pub fn replay(&self, index: u8) -> Option<([u8; 48], usize)> {
+        tdx::replay(self.events(), index)
     }
 }
 
@@ -596,26 +592,12 @@ fn prefixed(data: &[u8]) -> Option<(String, &[u8])> {
 /// UEFI_VARIABLE_DATA: GUID, UINT64 name length (characters), UINT64 data length, the
 /// UTF-16 name, the data.
 fn variable(data: &[u8]) -> Option<String> {
-    let vendor = data.get(..16)?;
+    let vendor = Guid::from_disk(data.get(..16)?.try_into().ok()?);
     let chars = usize::try_from(le64(data.get(16..24))?).ok()?;
     let len = le64(data.get(24..32))?;
     let name_end = chars.checked_mul(2)?.checked_add(32)?;
     let name = utf16(data.get(32..name_end)?)?;
-    Some(format!("{name} ({}), {len} bytes", guid(vendor)))
-}
-
-fn guid(b: &[u8]) -> String {
-    match <[u8; 16]>::try_from(b) {
-        Ok(g) => format!(
-            "{:08x}-{:04x}-{:04x}-{}-{}",
-            u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
-            u16::from_le_bytes([g[4], g[5]]),
-            u16::from_le_bytes([g[6], g[7]]),
-            hex::encode(&g[8..10]),
-            hex::encode(&g[10..16])
-        ),
-        Err(_) => hex::encode(b),
-    }
+    Some(format!("{name} ({vendor}), {len} bytes"))
 }
 
 /// TCG_PCClientTaggedEvent: UINT32 ID, UINT32 size, data.
@@ -944,6 +926,7 @@ mod tests {
 
     #[test]
     fn reads_a_td_log_and_maps_mr_index_to_rtmr() {
+        use sha2::{Digest as _, Sha384};
         let mut bytes = td_log();
         let end = bytes.len();
         bytes.extend([0xff; 300]);

@@ -14,6 +14,7 @@
 
 use cvm_tests::http_server::{Answer, Server};
 use cvm_tests::snp_test_pki::{Key, pki, report};
+use cvm_tests::tdx_test_pki::pem;
 use cvm_tests::{crate_dir, vectors};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,24 +31,12 @@ fn test_vcek_path() -> String {
     format!("/vcek/v1/Milan/{hwid}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115")
 }
 
-fn pem(der: &[u8]) -> Vec<u8> {
-    use base64::Engine;
-    let b = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
-    for c in b.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(c).unwrap());
-        s.push('\n');
-    }
-    s.push_str("-----END CERTIFICATE-----\n");
-    s.into_bytes()
-}
-
 /// A server holding the test PKI's collateral at the KDS's paths.
 fn test_kds(crl: &str) -> Server {
     let s = Server::start();
     s.on(&test_vcek_path(), vec![Answer::ok(pki("test-vcek.der"))]);
-    let mut chain = pem(&pki("test-ask.der"));
-    chain.extend(pem(&pki("test-ark.der")));
+    let mut chain = pem(&pki("test-ask.der")).into_bytes();
+    chain.extend(pem(&pki("test-ark.der")).into_bytes());
     s.on("/vcek/v1/Milan/cert_chain", vec![Answer::ok(chain)]);
     s.on("/vcek/v1/Milan/crl", vec![Answer::ok(pki(crl))]);
     s

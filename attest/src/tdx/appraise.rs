@@ -545,11 +545,7 @@ fn replay(log: &AnyLog, t: &TdReport, checks: &mut Checks) {
         .zip(t.rtmr.iter())
         .zip(stated)
     {
-        let replayed = match log {
-            AnyLog::Cvm(l) => l.replay(i),
-            AnyLog::Guest(g) => g.replay(i),
-        };
-        match replayed {
+        match log.replay(i) {
             None => checks.skip(id, Category::Policy, "the event log has no events for it"),
             // Its events are logged, but the inputs that complete it were not given.
             Some(_) if !stated => checks.skip(

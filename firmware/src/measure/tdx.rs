@@ -346,14 +346,20 @@ impl EventLog {
     /// The value the events of RTMR `index` extend it to, and how many there are;
     /// `None` when the log has none for it.
     pub fn replay(&self, index: u8) -> Option<(Digest48, usize)> {
-        let mut value = [0u8; 48];
-        let mut n = 0usize;
-        for e in self.events.iter().filter(|e| e.rtmr == index) {
-            value = extend(&value, &e.digest);
-            n = n.saturating_add(1);
-        }
-        (n > 0).then_some((value, n))
+        replay(&self.events, index)
     }
+}
+
+/// The value `events` extend RTMR `index` to from zero, and how many of them do; `None`
+/// when none does.
+pub fn replay(events: &[Event], index: u8) -> Option<(Digest48, usize)> {
+    let mut value = [0u8; 48];
+    let mut n = 0usize;
+    for e in events.iter().filter(|e| e.rtmr == index) {
+        value = extend(&value, &e.digest);
+        n = n.saturating_add(1);
+    }
+    (n > 0).then_some((value, n))
 }
 
 /// The TDX measurement of a plan.

@@ -257,21 +257,21 @@ impl Kds {
             (Item::Chain, format!("{base}/vcek/v1/{product}/cert_chain")),
             (Item::Crl, format!("{base}/vcek/v1/{product}/crl")),
         ];
-        let mut bodies = Vec::new();
+        let mut bodies: [Vec<u8>; 3] = Default::default();
         let mut cached = Vec::new();
-        for (item, url) in &urls {
+        for ((item, url), body) in urls.iter().zip(bodies.iter_mut()) {
             let hit = self
                 .cache
                 .as_ref()
                 .and_then(|c| c.load(url))
                 .filter(|b| expiry(*item, b).is_some_and(|end| at < end));
-            match hit {
+            *body = match hit {
                 Some(b) => {
                     cached.push(url.clone());
-                    bodies.push(b);
+                    b
                 }
-                None => bodies.push(self.fetcher.get(url).map_err(unavailable)?),
-            }
+                None => self.fetcher.get(url).map_err(unavailable)?,
+            };
         }
         let mut result = assemble(product, &urls, &bodies)
             .and_then(|c| check(path, bytes, &c, roots, at).map(|()| c));
@@ -324,7 +324,7 @@ fn expiry(item: Item, bytes: &[u8]) -> Option<Time> {
 fn assemble(
     product: Product,
     urls: &[(Item, String); 3],
-    bodies: &[Vec<u8>],
+    bodies: &[Vec<u8>; 3],
 ) -> Result<SnpCollateral, CliError> {
     let bad = |url: &str, what: String| {
         unavailable(FetchError {
@@ -333,9 +333,7 @@ fn assemble(
         })
     };
     let [(_, vcek_url), (_, chain_url), (_, crl_url)] = urls;
-    let [vcek, chain, crl] = bodies else {
-        return Err(CliError::Usage("three items".into()));
-    };
+    let [vcek, chain, crl] = bodies;
     let vcek = Cert::from_der(vcek, "the VCEK").map_err(|e| bad(vcek_url, e.to_string()))?;
     let (ask, ark) = split_chain(chain).map_err(|e| bad(chain_url, e))?;
     let crl = Crl::parse(crl, "the CRL").map_err(|e| bad(crl_url, e.to_string()))?;
