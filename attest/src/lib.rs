@@ -15,6 +15,7 @@
     clippy::unwrap_used
 )]
 
+pub mod bundle;
 pub mod cache;
 pub mod config;
 pub mod eventlog;

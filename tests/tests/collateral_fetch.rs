@@ -108,7 +108,8 @@ fn fetched_collateral_is_verified_written_and_verifies_the_report() {
     let out = work.join("certs");
     let (code, json) = fetch(&server, &[&r], &out, &[]);
     assert_eq!(code, 0, "{json}");
-    assert_eq!(json["fetched"][0]["product"], "Milan");
+    assert_eq!(json["fetched"][0]["platform"], "Milan VCEK");
+    assert_eq!(json["fetched"][0]["tee"], "snp");
     assert_eq!(json["requests"], 3);
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()

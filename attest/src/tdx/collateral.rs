@@ -148,6 +148,10 @@ pub const PIECES: [&str; 6] = [
     "qe_identity.json",
 ];
 
+/// An optional piece: the QE Identity's own issuer chain (Intel's PCS sends one with
+/// each item; without it the TCB signing chain signs both).
+pub const QE_IDENTITY_CHAIN: &str = "qe_identity_issuer_chain.pem";
+
 /// An Intel PCS response for a signed item: `{"tcbInfo": {...}, "signature": "<hex>"}`
 /// or `{"enclaveIdentity": {...}, "signature": "<hex>"}`. The signed bytes are the
 /// item's value exactly as it appears in the response.
@@ -170,7 +174,9 @@ impl Collateral {
     /// - `tcb_info.json`, `qe_identity.json`: Intel PCS's responses as served
     ///   (`{"tcbInfo": ..., "signature": ...}`, `{"enclaveIdentity": ..., ...}`), or the
     ///   exact signed JSON alone with its signature beside it in `tcb_info.sig.bin` /
-    ///   `qe_identity.sig.bin` (64 bytes r||s, raw or as hex).
+    ///   `qe_identity.sig.bin` (64 bytes r||s, raw or as hex);
+    /// - optionally `qe_identity_issuer_chain.pem`: the QE Identity's signer, when it is
+    ///   given apart from the TCB signing chain.
     ///
     /// Other files are returned by name, not read. A missing or undecodable piece is
     /// named.
@@ -195,7 +201,11 @@ impl Collateral {
             Some(text("tcb_signing_chain.pem")?),
             "tcb_signing_chain.pem",
         )?;
-        let item = |stem: &str, key: &str| -> Result<Signed, CollateralError> {
+        let qe_signer = match files.iter().find(|(n, _)| *n == QE_IDENTITY_CHAIN) {
+            Some(_) => signer(Some(text(QE_IDENTITY_CHAIN)?), QE_IDENTITY_CHAIN)?,
+            None => tcb_signer.clone(),
+        };
+        let item = |stem: &str, key: &str, signer: &Cert| -> Result<Signed, CollateralError> {
             let name = format!("{stem}.json");
             let body = text(&name)?;
             let (body, signature) = match pcs_response(&body, key, &name)? {
@@ -221,7 +231,7 @@ impl Collateral {
             Ok(Signed {
                 body,
                 signature,
-                signer: tcb_signer.clone(),
+                signer: signer.clone(),
             })
         };
         let collateral = Collateral {
@@ -231,13 +241,13 @@ impl Collateral {
                 Some(text("pck_crl_issuer_chain.pem")?),
                 "pck_crl_issuer_chain.pem",
             )?,
-            tcb_info: item("tcb_info", "tcbInfo")?,
-            qe_identity: item("qe_identity", "enclaveIdentity")?,
+            tcb_info: item("tcb_info", "tcbInfo", &tcb_signer)?,
+            qe_identity: item("qe_identity", "enclaveIdentity", &qe_signer)?,
         };
         let ignored = files
             .iter()
             .map(|(n, _)| *n)
-            .filter(|n| !PIECES.contains(n) && !n.ends_with(".sig.bin"))
+            .filter(|n| !PIECES.contains(n) && *n != QE_IDENTITY_CHAIN && !n.ends_with(".sig.bin"))
             .collect();
         Ok((collateral, ignored))
     }

@@ -252,6 +252,30 @@ fn component_index(oid: &ObjectIdentifier) -> Option<usize> {
     (i < 16).then_some(i)
 }
 
+/// Which collateral a quote's PCK chain (PEM) needs: its leaf's SGX extensions (the
+/// FMSPC names the TCB Info) and which CA issued it (it names the PCK CRL). Nothing is
+/// verified here: [`verify_chain`] does that when the quote is verified.
+pub fn identify(pem: &[u8]) -> Result<(SgxExtensions, PckCa), String> {
+    let certs = Cert::parse_file(pem, "the quote's PCK chain").map_err(|e| e.to_string())?;
+    let [leaf, ca, ..] = certs.as_slice() else {
+        return Err(format!(
+            "{} certificate(s): the chain needs the PCK certificate and its CA",
+            certs.len()
+        ));
+    };
+    let ca_cn = ca.subject_cn().unwrap_or_default();
+    let kind = match ca_cn.as_str() {
+        "Intel SGX PCK Platform CA" => PckCa::Platform,
+        "Intel SGX PCK Processor CA" => PckCa::Processor,
+        _ => {
+            return Err(format!(
+                "the intermediate {ca_cn:?} is not an Intel SGX PCK Platform or Processor CA"
+            ));
+        }
+    };
+    Ok((SgxExtensions::read(leaf)?, kind))
+}
+
 /// A PCK chain whose signatures and validity have been verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedPck {

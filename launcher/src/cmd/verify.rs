@@ -50,7 +50,8 @@ pub struct VerifyArgs {
     pub root: Vec<PathBuf>,
     /// TDX: Intel's collateral for the quote's platform: a JSON bundle (CRLs, TCB Info,
     /// QE Identity, issuer chains) or a directory of the pieces as Intel PCS serves them.
-    /// Without it the verdict fails for want of collateral.
+    /// Without it the verdict fails for want of collateral. Any evidence: an offline
+    /// bundle (`cvm collateral bundle`, a tar file), verified again as it is used.
     #[arg(long, value_name = "FILE|DIR")]
     pub collateral: Option<PathBuf>,
     /// TDX: an event log to replay against the RTMRs: the guest's firmware log (the
@@ -64,9 +65,11 @@ pub struct VerifyArgs {
     /// depart from the plan's and how.
     #[arg(long, value_name = "FILE")]
     pub plan_log: Option<PathBuf>,
-    /// SNP: fetch the VCEK, ASK, ARK and CRL the report needs from AMD's KDS where
-    /// `--certs` or `--crl` do not give them (all three are fetched and verified
-    /// together; `cvm collateral fetch` describes how).
+    /// Fetch what the evidence needs and no option gives, from the vendors' services,
+    /// verified before it is used: SNP, the VCEK, ASK, ARK and CRL from AMD's KDS (a
+    /// VLEK's chain and CRL, with the VLEK from --certs) where --certs or --crl do not
+    /// give them; TDX and SGX, the TCB Info, QE Identity and CRLs from Intel's PCS (or a
+    /// PCCS) where --collateral does not. `cvm collateral fetch` describes how.
     #[arg(long)]
     pub fetch: bool,
     /// With --fetch: keep what was fetched in DIR and use entries still valid at --at.
@@ -76,6 +79,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL", requires = "fetch",
           default_value = super::collateral::KDS_URL)]
     pub kds_url: String,
+    /// With --fetch: Intel PCS's base URL, or a PCCS's.
+    #[arg(long, value_name = "URL", requires = "fetch",
+          default_value = super::collateral::PCS_URL)]
+    pub pcs_url: String,
+    /// With --fetch: where the Intel SGX Root CA's CRL is (default: Intel's for Intel's
+    /// PCS, the PCCS's otherwise).
+    #[arg(long, value_name = "URL", requires = "fetch")]
+    pub intel_root_crl_url: Option<String>,
     /// With --fetch: the product, for reports that do not name it.
     #[arg(long, value_name = "Milan|Genoa|Turin", requires = "fetch",
           value_parser = super::collateral::parse_product)]
@@ -346,6 +357,11 @@ impl TdxInputs {
     pub fn set_event_log(&mut self, log: cvm_attest::eventlog::AnyLog) {
         self.event_log = Some(log);
     }
+
+    /// Verifies with `c` (instead of any --collateral).
+    pub fn set_collateral(&mut self, c: tdx::collateral::Collateral) {
+        self.collateral = Some(c);
+    }
 }
 
 impl SnpInputs {
@@ -405,18 +421,30 @@ pub fn run(args: &VerifyArgs) -> CmdResult {
 
 fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
     let at = at_or_now(args.at.as_deref())?;
+    let bundle = args
+        .collateral
+        .as_deref()
+        .filter(|p| super::collateral::bundle::is_bundle(p));
     let mut tdx_inputs: Option<TdxInputs> = None;
     let mut snp_inputs: Option<SnpInputs> = None;
-    let mut kds: Option<super::collateral::Kds> = None;
+    let mut services: Option<super::collateral::Services> = None;
     let mut out = Vec::new();
     for path in &args.evidence {
         let evidence = read_file(path, InputKind::Evidence)?;
-        let verdict = match detect(args, path, &evidence)? {
+        let verdict = match detect(args, path, &evidence, bundle.is_some())? {
             Tee::Tdx => {
-                let i = match tdx_inputs.take() {
+                let mut i = match tdx_inputs.take() {
                     Some(i) => i,
-                    None => tdx_inputs_for(args)?,
+                    None => tdx_inputs_for(args, bundle.is_some())?,
                 };
+                if bundle.is_some() || (args.fetch && args.collateral.is_none()) {
+                    let s = services_for(&mut services, args, bundle)?;
+                    if let super::collateral::Obtained::Tdx(c) =
+                        s.obtain((path, &evidence), None, None, &args.root, at)?
+                    {
+                        i.set_collateral(c.collateral);
+                    }
+                }
                 let v = verify_tdx(&i, &evidence, at);
                 tdx_inputs = Some(i);
                 v
@@ -427,25 +455,34 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
                     None => snp_inputs_for(args)?,
                 };
                 let want_crl = args.crl.is_none() && !args.no_crl;
-                if args.fetch && (args.certs.is_none() || want_crl) {
-                    let k = kds.get_or_insert_with(|| {
-                        super::collateral::Kds::new(
-                            &args.kds_url,
-                            args.fetch_timeout,
-                            args.cache.as_deref(),
-                        )
-                    });
-                    let c = k.snp(path, &evidence, args.product, &args.root, at)?;
-                    if args.certs.is_none() {
-                        i.supplied = Supplied {
-                            vcek: Some(c.vcek),
-                            ask: Some(c.ask),
-                            ark: Some(c.ark),
-                            ..Supplied::default()
-                        };
-                    }
-                    if want_crl {
-                        i.crl = Some(c.crl);
+                let wanted = args.certs.is_none() || want_crl;
+                if bundle.is_some() || (args.fetch && wanted) {
+                    let vlek = i.supplied.vlek.clone();
+                    let s = services_for(&mut services, args, bundle)?;
+                    if let super::collateral::Obtained::Snp(c) = s.obtain(
+                        (path, &evidence),
+                        args.product,
+                        vlek.as_ref(),
+                        &args.root,
+                        at,
+                    )? {
+                        // What --certs gives is used; the service fills in the rest.
+                        let f = c.supplied();
+                        let g = &mut i.supplied;
+                        for (given, fetched) in [
+                            (&mut g.vcek, f.vcek),
+                            (&mut g.vlek, f.vlek),
+                            (&mut g.ask, f.ask),
+                            (&mut g.asvk, f.asvk),
+                            (&mut g.ark, f.ark),
+                        ] {
+                            if given.is_none() {
+                                *given = fetched;
+                            }
+                        }
+                        if want_crl {
+                            i.crl = Some(c.crl);
+                        }
                     }
                 }
                 let v = verify_snp(&i, &evidence, at);
@@ -457,6 +494,34 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
         out.push((path.clone(), verdict));
     }
     Ok(out)
+}
+
+/// Where `--fetch` or a bundle gets collateral from (made on first use, in `slot`).
+fn services_for<'s>(
+    slot: &'s mut Option<super::collateral::Services>,
+    args: &VerifyArgs,
+    bundle: Option<&Path>,
+) -> Result<&'s mut super::collateral::Services, CliError> {
+    use super::collateral::{Kds, Pcs, Services, bundle::Bundle};
+    if let Some(s) = slot {
+        return Ok(s);
+    }
+    Ok(slot.insert(match bundle {
+        Some(p) => {
+            let b = Bundle::read(p)?;
+            let m = b.manifest.clone();
+            Services {
+                kds: Kds::new(&m.kds_url),
+                pcs: Pcs::new(&m.pcs_url, Some(&m.intel_root_crl_url)),
+                session: crate::fetch::Session::new(Box::new(b), None),
+            }
+        }
+        None => Services {
+            kds: Kds::new(&args.kds_url),
+            pcs: Pcs::new(&args.pcs_url, args.intel_root_crl_url.as_deref()),
+            session: crate::fetch::Session::network(args.fetch_timeout, args.cache.as_deref()),
+        },
+    }))
 }
 
 /// Verifies a DCAP quote.
@@ -490,15 +555,23 @@ pub fn verify_snp(i: &SnpInputs, evidence: &[u8], at: Time) -> AnyVerdict {
     AnyVerdict::Snp(Box::new(VerifyReport(v)))
 }
 
-/// The evidence type: given, or detected. A DCAP quote starts with version 3, 4 or 5 and
-/// attestation key type 2 (ECDSA P-256), which no SNP report does (it starts with a
+/// The kind of evidence `bytes` looks like: a DCAP quote starts with version 3, 4 or 5
+/// and attestation key type 2 (ECDSA P-256), which no SNP report does (it starts with a
 /// 32-bit VERSION, 2 to 5), so a damaged quote of any length is still taken for a quote;
 /// an SNP report is 1184 bytes.
-fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliError> {
-    let tee = match (args.tee, evidence) {
-        (TeeChoice::Auto, [3..=5, 0, 2, 0, ..]) => Tee::Tdx,
-        (TeeChoice::Auto, _) if evidence.len() == cvm_attest::snp::report::REPORT_LEN => Tee::Snp,
-        (TeeChoice::Auto, _) => {
+pub fn sniff(bytes: &[u8]) -> Option<Tee> {
+    match bytes {
+        [3..=5, 0, 2, 0, ..] => Some(Tee::Tdx),
+        _ if bytes.len() == cvm_attest::snp::report::REPORT_LEN => Some(Tee::Snp),
+        _ => None,
+    }
+}
+
+/// The evidence type: given, or detected ([`sniff`]); with the options that apply to it.
+fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8], bundle: bool) -> Result<Tee, CliError> {
+    let tee = match (args.tee, sniff(evidence)) {
+        (TeeChoice::Auto, Some(t)) => t,
+        (TeeChoice::Auto, None) => {
             return Err(CliError::Evidence {
                 path: path.to_owned(),
                 source: InputError::Other(format!(
@@ -516,10 +589,13 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliErr
         ("--certs", args.certs.is_some(), plan_args::SNP),
         ("--crl", args.crl.is_some(), plan_args::SNP),
         ("--no-crl", args.no_crl, plan_args::SNP),
-        ("--collateral", args.collateral.is_some(), plan_args::TDX),
+        (
+            "--collateral",
+            args.collateral.is_some() && !bundle,
+            plan_args::TDX,
+        ),
         ("--event-log", args.event_log.is_some(), plan_args::TDX),
         ("--plan-log", args.plan_log.is_some(), plan_args::TDX),
-        ("--fetch", args.fetch, plan_args::SNP),
     ]);
     plan_args::refuse_inapplicable(tee, &crate::tee_arg::EVIDENCE, &given).map_err(|e| {
         let hint = match tee {
@@ -531,9 +607,10 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8]) -> Result<Tee, CliErr
         };
         CliError::Usage(format!("{}: {e} ({hint})", path.display()))
     })?;
-    if tee == Tee::Snp && args.certs.is_none() && !args.fetch {
+    if tee == Tee::Snp && args.certs.is_none() && !args.fetch && !bundle {
         return Err(CliError::Usage(format!(
-            "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK), or --fetch",
+            "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK), \
+             --fetch, or a bundle (--collateral FILE.tar)",
             path.display()
         )));
     }
@@ -585,7 +662,7 @@ fn extra_roots(src: &Sources<'_>) -> Result<Vec<(PathBuf, Cert)>, CliError> {
     Ok(out)
 }
 
-fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
+fn tdx_inputs_for(args: &VerifyArgs, bundle: bool) -> Result<TdxInputs, CliError> {
     let mut reference = match &args.reference {
         Some(p) => Some(read_text(p, tdx::appraise::Reference::parse)?),
         None => None,
@@ -594,7 +671,12 @@ fn tdx_inputs_for(args: &VerifyArgs) -> Result<TdxInputs, CliError> {
         let r = reference.get_or_insert_with(tdx_reference_skip);
         merge_report_data(args, &mut r.report_data)?;
     }
-    let mut inputs = tdx_inputs(&Sources::of(args), reference)?;
+    let mut src = Sources::of(args);
+    if bundle {
+        // The bundle's collateral is read per quote, verified as it is used.
+        src.collateral = None;
+    }
+    let mut inputs = tdx_inputs(&src, reference)?;
     if let Some(plan) = &inputs.plan_log {
         let r = inputs.reference.get_or_insert_with(tdx_reference_skip);
         plan_values(&plan.values, r);
