@@ -226,13 +226,25 @@ impl<T> Expected<T> {
     }
 }
 
+/// A reference value: bytes to compare with.
+pub trait HexValue {
+    /// The bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+impl<const N: usize> HexValue for Bytes<N> {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Records the check `name` of `got` against `want`.
-pub(crate) fn expect<const N: usize>(
+pub(crate) fn expect<B: HexValue>(
     checks: &mut Checks,
     name: CheckId,
     field: &str,
-    want: &Expected<Bytes<N>>,
-    got: &[u8; N],
+    want: &Expected<B>,
+    got: &[u8],
 ) {
     let values = match want {
         Expected::Skip => {
@@ -253,10 +265,10 @@ pub(crate) fn expect<const N: usize>(
             [] => Err(format!(
                 "{field} is {got_hex}; the reference values list no acceptable value"
             )),
-            _ if values.iter().any(|b| &b.0 == got) => Ok(format!("{field} is {got_hex}")),
+            _ if values.iter().any(|b| b.bytes() == got) => Ok(format!("{field} is {got_hex}")),
             [one] => Err(format!(
                 "{field} is {got_hex}, expected {}",
-                hex::encode(one.0)
+                hex::encode(one.bytes())
             )),
             many => Err(format!(
                 "{field} {got_hex} is none of the {} reference values",

@@ -17,6 +17,7 @@
 
 pub mod bundle;
 pub mod cache;
+pub mod cca;
 pub mod config;
 pub mod eventlog;
 pub mod exchange;

@@ -422,9 +422,45 @@ check_ids! {
     EventLogRtmr2 => "event_log.rtmr2",
     /// The event log replays to RTMR 3.
     EventLogRtmr3 => "event_log.rtmr3",
+    // Arm CCA: the token.
+    /// The token parses: the collection, both COSE_Sign1 messages, every claim.
+    TokenParse => "token.parse",
+    /// A trusted CPAK for the platform's implementation and instance ID.
+    PlatformAnchor => "platform.anchor",
+    /// The platform token's signature by that CPAK.
+    PlatformSignature => "platform.signature",
+    /// The realm token's signature by the RAK its claims carry.
+    RealmSignature => "realm.signature",
+    /// The platform challenge is the hash of the realm's RAK claim.
+    RealmBinding => "realm.binding",
+    /// The platform's security lifecycle is one the policy accepts.
+    PolicyLifecycle => "policy.lifecycle",
+    /// The platform's software components are among the reference values'.
+    ReferenceSwComponents => "reference.sw_components",
+    /// The platform's implementation ID.
+    ReferenceImplementationId => "reference.implementation_id",
+    /// The Realm Initial Measurement.
+    ReferenceRim => "reference.rim",
+    /// REM 0.
+    ReferenceRem0 => "reference.rem0",
+    /// REM 1.
+    ReferenceRem1 => "reference.rem1",
+    /// REM 2.
+    ReferenceRem2 => "reference.rem2",
+    /// REM 3.
+    ReferenceRem3 => "reference.rem3",
+    /// The Realm Personalization Value.
+    ReferenceRpv => "reference.rpv",
 }
 
 impl CheckId {
+    /// `reference.rem0` to `reference.rem3`.
+    pub const REFERENCE_REM: [CheckId; 4] = [
+        CheckId::ReferenceRem0,
+        CheckId::ReferenceRem1,
+        CheckId::ReferenceRem2,
+        CheckId::ReferenceRem3,
+    ];
     /// `reference.rtmr0` to `reference.rtmr3`.
     pub const REFERENCE_RTMR: [CheckId; 4] = [
         CheckId::ReferenceRtmr0,

@@ -42,6 +42,7 @@
 
 mod bytes;
 pub mod bzimage;
+pub mod cca;
 pub mod edk2;
 pub mod error;
 pub mod fwcfg;

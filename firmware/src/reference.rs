@@ -56,6 +56,40 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
     }
 }
 
+/// A measurement whose length is its hash's (32, 48 or 64 bytes: a realm's RIM), as
+/// lower-case hex; read like [`Hex`], any other length refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Digest(pub Vec<u8>);
+
+impl Digest {
+    /// Parses `text` as [`Digest`] does when it is deserialized.
+    pub fn parse(text: &str) -> Option<Self> {
+        let b = hex::decode(text.strip_prefix("0x").unwrap_or(text)).ok()?;
+        [32, 48, 64].contains(&b.len()).then_some(Digest(b))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("{s:?} is not 32, 48 or 64 bytes of hex"))
+        })
+    }
+}
+
 /// The values a launch determines, per TEE (tagged by `tee`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "tee")]
@@ -76,6 +110,16 @@ pub enum MeasuredValues {
     /// A TD.
     #[serde(rename = "tdx")]
     Tdx(TdxValues),
+    /// An Arm CCA realm.
+    #[serde(rename = "cca")]
+    Cca(CcaValues),
+}
+
+/// What a realm token's RIM will be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CcaValues {
+    /// The Realm Initial Measurement (the realm hash's length).
+    pub rim: Digest,
 }
 
 /// What an SNP attestation report's MEASUREMENT will be.
@@ -134,6 +178,7 @@ impl MeasuredValues {
             MeasuredValues::SevEs(_) => Tee::SevEs,
             MeasuredValues::Sev(_) => Tee::Sev,
             MeasuredValues::Tdx(_) => Tee::Tdx,
+            MeasuredValues::Cca(_) => Tee::Cca,
         }
     }
 }

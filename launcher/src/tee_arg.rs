@@ -25,11 +25,11 @@ impl fmt::Display for TeeChoice {
 }
 
 /// The TEEs `cvm measure` computes a launch measurement for.
-pub const MEASURED: [Tee; 4] = [Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx];
+pub const MEASURED: [Tee; 5] = [Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx, Tee::Cca];
 
 /// The evidence `cvm verify` judges: SEV-SNP reports and Intel DCAP quotes (TDX, and
 /// SGX version 3 quotes through the same path).
-pub const EVIDENCE: [Tee; 2] = [Tee::Snp, Tee::Tdx];
+pub const EVIDENCE: [Tee; 3] = [Tee::Snp, Tee::Tdx, Tee::Cca];
 
 fn possible(tees: &[Tee]) -> Vec<PossibleValue> {
     tees.iter()
@@ -74,9 +74,16 @@ mod tests {
             .parse_ref(&cmd, None, std::ffi::OsStr::new("auto"))
             .unwrap();
         assert_eq!(auto, TeeChoice::Auto);
-        assert!(
+        // Realms are measured; SGX enclaves are not (cvm launches none).
+        assert_eq!(
             one_of(&MEASURED)
                 .parse_ref(&cmd, None, std::ffi::OsStr::new("cca"))
+                .unwrap(),
+            Tee::Cca
+        );
+        assert!(
+            one_of(&MEASURED)
+                .parse_ref(&cmd, None, std::ffi::OsStr::new("sgx"))
                 .is_err()
         );
     }

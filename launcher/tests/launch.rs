@@ -383,7 +383,7 @@ fn bad_input_is_one_line_with_the_right_code() {
     for (extra, why) in [
         (
             &["--vmm", "ec2"][..],
-            "--vmm applies to --tee snp, sev-es, sev only, not --tee none",
+            "--vmm ec2|gce applies to --tee snp, sev-es, sev only, not --tee none",
         ),
         (
             &["--acpi-tables", "t.bin"][..],

@@ -286,7 +286,7 @@ fn bad_inputs_are_one_line_errors() {
         junk.to_str().unwrap(),
         "--no-reference",
     ]);
-    assert!(failed_with(&out, 2).contains("neither an SEV-SNP report"));
+    assert!(failed_with(&out, 2).contains("not an SEV-SNP report"));
 }
 
 /// `cvm verify` on several quotes with one collateral bundle, JSON.

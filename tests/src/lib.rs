@@ -29,6 +29,7 @@ pub fn vectors_dir() -> PathBuf {
         .unwrap_or_else(|| shared_dir().join("vectors"))
 }
 
+pub mod cca_test_token;
 pub mod http_server;
 mod skip;
 pub mod snp_test_pki;
@@ -267,4 +268,17 @@ pub fn failed<C>(v: &cvm_attest::Verdict<C>) -> Vec<String> {
     v.failed_checks()
         .map(|c| format!("{}: {}", c.name, c.reason))
         .collect()
+}
+
+/// Runs `cvm --format json ARGS` in process: its exit code, its one JSON object, its
+/// stderr. Panics when stdout is not JSON or stderr reports a panic.
+pub fn cvm_json<S: AsRef<str>>(args: &[S]) -> (u8, serde_json::Value, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut all = vec!["cvm", "--format", "json"];
+    all.extend(args.iter().map(AsRef::as_ref));
+    let code = cvm_launcher::cli::run(all, &mut out, &mut err).code();
+    let err = String::from_utf8_lossy(&err).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    let json = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    (code, json, err)
 }

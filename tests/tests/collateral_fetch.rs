@@ -48,15 +48,7 @@ fn temp(name: &str) -> PathBuf {
     p
 }
 
-fn run(args: &[&str]) -> (u8, serde_json::Value, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut all = vec!["cvm", "--format", "json"];
-    all.extend_from_slice(args);
-    let code = cvm_launcher::cli::run(all, &mut out, &mut err).code();
-    let err = String::from_utf8_lossy(&err).into_owned();
-    let json = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
-    (code, json, err)
-}
+use cvm_tests::cvm_json as run;
 
 fn fetch(
     server: &Server,

@@ -65,12 +65,7 @@ fn qgs(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (u8, serde_json::Value) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut all = vec!["cvm", "--format", "json"];
-    all.extend_from_slice(args);
-    let code = cvm_launcher::cli::run(all, &mut out, &mut err).code();
-    let json = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&err)));
+    let (code, json, _) = cvm_tests::cvm_json(args);
     (code, json)
 }
 

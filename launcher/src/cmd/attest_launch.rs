@@ -397,6 +397,7 @@ impl AnyVerdict {
         match self {
             AnyVerdict::Snp(v) => push(&mut v.0, name, category, result),
             AnyVerdict::Tdx(v) => push(&mut v.0, name, category, result),
+            AnyVerdict::Cca(v) => push(&mut v.0, name, category, result),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `cvm measure`: the launch measurement of a guest, computed from the same launch plan
 //! that `cvm launch` executes.
 
-use super::plan_args::{self, Given, PLANNED, PlanArgs, SNP, TDX};
+use super::plan_args::{self, Given, PlanArgs, SNP, TDX};
 use super::{CmdResult, simple};
 use crate::error::CliError;
 use crate::keys;
@@ -50,6 +50,9 @@ pub struct MeasureArgs {
     /// TDX: the TD owner's measurement registers, reported for the verifier.
     #[command(flatten)]
     pub td_owner: TdOwnerArgs,
+    /// CCA: the realm's parameters and the host's capabilities.
+    #[command(flatten)]
+    pub realm: super::measure_cca::RealmArgs,
     /// With --id-key: the guest policy the launch will use, hex (QEMU's default
     /// 0x30000). `--policy` is an older spelling.
     #[arg(
@@ -226,6 +229,7 @@ impl Render for MeasureReport {
             MeasuredValues::Snp(v) => v.measurement.to_string(),
             MeasuredValues::SevEs(v) | MeasuredValues::Sev(v) => v.measurement.to_string(),
             MeasuredValues::Tdx(v) => v.mrtd.to_string(),
+            MeasuredValues::Cca(v) => v.rim.to_string(),
         };
         writeln!(out, "tee:         {}", self.values.tee())?;
         writeln!(out, "measurement: {measurement}")?;
@@ -271,6 +275,7 @@ pub fn run(args: &MeasureArgs) -> CmdResult {
         refuse_inapplicable(args)?;
         match args.tee {
             Tee::Tdx => Output::new(&super::measure_tdx::report(args)?),
+            Tee::Cca => Output::new(&super::measure_cca::report(args)?),
             _ => Output::new(&report(args)?),
         }
     })
@@ -281,12 +286,17 @@ pub fn run(args: &MeasureArgs) -> CmdResult {
 pub(super) fn refuse_inapplicable(args: &MeasureArgs) -> Result<(), CliError> {
     let mut given: Vec<Given> = args.plan.given();
     given.extend(args.td_owner.given());
+    given.extend(args.realm.given());
     given.extend(plan_args::given(&[
-        ("--memory", args.plan.memory.is_some(), TDX),
+        (
+            "--memory",
+            args.plan.memory.is_some(),
+            super::plan_args::TDX_CCA,
+        ),
         ("--firmware-digest", args.firmware_digest.is_some(), SNP),
         ("--event-log-out", args.event_log.is_some(), TDX),
         ("--id-key", args.id.id_key.is_some(), SNP),
-        ("--explain", args.explain, PLANNED),
+        ("--explain", args.explain, super::plan_args::MEASURED_ALL),
     ]));
     plan_args::refuse_inapplicable(args.tee, &crate::tee_arg::MEASURED, &given)?;
     args.plan.check_boot(args.tee)

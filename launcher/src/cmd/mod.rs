@@ -8,6 +8,7 @@ pub mod inspect;
 #[cfg(target_os = "linux")]
 pub mod launch;
 pub mod measure;
+pub mod measure_cca;
 mod measure_tdx;
 pub mod plan_args;
 pub mod probe;

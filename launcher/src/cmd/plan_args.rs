@@ -24,13 +24,18 @@ pub enum Vmm {
     Ec2,
     /// Google Compute Engine.
     Gce,
+    /// kvmtool (CCA realms).
+    Kvmtool,
+    /// cloud-hypervisor (CCA realms).
+    CloudHv,
 }
 
 impl Vmm {
     /// The firmware crate's name for it.
     pub fn vmm_type(self) -> VmmType {
         match self {
-            Vmm::Qemu => VmmType::Qemu,
+            // kvmtool and cloud-hypervisor are refused for SEV before a plan is built.
+            Vmm::Qemu | Vmm::Kvmtool | Vmm::CloudHv => VmmType::Qemu,
             Vmm::Ec2 => VmmType::Ec2,
             Vmm::Gce => VmmType::Gce,
         }
@@ -169,6 +174,14 @@ pub const SEV: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev];
 pub const SNP: &[Tee] = &[Tee::Snp];
 /// TDX alone.
 pub const TDX: &[Tee] = &[Tee::Tdx];
+/// Arm CCA alone.
+pub const CCA: &[Tee] = &[Tee::Cca];
+/// The TEEs whose evidence has vendor collateral (certificates, CRLs, TCB Info).
+pub const SNP_TDX: &[Tee] = &[Tee::Snp, Tee::Tdx];
+/// TDX and CCA (whose measurements depend on the guest's memory).
+pub const TDX_CCA: &[Tee] = &[Tee::Tdx, Tee::Cca];
+/// Every TEE `cvm measure` measures.
+pub const MEASURED_ALL: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx, Tee::Cca];
 /// Every TEE a plan is built for.
 pub const PLANNED: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx, Tee::None];
 
@@ -249,7 +262,16 @@ impl PlanArgs {
                 self.vcpu_type.is_some() || self.vcpu_sig.is_some() || self.vcpu_family.is_some(),
                 SEV,
             ),
-            ("--vmm", self.vmm != Vmm::Qemu, SEV),
+            (
+                "--vmm ec2|gce",
+                matches!(self.vmm, Vmm::Ec2 | Vmm::Gce),
+                SEV,
+            ),
+            (
+                "--vmm kvmtool|cloud-hv",
+                matches!(self.vmm, Vmm::Kvmtool | Vmm::CloudHv),
+                CCA,
+            ),
             ("--guest-features", self.guest_features.is_some(), SNP),
             ("--svsm", self.svsm.is_some(), SNP),
             ("--acpi-tables", self.acpi_tables.is_some(), TDX),

@@ -65,6 +65,14 @@ pub struct VerifyArgs {
     /// depart from the plan's and how.
     #[arg(long, value_name = "FILE")]
     pub plan_log: Option<PathBuf>,
+    /// CCA: a trusted CPAK (the platform attestation key), as a JWK or a PEM/DER public
+    /// key, trusted for any platform. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub cpak: Vec<PathBuf>,
+    /// CCA: a trust-anchor store (a JSON list of `{"pkey": JWK, "implementation-id": hex,
+    /// "instance-id": hex}`): each CPAK is trusted for its platform only. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub tastore: Vec<PathBuf>,
     /// Fetch what the evidence needs and no option gives, from the vendors' services,
     /// verified before it is used: SNP, the VCEK, ASK, ARK and CRL from AMD's KDS (a
     /// VLEK's chain and CRL, with the VLEK from --certs) where --certs or --crl do not
@@ -157,6 +165,28 @@ impl Headline for tdx::claims::Claims {
     }
 }
 
+impl Headline for cvm_attest::cca::claims::Claims {
+    fn headline(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("rim", hex::encode(&self.realm.rim.0))];
+        for (label, r) in ["rem0", "rem1", "rem2", "rem3"]
+            .into_iter()
+            .zip(&self.realm.rems)
+        {
+            out.push((label, hex::encode(&r.0)));
+        }
+        out.push(("rpv", hex::encode(&self.realm.personalization_value.0)));
+        out.push(("challenge", hex::encode(&self.realm.challenge.0)));
+        out.push((
+            "lifecycle",
+            format!(
+                "{:#06x} ({})",
+                self.platform.lifecycle, self.platform.lifecycle_name
+            ),
+        ));
+        out
+    }
+}
+
 /// The verdict as `cvm verify` prints it.
 #[derive(Debug, Serialize)]
 #[serde(transparent)]
@@ -211,6 +241,8 @@ pub enum AnyVerdict {
     Snp(Box<VerifyReport<cvm_attest::snp::claims::Claims>>),
     /// A DCAP quote's.
     Tdx(Box<VerifyReport<tdx::claims::Claims>>),
+    /// A CCA token's.
+    Cca(Box<VerifyReport<cvm_attest::cca::claims::Claims>>),
 }
 
 impl AnyVerdict {
@@ -226,6 +258,7 @@ impl AnyVerdict {
         match self {
             AnyVerdict::Snp(v) => first(&v.0),
             AnyVerdict::Tdx(v) => first(&v.0),
+            AnyVerdict::Cca(v) => first(&v.0),
         }
     }
 }
@@ -255,6 +288,7 @@ impl AnyVerdict {
         match self {
             AnyVerdict::Snp(v) => each(&v.0, path),
             AnyVerdict::Tdx(v) => each(&v.0, path),
+            AnyVerdict::Cca(v) => each(&v.0, path),
         }
     }
 }
@@ -264,6 +298,7 @@ impl Render for AnyVerdict {
         match self {
             AnyVerdict::Snp(v) => v.render_text(out),
             AnyVerdict::Tdx(v) => v.render_text(out),
+            AnyVerdict::Cca(v) => v.render_text(out),
         }
     }
 }
@@ -427,11 +462,21 @@ fn verdicts(args: &VerifyArgs) -> Result<Vec<(PathBuf, AnyVerdict)>, CliError> {
         .filter(|p| super::collateral::bundle::is_bundle(p));
     let mut tdx_inputs: Option<TdxInputs> = None;
     let mut snp_inputs: Option<SnpInputs> = None;
+    let mut cca_inputs: Option<CcaInputs> = None;
     let mut services: Option<super::collateral::Services> = None;
     let mut out = Vec::new();
     for path in &args.evidence {
         let evidence = read_file(path, InputKind::Evidence)?;
         let verdict = match detect(args, path, &evidence, bundle.is_some())? {
+            Tee::Cca => {
+                let i = match cca_inputs.take() {
+                    Some(i) => i,
+                    None => cca_inputs_for(args)?,
+                };
+                let v = verify_cca(&i, &evidence, at);
+                cca_inputs = Some(i);
+                v
+            }
             Tee::Tdx => {
                 let mut i = match tdx_inputs.take() {
                     Some(i) => i,
@@ -524,6 +569,59 @@ fn services_for<'s>(
     }))
 }
 
+/// What a CCA verification needs besides the token, loaded once per process.
+pub struct CcaInputs {
+    anchors: cvm_attest::cca::keys::TrustAnchors,
+    /// The reference values (`None`: none compared).
+    pub reference: Option<cvm_attest::cca::appraise::Reference>,
+    policy: cvm_attest::cca::appraise::Policy,
+}
+
+fn cca_inputs_for(args: &VerifyArgs) -> Result<CcaInputs, CliError> {
+    use cvm_attest::cca::appraise::{Policy as CcaPolicy, Reference as CcaReference};
+    let mut anchors = cvm_attest::cca::keys::TrustAnchors::default();
+    for p in &args.cpak {
+        let bytes = read_file(p, InputKind::Certificate)?;
+        anchors
+            .add_key_file(&bytes, &p.display().to_string())
+            .map_err(|e| config(p, InputError::Other(e)))?;
+    }
+    for p in &args.tastore {
+        let text = read_text_file(p, InputKind::Certificate)?;
+        anchors
+            .add_store(&text, &p.display().to_string())
+            .map_err(|e| config(p, InputError::Other(e)))?;
+    }
+    let mut reference = match &args.reference {
+        Some(p) => Some(read_text(p, CcaReference::parse)?),
+        None => None,
+    };
+    if args.report_data.is_some() {
+        let r = reference.get_or_insert_with(CcaReference::skip);
+        merge_report_data(args, &mut r.report_data)?;
+    }
+    Ok(CcaInputs {
+        anchors,
+        reference,
+        policy: match &args.policy {
+            Some(p) => read_text(p, CcaPolicy::parse)?,
+            None => CcaPolicy::default(),
+        },
+    })
+}
+
+/// Verifies a CCA token.
+pub fn verify_cca(i: &CcaInputs, evidence: &[u8], at: Time) -> AnyVerdict {
+    let v = cvm_attest::cca::Verifier {
+        anchors: &i.anchors,
+        reference: i.reference.as_ref(),
+        policy: &i.policy,
+        at,
+    }
+    .verify(evidence);
+    AnyVerdict::Cca(Box::new(VerifyReport(v)))
+}
+
 /// Verifies a DCAP quote.
 pub fn verify_tdx(i: &TdxInputs, evidence: &[u8], at: Time) -> AnyVerdict {
     let v = tdx::Verifier {
@@ -558,10 +656,12 @@ pub fn verify_snp(i: &SnpInputs, evidence: &[u8], at: Time) -> AnyVerdict {
 /// The kind of evidence `bytes` looks like: a DCAP quote starts with version 3, 4 or 5
 /// and attestation key type 2 (ECDSA P-256), which no SNP report does (it starts with a
 /// 32-bit VERSION, 2 to 5), so a damaged quote of any length is still taken for a quote;
-/// an SNP report is 1184 bytes.
+/// a CCA token starts with CBOR tag 399 or 907; an SNP report is 1184 bytes.
 pub fn sniff(bytes: &[u8]) -> Option<Tee> {
     match bytes {
         [3..=5, 0, 2, 0, ..] => Some(Tee::Tdx),
+        // CBOR tag 399 (CCA token collection) or 907 (CMW collection).
+        [0xd9, 0x01, 0x8f, ..] | [0xd9, 0x03, 0x8b, ..] => Some(Tee::Cca),
         _ if bytes.len() == cvm_attest::snp::report::REPORT_LEN => Some(Tee::Snp),
         _ => None,
     }
@@ -575,8 +675,9 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8], bundle: bool) -> Resu
             return Err(CliError::Evidence {
                 path: path.to_owned(),
                 source: InputError::Other(format!(
-                    "{} bytes is neither an SEV-SNP report (1184 bytes) nor a DCAP quote \
-                     (version 3-5, ECDSA P-256); give --tee to be told what is wrong with it",
+                    "{} bytes is not an SEV-SNP report (1184 bytes), a DCAP quote (version \
+                     3-5, ECDSA P-256) or a CCA token (CBOR tag 399 or 907); give --tee to be \
+                     told what is wrong with it",
                     evidence.len()
                 )),
             });
@@ -596,6 +697,11 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8], bundle: bool) -> Resu
         ),
         ("--event-log", args.event_log.is_some(), plan_args::TDX),
         ("--plan-log", args.plan_log.is_some(), plan_args::TDX),
+        ("--fetch", args.fetch, plan_args::SNP_TDX),
+        ("--collateral FILE.tar", bundle, plan_args::SNP_TDX),
+        ("--root", !args.root.is_empty(), plan_args::SNP_TDX),
+        ("--cpak", !args.cpak.is_empty(), plan_args::CCA),
+        ("--tastore", !args.tastore.is_empty(), plan_args::CCA),
     ]);
     plan_args::refuse_inapplicable(tee, &crate::tee_arg::EVIDENCE, &given).map_err(|e| {
         let hint = match tee {
@@ -603,10 +709,18 @@ fn detect(args: &VerifyArgs, path: &Path, evidence: &[u8], bundle: bool) -> Resu
                 "the Intel SGX Root CA is built in, the PCK chain comes with the quote, and \
                  CRLs come in --collateral"
             }
+            Tee::Cca => "a CCA token's platform key comes in --cpak or --tastore",
             _ => "an SNP report's certificates and CRL come in --certs and --crl",
         };
         CliError::Usage(format!("{}: {e} ({hint})", path.display()))
     })?;
+    if tee == Tee::Cca && args.cpak.is_empty() && args.tastore.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{}: a CCA token needs its platform's key: --cpak FILE (JWK or PEM) or \
+             --tastore FILE",
+            path.display()
+        )));
+    }
     if tee == Tee::Snp && args.certs.is_none() && !args.fetch && !bundle {
         return Err(CliError::Usage(format!(
             "{}: an SNP report needs --certs DIR (the VCEK or VLEK, and its ASK/ASVK), \

@@ -267,6 +267,11 @@ impl Services {
         at: cvm_attest::Time,
     ) -> Result<Obtained, CliError> {
         match kind_of(path, bytes)? {
+            Tee::Cca => Err(CliError::Usage(format!(
+                "{}: a CCA token needs no collateral from a service (its platform key, the \
+                 CPAK, is given to cvm verify with --cpak or --tastore)",
+                path.display()
+            ))),
             Tee::Snp => self
                 .kds
                 .snp(&mut self.session, (path, bytes), product, vlek, roots, at)
