@@ -1,6 +1,6 @@
 //! HTTP GET for collateral services (AMD's KDS, Intel's PCS and PCCS): bounded in time
 //! and size, honouring 429 with its Retry-After, retrying 5xx a bounded number of times,
-//! refusing what is not collateral (an HTML page), and asking each distinct URL once per
+//! refusing what is not collateral (an HTML page, media), and asking each distinct URL once per
 //! process. A [`Session`] puts a [`DiskCache`] in front of a [`Source`] (the network, or
 //! an offline bundle) and keeps nothing that its caller did not verify.
 //!
@@ -157,13 +157,23 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let html = resp
+            let content_type = resp
                 .headers()
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("text/html"));
+                .map(|t| t.trim().to_ascii_lowercase());
+            let html = content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("text/html"));
+            let not_collateral = content_type.as_deref().filter(|t| never_collateral(t));
             let last = attempt >= self.limits.attempts;
             match status {
+                200 if !html && not_collateral.is_some() => {
+                    return Err(err(format!(
+                        "answered with Content-Type {}, which is never collateral",
+                        not_collateral.unwrap_or_default()
+                    )));
+                }
                 200 => {
                     let headers = resp
                         .headers()
@@ -238,6 +248,23 @@ impl Source for Fetcher {
     fn requests(&self) -> usize {
         self.requests
     }
+}
+
+/// Content types no collateral service answers with (certificates, CRLs and their
+/// chains come as DER, PEM, JSON, hex text or octets): media, page resources, archives of
+/// parts. Anything else is accepted here and judged by verification.
+fn never_collateral(content_type: &str) -> bool {
+    let t = content_type.split(';').next().unwrap_or("").trim();
+    ["image/", "audio/", "video/", "font/", "multipart/"]
+        .iter()
+        .any(|p| t.starts_with(p))
+        || [
+            "application/xhtml+xml",
+            "application/javascript",
+            "text/javascript",
+            "text/css",
+        ]
+        .contains(&t)
 }
 
 fn after(attempts: u32) -> String {

@@ -206,6 +206,9 @@ fn server_errors_and_bad_answers_are_collateral_unavailable() {
     let mut html = Answer::ok(b"<html>sign in</html>".to_vec());
     html.headers = vec![("Content-Type".into(), "text/html; charset=utf-8".into())];
     crl_answer_fails("html", html, &[], 4, "HTML page");
+    let mut png = Answer::ok(pki("test-crl-empty.der"));
+    png.headers = vec![("Content-Type".into(), "image/png".into())];
+    crl_answer_fails("png", png, &[], 4, "Content-Type image/png");
     let mut long_wait = Answer::status(429);
     long_wait
         .headers

@@ -1,5 +1,5 @@
 //! Realm plans on arbitrary input: host-capability files, arm64 Image headers (and gzip),
-//! and kvmtool's and QEMU's layouts and DTBs with the input as kernel, initrd and
+//! and kvmtool's, QEMU's and cloud-hypervisor's layouts and DTBs with the input as kernel, initrd and
 //! firmware, measured.
 #![no_main]
 
@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
         lpa2: Some(pick(6) % 2 == 0),
     };
     let inputs = Inputs {
-        vmm: if pick(6) % 3 == 0 { Vmm::Qemu } else { Vmm::Kvmtool },
+        vmm: match pick(6) % 3 {
+            0 => Vmm::Qemu,
+            1 => Vmm::CloudHv,
+            _ => Vmm::Kvmtool,
+        },
         caps,
         hash: if pick(7) % 2 == 0 { Hash::Sha256 } else { Hash::Sha512 },
         vcpus: 1 + u32::from(pick(0) % 8),

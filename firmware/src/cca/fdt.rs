@@ -100,6 +100,78 @@ pub fn gic(
     fdt.end_node(n)
 }
 
+/// A PCI host bridge's `ranges`: I/O at `io` (PCI address 0), 32-bit memory at `mmio`
+/// (identity-mapped), and 64-bit memory at `high` when given (identity-mapped).
+pub fn pci_ranges(io: (u64, u64), mmio: (u64, u64), high: Option<(u64, u64)>) -> Vec<u32> {
+    let lo = |v: u64| u32::try_from(v & 0xffff_ffff).unwrap_or(0);
+    let hi = |v: u64| u32::try_from(v >> 32).unwrap_or(0);
+    let mut r = vec![
+        PCI_RANGE_IOPORT,
+        0,
+        0,
+        0,
+        lo(io.0),
+        0,
+        lo(io.1),
+        PCI_RANGE_MMIO,
+        0,
+        lo(mmio.0),
+        0,
+        lo(mmio.0),
+        0,
+        lo(mmio.1),
+    ];
+    if let Some((base, size)) = high {
+        r.extend([
+            PCI_RANGE_MMIO_64BIT,
+            hi(base),
+            lo(base),
+            hi(base),
+            lo(base),
+            hi(size),
+            lo(size),
+        ]);
+    }
+    r
+}
+
+/// The properties QEMU and cloud-hypervisor end an ECAM host bridge with (after its
+/// `msi-map`), for buses `0..=last_bus`.
+pub fn ecam_tail(fdt: &mut FdtWriter, last_bus: u32) -> Result<()> {
+    fdt.property_null("dma-coherent")?;
+    fdt.property_array_u32("bus-range", &[0, last_bus])?;
+    fdt.property_u32("linux,pci-domain", 0)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_u32("#address-cells", 3)?;
+    fdt.property_string("device_type", "pci")?;
+    fdt.property_string("compatible", "pci-host-ecam-generic")
+}
+
+/// `pl031@BASE`, the PrimeCell RTC, clocked by `clock`, on SPI `spi`.
+pub fn pl031(fdt: &mut FdtWriter, (base, size): (u64, u64), clock: u32, spi: u32) -> Result<()> {
+    let n = begin_at(fdt, "pl031", base)?;
+    fdt.property_string("clock-names", "apb_pclk")?;
+    fdt.property_array_u64("reg", &[base, size])?;
+    fdt.property_u32("clocks", clock)?;
+    fdt.property_array_u32("interrupts", &[IRQ_SPI, spi, IRQ_LEVEL_HI])?;
+    fdt.property_string_list(
+        "compatible",
+        vec!["arm,pl031".into(), "arm,primecell".into()],
+    )?;
+    fdt.end_node(n)
+}
+
+/// `apb-pclk`, the 24 MHz fixed clock the PrimeCells run on.
+pub fn fixed_clock(fdt: &mut FdtWriter, phandle: u32) -> Result<()> {
+    let n = fdt.begin_node("apb-pclk")?;
+    fdt.property_phandle(phandle)?;
+    fdt.property_string("clock-output-names", "clk24mhz")?;
+    fdt.property_u32("clock-frequency", 24_000_000)?;
+    fdt.property_u32("#clock-cells", 0)?;
+    fdt.property_string("compatible", "fixed-clock")?;
+    fdt.end_node(n)
+}
+
 /// `timer` with the PPIs `irqs`.
 pub fn timer(fdt: &mut FdtWriter, irqs: &[u32], trigger: u32) -> Result<()> {
     let n = fdt.begin_node("timer")?;

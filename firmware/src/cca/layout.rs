@@ -156,6 +156,8 @@ pub enum Vmm {
     Kvmtool,
     /// QEMU's virt machine (-object rme-guest).
     Qemu,
+    /// cloud-hypervisor (--platform measurement_algo=...).
+    CloudHv,
 }
 
 /// What a realm is launched from.
@@ -260,6 +262,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
     match inputs.vmm {
         Vmm::Kvmtool => kvmtool(inputs),
         Vmm::Qemu => qemu(inputs),
+        Vmm::CloudHv => cloud_hv(inputs),
     }
 }
 
@@ -455,25 +458,13 @@ fn kvmtool_dtb(
     f.property_array_u32("bus-range", &[0, 0])?;
     f.property_string("compatible", "pci-host-ecam-generic")?;
     f.property_array_u64("reg", &[KVMTOOL_PCI_CFG_BASE, KVMTOOL_PCI_CFG_SIZE])?;
-    let lo = |v: u64| u32::try_from(v & 0xffff_ffff).unwrap_or(0);
     f.property_array_u32(
         "ranges",
-        &[
-            fdt::PCI_RANGE_IOPORT,
-            0,
-            0,
-            0,
-            0,
-            0,
-            lo(KVMTOOL_IOPORT_SIZE),
-            fdt::PCI_RANGE_MMIO,
-            0,
-            lo(KVMTOOL_PCI_MMIO_BASE),
-            0,
-            lo(KVMTOOL_PCI_MMIO_BASE),
-            0,
-            lo(KVMTOOL_PCI_MMIO_SIZE),
-        ],
+        &fdt::pci_ranges(
+            (0, KVMTOOL_IOPORT_SIZE),
+            (KVMTOOL_PCI_MMIO_BASE, KVMTOOL_PCI_MMIO_SIZE),
+            None,
+        ),
     )?;
     let mut map = Vec::new();
     for slot in 0..32u32 {
@@ -662,7 +653,6 @@ fn qemu_dtb(
     let clock = QEMU_BASE_PHANDLE;
     let (mut f, root) = fdt::start((QEMU_MEM_BASE, mem), vcpus, gic_phandle, bootargs, initrd)?;
     let lo = |v: u64| u32::try_from(v & 0xffff_ffff).unwrap_or(0);
-    let hi = |v: u64| u32::try_from(v >> 32).unwrap_or(0);
     let bus = fdt::begin_at(&mut f, "platform-bus", QEMU_PLATFORM_BUS_BASE)?;
     f.property_u32("interrupt-parent", gic_phandle)?;
     f.property_array_u32(
@@ -721,55 +711,19 @@ fn qemu_dtb(
     f.property_u32("#interrupt-cells", 1)?;
     f.property_array_u32(
         "ranges",
-        &[
-            fdt::PCI_RANGE_IOPORT,
-            0,
-            0,
-            0,
-            lo(QEMU_PCI_IOPORT_BASE),
-            0,
-            lo(QEMU_PCI_IOPORT_SIZE),
-            fdt::PCI_RANGE_MMIO,
-            0,
-            lo(QEMU_PCI_MMIO_BASE),
-            0,
-            lo(QEMU_PCI_MMIO_BASE),
-            0,
-            lo(QEMU_PCI_MMIO_SIZE),
-            fdt::PCI_RANGE_MMIO_64BIT,
-            hi(QEMU_HIGH_PCI_MMIO_BASE),
-            lo(QEMU_HIGH_PCI_MMIO_BASE),
-            hi(QEMU_HIGH_PCI_MMIO_BASE),
-            lo(QEMU_HIGH_PCI_MMIO_BASE),
-            hi(QEMU_HIGH_PCI_MMIO_SIZE),
-            lo(QEMU_HIGH_PCI_MMIO_SIZE),
-        ],
+        &fdt::pci_ranges(
+            (QEMU_PCI_IOPORT_BASE, QEMU_PCI_IOPORT_SIZE),
+            (QEMU_PCI_MMIO_BASE, QEMU_PCI_MMIO_SIZE),
+            Some((QEMU_HIGH_PCI_MMIO_BASE, QEMU_HIGH_PCI_MMIO_SIZE)),
+        ),
     )?;
     f.property_array_u64("reg", &[QEMU_HIGH_PCI_CFG_BASE, QEMU_HIGH_PCI_CFG_SIZE])?;
     if its {
         f.property_array_u32("msi-map", &[0, its_phandle, 0, 0x10000])?;
     }
-    f.property_null("dma-coherent")?;
-    f.property_array_u32("bus-range", &[0, 0xff])?;
-    f.property_u32("linux,pci-domain", 0)?;
-    f.property_u32("#size-cells", 2)?;
-    f.property_u32("#address-cells", 3)?;
-    f.property_string("device_type", "pci")?;
-    f.property_string("compatible", "pci-host-ecam-generic")?;
+    fdt::ecam_tail(&mut f, 0xff)?;
     f.end_node(pcie)?;
-    let rtc = fdt::begin_at(&mut f, "pl031", QEMU_RTC_BASE)?;
-    f.property_string("clock-names", "apb_pclk")?;
-    f.property_array_u64("reg", &[QEMU_RTC_BASE, QEMU_RTC_SIZE])?;
-    f.property_u32("clocks", clock)?;
-    f.property_array_u32(
-        "interrupts",
-        &[fdt::IRQ_SPI, QEMU_SPI_RTC, fdt::IRQ_LEVEL_HI],
-    )?;
-    f.property_string_list(
-        "compatible",
-        vec!["arm,pl031".into(), "arm,primecell".into()],
-    )?;
-    f.end_node(rtc)?;
+    fdt::pl031(&mut f, (QEMU_RTC_BASE, QEMU_RTC_SIZE), clock, QEMU_SPI_RTC)?;
     let uart = fdt::begin_at(&mut f, "pl011", QEMU_UART_BASE)?;
     f.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
     f.property_array_u64("reg", &[QEMU_UART_BASE, QEMU_UART_SIZE])?;
@@ -803,13 +757,162 @@ fn qemu_dtb(
         (gic_phandle, its_phandle),
     )?;
     fdt::timer(&mut f, &[13, 14, 11], fdt::IRQ_LEVEL_HI)?;
-    let clk = f.begin_node("apb-pclk")?;
-    f.property_phandle(clock)?;
-    f.property_string("clock-output-names", "clk24mhz")?;
-    f.property_u32("clock-frequency", 24_000_000)?;
-    f.property_u32("#clock-cells", 0)?;
-    f.property_string("compatible", "fixed-clock")?;
-    f.end_node(clk)?;
+    fdt::fixed_clock(&mut f, clock)?;
+    f.end_node(root)?;
+    f.finish()
+}
+
+// cloud-hypervisor (arch/src/aarch64/layout.rs and fdt.rs, as cca-realm-measurements'
+// src/cloud_hypervisor.rs models them).
+const CLOUDHV_MEM_START: u64 = 0x4000_0000;
+const CLOUDHV_DT_BASE: u64 = CLOUDHV_MEM_START;
+const CLOUDHV_KERNEL_BASE: u64 = CLOUDHV_MEM_START + 0x40_0000;
+const CLOUDHV_GIC_DIST_BASE: u64 = 0x08ff_0000;
+const CLOUDHV_GIC_DIST_SIZE: u64 = 0x1_0000;
+const CLOUDHV_GIC_REDIST_SIZE: u64 = 0x2_0000;
+const CLOUDHV_GIC_ITS_SIZE: u64 = 0x2_0000;
+const CLOUDHV_UART_BASE: u64 = 0x0900_0000;
+const CLOUDHV_UART_SIZE: u64 = 0x1000;
+const CLOUDHV_RTC_BASE: u64 = 0x0901_0000;
+const CLOUDHV_RTC_SIZE: u64 = 0x1000;
+const CLOUDHV_PCI_CFG_BASE: u64 = 0x3000_0000;
+const CLOUDHV_PCI_CFG_SIZE: u64 = 0x10_0000;
+const CLOUDHV_PCI_IOPORT_BASE: u64 = 0x0905_0000;
+const CLOUDHV_PCI_IOPORT_SIZE: u64 = 0x1_0000;
+const CLOUDHV_PCI_MMIO_BASE: u64 = 0x1000_0000;
+const CLOUDHV_PCI_MMIO_SIZE: u64 = 0x2000_0000;
+const CLOUDHV_PCI_HIGH_BASE: u64 = 0x2_0000_0000;
+const CLOUDHV_PCI_HIGH_TOP: u64 = 0x3fff_0000_0000;
+const CLOUDHV_SPI_RTC: u32 = 8;
+const CLOUDHV_SPI_UART: u32 = 11;
+/// cloud-hypervisor asks for 48 IPA bits at most.
+const CLOUDHV_IPA_BITS: u8 = 48;
+
+fn cloud_hv(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
+    let mem = i.memory;
+    if mem == 0 || !mem.is_multiple_of(super::GRANULE) {
+        return Err(PlanError(format!(
+            "cloud-hypervisor: RAM of {mem} bytes is not whole granules"
+        )));
+    }
+    if i.firmware.is_some() {
+        return Err(PlanError(
+            "cloud-hypervisor: firmware boot of a realm is not modelled".into(),
+        ));
+    }
+    let bad_layout = || PlanError("cloud-hypervisor: the images do not fit in RAM".into());
+    let top = CLOUDHV_MEM_START.checked_add(mem).ok_or_else(bad_layout)?;
+    let params = i.caps.params(CLOUDHV_IPA_BITS, i.hash)?;
+    let mut data = Vec::new();
+    if let Some(k) = i.kernel {
+        let image = Image::parse(k)?;
+        data.push(Data {
+            name: "kernel".into(),
+            ipa: CLOUDHV_KERNEL_BASE
+                .checked_add(image.text_offset)
+                .ok_or_else(bad_layout)?,
+            bytes: image.bytes,
+            measured: true,
+        });
+    }
+    let mut initrd_range = None;
+    if let Some(rd) = i.initrd {
+        let len = u64::try_from(rd.len()).map_err(|_| bad_layout())?;
+        // At the top of RAM, its size rounded up to the page.
+        let start = align_up(len, super::GRANULE)
+            .and_then(|l| top.checked_sub(l))
+            .filter(|s| *s >= CLOUDHV_MEM_START)
+            .ok_or_else(bad_layout)?;
+        initrd_range = Some((start, len));
+        data.push(Data {
+            name: "initrd".into(),
+            ipa: start,
+            bytes: rd.to_vec(),
+            measured: true,
+        });
+    }
+    let dtb = cloud_hv_dtb(i.vcpus, mem, i.cmdline, initrd_range).map_err(dtb_error)?;
+    data.push(Data {
+        name: "dtb".into(),
+        ipa: CLOUDHV_DT_BASE,
+        bytes: dtb.clone(),
+        measured: true,
+    });
+    let plan = RealmPlan {
+        params,
+        ram: vec![(CLOUDHV_MEM_START, mem)],
+        data,
+        rec: Some(Rec {
+            pc: CLOUDHV_KERNEL_BASE,
+            gprs: [CLOUDHV_DT_BASE, 0, 0, 0, 0, 0, 0, 0],
+        }),
+    };
+    Ok((plan, dtb))
+}
+
+fn cloud_hv_dtb(
+    vcpus: u32,
+    mem: u64,
+    cmdline: Option<&str>,
+    initrd: Option<(u64, u64)>,
+) -> fdt::Result<Vec<u8>> {
+    const GIC: u32 = 1;
+    const ITS: u32 = 2;
+    const CLOCK: u32 = 3;
+    let (mut f, root) = fdt::start((CLOUDHV_MEM_START, mem), vcpus, GIC, cmdline, initrd)?;
+    let redist_size = u64::from(vcpus).saturating_mul(CLOUDHV_GIC_REDIST_SIZE);
+    let redist_base = CLOUDHV_GIC_DIST_BASE.saturating_sub(redist_size);
+    let its_base = redist_base.saturating_sub(CLOUDHV_GIC_ITS_SIZE);
+    fdt::gic(
+        &mut f,
+        &[
+            CLOUDHV_GIC_DIST_BASE,
+            CLOUDHV_GIC_DIST_SIZE,
+            redist_base,
+            redist_size,
+        ],
+        Some([its_base, CLOUDHV_GIC_ITS_SIZE]),
+        (GIC, ITS),
+    )?;
+    fdt::timer(&mut f, &[13, 14, 11], fdt::IRQ_LEVEL_HI)?;
+    // cloud-hypervisor describes a PMU whether or not the realm has one.
+    fdt::pmu(&mut f, 7)?;
+    fdt::fixed_clock(&mut f, CLOCK)?;
+    fdt::pl031(
+        &mut f,
+        (CLOUDHV_RTC_BASE, CLOUDHV_RTC_SIZE),
+        CLOCK,
+        CLOUDHV_SPI_RTC,
+    )?;
+    let uart = fdt::begin_at(&mut f, "pl011", CLOUDHV_UART_BASE)?;
+    f.property_string("clock-names", "apb_pclk")?;
+    f.property_array_u64("reg", &[CLOUDHV_UART_BASE, CLOUDHV_UART_SIZE])?;
+    f.property_u32("clocks", CLOCK)?;
+    f.property_array_u32(
+        "interrupts",
+        &[fdt::IRQ_SPI, CLOUDHV_SPI_UART, fdt::IRQ_EDGE_LO_HI],
+    )?;
+    f.property_string_list(
+        "compatible",
+        vec!["arm,pl011".into(), "arm,primecell".into()],
+    )?;
+    f.end_node(uart)?;
+    let pci = fdt::begin_at(&mut f, "pcie", CLOUDHV_PCI_CFG_BASE)?;
+    f.property_array_u32(
+        "ranges",
+        &fdt::pci_ranges(
+            (CLOUDHV_PCI_IOPORT_BASE, CLOUDHV_PCI_IOPORT_SIZE),
+            (CLOUDHV_PCI_MMIO_BASE, CLOUDHV_PCI_MMIO_SIZE),
+            Some((
+                CLOUDHV_PCI_HIGH_BASE,
+                CLOUDHV_PCI_HIGH_TOP - CLOUDHV_PCI_HIGH_BASE,
+            )),
+        ),
+    )?;
+    f.property_array_u64("reg", &[CLOUDHV_PCI_CFG_BASE, CLOUDHV_PCI_CFG_SIZE])?;
+    f.property_array_u32("msi-map", &[0, ITS, 0, 0x100])?;
+    fdt::ecam_tail(&mut f, 0)?;
+    f.end_node(pci)?;
     f.end_node(root)?;
     f.finish()
 }

@@ -202,17 +202,10 @@ pub fn report(args: &MeasureArgs) -> Result<CcaReport, CliError> {
     let vmm = match p.vmm {
         Vmm::Kvmtool => RealmVmm::Kvmtool,
         Vmm::Qemu => RealmVmm::Qemu,
-        Vmm::CloudHv => {
-            return Err(CliError::Usage(
-                "--tee cca: cloud-hypervisor's realm layout is not modelled yet (cvm's \
-                 version of it does not reproduce the reference tables); --vmm kvmtool \
-                 and qemu are"
-                    .into(),
-            ));
-        }
+        Vmm::CloudHv => RealmVmm::CloudHv,
         Vmm::Ec2 | Vmm::Gce => {
             return Err(CliError::Usage(
-                "--tee cca: --vmm is kvmtool or qemu (cloud-hv is not modelled yet)".into(),
+                "--tee cca: --vmm is kvmtool, qemu or cloud-hv".into(),
             ));
         }
     };
@@ -232,9 +225,9 @@ pub fn report(args: &MeasureArgs) -> Result<CcaReport, CliError> {
     let inputs = Inputs {
         vmm,
         caps,
-        // Each VMM's default: kvmtool's SHA-256, QEMU's SHA-512.
+        // Each VMM's default: kvmtool's SHA-256, QEMU's and cloud-hypervisor's SHA-512.
         hash: match (args.realm.hash, vmm) {
-            (Some(HashArg::Sha512), _) | (None, RealmVmm::Qemu) => Hash::Sha512,
+            (Some(HashArg::Sha512), _) | (None, RealmVmm::Qemu | RealmVmm::CloudHv) => Hash::Sha512,
             _ => Hash::Sha256,
         },
         vcpus: p.vcpus,
