@@ -310,7 +310,9 @@ pub fn verdict(
             return Ok((
                 report,
                 Err(CliError::Usage(
-                    "the guest sent CCA evidence, which cvm does not verify yet".into(),
+                    "the guest sent a CCA token, but cvm launches no realms yet, so it cannot \
+                     be this launch's (verify tokens with cvm verify --tee cca)"
+                        .into(),
                 )),
             ));
         }
