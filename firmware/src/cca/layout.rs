@@ -245,6 +245,30 @@ impl Image {
     }
 }
 
+/// Data the VMM populates with its content measured (RMI_MEASURE_CONTENT).
+fn measured(name: &str, ipa: u64, bytes: Vec<u8>) -> Data {
+    Data {
+        name: name.into(),
+        ipa,
+        bytes,
+        measured: true,
+    }
+}
+
+/// The plan of a realm with RAM at `ram`, `data` populated, and its first REC entered at
+/// `pc` with x0 (the DTB's address, or 0 for firmware) as the VMMs set it.
+fn realm(params: RealmParams, ram: (u64, u64), data: Vec<Data>, pc: u64, x0: u64) -> RealmPlan {
+    RealmPlan {
+        params,
+        ram: vec![ram],
+        data,
+        rec: Some(Rec {
+            pc,
+            gprs: [x0, 0, 0, 0, 0, 0, 0, 0],
+        }),
+    }
+}
+
 fn align_up(v: u64, a: u64) -> Option<u64> {
     v.checked_add(a.checked_sub(1)?)
         .map(|x| x & !(a.wrapping_sub(1)))
@@ -319,14 +343,13 @@ fn kvmtool(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
     if let Some(k) = i.kernel {
         let image = Image::parse(k)?;
         pc = KVMTOOL_MEM_BASE;
-        data.push(Data {
-            name: "kernel".into(),
-            ipa: KVMTOOL_MEM_BASE
+        data.push(measured(
+            "kernel",
+            KVMTOOL_MEM_BASE
                 .checked_add(image.text_offset)
                 .ok_or_else(bad_layout)?,
-            bytes: image.bytes,
-            measured: true,
-        });
+            image.bytes,
+        ));
     }
     let mut initrd_range = None;
     if let Some(rd) = i.initrd {
@@ -336,21 +359,11 @@ fn kvmtool(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
             .and_then(|s| align_up(s, 4))
             .ok_or_else(bad_layout)?;
         initrd_range = Some((start, len));
-        data.push(Data {
-            name: "initrd".into(),
-            ipa: start,
-            bytes: rd.to_vec(),
-            measured: true,
-        });
+        data.push(measured("initrd", start, rd.to_vec()));
     }
     if let Some(fw) = i.firmware {
         pc = KVMTOOL_MEM_BASE;
-        data.push(Data {
-            name: "firmware".into(),
-            ipa: KVMTOOL_MEM_BASE,
-            bytes: fw.to_vec(),
-            measured: true,
-        });
+        data.push(measured("firmware", KVMTOOL_MEM_BASE, fw.to_vec()));
     }
     let mut bootargs = String::from(" console=hvc0 root=/dev/vda rw ");
     if let Some(extra) = i.cmdline.filter(|c| !c.is_empty()) {
@@ -366,22 +379,11 @@ fn kvmtool(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
     }
     let mut padded = dtb.clone();
     padded.resize(KVMTOOL_FDT_SIZE, 0);
-    data.push(Data {
-        name: "dtb".into(),
-        ipa: dtb_base,
-        bytes: padded,
-        measured: true,
-    });
-    let plan = RealmPlan {
-        params,
-        ram: vec![(KVMTOOL_MEM_BASE, mem)],
-        data,
-        rec: Some(Rec {
-            pc,
-            gprs: [dtb_base, 0, 0, 0, 0, 0, 0, 0],
-        }),
-    };
-    Ok((plan, dtb))
+    data.push(measured("dtb", dtb_base, padded));
+    Ok((
+        realm(params, (KVMTOOL_MEM_BASE, mem), data, pc, dtb_base),
+        dtb,
+    ))
 }
 
 fn kvmtool_dtb(
@@ -575,23 +577,13 @@ fn qemu(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
         // not in the realm's memory at launch, and the firmware measures them (into a
         // REM), not the RMM.
         if !firmware {
-            data.push(Data {
-                name: "kernel".into(),
-                ipa: kernel_start,
-                bytes: image.bytes,
-                measured: true,
-            });
+            data.push(measured("kernel", kernel_start, image.bytes));
         }
         if let Some(rd) = i.initrd {
             initrd_size = u64::try_from(rd.len()).map_err(|_| bad_layout())?;
             initrd_range = Some((initrd_start, initrd_size));
             if !firmware {
-                data.push(Data {
-                    name: "initrd".into(),
-                    ipa: initrd_start,
-                    bytes: rd.to_vec(),
-                    measured: true,
-                });
+                data.push(measured("initrd", initrd_start, rd.to_vec()));
             }
         }
         // With firmware the images stay in fw_cfg and the DTB at the start of RAM.
@@ -603,12 +595,7 @@ fn qemu(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
         }
     }
     if let Some(fw) = i.firmware {
-        data.push(Data {
-            name: "firmware".into(),
-            ipa: 0,
-            bytes: fw.to_vec(),
-            measured: true,
-        });
+        data.push(measured("firmware", 0, fw.to_vec()));
     }
     let top = QEMU_MEM_BASE.saturating_add(mem);
     let (pc, x0) = if firmware {
@@ -622,22 +609,8 @@ fn qemu(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
     if dtb_start.saturating_add(u64::try_from(dtb.len()).unwrap_or(u64::MAX)) > top {
         return Err(bad_layout());
     }
-    data.push(Data {
-        name: "dtb".into(),
-        ipa: dtb_start,
-        bytes: dtb.clone(),
-        measured: true,
-    });
-    let plan = RealmPlan {
-        params,
-        ram: vec![(QEMU_MEM_BASE, mem)],
-        data,
-        rec: Some(Rec {
-            pc,
-            gprs: [x0, 0, 0, 0, 0, 0, 0, 0],
-        }),
-    };
-    Ok((plan, dtb))
+    data.push(measured("dtb", dtb_start, dtb.clone()));
+    Ok((realm(params, (QEMU_MEM_BASE, mem), data, pc, x0), dtb))
 }
 
 fn qemu_dtb(
@@ -806,14 +779,13 @@ fn cloud_hv(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
     let mut data = Vec::new();
     if let Some(k) = i.kernel {
         let image = Image::parse(k)?;
-        data.push(Data {
-            name: "kernel".into(),
-            ipa: CLOUDHV_KERNEL_BASE
+        data.push(measured(
+            "kernel",
+            CLOUDHV_KERNEL_BASE
                 .checked_add(image.text_offset)
                 .ok_or_else(bad_layout)?,
-            bytes: image.bytes,
-            measured: true,
-        });
+            image.bytes,
+        ));
     }
     let mut initrd_range = None;
     if let Some(rd) = i.initrd {
@@ -824,30 +796,20 @@ fn cloud_hv(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
             .filter(|s| *s >= CLOUDHV_MEM_START)
             .ok_or_else(bad_layout)?;
         initrd_range = Some((start, len));
-        data.push(Data {
-            name: "initrd".into(),
-            ipa: start,
-            bytes: rd.to_vec(),
-            measured: true,
-        });
+        data.push(measured("initrd", start, rd.to_vec()));
     }
     let dtb = cloud_hv_dtb(i.vcpus, mem, i.cmdline, initrd_range).map_err(dtb_error)?;
-    data.push(Data {
-        name: "dtb".into(),
-        ipa: CLOUDHV_DT_BASE,
-        bytes: dtb.clone(),
-        measured: true,
-    });
-    let plan = RealmPlan {
-        params,
-        ram: vec![(CLOUDHV_MEM_START, mem)],
-        data,
-        rec: Some(Rec {
-            pc: CLOUDHV_KERNEL_BASE,
-            gprs: [CLOUDHV_DT_BASE, 0, 0, 0, 0, 0, 0, 0],
-        }),
-    };
-    Ok((plan, dtb))
+    data.push(measured("dtb", CLOUDHV_DT_BASE, dtb.clone()));
+    Ok((
+        realm(
+            params,
+            (CLOUDHV_MEM_START, mem),
+            data,
+            CLOUDHV_KERNEL_BASE,
+            CLOUDHV_DT_BASE,
+        ),
+        dtb,
+    ))
 }
 
 fn cloud_hv_dtb(

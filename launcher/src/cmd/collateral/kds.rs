@@ -174,7 +174,12 @@ fn cert_expiry(r: &Response) -> Option<Time> {
 }
 
 fn chain_expiry(r: &Response) -> Option<Time> {
-    Cert::parse_file(&r.body, "the chain")
+    earliest_end(&r.body)
+}
+
+/// The end of a PEM chain's validity: its certificates' earliest notAfter.
+pub(super) fn earliest_end(pem: &[u8]) -> Option<Time> {
+    Cert::parse_file(pem, "the chain")
         .ok()?
         .iter()
         .map(|c| c.validity().1)

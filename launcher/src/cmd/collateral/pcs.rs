@@ -16,7 +16,7 @@ use crate::fetch::{FetchError, Response, Session, Want, unavailable};
 use cvm_attest::tdx::collateral::{self, Collateral};
 use cvm_attest::tdx::pck::{self, PckCa};
 use cvm_attest::tdx::quote::Quote;
-use cvm_attest::x509::{Cert, Crl};
+use cvm_attest::x509::Crl;
 use cvm_attest::{Outcome, Time};
 use cvm_firmware::Tee;
 use std::path::{Path, PathBuf};
@@ -154,12 +154,7 @@ impl Pcs {
 
 /// The end of a certificate chain header's validity (its earliest notAfter).
 fn chain_end(r: &Response, names: &[&str]) -> Option<Time> {
-    let chain = r.decoded_header(names).ok()?;
-    Cert::parse_file(chain.as_bytes(), "the issuer chain")
-        .ok()?
-        .iter()
-        .map(|c| c.validity().1)
-        .min()
+    super::kds::earliest_end(r.decoded_header(names).ok()?.as_bytes())
 }
 
 /// When a signed item stops being usable: its `nextUpdate`, or its chain's end.
