@@ -89,6 +89,9 @@ pub enum CliError {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     #[error("launch failed")]
     Launch(#[source] crate::vmm::LaunchError),
+    /// Creating a realm failed (KVM or the model refused a step).
+    #[error("realm launch failed")]
+    Realm(#[source] crate::realm::RealmError),
     /// The guest stopped abnormally, or with a non-zero exit status.
     #[error("{0}")]
     GuestExit(String),
@@ -149,6 +152,8 @@ impl CliError {
             ) => ExitCode::PlatformUnavailable,
             #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
             CliError::Launch(_) => ExitCode::LaunchFailed,
+            CliError::Realm(e) if e.errno == libc_enodev() => ExitCode::PlatformUnavailable,
+            CliError::Realm(_) => ExitCode::LaunchFailed,
             CliError::GuestExit(_) => ExitCode::GuestAbnormalExit,
             // Where the output goes is the caller's choice: a place that cannot be
             // written to is a usage error, not a bug.
@@ -156,6 +161,12 @@ impl CliError {
             CliError::Serialize(_) => ExitCode::Internal,
         }
     }
+}
+
+/// ENODEV, with which the realm backend reports a host without realms (no /dev/kvm, no
+/// KVM_CAP_ARM_RMI).
+const fn libc_enodev() -> i32 {
+    19
 }
 
 /// The error and its chain of causes on one line: `a: b: c`.

@@ -23,6 +23,7 @@ pub mod input;
 pub mod keys;
 pub mod output;
 pub mod probe;
+pub mod realm;
 pub mod tee_arg;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod vmm;

@@ -24,9 +24,10 @@ fuzz_target!(|data: &[u8]| {
         lpa2: Some(pick(6) % 2 == 0),
     };
     let inputs = Inputs {
-        vmm: match pick(6) % 3 {
+        vmm: match pick(6) % 4 {
             0 => Vmm::Qemu,
             1 => Vmm::CloudHv,
+            2 => Vmm::Cvm,
             _ => Vmm::Kvmtool,
         },
         caps,

@@ -5,7 +5,7 @@
 //! src/qemu.rs, src/cloud_hypervisor.rs), and is checked against that tool's tables
 //! (../shared/reference/cca_ref.tsv).
 
-use super::{Data, Hash, PlanError, RealmParams, RealmPlan, Rec, fdt};
+use super::{Data, Hash, Interface, PlanError, RealmParams, RealmPlan, Rec, fdt};
 
 const MIB: u64 = 1 << 20;
 const KIB: u64 = 1 << 10;
@@ -158,6 +158,9 @@ pub enum Vmm {
     Qemu,
     /// cloud-hypervisor (--platform measurement_algo=...).
     CloudHv,
+    /// cvm's own launcher on KVM's v14 realm interface: kvmtool's memory layout and DTB,
+    /// with the realm parameters that interface sets ([`cvm`]).
+    Cvm,
 }
 
 /// What a realm is launched from.
@@ -259,6 +262,7 @@ fn measured(name: &str, ipa: u64, bytes: Vec<u8>) -> Data {
 /// `pc` with x0 (the DTB's address, or 0 for firmware) as the VMMs set it.
 fn realm(params: RealmParams, ram: (u64, u64), data: Vec<Data>, pc: u64, x0: u64) -> RealmPlan {
     RealmPlan {
+        interface: Interface::Rmm1,
         params,
         ram: vec![ram],
         data,
@@ -287,7 +291,32 @@ pub fn plan(inputs: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
         Vmm::Kvmtool => kvmtool(inputs),
         Vmm::Qemu => qemu(inputs),
         Vmm::CloudHv => cloud_hv(inputs),
+        Vmm::Cvm => cvm(inputs),
     }
+}
+
+/// cvm's own realms: kvmtool's layout (RAM at 2 GiB, the kernel at its text_offset, the
+/// initrd and the 64 KiB DTB below 256 MiB, x0 the DTB) created through KVM's v14
+/// interface, whose RMI_REALM_CREATE parameters KVM fills in itself ("arm64: Support for
+/// Arm CCA in KVM" v14, patches 28, 39 and 41/44): s2sz the VM's IPA bits, hash_algo 0
+/// (SHA-256; selecting it is dropped in v14), LPA2 when the host kernel uses it, the
+/// breakpoints and watchpoints of the vCPUs' ID_AA64DFR0_EL1 (by default the RMM's),
+/// SVE only when the VMM enables it on the vCPUs (cvm does not), and no PMU (dropped in
+/// v14). The measurement follows [`Interface::KvmRmiV14`].
+fn cvm(i: &Inputs<'_>) -> Result<(RealmPlan, Vec<u8>), PlanError> {
+    if i.hash != Hash::Sha256 {
+        return Err(PlanError(
+            "--vmm cvm: KVM's v14 realm interface measures with SHA-256 only".into(),
+        ));
+    }
+    let mut caps = i.caps.clone();
+    caps.pmu = Some(false);
+    caps.pmu_num_ctrs = Some(0);
+    caps.sve_vl = Some(0);
+    let inputs = Inputs { caps, ..i.clone() };
+    let (mut plan, dtb) = kvmtool(&inputs)?;
+    plan.interface = Interface::KvmRmiV14;
+    Ok((plan, dtb))
 }
 
 // kvmtool (arm/include/arm-common/kvm-arch.h, arm/fdt.c, arm/kvm.c as
@@ -315,6 +344,16 @@ const KVMTOOL_PCI_MMIO_BASE: u64 = KVMTOOL_PCI_CFG_BASE + KVMTOOL_PCI_CFG_SIZE;
 const KVMTOOL_PCI_MMIO_SIZE: u64 = KVMTOOL_MEM_BASE - KVMTOOL_PCI_MMIO_BASE;
 const KVMTOOL_IOPORT_SIZE: u64 = 0x1_0000;
 const KVMTOOL_SPI_PCI: u32 = 64;
+
+/// kvmtool's GICv3 for `vcpus` (its DTB's, and what the VMM gives KVM): the
+/// distributor's base, and the redistributors' (one 128 KiB frame per vCPU below it).
+pub fn kvmtool_gic(vcpus: u32) -> (u64, u64) {
+    let redist = u64::from(vcpus).saturating_mul(KVMTOOL_GIC_REDIST_SIZE);
+    (
+        KVMTOOL_GIC_DIST_BASE,
+        KVMTOOL_GIC_DIST_BASE.saturating_sub(redist),
+    )
+}
 
 fn dtb_error(e: vm_fdt::Error) -> PlanError {
     PlanError(format!("DTB: {e}"))
@@ -400,8 +439,8 @@ fn kvmtool_dtb(
         Some(bootargs),
         initrd,
     )?;
-    let redist_size = u64::from(i.vcpus).saturating_mul(KVMTOOL_GIC_REDIST_SIZE);
-    let redist_base = KVMTOOL_GIC_DIST_BASE.saturating_sub(redist_size);
+    let (_, redist_base) = kvmtool_gic(i.vcpus);
+    let redist_size = KVMTOOL_GIC_DIST_BASE.saturating_sub(redist_base);
     let gic = f.begin_node("intc")?;
     f.property_string("compatible", "arm,gic-v3")?;
     f.property_u32("#interrupt-cells", 3)?;

@@ -20,6 +20,12 @@
 //! Every measurement is kept in a 64-byte field (SHA-256 values zero-padded), and
 //! descriptors embed the whole field. The field layouts are also those of
 //! veraison/cca-realm-measurements (rmm/src/lib.rs), whose tables check this module.
+//!
+//! Which commands the host issues, in which order, depends on the host interface
+//! ([`Interface`]): KVM up to the v11 realm series drove each RMM 1.0 command from the VMM
+//! (what the reference tools and their tables assume); the v14 series ("arm64: Support
+//! for Arm CCA in KVM", 2026-05-13, RMM 2.0-bet1) issues them itself, in another order,
+//! and does not measure the RIPAS of RAM.
 
 pub mod fdt;
 pub mod layout;
@@ -166,9 +172,28 @@ pub struct Rec {
     pub gprs: [u64; 8],
 }
 
+/// The host interface that creates the realm, which decides the order of its
+/// measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interface {
+    /// The VMM drives RMM 1.0's commands (KVM's realm series up to v11, kvmtool-cca
+    /// `--realm`, QEMU's and cloud-hypervisor's CCA branches): REALM_CREATE, INIT_RIPAS
+    /// over RAM, DATA_CREATE in ascending IPA, the first REC.
+    Rmm1,
+    /// KVM's v14 interface (`KVM_ARM_RMI_POPULATE`, RMM 2.0-bet1): REALM_CREATE on the
+    /// first populate, RTT_DATA_MAP_INIT per granule in populate order, at the first
+    /// KVM_RUN the RECs (vCPU 0 runnable, patch 19/44) and then RTT_INIT_RIPAS over every
+    /// guest_memfd memslot (patch 27/44), which RMM 2.0-bet1 does not measure (Suzuki K
+    /// Poulose in the v14 thread, 2026-05-19: "It is not (at least for now)").
+    KvmRmiV14,
+}
+
 /// A realm's creation, in the order the VMM performs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealmPlan {
+    /// The host interface, which orders the measurement.
+    pub interface: Interface,
     /// RMI_REALM_CREATE's parameters.
     pub params: RealmParams,
     /// RAM, as (base, size): RMI_RTT_INIT_RIPAS over each.
@@ -252,7 +277,6 @@ impl RealmPlan {
     /// The RIM, and every step that made it.
     pub fn measure(&self) -> Result<([u8; 64], Vec<Step>), PlanError> {
         let h = self.params.hash;
-        let show = |rim: &[u8; 64]| hex::encode(rim.get(..h.len()).unwrap_or(rim));
         let mut steps = Vec::new();
         let mut rim = h.measure(&self.params.measured_bytes());
         steps.push(Step {
@@ -268,8 +292,45 @@ impl RealmPlan {
                 self.params.lpa2,
                 h.name()
             ),
-            rim: show(&rim),
+            rim: self.show(&rim),
         });
+        let v14 = self.interface == Interface::KvmRmiV14;
+        if !v14 {
+            self.measure_ripas(&mut rim, &mut steps)?;
+        }
+        for d in self.data_in_order() {
+            self.measure_data(d, &mut rim, &mut steps);
+        }
+        self.measure_rec(&mut rim, &mut steps);
+        if v14 {
+            for (base, size) in &self.ram {
+                steps.push(Step {
+                    command: "RMI_RTT_INIT_RIPAS",
+                    what: format!(
+                        "RAM {base:#x}-{:#x} (not measured by RMM 2.0-bet1)",
+                        base.saturating_add(*size)
+                    ),
+                    rim: self.show(&rim),
+                });
+            }
+        }
+        Ok((rim, steps))
+    }
+
+    /// The populated data in the order the host populates it: ascending IPA.
+    pub fn data_in_order(&self) -> Vec<&Data> {
+        let mut data: Vec<&Data> = self.data.iter().collect();
+        data.sort_by_key(|d| d.ipa);
+        data
+    }
+
+    fn show(&self, rim: &[u8; 64]) -> String {
+        hex::encode(rim.get(..self.params.hash.len()).unwrap_or(rim))
+    }
+
+    /// RMI_RTT_INIT_RIPAS over RAM, one descriptor per stage-2 block (RMM 1.0).
+    fn measure_ripas(&self, rim: &mut [u8; 64], steps: &mut Vec<Step>) -> Result<(), PlanError> {
+        let h = self.params.hash;
         let sizes = block_sizes(self.params.ipa_bits);
         let mut ram = self.ram.clone();
         ram.sort_unstable();
@@ -283,50 +344,63 @@ impl RealmPlan {
                 let block = block_at(cur, top, sizes)
                     .ok_or_else(|| PlanError(format!("no block maps {cur:#x}")))?;
                 let next = cur.saturating_add(block);
-                let mut d = descriptor(2, &rim);
+                let mut d = descriptor(2, rim);
                 put(&mut d, 80, &cur.to_le_bytes());
                 put(&mut d, 88, &next.to_le_bytes());
-                rim = h.measure(&d);
+                *rim = h.measure(&d);
                 cur = next;
             }
             steps.push(Step {
                 command: "RMI_RTT_INIT_RIPAS",
                 what: format!("RAM {base:#x}-{top:#x}"),
-                rim: show(&rim),
+                rim: self.show(rim),
             });
         }
-        let mut data: Vec<&Data> = self.data.iter().collect();
-        data.sort_by_key(|d| d.ipa);
-        for d in data {
-            let start = d.ipa & !(GRANULE - 1);
-            let lead = usize::try_from(d.ipa % GRANULE).unwrap_or(0);
-            let mut content = vec![0u8; lead];
-            content.extend_from_slice(&d.bytes);
-            let padded = content.len().div_ceil(4096).saturating_mul(4096);
-            content.resize(padded, 0);
-            let mut ipa = start;
-            for granule in content.chunks(4096) {
-                let mut desc = descriptor(0, &rim);
-                put(&mut desc, 80, &ipa.to_le_bytes());
-                put(&mut desc, 88, &u64::from(d.measured).to_le_bytes());
-                if d.measured {
-                    put(&mut desc, 96, &h.measure(granule));
-                }
-                rim = h.measure(&desc);
-                ipa = ipa.saturating_add(GRANULE);
+        Ok(())
+    }
+
+    /// RMI_DATA_CREATE (RMM 1.0) or RMI_RTT_DATA_MAP_INIT (RMM 2.0): one descriptor per
+    /// granule, the same in both.
+    fn measure_data(&self, d: &Data, rim: &mut [u8; 64], steps: &mut Vec<Step>) {
+        let h = self.params.hash;
+        let command = if self.interface == Interface::KvmRmiV14 {
+            "RMI_RTT_DATA_MAP_INIT"
+        } else {
+            "RMI_DATA_CREATE"
+        };
+        let start = d.ipa & !(GRANULE - 1);
+        let lead = usize::try_from(d.ipa % GRANULE).unwrap_or(0);
+        let mut content = vec![0u8; lead];
+        content.extend_from_slice(&d.bytes);
+        let padded = content.len().div_ceil(4096).saturating_mul(4096);
+        content.resize(padded, 0);
+        let mut ipa = start;
+        for granule in content.chunks(4096) {
+            let mut desc = descriptor(0, rim);
+            put(&mut desc, 80, &ipa.to_le_bytes());
+            put(&mut desc, 88, &u64::from(d.measured).to_le_bytes());
+            if d.measured {
+                put(&mut desc, 96, &h.measure(granule));
             }
-            steps.push(Step {
-                command: "RMI_DATA_CREATE",
-                what: format!(
-                    "{} {:#x}-{ipa:#x} ({} granules{})",
-                    d.name,
-                    start,
-                    padded / 4096,
-                    if d.measured { "" } else { ", unmeasured" }
-                ),
-                rim: show(&rim),
-            });
+            *rim = h.measure(&desc);
+            ipa = ipa.saturating_add(GRANULE);
         }
+        steps.push(Step {
+            command,
+            what: format!(
+                "{} {:#x}-{ipa:#x} ({} granules{})",
+                d.name,
+                start,
+                padded / 4096,
+                if d.measured { "" } else { ", unmeasured" }
+            ),
+            rim: self.show(rim),
+        });
+    }
+
+    /// RMI_REC_CREATE of the first (runnable) REC.
+    fn measure_rec(&self, rim: &mut [u8; 64], steps: &mut Vec<Step>) {
+        let h = self.params.hash;
         if let Some(rec) = &self.rec {
             let mut p = vec![0u8; 0x1000];
             put(&mut p, 0, &1u64.to_le_bytes());
@@ -338,16 +412,15 @@ impl RealmPlan {
                     &g.to_le_bytes(),
                 );
             }
-            let mut d = descriptor(1, &rim);
+            let mut d = descriptor(1, rim);
             put(&mut d, 80, &h.measure(&p));
-            rim = h.measure(&d);
+            *rim = h.measure(&d);
             steps.push(Step {
                 command: "RMI_REC_CREATE",
                 what: format!("pc {:#x}, x0 {:#x}", rec.pc, rec.gprs[0]),
-                rim: show(&rim),
+                rim: self.show(rim),
             });
         }
-        Ok((rim, steps))
     }
 }
 
@@ -374,6 +447,7 @@ mod tests {
     #[test]
     fn realm_create_matches_the_reference_tool() {
         let empty = |hash| RealmPlan {
+            interface: Interface::Rmm1,
             params: params(hash),
             ram: Vec::new(),
             data: Vec::new(),

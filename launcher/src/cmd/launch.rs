@@ -121,10 +121,13 @@ pub struct LaunchArgs {
     /// `--attest` and its verification options.
     #[command(flatten)]
     pub attest: super::attest_launch::AttestArgs,
+    /// CCA: the host's capabilities (what the model's RMM offers with --dry-run).
+    #[command(flatten)]
+    pub realm: super::measure_cca::RealmArgs,
 }
 
 /// The TEEs cvm models for `--dry-run`.
-const MODELLED: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx];
+const MODELLED: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx, Tee::Cca];
 
 /// Guest RAM of a plain guest when `--memory` is not given.
 const DEFAULT_PLAIN_MEMORY: u64 = 128 << 20;
@@ -376,6 +379,9 @@ impl LaunchReport {
 
 /// Runs `cvm launch`.
 pub fn run(args: &LaunchArgs, format: Format) -> CmdResult {
+    if args.tee == TeeChoice::Tee(Tee::Cca) {
+        return super::launch_cca::run(args, format);
+    }
     match launch(args, format) {
         Ok((report, result)) => match Output::new(&report) {
             Ok(out) => (Some(out), result),
@@ -395,7 +401,7 @@ fn probe_host() -> probe::ProbeReport {
 
 /// Refuses the options that do not apply to a `tee` launch, and checks the plain
 /// guest's limits.
-fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
+pub(super) fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
     let mut given = args.plan.given();
     given.extend(plan_args::given(&[
         ("--memory", args.plan.memory.is_some(), &Tee::LAUNCHABLE),
@@ -404,7 +410,7 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
         (
             "--insecure-allow-debug",
             args.insecure_allow_debug,
-            MODELLED,
+            &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx],
         ),
         ("--host-data", args.host_data.is_some(), plan_args::SNP),
         ("--id-key", args.id.id_key.is_some(), plan_args::SNP),
@@ -418,6 +424,7 @@ fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError> {
         ("--id-block", args.id_block.is_some(), plan_args::SNP),
     ]));
     given.extend(args.td_owner.given());
+    given.extend(args.realm.given());
     plan_args::refuse_inapplicable(tee, &Tee::LAUNCHABLE, &given)?;
     if tee == Tee::Tdx && args.irqchip == Some(IrqChipArg::InKernel) {
         return Err(CliError::Usage(

@@ -2,9 +2,10 @@
 //! of the VMM whose layout is predicted (`--vmm`), and the host's capabilities.
 
 use super::measure::{InputFile, MeasureArgs};
-use super::plan_args::{CCA, Given, Vmm, given};
+use super::plan_args::{CCA, Given, PlanArgs, Vmm, given};
 use super::{InputKind, read_file, read_input};
 use crate::error::CliError;
+use crate::input::Input;
 use crate::output::Render;
 use clap::Args;
 use cvm_firmware::cca::layout::{HostCaps, Inputs, Vmm as RealmVmm, plan};
@@ -196,6 +197,27 @@ impl Render for CcaReport {
     }
 }
 
+/// Refuses the realm options KVM's v14 interface offers no way to set (the cover letter
+/// of "arm64: Support for Arm CCA in KVM" v14: PMU, hash and RPV selection are dropped;
+/// cvm does not enable SVE on a realm's vCPUs).
+fn refuse_on_v14(r: &RealmArgs) -> Result<(), CliError> {
+    for (flag, given) in [
+        ("--hash sha512", r.hash == Some(HashArg::Sha512)),
+        ("--pmu", r.pmu),
+        ("--pmu-counters", r.pmu_counters.is_some_and(|n| n != 0)),
+        ("--sve-vl", r.sve_vl.is_some_and(|v| v != 0)),
+        ("--rpv", r.rpv.is_some()),
+    ] {
+        if given {
+            return Err(CliError::Usage(format!(
+                "{flag}: a realm of cvm's own launcher is created through KVM's v14 \
+                 interface, which has no way to set it (SHA-256, no PMU, no SVE, a zero RPV)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Computes the report for `args`.
 pub fn report(args: &MeasureArgs) -> Result<CcaReport, CliError> {
     let p = &args.plan;
@@ -203,20 +225,45 @@ pub fn report(args: &MeasureArgs) -> Result<CcaReport, CliError> {
         Vmm::Kvmtool => RealmVmm::Kvmtool,
         Vmm::Qemu => RealmVmm::Qemu,
         Vmm::CloudHv => RealmVmm::CloudHv,
+        Vmm::Cvm => RealmVmm::Cvm,
         Vmm::Ec2 | Vmm::Gce => {
             return Err(CliError::Usage(
-                "--tee cca: --vmm is kvmtool, qemu or cloud-hv".into(),
+                "--tee cca: --vmm is kvmtool, qemu, cloud-hv or cvm".into(),
             ));
         }
     };
+    report_for(args, vmm)
+}
+
+/// A realm's plan and what it was made of.
+pub struct Loaded {
+    /// The firmware, kernel and initrd as read.
+    pub firmware: Option<Input>,
+    /// The kernel.
+    pub kernel: Option<Input>,
+    /// The initrd.
+    pub initrd: Option<Input>,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// The plan.
+    pub plan: cvm_firmware::cca::RealmPlan,
+    /// The DTB the layout generates.
+    pub dtb: Vec<u8>,
+}
+
+/// The plan of a realm of `vmm`'s layout from the plan and realm options, the one `cvm
+/// measure --tee cca` measures and `cvm launch --tee cca` launches.
+pub fn load(p: &PlanArgs, realm: &RealmArgs, vmm: RealmVmm) -> Result<Loaded, CliError> {
+    if vmm == RealmVmm::Cvm {
+        refuse_on_v14(realm)?;
+    }
     let memory = p.memory.ok_or_else(|| {
         CliError::Usage(
             "--tee cca needs --memory: the realm's RAM is measured, and VMMs' defaults differ"
                 .into(),
         )
     })?;
-    let caps = args.realm.caps()?;
-    let rpv = args.realm.rpv()?;
+    let caps = realm.caps()?;
     let read =
         |path: &Option<PathBuf>, kind| path.as_deref().map(|f| read_input(f, kind)).transpose();
     let firmware = read(&p.firmware, InputKind::Firmware)?;
@@ -226,7 +273,8 @@ pub fn report(args: &MeasureArgs) -> Result<CcaReport, CliError> {
         vmm,
         caps,
         // Each VMM's default: kvmtool's SHA-256, QEMU's and cloud-hypervisor's SHA-512.
-        hash: match (args.realm.hash, vmm) {
+        hash: match (realm.hash, vmm) {
+            (_, RealmVmm::Cvm) => Hash::Sha256,
             (Some(HashArg::Sha512), _) | (None, RealmVmm::Qemu | RealmVmm::CloudHv) => Hash::Sha512,
             _ => Hash::Sha256,
         },
@@ -238,9 +286,30 @@ pub fn report(args: &MeasureArgs) -> Result<CcaReport, CliError> {
         cmdline: p.cmdline.as_deref(),
         its: true,
     };
-    let blame = |e: cvm_firmware::cca::PlanError| CliError::Usage(e.0);
-    let (plan, dtb) = plan(&inputs).map_err(blame)?;
-    let (rim, steps) = plan.measure().map_err(blame)?;
+    let (plan, dtb) = plan(&inputs).map_err(|e| CliError::Usage(e.0))?;
+    Ok(Loaded {
+        firmware,
+        kernel,
+        initrd,
+        memory,
+        plan,
+        dtb,
+    })
+}
+
+/// The report for a realm of `vmm`'s layout.
+pub fn report_for(args: &MeasureArgs, vmm: RealmVmm) -> Result<CcaReport, CliError> {
+    let p = &args.plan;
+    let rpv = args.realm.rpv()?;
+    let Loaded {
+        firmware,
+        kernel,
+        initrd,
+        memory,
+        plan,
+        dtb,
+    } = load(p, &args.realm, vmm)?;
+    let (rim, steps) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
     let len = plan.params.hash.len();
     let file = |path: &Option<PathBuf>, data: Option<&[u8]>| {
         path.as_deref().zip(data).map(|(p, d)| InputFile::new(p, d))

@@ -7,6 +7,7 @@ pub mod guest;
 pub mod inspect;
 #[cfg(target_os = "linux")]
 pub mod launch;
+pub mod launch_cca;
 pub mod measure;
 pub mod measure_cca;
 mod measure_tdx;

@@ -28,6 +28,8 @@ pub enum Vmm {
     Kvmtool,
     /// cloud-hypervisor (CCA realms).
     CloudHv,
+    /// cvm's own launcher (CCA realms: kvmtool's layout on KVM's v14 realm interface).
+    Cvm,
 }
 
 impl Vmm {
@@ -35,7 +37,7 @@ impl Vmm {
     pub fn vmm_type(self) -> VmmType {
         match self {
             // kvmtool and cloud-hypervisor are refused for SEV before a plan is built.
-            Vmm::Qemu | Vmm::Kvmtool | Vmm::CloudHv => VmmType::Qemu,
+            Vmm::Qemu | Vmm::Kvmtool | Vmm::CloudHv | Vmm::Cvm => VmmType::Qemu,
             Vmm::Ec2 => VmmType::Ec2,
             Vmm::Gce => VmmType::Gce,
         }
@@ -268,8 +270,8 @@ impl PlanArgs {
                 SEV,
             ),
             (
-                "--vmm kvmtool|cloud-hv",
-                matches!(self.vmm, Vmm::Kvmtool | Vmm::CloudHv),
+                "--vmm kvmtool|cloud-hv|cvm",
+                matches!(self.vmm, Vmm::Kvmtool | Vmm::CloudHv | Vmm::Cvm),
                 CCA,
             ),
             ("--guest-features", self.guest_features.is_some(), SNP),
