@@ -18,9 +18,10 @@
  *                    feature word, then one line "fw_cfg NAME SIZE SHA256" for every file
  *                    of the directory and for the kernel, setup, initrd and cmdline items;
  *                    status 0, or 5 when fw_cfg is missing or a transfer fails
- *   cvm.test=evidence[:TYPE]
+ *   cvm.test=evidence[:TYPE[@N]]
  *                    print the initrd's bytes as the evidence line of `cvm launch --attest`
- *                    ("CVM-EVIDENCE 1 TYPE <base64>", TYPE snp by default): the exchange
+ *                    ("CVM-EVIDENCE 1 TYPE <base64>", TYPE snp by default; with @N the
+ *                    first N bytes, then the rest as the auxiliary data): the exchange
  *                    with evidence from elsewhere; status 0, or 2 without an initrd
  *   cvm.exit=N       stop with status N (0-255) instead of 0
  *
@@ -604,8 +605,9 @@ startup_legacy:
 2:      call fwcfg_probe
         jmp stop
 
-/* cvm.test=evidence[:TYPE]: the initrd as the evidence line. rdi = the command line after
-   the switch. eax = the status. */
+/* cvm.test=evidence[:TYPE[@N]]: the initrd as the evidence line; with @N (decimal) its
+   first N bytes are the evidence and the rest the auxiliary data. rdi = the command line
+   after the switch. eax = the status. */
 evidence:
         lea rsi, [rip + ev_snp]
         cmp byte ptr [rdi], ':'
@@ -615,23 +617,51 @@ evidence:
         call initrd_range
         test r13, r13
         jz 4f
+        push r14
+        mov r14, r13                                    /* the evidence's length */
         lea rdi, [rip + msg_evidence]
         call puts
         mov dx, SERIAL
-2:      mov al, [rbx]                                   /* the type, to a space */
+2:      mov al, [rbx]                                   /* the type, to a space or @ */
         test al, al
         jz 3f
         cmp al, ' '
         je 3f
+        cmp al, '@'
+        je 5f
         out dx, al
         inc rbx
         jmp 2b
+5:      inc rbx                                         /* @N: decimal, at most the initrd */
+        xor r14d, r14d
+6:      movzx eax, byte ptr [rbx]
+        sub eax, '0'
+        cmp eax, 9
+        ja 7f
+        imul r14, r14, 10
+        add r14, rax
+        inc rbx
+        cmp r14, r13
+        jbe 6b
+7:      cmp r14, r13
+        jbe 3f
+        mov r14, r13
 3:      mov al, ' '
+        mov dx, SERIAL
         out dx, al
         mov rsi, r12
-        mov rcx, r13
+        mov rcx, r14
         call base64
-        call newline
+        cmp r14, r13                                    /* auxiliary data left */
+        jae 8f
+        mov al, ' '
+        out dx, al
+        lea rsi, [r12 + r14]
+        mov rcx, r13
+        sub rcx, r14
+        call base64
+8:      call newline
+        pop r14
         xor eax, eax
         ret
 4:      lea rdi, [rip + msg_ev_none]

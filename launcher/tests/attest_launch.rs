@@ -208,6 +208,133 @@ fn malformed_oversized_and_missing_evidence_are_guest_failures() {
     assert!(err.contains("no CVM-EVIDENCE line"), "{err}");
 }
 
+/// The TD event log builder of the tests crate (one source file, no dependency).
+#[path = "../../tests/src/tcg_test_log.rs"]
+mod tcg_test_log;
+
+/// A TDX guest's firmware log (TCG crypto-agile, SHA-384, as the CCEL holds it) with one
+/// event in RTMR 0 and one in RTMR 1, after TDVF's EV_NO_ACTION.
+fn td_events() -> Vec<tcg_test_log::TdEvent> {
+    use tcg_test_log::TdEvent;
+    vec![
+        TdEvent {
+            rtmr: 0,
+            event_type: 0x8000_000b,
+            digest: [1; 48],
+            data: b"\x09TdxTable\0".to_vec(),
+        },
+        TdEvent {
+            rtmr: 1,
+            event_type: 0x8000_0007,
+            digest: [2; 48],
+            data: b"Calling EFI Application".to_vec(),
+        },
+    ]
+}
+
+/// The launch path with a guest's event log: the quote of a real TD and a log sent as
+/// the auxiliary data (`cvm.test=evidence:tdx@N`): read, reported, replayed against the
+/// quote's RTMRs (which this made-up log cannot reproduce: the checks say by how much);
+/// a log that is not a TD's is reported and the quote still verified.
+#[test]
+fn a_guest_event_log_is_replayed_against_the_quote() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(v) = vectors() else { return };
+    let case = v.join("tdx/tdx-v4-phala-b0c06f-uptodate");
+    let quote = std::fs::read(case.join("quote.bin")).unwrap();
+    let extra = [
+        "--collateral".to_owned(),
+        case.join("collateral.json").to_str().unwrap().to_owned(),
+        "--at".into(),
+        "2025-07-01T00:00:00Z".into(),
+        "--after-attest".into(),
+        "stop".into(),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let cmdline = format!("cvm.test=evidence:tdx@{}", quote.len());
+    let events = td_events();
+    let log = tcg_test_log::encode(&events, 0);
+    let mut initrd = quote.clone();
+    initrd.extend(&log);
+    let path = temp_file("attest-tdx-log.bin", &initrd);
+    let (code, json, err) = attest(path.to_str().unwrap(), &cmdline, &extra);
+    assert_eq!(code, POLICY_REJECTED, "{err}");
+    let a = &json["attest"];
+    assert_eq!(
+        a["event_log"],
+        format!("2 events ({} bytes) replayed", log.len()),
+        "{a}"
+    );
+    let v = &a["verdict"];
+    assert_eq!(check(v, "quote.signature"), "pass");
+    assert_eq!(check(v, "event_log.rtmr0"), "fail");
+    assert_eq!(check(v, "event_log.rtmr1"), "fail");
+    assert_eq!(check(v, "event_log.rtmr2"), "skipped");
+    let detail = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "event_log.rtmr0")
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The value the events extend RTMR 0 to, computed by the builder.
+    let rtmr0 = hex::encode(tcg_test_log::replay(&events)[0]);
+    assert!(
+        detail.contains(&format!(
+            "the guest's event log's 1 events replay to {rtmr0}"
+        )),
+        "{detail}"
+    );
+    // A TPM-shaped log (SHA-256 only) is not a TD's: reported, and the quote verified.
+    let mut tpm = log.clone();
+    let at = tpm.windows(2).position(|w| w == [0x0c, 0x00]).unwrap();
+    tpm[at] = 0x0b;
+    let mut initrd = quote.clone();
+    initrd.extend(&tpm);
+    let path = temp_file("attest-tdx-tpm-log.bin", &initrd);
+    let (code, json, err) = attest(path.to_str().unwrap(), &cmdline, &extra);
+    assert_eq!(code, POLICY_REJECTED, "{err}");
+    let a = &json["attest"];
+    assert!(
+        a["event_log"].as_str().unwrap().starts_with("not read: "),
+        "{a}"
+    );
+    assert_eq!(check(&a["verdict"], "quote.signature"), "pass");
+    let names: Vec<&str> = a["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("event_log.")),
+        "{names:?}"
+    );
+}
+
+/// A real CCA token from the guest of a plain launch: not this launch's evidence, refused
+/// with the usage code and a one-line reason, the VM torn down.
+#[test]
+fn a_cca_token_is_not_a_plain_launchs_evidence() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(vectors) = common::vectors() else {
+        return;
+    };
+    let token = vectors.join("cca/cca-ffm00-tag399/token.cbor");
+    let (code, _json, err) = attest(token.to_str().unwrap(), "cvm.test=evidence:cca", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the guest sent a CCA token, which a --tee none launch cannot produce"),
+        "{err}"
+    );
+}
+
 /// `--dry-run --attest` for SNP: the guest's report request, sealed with the VMPCK0 of the
 /// model's secrets page, answered by the model's firmware with a report signed by the SNP
 /// test PKI's VCEK; the verdict passes only with that PKI's root named, and checks the

@@ -153,7 +153,11 @@ fn refusals() {
         // No realm backend here: built without it, or KVM without KVM_CAP_ARM_RMI.
         (&[][..], 6, "realm"),
         (&["--dry-run", "--vmm", "kvmtool"][..], 1, "--vmm"),
-        (&["--dry-run", "--attest"][..], 1, "--attest"),
+        (
+            &["--dry-run", "--root", "x.der", "--attest"][..],
+            1,
+            "--root",
+        ),
         (
             &["--dry-run", "--guest-policy", "0x30000"][..],
             1,
@@ -203,4 +207,140 @@ fn refusals() {
     ]));
     assert_eq!(got, 1, "{err}");
     assert!(err.contains("--num-bps applies to --tee cca only"), "{err}");
+}
+
+/// `--dry-run --attest`: the realm's token from the model's RMM, signed with the CCA test
+/// keys, read back through the exchange and verified against the plan's RIM and the
+/// nonce binding; trusted only when `--cpak` names the test CPAK; the saved token passes
+/// `cvm verify` with `cvm measure`'s output as reference values.
+#[test]
+fn dry_run_attest_verifies_the_models_token() {
+    use sha2::{Digest, Sha512};
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let inputs = reference.join("inputs/cca");
+    let cfg = inputs.join("configs/fvp.conf").display().to_string();
+    let kernel = inputs.join("linux.bin").display().to_string();
+    let cpak = cvm_tests::crate_dir()
+        .join("fixtures/cca-test-pki/test-cpak.pem")
+        .display()
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("cvm-cca-attest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token.cbor").display().to_string();
+    let nonce = "11".repeat(32);
+    let plan = [
+        "--memory",
+        "512M",
+        "--host-config",
+        &cfg,
+        "--kernel",
+        &kernel,
+    ];
+    let mut args = strings(&[
+        "launch",
+        "--tee",
+        "cca",
+        "--dry-run",
+        "--attest",
+        "--nonce",
+        &nonce,
+    ]);
+    args.extend(strings(&plan));
+    let mut trusted = args.clone();
+    trusted.extend(strings(&["--cpak", &cpak, "--evidence-out", &token]));
+    let (code, out, err) = cvm(&trusted);
+    assert_eq!(code, 0, "{err}");
+    let got = json(&out);
+    let a = &got["attest"];
+    // The binding, computed here: SHA-512("cvm-evidence-nonce/1" || nonce).
+    let mut h = Sha512::new();
+    h.update(b"cvm-evidence-nonce/1");
+    h.update([0x11u8; 32]);
+    let binding = hex::encode(h.finalize());
+    assert_eq!(a["report_data"], binding.as_str());
+    assert_eq!(a["evidence"], "cca");
+    let v = &a["verdict"];
+    assert_eq!(v["verdict"], "pass", "{v}");
+    let outcome = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {v}"))["outcome"]
+            .clone()
+    };
+    for name in [
+        "platform.signature",
+        "realm.signature",
+        "realm.binding",
+        "reference.rim",
+        "reference.report_data",
+        "launch.reference",
+    ] {
+        assert_eq!(outcome(name), "pass", "{name}");
+    }
+    assert_eq!(v["claims"]["realm"]["rim"], got["rim"]);
+
+    // The saved token through cvm verify, with cvm measure's JSON as reference values.
+    let mut measure = strings(&["measure", "--tee", "cca", "--vmm", "cvm"]);
+    measure.extend(strings(&plan));
+    let (code, out, err) = cvm(&measure);
+    assert_eq!(code, 0, "{err}");
+    let values = dir.join("reference.json");
+    std::fs::write(&values, out).unwrap();
+    let (code, out, err) = cvm(&strings(&[
+        "verify",
+        "--tee",
+        "cca",
+        "--evidence",
+        &token,
+        "--cpak",
+        &cpak,
+        "--reference",
+        values.to_str().unwrap(),
+        "--report-data",
+        &binding,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["verdict"], "pass");
+
+    // Without the test CPAK named, nothing trusts the model's platform token.
+    let (code, out, err) = cvm(&args);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(json(&out)["attest"]["verdict"]["verdict"], "fail");
+    assert!(err.contains("platform.anchor"), "{err}");
+    // Another platform's CPAK does not verify it either.
+    if let Some(v) = cvm_tests::vectors() {
+        let other = v
+            .join("cca/cca-ffm00-tag399/cpak.jwk.json")
+            .display()
+            .to_string();
+        let mut wrong = args.clone();
+        wrong.extend(strings(&["--cpak", &other]));
+        let (code, _, err) = cvm(&wrong);
+        assert_ne!(code, 0, "{err}");
+    }
+    // A realm on KVM has no guest side yet; --cpak is a realm's option only.
+    let mut real = strings(&["launch", "--tee", "cca", "--attest", "--cpak", &cpak]);
+    real.extend(strings(&plan));
+    let (code, _, err) = cvm(&real);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--attest runs with --dry-run"), "{err}");
+    let (code, _, err) = cvm(&strings(&[
+        "launch",
+        "--tee",
+        "snp",
+        "--dry-run",
+        "--memory",
+        "64M",
+        "--attest",
+        "--cpak",
+        &cpak,
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--cpak applies to --tee cca only"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

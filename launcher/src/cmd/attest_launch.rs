@@ -66,6 +66,12 @@ pub struct AttestArgs {
     /// TDX: Intel's collateral (as `cvm verify --collateral`).
     #[arg(long, value_name = "FILE|DIR", requires = "attest")]
     pub collateral: Option<PathBuf>,
+    /// CCA: trust this CPAK, JWK or PEM/DER public key (as `cvm verify --cpak`).
+    #[arg(long, value_name = "FILE", requires = "attest")]
+    pub cpak: Vec<PathBuf>,
+    /// CCA: trust the CPAKs of this trust-anchor store (as `cvm verify --tastore`).
+    #[arg(long, value_name = "FILE", requires = "attest")]
+    pub tastore: Vec<PathBuf>,
     /// The verification time, RFC 3339 UTC (default: now), as `cvm verify --at`.
     #[arg(long, value_name = "RFC3339", requires = "attest")]
     pub at: Option<String>,
@@ -309,11 +315,11 @@ pub fn verdict(
         EvidenceKind::Cca => {
             return Ok((
                 report,
-                Err(CliError::Usage(
-                    "the guest sent a CCA token, but cvm launches no realms yet, so it cannot \
-                     be this launch's (verify tokens with cvm verify --tee cca)"
-                        .into(),
-                )),
+                Err(CliError::Usage(format!(
+                    "the guest sent a CCA token, which a --tee {tee} launch cannot produce (realm \
+                     launches have no attestation exchange yet; verify tokens with cvm verify \
+                     --tee cca)"
+                ))),
             ));
         }
     };
@@ -375,7 +381,12 @@ fn supplied_from_table(table: &[u8]) -> Result<cvm_attest::snp::certs::Supplied,
 
 impl AnyVerdict {
     /// Records one more check and updates the verdict.
-    fn add_check(&mut self, name: CheckId, category: Category, result: Result<String, String>) {
+    pub(super) fn add_check(
+        &mut self,
+        name: CheckId,
+        category: Category,
+        result: Result<String, String>,
+    ) {
         fn push<C>(
             v: &mut cvm_attest::Verdict<C>,
             name: CheckId,

@@ -422,6 +422,8 @@ pub(super) fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError>
             plan_args::SNP,
         ),
         ("--id-block", args.id_block.is_some(), plan_args::SNP),
+        ("--cpak", !args.attest.cpak.is_empty(), plan_args::CCA),
+        ("--tastore", !args.attest.tastore.is_empty(), plan_args::CCA),
     ]));
     given.extend(args.td_owner.given());
     given.extend(args.realm.given());
@@ -510,8 +512,7 @@ fn launch(
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
     choose(args)?;
     Err(CliError::PlatformUnavailable(format!(
-        "cvm's VMM launches x86-64 guests only (the CCA realm backend is not built yet); \
-         this host is {}",
+        "cvm's VMM launches x86-64 guests, and Arm CCA realms with --tee cca; this host is {}",
         std::env::consts::ARCH
     )))
 }

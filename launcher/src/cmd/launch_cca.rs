@@ -5,6 +5,7 @@
 //! succeeds only when the model accepted every call and its RIM is the plan's, the one
 //! `cvm measure --tee cca --vmm cvm` predicts from the same options.
 
+use super::attest_launch::{AttestReport, Session};
 use super::launch::{LaunchArgs, check_options};
 use super::measure_cca::{Loaded, load};
 use super::plan_args::Vmm;
@@ -46,6 +47,9 @@ pub struct RealmLaunchReport {
     /// Every call, in order (with --explain).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<Call>,
+    /// The exchange and its verdict (with --attest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attest: Option<AttestReport>,
 }
 
 impl Render for RealmLaunchReport {
@@ -68,6 +72,13 @@ impl Render for RealmLaunchReport {
         }
         for c in &self.calls {
             writeln!(out, "  {:<28} {}", c.call, c.what)?;
+        }
+        if let Some(a) = &self.attest {
+            writeln!(out, "nonce: {}", a.nonce)?;
+            match &a.verdict {
+                Some(v) => v.render_text(out)?,
+                None => writeln!(out, "verdict: none (no evidence)")?,
+            }
         }
         Ok(())
     }
@@ -102,17 +113,28 @@ fn launch(
         ));
     }
     for (flag, given) in [
-        ("--attest", args.attest.attest),
         ("--irqchip", args.irqchip.is_some()),
         ("--firmware-log", args.firmware_log.is_some()),
+        ("--certs", args.certs.is_some()),
+        ("--crl", args.attest.crl.is_some()),
+        ("--no-crl", args.attest.no_crl),
+        ("--root", !args.attest.root.is_empty()),
+        ("--collateral", args.attest.collateral.is_some()),
     ] {
         if given {
             return Err(refuse(
                 flag,
-                "does not apply to a realm launch (KVM's GICv3 is required; there is no \
-                 attestation exchange for realms yet)",
+                "does not apply to a realm launch (KVM's GICv3 is required; a realm's token \
+                 is verified with --cpak or --tastore)",
             ));
         }
+    }
+    if args.attest.attest && !args.dry_run {
+        return Err(refuse(
+            "--attest",
+            "a realm launched on KVM has no guest side for the exchange yet: --attest runs \
+             with --dry-run, against the model's RMM",
+        ));
     }
     let Loaded { memory, plan, .. } = load(&args.plan, &args.realm, RealmVmm::Cvm)?;
     let (predicted, _) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
@@ -131,6 +153,7 @@ fn launch(
         granules: None,
         outcome: None,
         calls: Vec::new(),
+        attest: None,
     };
     if args.dry_run {
         let rmm = Rmm::from_caps(&args.realm.caps()?).map_err(CliError::Usage)?;
@@ -153,6 +176,11 @@ fn launch(
         report.rim = rim;
         if args.explain {
             report.calls = created.calls;
+        }
+        if args.attest.attest && result.is_ok() {
+            let (attest, verdict) = dry_attest(args, &model, &plan)?;
+            report.attest = Some(attest);
+            return Ok((report, verdict));
         }
         return Ok((report, result));
     }
@@ -198,5 +226,77 @@ fn real(
         "this cvm is built without the realm backend (cargo feature `cca`): only \
          'cvm launch --tee cca --dry-run' runs"
             .into(),
+    ))
+}
+
+/// `--dry-run --attest`: what a realm's guest does, against the model's RMM. The guest
+/// asks for a token whose challenge is the nonce binding (RSI_ATTESTATION_TOKEN_INIT),
+/// writes it as its evidence line, and the host reads the line back through the
+/// exchange's parser and verifies the token with the trust anchors given (`--cpak`,
+/// `--tastore`: the model signs with the CCA test keys, which only
+/// `--cpak tests/fixtures/cca-test-pki/test-cpak.pem` trusts), against the plan's RIM,
+/// the binding and the policy. This proves the plumbing, not a platform.
+fn dry_attest(
+    args: &LaunchArgs,
+    model: &RealmModel,
+    plan: &cvm_firmware::cca::RealmPlan,
+) -> Result<(AttestReport, Result<(), CliError>), CliError> {
+    use base64::Engine;
+    use cvm_attest::config::{Bytes, Expected};
+    use cvm_attest::exchange::{self, EvidenceKind};
+    use cvm_attest::{Category, CheckId};
+    let session = Session::new(&args.attest)?;
+    let binding = exchange::report_data(&session.nonce);
+    let token = model.attestation_token(&binding).map_err(CliError::Realm)?;
+    let text = format!(
+        "CVM-EVIDENCE 1 cca {}",
+        base64::engine::general_purpose::STANDARD.encode(&token)
+    );
+    let line = exchange::parse_line(text.as_bytes())
+        .map_err(|e| CliError::Usage(format!("the guest's evidence line: {e}")))?;
+    if let Some(path) = &args.attest.evidence_out {
+        std::fs::write(path, &line.evidence).map_err(|source| CliError::WriteFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let (rim, _) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
+    let mut reference = cvm_attest::cca::appraise::Reference::skip();
+    reference.rim = Expected::value(cvm_firmware::reference::Digest(
+        rim.get(..32).unwrap_or(&rim).to_vec(),
+    ));
+    reference.report_data = Expected::value(Bytes(binding));
+    let inputs = super::verify::cca_inputs(
+        &args.attest.cpak,
+        &args.attest.tastore,
+        Some(reference),
+        args.attest.verify_policy.as_deref(),
+    )?;
+    let at = super::verify::at_or_now(args.attest.at.as_deref())?;
+    let mut v = super::verify::verify_cca(&inputs, &line.evidence, at);
+    v.add_check(
+        CheckId::LaunchReference,
+        Category::Policy,
+        if line.kind == EvidenceKind::Cca {
+            Ok("the reference values of the --tee cca plan launched".into())
+        } else {
+            Err(format!("the realm sent {} evidence", line.kind.name()))
+        },
+    );
+    let result = match v.failure() {
+        None => Ok(()),
+        Some((category, first)) => Err(CliError::Rejected { category, first }),
+    };
+    Ok((
+        AttestReport {
+            nonce: hex::encode(session.nonce),
+            report_data: hex::encode(binding),
+            evidence: Some(line.kind.name()),
+            malformed_lines: Vec::new(),
+            repeated_lines: 0,
+            event_log: None,
+            verdict: Some(v),
+        },
+        result,
     ))
 }

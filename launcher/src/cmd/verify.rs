@@ -578,20 +578,7 @@ pub struct CcaInputs {
 }
 
 fn cca_inputs_for(args: &VerifyArgs) -> Result<CcaInputs, CliError> {
-    use cvm_attest::cca::appraise::{Policy as CcaPolicy, Reference as CcaReference};
-    let mut anchors = cvm_attest::cca::keys::TrustAnchors::default();
-    for p in &args.cpak {
-        let bytes = read_file(p, InputKind::Certificate)?;
-        anchors
-            .add_key_file(&bytes, &p.display().to_string())
-            .map_err(|e| config(p, InputError::Other(e)))?;
-    }
-    for p in &args.tastore {
-        let text = read_text_file(p, InputKind::Certificate)?;
-        anchors
-            .add_store(&text, &p.display().to_string())
-            .map_err(|e| config(p, InputError::Other(e)))?;
-    }
+    use cvm_attest::cca::appraise::Reference as CcaReference;
     let mut reference = match &args.reference {
         Some(p) => Some(read_text(p, CcaReference::parse)?),
         None => None,
@@ -600,10 +587,35 @@ fn cca_inputs_for(args: &VerifyArgs) -> Result<CcaInputs, CliError> {
         let r = reference.get_or_insert_with(CcaReference::skip);
         merge_report_data(args, &mut r.report_data)?;
     }
+    cca_inputs(&args.cpak, &args.tastore, reference, args.policy.as_deref())
+}
+
+/// What a CCA verification needs: the trust anchors (CPAK files, trust-anchor stores),
+/// the reference values, and the policy file (default: the default policy).
+pub fn cca_inputs(
+    cpak: &[PathBuf],
+    tastore: &[PathBuf],
+    reference: Option<cvm_attest::cca::appraise::Reference>,
+    policy: Option<&Path>,
+) -> Result<CcaInputs, CliError> {
+    use cvm_attest::cca::appraise::Policy as CcaPolicy;
+    let mut anchors = cvm_attest::cca::keys::TrustAnchors::default();
+    for p in cpak {
+        let bytes = read_file(p, InputKind::Certificate)?;
+        anchors
+            .add_key_file(&bytes, &p.display().to_string())
+            .map_err(|e| config(p, InputError::Other(e)))?;
+    }
+    for p in tastore {
+        let text = read_text_file(p, InputKind::Certificate)?;
+        anchors
+            .add_store(&text, &p.display().to_string())
+            .map_err(|e| config(p, InputError::Other(e)))?;
+    }
     Ok(CcaInputs {
         anchors,
         reference,
-        policy: match &args.policy {
+        policy: match policy {
             Some(p) => read_text(p, CcaPolicy::parse)?,
             None => CcaPolicy::default(),
         },

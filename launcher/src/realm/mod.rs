@@ -17,6 +17,7 @@
 
 pub mod model;
 pub mod sys;
+pub mod token;
 
 #[cfg(all(target_os = "linux", feature = "cca"))]
 pub mod kvm;

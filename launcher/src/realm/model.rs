@@ -151,6 +151,17 @@ impl RealmModel {
         (self.state == State::Active).then_some(self.rim)
     }
 
+    /// RSI_ATTESTATION_TOKEN_INIT/CONTINUE of the running realm: the token of the
+    /// model's RMM ([`super::token::model_token`]) with the realm's RIM and `challenge`.
+    /// A realm that is not running has nothing to ask with.
+    pub fn attestation_token(&self, challenge: &[u8; 64]) -> Result<Vec<u8>, RealmError> {
+        const C: &str = "RSI_ATTESTATION_TOKEN_INIT";
+        if self.state != State::Active {
+            return Err(err(C, libc::EPERM, "the realm is not running"));
+        }
+        super::token::model_token(&self.rim, challenge).map_err(|e| err(C, libc::EIO, e))
+    }
+
     /// Granules populated.
     pub fn granules(&self) -> u64 {
         self.granules
