@@ -477,7 +477,7 @@ fn choose(args: &LaunchArgs) -> Result<Tee, CliError> {
         TeeChoice::Tee(t) => t,
         TeeChoice::Auto if args.dry_run => {
             return Err(CliError::Usage(
-                "--dry-run needs the TEE to model: --tee snp, sev-es, sev or tdx".into(),
+                "--dry-run needs the TEE to model: --tee snp, sev-es, sev, tdx or cca".into(),
             ));
         }
         TeeChoice::Auto => host().best_confidential().ok_or_else(|| {
@@ -510,7 +510,11 @@ fn launch(
     args: &LaunchArgs,
     _format: Format,
 ) -> Result<(LaunchReport, Result<(), CliError>), CliError> {
-    choose(args)?;
+    if choose(args)? == Tee::Cca {
+        return Err(CliError::Usage(
+            "--tee auto found Arm CCA: launch realms with --tee cca (their options differ)".into(),
+        ));
+    }
     Err(CliError::PlatformUnavailable(format!(
         "cvm's VMM launches x86-64 guests, and Arm CCA realms with --tee cca; this host is {}",
         std::env::consts::ARCH

@@ -101,7 +101,7 @@ fn refuse(flag: &str, why: &str) -> CliError {
 
 fn launch(
     args: &LaunchArgs,
-    _format: Format,
+    format: Format,
 ) -> Result<(RealmLaunchReport, Result<(), CliError>), CliError> {
     check_options(args, Tee::Cca)?;
     // The default --vmm (qemu) is taken as not given: a realm launch is cvm's layout.
@@ -184,12 +184,13 @@ fn launch(
         }
         return Ok((report, result));
     }
-    real(args, &plan, gic, report)
+    real(args, format, &plan, gic, report)
 }
 
 #[cfg(all(target_os = "linux", feature = "cca"))]
 fn real(
     args: &LaunchArgs,
+    format: Format,
     plan: &cvm_firmware::cca::RealmPlan,
     gic: realm::GicLayout,
     mut report: RealmLaunchReport,
@@ -208,8 +209,21 @@ fn real(
     let deadline = std::time::Instant::now()
         .checked_add(args.timeout.unwrap_or(std::time::Duration::from_secs(3600)))
         .unwrap_or_else(std::time::Instant::now);
+    // --serial: stdout (stderr with --format json, which keeps stdout for the result),
+    // a file, or nowhere.
+    let mut console: Box<dyn Write> = match &args.serial {
+        super::launch::SerialDest::Stdio if format == Format::Json => Box::new(io::stderr()),
+        super::launch::SerialDest::Stdio => Box::new(io::stdout()),
+        super::launch::SerialDest::File(p) => Box::new(std::fs::File::create(p).map_err(
+            |source| CliError::WriteFile {
+                path: p.clone(),
+                source,
+            },
+        )?),
+        super::launch::SerialDest::None => Box::new(io::sink()),
+    };
     let outcome = hw
-        .run(UART, deadline, &mut io::stderr())
+        .run(UART, deadline, &mut console)
         .map_err(CliError::Realm)?;
     report.outcome = Some(outcome);
     Ok((report, Ok(())))
@@ -218,6 +232,7 @@ fn real(
 #[cfg(not(all(target_os = "linux", feature = "cca")))]
 fn real(
     _args: &LaunchArgs,
+    _format: Format,
     _plan: &cvm_firmware::cca::RealmPlan,
     _gic: realm::GicLayout,
     _report: RealmLaunchReport,

@@ -291,6 +291,11 @@ impl RealmHardware for RealmModel {
         if self.gic.is_some() {
             return Err(err(C, libc::EBUSY, "the GIC is already initialized"));
         }
+        // [KVM] kvm_vm_ioctl_create_vcpu: ids below max_vcpus (GICv3: VGIC_V3_MAX_CPUS,
+        // 512); the backend creates them in order, which the model holds it to.
+        if id >= 512 {
+            return Err(err(C, libc::EINVAL, format!("vCPU {id}: at most 512")));
+        }
         if usize::try_from(id).ok() != Some(self.vcpus.len()) {
             return Err(err(C, libc::EEXIST, format!("vCPU {id} out of order")));
         }
@@ -374,26 +379,37 @@ impl RealmHardware for RealmModel {
 
     fn create_gic(&mut self, gic: GicLayout) -> Result<(), RealmError> {
         const C: &str = "KVM_CREATE_DEVICE";
-        self.ipa_bits(C)?;
+        const A: &str = "KVM_SET_DEVICE_ATTR";
+        let bits = self.ipa_bits(C)?;
+        // [KVM] kvm_vgic_create: one VGIC per VM (-EEXIST).
         if self.gic.is_some() {
             return Err(err(C, libc::EEXIST, "a GIC exists"));
         }
-        if self.vcpus.is_empty() {
-            return Err(err(C, libc::ENXIO, "no vCPU to initialize the GIC for"));
-        }
+        // [KVM] vgic-kvm-device.c vgic_check_iorange: GICv3 frames 64 KiB-aligned
+        // (-EINVAL) and inside the IPA space (-E2BIG); vgic-v3.c vgic_v3_check_base: the
+        // distributor and the redistributors (128 KiB per vCPU) must not overlap.
         let frames = u64::try_from(self.vcpus.len()).unwrap_or(u64::MAX);
         let redist_top = frames
             .checked_mul(0x2_0000)
             .and_then(|l| gic.redist.checked_add(l));
-        if !gic.dist.is_multiple_of(0x1_0000)
-            || !gic.redist.is_multiple_of(0x1_0000)
-            || redist_top > Some(gic.dist)
-        {
+        let dist_top = gic.dist.checked_add(0x1_0000);
+        if !gic.dist.is_multiple_of(0x1_0000) || !gic.redist.is_multiple_of(0x1_0000) {
             return Err(err(
-                "KVM_SET_DEVICE_ATTR",
+                A,
                 libc::EINVAL,
-                "the GIC's frames are misaligned or overlap",
+                "the GIC's frames are not 64 KiB-aligned",
             ));
+        }
+        let space = 1u64 << bits;
+        if dist_top.is_none_or(|t| t > space) || redist_top.is_none_or(|t| t > space) {
+            return Err(err(
+                A,
+                libc::E2BIG,
+                format!("the GIC's frames are past {bits} IPA bits"),
+            ));
+        }
+        if redist_top > Some(gic.dist) && dist_top > Some(gic.redist) {
+            return Err(err(A, libc::EINVAL, "the GIC's frames overlap"));
         }
         self.gic = Some(gic);
         Ok(())
@@ -793,6 +809,23 @@ mod tests {
         // No vCPU after the GIC is initialized.
         assert_eq!(errno(m.create_vcpu(1, PSCI)), libc::EBUSY);
         assert_eq!(errno(m.create_gic(GIC)), libc::EEXIST);
+        let mut g = RealmModel::new(rmm());
+        g.create_vm(sys::KVM_VM_TYPE_ARM_REALM | 32).unwrap();
+        g.create_vcpu(0, PSCI).unwrap();
+        let gic = |dist, redist| GicLayout { dist, redist };
+        assert_eq!(
+            errno(g.create_gic(gic(0x3fff_1000, 0x3ffd_0000))),
+            libc::EINVAL
+        );
+        assert_eq!(
+            errno(g.create_gic(gic(0x3fff_0000, 0x3fff_0000))),
+            libc::EINVAL
+        );
+        assert_eq!(
+            errno(g.create_gic(gic(0x1_0000_0000, 0x3ffd_0000))),
+            libc::E2BIG
+        );
+        assert_eq!(errno(g.create_vcpu(512, PSCI)), libc::EINVAL);
         m.add_private_memory(0, RAM, 0x1000).unwrap();
         populate(&mut m, RAM, 0).unwrap();
         assert_eq!(errno(m.set_debug_counts(0, 3, 2)), libc::EBUSY);
