@@ -163,6 +163,20 @@ pub struct Data {
     pub measured: bool,
 }
 
+impl Data {
+    /// The granules it occupies: the first one's IPA, and their content (zero before
+    /// `ipa` and after the bytes), which the host populates and the RMM measures.
+    pub fn granules(&self) -> (u64, Vec<u8>) {
+        let start = self.ipa & !(GRANULE - 1);
+        let lead = usize::try_from(self.ipa % GRANULE).unwrap_or(0);
+        let mut content = vec![0u8; lead];
+        content.extend_from_slice(&self.bytes);
+        let padded = content.len().div_ceil(4096).saturating_mul(4096);
+        content.resize(padded, 0);
+        (start, content)
+    }
+}
+
 /// The first REC's registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rec {
@@ -368,12 +382,8 @@ impl RealmPlan {
         } else {
             "RMI_DATA_CREATE"
         };
-        let start = d.ipa & !(GRANULE - 1);
-        let lead = usize::try_from(d.ipa % GRANULE).unwrap_or(0);
-        let mut content = vec![0u8; lead];
-        content.extend_from_slice(&d.bytes);
-        let padded = content.len().div_ceil(4096).saturating_mul(4096);
-        content.resize(padded, 0);
+        let (start, content) = d.granules();
+        let padded = content.len();
         let mut ipa = start;
         for granule in content.chunks(4096) {
             let mut desc = descriptor(0, rim);

@@ -22,7 +22,7 @@ pub mod token;
 #[cfg(all(target_os = "linux", feature = "cca"))]
 pub mod kvm;
 
-use cvm_firmware::cca::{GRANULE, Interface, RealmPlan};
+use cvm_firmware::cca::{Interface, RealmPlan};
 use serde::Serialize;
 
 /// A call of the realm's host side that failed: which, with the errno KVM returns (or
@@ -189,14 +189,9 @@ pub fn launch(
         );
     }
     for d in plan.data_in_order() {
-        let start = d.ipa & !(GRANULE - 1);
-        let lead = usize::try_from(d.ipa % GRANULE).unwrap_or(0);
-        let mut content = vec![0u8; lead];
-        content.extend_from_slice(&d.bytes);
-        let len = content.len().div_ceil(4096).saturating_mul(4096);
-        content.resize(len, 0);
+        let (start, content) = d.granules();
         hw.write_source(start, &content)?;
-        let size = u64::try_from(len).unwrap_or(u64::MAX);
+        let size = u64::try_from(content.len()).unwrap_or(u64::MAX);
         let mut args = sys::KvmArmRmiPopulate {
             base: start,
             size,
