@@ -151,6 +151,26 @@ pub fn time_command(program: &Path, args: &[String], runs: usize) -> (std::time:
     (median(times), output)
 }
 
+/// The median time over `runs` of one pass of hash `D` over `bytes` bytes (fed 1 MiB at
+/// a time): a benchmark's floor, what hashing alone costs.
+pub fn one_pass_floor<D: sha2::Digest>(bytes: u64, runs: usize) -> std::time::Duration {
+    let buf = vec![0x5au8; 1 << 20];
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        let mut h = D::new();
+        let mut left = bytes;
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            h.update(buf.get(..n).unwrap_or(&buf));
+            left = left.saturating_sub(n as u64);
+        }
+        std::hint::black_box(h.finalize());
+        times.push(start.elapsed());
+    }
+    median(times)
+}
+
 /// The CPU time (user and system, every thread) this process has used so far, from
 /// /proc/self/stat in USER_HZ ticks (100 per second on Linux x86-64): for benchmarks
 /// long enough that 10 ms steps do not matter.

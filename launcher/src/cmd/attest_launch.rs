@@ -252,12 +252,7 @@ pub fn verdict(
         };
         return Ok((report, Err(CliError::GuestExit(why))));
     };
-    if let Some(path) = &args.evidence_out {
-        std::fs::write(path, &line.evidence).map_err(|source| CliError::WriteFile {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    save_evidence(args, &line.evidence)?;
     let src = Sources {
         certs,
         crl: args.crl.as_deref(),
@@ -345,12 +340,20 @@ pub fn verdict(
         ))
     };
     v.add_check(CheckId::LaunchReference, Category::Policy, check);
-    let result = match v.failure() {
-        None => Ok(()),
-        Some((category, first)) => Err(CliError::Rejected { category, first }),
-    };
+    let result = v.result();
     report.verdict = Some(v);
     Ok((report, result))
+}
+
+/// `--evidence-out`: the raw evidence saved, if asked for.
+pub fn save_evidence(args: &AttestArgs, evidence: &[u8]) -> Result<(), CliError> {
+    match &args.evidence_out {
+        Some(path) => std::fs::write(path, evidence).map_err(|source| CliError::WriteFile {
+            path: path.clone(),
+            source,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The certificates of an SNP certificate table (the guest's auxiliary data).
@@ -380,6 +383,14 @@ fn supplied_from_table(table: &[u8]) -> Result<cvm_attest::snp::certs::Supplied,
 }
 
 impl AnyVerdict {
+    /// The launch's result: the first failed check's rejection, if any.
+    pub(super) fn result(&self) -> Result<(), CliError> {
+        match self.failure() {
+            None => Ok(()),
+            Some((category, first)) => Err(CliError::Rejected { category, first }),
+        }
+    }
+
     /// Records one more check and updates the verdict.
     pub(super) fn add_check(
         &mut self,

@@ -15,7 +15,7 @@ use super::CmdResult;
 use super::attest_launch::{LaunchReference, Session};
 use super::plan_args::{self, PlanArgs};
 use crate::error::CliError;
-use crate::output::{Format, Output, Render};
+use crate::output::{Format, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
 use crate::tee_arg::TeeChoice;
 #[cfg(target_arch = "x86_64")]
@@ -125,6 +125,9 @@ pub struct LaunchArgs {
     #[command(flatten)]
     pub realm: super::measure_cca::RealmArgs,
 }
+
+/// Every launchable TEE but CCA: the options of the x86 VMM and of x86 evidence.
+const NOT_CCA: &[Tee] = &[Tee::Snp, Tee::Tdx, Tee::SevEs, Tee::Sev, Tee::None];
 
 /// The TEEs cvm models for `--dry-run`.
 const MODELLED: &[Tee] = &[Tee::Snp, Tee::SevEs, Tee::Sev, Tee::Tdx, Tee::Cca];
@@ -382,13 +385,7 @@ pub fn run(args: &LaunchArgs, format: Format) -> CmdResult {
     if args.tee == TeeChoice::Tee(Tee::Cca) {
         return super::launch_cca::run(args, format);
     }
-    match launch(args, format) {
-        Ok((report, result)) => match Output::new(&report) {
-            Ok(out) => (Some(out), result),
-            Err(e) => (None, Err(e)),
-        },
-        Err(e) => (None, Err(e)),
-    }
+    super::reported(launch(args, format))
 }
 
 fn probe_host() -> probe::ProbeReport {
@@ -421,9 +418,18 @@ pub(super) fn check_options(args: &LaunchArgs, tee: Tee) -> Result<(), CliError>
             args.certs.is_some() && !args.attest.attest,
             plan_args::SNP,
         ),
+        ("--certs", args.certs.is_some(), NOT_CCA),
         ("--id-block", args.id_block.is_some(), plan_args::SNP),
         ("--cpak", !args.attest.cpak.is_empty(), plan_args::CCA),
         ("--tastore", !args.attest.tastore.is_empty(), plan_args::CCA),
+        // A realm needs KVM's GICv3, writes no firmware log, and its token is verified
+        // with --cpak or --tastore.
+        ("--irqchip", args.irqchip.is_some(), NOT_CCA),
+        ("--firmware-log", args.firmware_log.is_some(), NOT_CCA),
+        ("--crl", args.attest.crl.is_some(), NOT_CCA),
+        ("--no-crl", args.attest.no_crl, NOT_CCA),
+        ("--root", !args.attest.root.is_empty(), NOT_CCA),
+        ("--collateral", args.attest.collateral.is_some(), NOT_CCA),
     ]));
     given.extend(args.td_owner.given());
     given.extend(args.realm.given());

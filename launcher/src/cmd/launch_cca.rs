@@ -10,7 +10,7 @@ use super::launch::{LaunchArgs, check_options};
 use super::measure_cca::{Loaded, load};
 use super::plan_args::Vmm;
 use crate::error::CliError;
-use crate::output::{Format, Output, Render};
+use crate::output::{Format, Render};
 use crate::realm::model::{RealmModel, Rmm};
 use crate::realm::{self, Call};
 use cvm_firmware::Tee;
@@ -86,13 +86,7 @@ impl Render for RealmLaunchReport {
 
 /// Runs `cvm launch --tee cca`.
 pub fn run(args: &LaunchArgs, format: Format) -> super::CmdResult {
-    match launch(args, format) {
-        Ok((report, result)) => match Output::new(&report) {
-            Ok(out) => (Some(out), result),
-            Err(e) => (None, Err(e)),
-        },
-        Err(e) => (None, Err(e)),
-    }
+    super::reported(launch(args, format))
 }
 
 fn refuse(flag: &str, why: &str) -> CliError {
@@ -112,23 +106,6 @@ fn launch(
              for 'cvm measure'",
         ));
     }
-    for (flag, given) in [
-        ("--irqchip", args.irqchip.is_some()),
-        ("--firmware-log", args.firmware_log.is_some()),
-        ("--certs", args.certs.is_some()),
-        ("--crl", args.attest.crl.is_some()),
-        ("--no-crl", args.attest.no_crl),
-        ("--root", !args.attest.root.is_empty()),
-        ("--collateral", args.attest.collateral.is_some()),
-    ] {
-        if given {
-            return Err(refuse(
-                flag,
-                "does not apply to a realm launch (KVM's GICv3 is required; a realm's token \
-                 is verified with --cpak or --tastore)",
-            ));
-        }
-    }
     if args.attest.attest && !args.dry_run {
         return Err(refuse(
             "--attest",
@@ -136,9 +113,13 @@ fn launch(
              with --dry-run, against the model's RMM",
         ));
     }
-    let Loaded { memory, plan, .. } = load(&args.plan, &args.realm, RealmVmm::Cvm)?;
-    let (predicted, _) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
-    let predicted = hex::encode(predicted.get(..32).unwrap_or(&predicted));
+    let Loaded {
+        memory, plan, caps, ..
+    } = load(&args.plan, &args.realm, RealmVmm::Cvm)?;
+    let (rim, _) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
+    // KVM's v14 interface measures with SHA-256: the RIM is the field's first 32 bytes.
+    let predicted_rim = rim.get(..32).unwrap_or(&rim).to_vec();
+    let predicted = hex::encode(&predicted_rim);
     let vcpus = args.plan.vcpus;
     let gic = realm::kvmtool_gic(vcpus);
     let mut report = RealmLaunchReport {
@@ -156,7 +137,7 @@ fn launch(
         attest: None,
     };
     if args.dry_run {
-        let rmm = Rmm::from_caps(&args.realm.caps()?).map_err(CliError::Usage)?;
+        let rmm = Rmm::from_caps(&caps).map_err(CliError::Usage)?;
         let mut model = RealmModel::new(rmm);
         let created = realm::launch(&plan, vcpus, gic, &mut model).map_err(CliError::Realm)?;
         let rim = model.rim().map(hex::encode);
@@ -178,7 +159,7 @@ fn launch(
             report.calls = created.calls;
         }
         if args.attest.attest && result.is_ok() {
-            let (attest, verdict) = dry_attest(args, &model, &plan)?;
+            let (attest, verdict) = dry_attest(args, &model, predicted_rim)?;
             report.attest = Some(attest);
             return Ok((report, verdict));
         }
@@ -254,7 +235,7 @@ fn real(
 fn dry_attest(
     args: &LaunchArgs,
     model: &RealmModel,
-    plan: &cvm_firmware::cca::RealmPlan,
+    rim: Vec<u8>,
 ) -> Result<(AttestReport, Result<(), CliError>), CliError> {
     use base64::Engine;
     use cvm_attest::config::{Bytes, Expected};
@@ -269,17 +250,9 @@ fn dry_attest(
     );
     let line = exchange::parse_line(text.as_bytes())
         .map_err(|e| CliError::Usage(format!("the guest's evidence line: {e}")))?;
-    if let Some(path) = &args.attest.evidence_out {
-        std::fs::write(path, &line.evidence).map_err(|source| CliError::WriteFile {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    let (rim, _) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
+    super::attest_launch::save_evidence(&args.attest, &line.evidence)?;
     let mut reference = cvm_attest::cca::appraise::Reference::skip();
-    reference.rim = Expected::value(cvm_firmware::reference::Digest(
-        rim.get(..32).unwrap_or(&rim).to_vec(),
-    ));
+    reference.rim = Expected::value(cvm_firmware::reference::Digest(rim));
     reference.report_data = Expected::value(Bytes(binding));
     let inputs = super::verify::cca_inputs(
         &args.attest.cpak,
@@ -298,10 +271,7 @@ fn dry_attest(
             Err(format!("the realm sent {} evidence", line.kind.name()))
         },
     );
-    let result = match v.failure() {
-        None => Ok(()),
-        Some((category, first)) => Err(CliError::Rejected { category, first }),
-    };
+    let result = v.result();
     Ok((
         AttestReport {
             nonce: hex::encode(session.nonce),

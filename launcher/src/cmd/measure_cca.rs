@@ -249,6 +249,8 @@ pub struct Loaded {
     pub plan: cvm_firmware::cca::RealmPlan,
     /// The DTB the layout generates.
     pub dtb: Vec<u8>,
+    /// The host's capabilities the plan was made for.
+    pub caps: HostCaps,
 }
 
 /// The plan of a realm of `vmm`'s layout from the plan and realm options, the one `cvm
@@ -271,7 +273,7 @@ pub fn load(p: &PlanArgs, realm: &RealmArgs, vmm: RealmVmm) -> Result<Loaded, Cl
     let initrd = read(&p.initrd, InputKind::Initrd)?;
     let inputs = Inputs {
         vmm,
-        caps,
+        caps: caps.clone(),
         // Each VMM's default: kvmtool's SHA-256, QEMU's and cloud-hypervisor's SHA-512.
         hash: match (realm.hash, vmm) {
             (_, RealmVmm::Cvm) => Hash::Sha256,
@@ -294,6 +296,7 @@ pub fn load(p: &PlanArgs, realm: &RealmArgs, vmm: RealmVmm) -> Result<Loaded, Cl
         memory,
         plan,
         dtb,
+        caps,
     })
 }
 
@@ -308,6 +311,7 @@ pub fn report_for(args: &MeasureArgs, vmm: RealmVmm) -> Result<CcaReport, CliErr
         memory,
         plan,
         dtb,
+        ..
     } = load(p, &args.realm, vmm)?;
     let (rim, steps) = plan.measure().map_err(|e| CliError::Usage(e.0))?;
     let len = plan.params.hash.len();

@@ -30,6 +30,20 @@ pub fn simple(f: impl FnOnce() -> Result<Output, CliError>) -> CmdResult {
     }
 }
 
+/// A command whose report comes with the command's own result (a launch whose guest
+/// failed still reports what happened), or that failed before producing one.
+pub fn reported<R: crate::output::Render>(
+    r: Result<(R, Result<(), CliError>), CliError>,
+) -> CmdResult {
+    match r {
+        Ok((report, result)) => match Output::new(&report) {
+            Ok(out) => (Some(out), result),
+            Err(e) => (None, Err(e)),
+        },
+        Err(e) => (None, Err(e)),
+    }
+}
+
 /// The kinds of input file cvm reads, each with the largest size it accepts. A file is
 /// measured before it is read and read no further than its limit, so that `/dev/zero`
 /// or a huge file is refused at once rather than read until memory runs out. README.md

@@ -93,6 +93,18 @@ impl KvmRealm {
             .ok_or_else(|| RealmError::new(call, libc::EBADF, format!("no vCPU {id}")))
     }
 
+    /// The memory slot holding `gpa` (its index) and the offset of `gpa` in it.
+    fn slot_of(&self, gpa: u64, call: &'static str) -> Result<(usize, usize), RealmError> {
+        self.slots
+            .iter()
+            .position(|s| gpa >= s.gpa && gpa - s.gpa < s.map.len() as u64)
+            .and_then(|i| {
+                let at = usize::try_from(gpa - self.slots.get(i)?.gpa).ok()?;
+                Some((i, at))
+            })
+            .ok_or_else(|| RealmError::new(call, libc::EFAULT, "not guest memory"))
+    }
+
     fn one_reg(&self, vcpu: u32, id: u64, value: u64) -> Result<(), RealmError> {
         let fd = self.vcpu("KVM_SET_ONE_REG", vcpu)?;
         let reg = sys::KvmOneReg {
@@ -321,12 +333,11 @@ impl RealmHardware for KvmRealm {
     }
 
     fn write_source(&mut self, gpa: u64, data: &[u8]) -> Result<(), RealmError> {
+        let (i, at) = self.slot_of(gpa, "write")?;
         let slot = self
             .slots
-            .iter_mut()
-            .find(|s| gpa >= s.gpa && gpa - s.gpa < s.map.len() as u64)
+            .get_mut(i)
             .ok_or_else(|| RealmError::new("write", libc::EFAULT, "not guest memory"))?;
-        let at = usize::try_from(gpa - slot.gpa).unwrap_or(usize::MAX);
         let dst = at
             .checked_add(data.len())
             .and_then(|end| slot.map.get_mut(at..end))
@@ -336,10 +347,10 @@ impl RealmHardware for KvmRealm {
     }
 
     fn source_address(&self, gpa: u64) -> Result<u64, RealmError> {
+        let (i, at) = self.slot_of(gpa, "source")?;
         self.slots
-            .iter()
-            .find(|s| gpa >= s.gpa && gpa - s.gpa < s.map.len() as u64)
-            .map(|s| (s.map.as_ptr() as u64).saturating_add(gpa - s.gpa))
+            .get(i)
+            .map(|s| (s.map.as_ptr() as u64).saturating_add(at as u64))
             .ok_or_else(|| RealmError::new("source", libc::EFAULT, "not guest memory"))
     }
 

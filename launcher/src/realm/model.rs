@@ -108,7 +108,6 @@ pub struct RealmModel {
     /// Populated (assigned) frames.
     populated: BTreeSet<u64>,
     rim: [u8; 32],
-    granules: u64,
 }
 
 fn err(call: &'static str, errno: i32, why: impl Into<String>) -> RealmError {
@@ -142,7 +141,6 @@ impl RealmModel {
             source: BTreeMap::new(),
             populated: BTreeSet::new(),
             rim: [0; 32],
-            granules: 0,
         }
     }
 
@@ -164,7 +162,7 @@ impl RealmModel {
 
     /// Granules populated.
     pub fn granules(&self) -> u64 {
-        self.granules
+        u64::try_from(self.populated.len()).unwrap_or(u64::MAX)
     }
 
     fn ipa_bits(&self, call: &'static str) -> Result<u8, RealmError> {
@@ -199,28 +197,12 @@ impl RealmModel {
         // it; num_bps/num_wps the BRPs/WRPs of ID_AA64DFR0_EL1; no SVE (cvm's vCPUs have
         // none), no PMU, hash_algo 0 (RMI_HASH_SHA_256).
         let flags: u64 = u64::from(self.rmm.lpa2);
-        // [RMM] validate_realm_params: s2sz within [PARANGE_0000_WIDTH, S2SZ]; counts at
-        // most the feature register's; any failure is RMI_ERROR_INPUT, which KVM turns
-        // into -ENXIO ([K14] 28/44).
-        if ipa_bits < MIN_IPA_BITS || ipa_bits > self.rmm.ipa_bits {
-            return Err(err(
-                call,
-                libc::ENXIO,
-                format!(
-                    "RMI_REALM_CREATE: RMI_ERROR_INPUT (s2sz {ipa_bits} outside \
-                     {MIN_IPA_BITS}-{})",
-                    self.rmm.ipa_bits
-                ),
-            ));
-        }
-        if v0.0 > self.rmm.brps || v0.1 > self.rmm.wrps {
-            return Err(err(
-                call,
-                libc::ENXIO,
-                "RMI_REALM_CREATE: RMI_ERROR_INPUT (more breakpoints or watchpoints than the \
-                 RMM offers)",
-            ));
-        }
+        // [RMM] validate_realm_params refuses an s2sz outside [PARANGE_0000_WIDTH, S2SZ]
+        // and counts above the feature register's (RMI_ERROR_INPUT, which KVM turns into
+        // -ENXIO, [K14] 28/44). KVM checks both first, with the RMM's limits: the IPA
+        // bits at KVM_CREATE_VM (kvm_init_ipa_range), the counts at KVM_SET_ONE_REG of
+        // ID_AA64DFR0_EL1; so no parameters KVM passes reach that refusal, and the model
+        // keeps the checks where KVM makes them.
         // [RMM] rim.c measurement_realm_params_measure: a zeroed 4096-byte
         // RmiRealmParams with flags, s2sz, sve_vl, num_bps, num_wps, pmu_num_ctrs and
         // hash_algo copied in (offsets 0, 8, 0x10, 0x18, 0x20, 0x28, 0x30).
@@ -563,7 +545,6 @@ impl RealmHardware for RealmModel {
             }
             self.rim = sha256(&d);
             self.populated.insert(frame);
-            self.granules = self.granules.saturating_add(1);
             done = done.saturating_add(1);
             gpa = gpa.saturating_add(PAGE);
         }
@@ -841,6 +822,11 @@ mod tests {
             libc::EINVAL
         );
         assert_eq!(errno(m.add_private_memory(0, RAM, 0)), libc::EINVAL);
+        assert_eq!(
+            errno(m.add_private_memory(0, u64::MAX - 0xfff, 0x2000)),
+            libc::EINVAL
+        );
+        assert_eq!(errno(m.source_address(RAM)), libc::EFAULT);
         // Past 2^33.
         assert_eq!(
             errno(m.add_private_memory(0, 0x1_f000_0000, 0x2000_0000)),
@@ -938,7 +924,17 @@ mod tests {
         m.create_gic(GIC).unwrap();
         assert_eq!(errno(m.first_run()), libc::EINVAL);
         assert_eq!(m.rim(), None);
-        // The realm descriptor's own checks: more breakpoints than the RMM offers.
+        // A realm whose activation failed is dead: nothing more is populated (-ENXIO),
+        // and it has no token to give.
+        let mut m = RealmModel::new(rmm());
+        m.create_vm(sys::KVM_VM_TYPE_ARM_REALM | 40).unwrap();
+        m.create_vcpu(0, 0).unwrap();
+        m.create_gic(GIC).unwrap();
+        m.add_private_memory(0, RAM, 0x1000).unwrap();
+        assert_eq!(errno(m.first_run()), libc::EINVAL);
+        assert_eq!(errno(populate(&mut m, RAM, 0x1000)), libc::ENXIO);
+        assert_eq!(errno(m.attestation_token(&[0; 64])), libc::EPERM);
+        // Activation without a populate creates the realm descriptor then, and runs once.
         let mut m = RealmModel::new(Rmm {
             ipa_bits: 40,
             ..rmm()

@@ -17,32 +17,13 @@
     reason = "a benchmark program that reports on stdout; its sizes are constants"
 )]
 
-use cvm_tests::{median, ms, ratio, time_command};
-use sha2::{Digest, Sha256};
+use cvm_tests::{ms, ratio, time_command};
+use sha2::Sha256;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 const RUNS: usize = 7;
 const KERNEL: usize = 32 << 20;
 const INITRD: usize = 16 << 20;
-
-fn hashing_floor(bytes: u64) -> Duration {
-    let buf = vec![0x5au8; 1 << 20];
-    let mut times = Vec::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let mut h = Sha256::new();
-        let mut left = usize::try_from(bytes).unwrap();
-        while left > 0 {
-            let n = left.min(buf.len());
-            h.update(&buf[..n]);
-            left -= n;
-        }
-        std::hint::black_box(h.finalize());
-        times.push(start.elapsed());
-    }
-    median(times)
-}
 
 fn main() {
     let opts = cvm_tests::bench_options(&["--cvm"]);
@@ -99,7 +80,7 @@ fn main() {
     // pages.
     let granules = ((KERNEL + INITRD) / 4096 + 16) as u64;
     let bytes = granules * (4096 + 256) + 512 * 256 + 2 * 4096;
-    let floor = hashing_floor(bytes);
+    let floor = cvm_tests::one_pass_floor::<Sha256>(bytes, RUNS);
     println!("configuration: cca (kvmtool), 4 vCPUs, 1 GiB, 32 MiB Image, 16 MiB initrd");
     println!("median of {RUNS} runs each");
     println!(

@@ -17,10 +17,9 @@
 
 use cvm_firmware::ovmf::OvmfImage;
 use cvm_firmware::tdx::ATTR_MR_EXTEND;
-use cvm_tests::{median, ms, ratio, time_command};
-use sha2::{Digest, Sha384};
+use cvm_tests::{ms, ratio, time_command};
+use sha2::Sha384;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 const RUNS: usize = 7;
 
@@ -41,24 +40,6 @@ fn hashed_bytes(firmware: &[u8], kernel: u64, initrd: u64, acpi: u64) -> u64 {
     // ACPI tables, loader (4 KiB) and RSDP; the kernel's Authenticode digest covers
     // (nearly) the whole file.
     n + acpi + 4096 + 20 + kernel + initrd
-}
-
-fn hashing_floor(bytes: u64) -> Duration {
-    let buf = vec![0x5au8; 1 << 20];
-    let mut times = Vec::new();
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let mut h = Sha384::new();
-        let mut left = usize::try_from(bytes).unwrap();
-        while left > 0 {
-            let n = left.min(buf.len());
-            h.update(&buf[..n]);
-            left -= n;
-        }
-        std::hint::black_box(h.finalize());
-        times.push(start.elapsed());
-    }
-    median(times)
 }
 
 fn main() {
@@ -113,7 +94,7 @@ fn main() {
         len(&initrd),
         len(&acpi),
     );
-    let floor = hashing_floor(bytes);
+    let floor = cvm_tests::one_pass_floor::<Sha384>(bytes, RUNS);
     println!(
         "configuration: tdx, 8 vCPUs, 16 GiB, {} (4 MiB), q35-with-hpet ACPI, 14 MiB kernel (patched), initrd",
         fw.display()
