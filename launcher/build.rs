@@ -40,6 +40,77 @@ fn build(dir: &Path, out: &Path, name: &str) -> Result<(), String> {
         .arg(&obj))
 }
 
+/// The attesting guest (guest/attest.s and the no_std crate guest/attest): the crate is
+/// built by a nested Cargo with its own lock file and target directory under OUT_DIR,
+/// with the flags of a freestanding build and none of the outer build's (coverage or
+/// sanitizer flags, clippy's wrapper), then linked with the boot code by `ld`.
+fn build_attest(dir: &Path, out: &Path) -> Result<(), String> {
+    let krate = dir.join("attest");
+    for f in [
+        "attest.s",
+        "attest.ld",
+        "attest/Cargo.toml",
+        "attest/Cargo.lock",
+        "attest/src",
+    ] {
+        println!("cargo:rerun-if-changed={}", dir.join(f).display());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = out.join("attest-target");
+    run(Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--manifest-path",
+        ])
+        .arg(krate.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        // Position-independent code linked at a fixed address: every reference is
+        // RIP-relative, so the code runs where attest.ld puts it (above 2 GiB). No SSE:
+        // the guest uses no floating point, and integer-only code also runs where KVM
+        // emulates kernel-mode instructions (../shared/KVM-HERE.md: no SSE there); rustc
+        // warns that the target's float ABI needs SSE2, which this code never uses. The
+        // crypto crates' software backends: their CPU feature detection runs CPUID,
+        // which an SNP or TDX guest cannot run without a #VC/#VE handler.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Crelocation-model=pic\x1f-Ctarget-feature=-sse,-sse2\x1f--cfg\x1faes_force_soft\x1f--cfg\x1fpolyval_force_soft",
+        )
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER"))?;
+    let obj = out.join("attest.o");
+    run(Command::new("as")
+        .arg("--64")
+        .arg("-o")
+        .arg(&obj)
+        .arg(dir.join("attest.s")))?;
+    let elf = out.join("attest.elf");
+    run(Command::new("ld")
+        .args([
+            "-m",
+            "elf_x86_64",
+            "--gc-sections",
+            "--no-warn-rwx-segments",
+            "-T",
+        ])
+        .arg(dir.join("attest.ld"))
+        .arg("-o")
+        .arg(&elf)
+        .arg(&obj)
+        .arg(target.join("release").join("libcvm_attest_guest.a")))?;
+    run(Command::new("objcopy")
+        .args(["-O", "binary"])
+        .arg(&elf)
+        .arg(out.join("attest.bin")))
+}
+
 /// The opt-in tests' Linux init: a static ELF (the default linker script, no -T).
 fn build_init(dir: &Path, out: &Path) -> Result<(), String> {
     let src = dir.join("init.s");
@@ -74,6 +145,10 @@ fn main() {
             println!("cargo:warning=building guest payload {name}: {e}");
             std::process::exit(1);
         }
+    }
+    if let Err(e) = build_attest(&dir, &out) {
+        println!("cargo:warning=building the attesting guest: {e}");
+        std::process::exit(1);
     }
     if let Err(e) = build_init(&dir, &out) {
         println!("cargo:warning=building the test init: {e}");

@@ -415,3 +415,74 @@ fn attest_options_are_checked() {
     let out = cvm(&["launch", "--tee", "none", "--attest", "--nonce", "abcd"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn without_images_snp_and_tdx_plan_the_attesting_guest() {
+    let image = PathBuf::from(env!("OUT_DIR")).join("attest.bin");
+    let image = image.to_str().unwrap();
+    let json = |args: &[&str]| {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        let out = cvm(&all);
+        (out.status.code().unwrap(), stdout_json(&out))
+    };
+    let bytes = std::fs::read(image).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    // SNP: `cvm measure` with no image, with the image named, and the model's launch
+    // of it agree; the model accepts every step (SEV metadata: pre-validated pages, the
+    // secrets and CPUID pages).
+    let snp = ["--tee", "snp", "--vcpu-type", "EPYC-Milan"];
+    let (code, builtin) = json(&[&["measure"][..], &snp].concat());
+    assert_eq!(code, 0, "{builtin}");
+    assert_eq!(builtin["firmware"]["path"], "(built-in attesting guest)");
+    assert_eq!(builtin["firmware"]["sha256"], sha.as_str());
+    let (code, named) = json(&[&["measure", "--firmware", image][..], &snp].concat());
+    assert_eq!(code, 0, "{named}");
+    assert_eq!(builtin["measurement"], named["measurement"]);
+    let (code, launched) = json(&[&["launch", "--dry-run"][..], &snp].concat());
+    assert_eq!(code, 0, "{launched}");
+    assert_eq!(launched["boot"], "built-in");
+    assert_eq!(launched["measurement"], builtin["measurement"]);
+    // The model's report of that launch verifies against the plan with the test root.
+    let pki = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/snp-test-pki");
+    let (ark, crl) = (
+        pki.join("test-ark.der").display().to_string(),
+        pki.join("test-crl-empty.der").display().to_string(),
+    );
+    let attest = [
+        "launch",
+        "--dry-run",
+        "--attest",
+        "--root",
+        &ark,
+        "--crl",
+        &crl,
+    ];
+    let (code, attested) = json(&[&attest[..], &snp].concat());
+    assert_eq!(code, 0, "{attested}");
+    let v = &attested["attest"]["verdict"];
+    assert_eq!(check(v, "reference.measurement"), "pass");
+    assert_eq!(v["claims"]["measurement"], builtin["measurement"]);
+    // TDX: the image's TDVF descriptor (BFV measured, TEMP_MEM and TD HOB accepted).
+    let (code, builtin) = json(&["measure", "--tee", "tdx"]);
+    assert_eq!(code, 0, "{builtin}");
+    assert_eq!(builtin["firmware"]["sha256"], sha.as_str());
+    let (code, named) = json(&["measure", "--tee", "tdx", "--firmware", image]);
+    assert_eq!(code, 0, "{named}");
+    assert_eq!(builtin["mrtd"], named["mrtd"]);
+    let (code, launched) = json(&["launch", "--tee", "tdx", "--dry-run"]);
+    assert_eq!(code, 0, "{launched}");
+    assert_eq!(launched["mrtd"], builtin["mrtd"]);
+    // SEV and SEV-ES have no built-in guest, and a kernel needs firmware to boot it.
+    let (code, err) = json(&["measure", "--tee", "sev-es", "--vcpu-type", "EPYC-Milan"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, err) = json(&["measure", "--tee", "snp", "--kernel", image]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs --firmware"),
+        "{err}"
+    );
+}

@@ -92,3 +92,51 @@ fn sev_es_ovmf_launch_is_accepted_by_the_hardware() {
     assert_eq!(m.len(), 96, "{hw}");
     assert_ne!(hw["stop"]["reason"], "run-failed", "{hw}");
 }
+
+#[test]
+#[cfg_attr(
+    not(cvm_hw),
+    ignore = "needs an AMD SEV-SNP host: --cfg cvm_hw, CVM_HW_TESTS=snp"
+)]
+fn the_attesting_guest_attests_on_snp() {
+    if !common::hw_enabled("snp") {
+        return;
+    }
+    // No image: the built-in attesting guest. Its report must carry the dry run's
+    // measurement and the nonce binding; the chain needs the host's VCEK, which
+    // `CVM_HW_SNP_CERTS` (a `cvm verify --certs` directory) provides when set.
+    let base = [
+        "--format",
+        "json",
+        "launch",
+        "--tee",
+        "snp",
+        "--vcpu-type",
+        "EPYC-v4",
+    ];
+    let model = cvm(&[&base[..], &["--dry-run"]].concat());
+    common::succeeded(&model);
+    let model = stdout_json(&model);
+    let certs = std::env::var("CVM_HW_SNP_CERTS").ok();
+    let mut real = base.to_vec();
+    real.extend_from_slice(&["--attest", "--attest-timeout", "60s", "--serial", "none"]);
+    if let Some(dir) = &certs {
+        real.extend_from_slice(&["--certs", dir]);
+    }
+    let hw = stdout_json(&cvm(&real));
+    let v = &hw["attest"]["verdict"];
+    assert_eq!(hw["attest"]["evidence"], "snp", "{hw}");
+    assert_eq!(v["claims"]["measurement"], model["measurement"], "{hw}");
+    for check in ["reference.measurement", "reference.report_data"] {
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check)
+            .unwrap();
+        assert_eq!(c["outcome"], "pass", "{check}: {hw}");
+    }
+    if certs.is_some() {
+        assert_eq!(v["verdict"], "pass", "{hw}");
+    }
+}

@@ -62,3 +62,47 @@ fn tdvf_launch_is_accepted_by_the_hardware() {
     assert_ne!(json["stop"]["reason"], "run-failed", "{json}");
     assert_eq!(stdout_json(&model)["tee"], "tdx");
 }
+
+#[test]
+#[cfg_attr(
+    not(cvm_hw),
+    ignore = "needs an Intel TDX host: --cfg cvm_hw, CVM_HW_TESTS=tdx"
+)]
+fn the_attesting_guest_attests_on_tdx() {
+    if !common::hw_enabled("tdx") {
+        return;
+    }
+    // No image: the built-in attesting guest; its quote comes from the host's QGS
+    // (`CVM_HW_QGS`, default vsock:2:4050) and must carry the dry run's MRTD and the
+    // nonce binding. `CVM_HW_TDX_COLLATERAL` (as `cvm verify --collateral`) makes the
+    // whole verdict checkable.
+    let model = cvm(&["--format", "json", "launch", "--tee", "tdx", "--dry-run"]);
+    common::succeeded(&model);
+    let model = stdout_json(&model);
+    let qgs = std::env::var("CVM_HW_QGS").unwrap_or_else(|_| "vsock:2:4050".into());
+    let collateral = std::env::var("CVM_HW_TDX_COLLATERAL").ok();
+    let mut real = vec![
+        "--format",
+        "json",
+        "launch",
+        "--tee",
+        "tdx",
+        "--attest",
+        "--attest-timeout",
+        "60s",
+        "--qgs",
+        &qgs,
+        "--serial",
+        "none",
+    ];
+    if let Some(c) = &collateral {
+        real.extend_from_slice(&["--collateral", c]);
+    }
+    let hw = stdout_json(&cvm(&real));
+    let v = &hw["attest"]["verdict"];
+    assert_eq!(hw["attest"]["evidence"], "tdx", "{hw}");
+    assert_eq!(v["claims"]["mrtd"], model["mrtd"], "{hw}");
+    if collateral.is_some() {
+        assert_eq!(v["verdict"], "pass", "{hw}");
+    }
+}

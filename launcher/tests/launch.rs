@@ -484,3 +484,54 @@ fn boots_a_real_linux_kernel() {
     );
     assert_eq!(code, 0, "{json}");
 }
+
+/// SHA-512 of the exchange's label and `nonce`, computed here from the README's
+/// definition (not by cvm's code).
+fn binding(nonce: &[u8]) -> String {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new();
+    h.update(b"cvm-evidence-nonce/1");
+    h.update(nonce);
+    hex::encode(h.finalize())
+}
+
+#[test]
+fn the_attesting_guest_binds_the_nonce_and_says_a_plain_vm_has_no_tee() {
+    if !have_kvm() {
+        return;
+    }
+    let fw = payload("attest");
+    let nonce = "00112233445566778899aabbccddeeff0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let (code, json, serial) = launch(&[
+        "--firmware",
+        fw.to_str().unwrap(),
+        "--attest",
+        "--nonce",
+        nonce,
+        "--attest-timeout",
+        "30s",
+    ]);
+    // The guest boots from the reset vector to its Rust code, reads the nonce through
+    // fw_cfg's ports and shows the report data a TEE's evidence would carry.
+    let want = binding(&hex::decode(nonce).unwrap());
+    assert_eq!(
+        serial,
+        format!(
+            "cvm attest guest: report data {want}\n\
+             cvm attest guest: no TEE (a plain VM has no evidence to give)\n"
+        ),
+        "{json}"
+    );
+    assert_eq!(json["stop"]["reason"], "debug-exit", "{json}");
+    assert_eq!(json["stop"]["guest_status"], 2, "{json}");
+    assert_ne!(code, 0, "no evidence is never a pass: {json}");
+
+    // Without --attest there is no nonce to bind.
+    let (code, json, serial) = launch(&["--firmware", fw.to_str().unwrap()]);
+    assert_eq!(
+        serial, "cvm attest guest: no 32-byte fw_cfg file opt/cvm/nonce\n",
+        "{json}"
+    );
+    assert_eq!(json["stop"]["guest_status"], 3, "{json}");
+    assert_ne!(code, 0, "{json}");
+}

@@ -1174,11 +1174,13 @@ fn launched_ok(
     attest.is_some() || result.is_ok()
 }
 
-/// `--dry-run --attest` for SNP: what the guest does, against the model's firmware. The
-/// guest reads VMPCK0 from its secrets page, sends MSG_REPORT_REQ with REPORT_DATA bound to
-/// the nonce (`cvm_attest::snp::guest_msg`, the code a guest payload uses), opens the
-/// response, and writes the evidence line with the host's certificate table; the host
-/// verifies it as for a real launch. This proves the plumbing (messages, binding,
+/// `--dry-run --attest` for SNP: what the attesting guest does, against the model's
+/// firmware. The guest reads VMPCK0 from its secrets page, sends MSG_REPORT_REQ with
+/// REPORT_DATA bound to the nonce and opens the response with the payload's own message
+/// code (`crate::guest::snp_msg`, the file the attesting guest is built from), and writes
+/// the evidence line with the host's certificate table; the model opens and answers the
+/// request with the verifier's implementation (`cvm_attest::snp::guest_msg`), and the host
+/// verifies the evidence as for a real launch. This proves the plumbing (messages, binding,
 /// measurement, verdict), not the hardware.
 #[cfg(target_arch = "x86_64")]
 fn dry_attest(
@@ -1187,10 +1189,8 @@ fn dry_attest(
     plan: &cvm_firmware::plan::LaunchPlan<'_>,
     model: &mut vmm::sev::model::SevModel,
 ) -> Result<(super::attest_launch::AttestReport, Result<(), CliError>), CliError> {
+    use crate::guest::snp_msg;
     use base64::Engine as _;
-    use cvm_attest::snp::guest_msg::{
-        self, MSG_REPORT_REQ, MSG_REPORT_RSP, Message, ReportRequest,
-    };
     let step =
         |what: &'static str| move |e: String| CliError::Launch(vmm::LaunchError::Step(what, e));
     let session = Session::new(&args.attest)?;
@@ -1199,35 +1199,16 @@ fn dry_attest(
         .ok_or_else(|| step("read the secrets page")("the launch has none".into()))?;
     let mut vmpck0 = [0u8; 32];
     vmpck0.copy_from_slice(secrets.get(0x20..0x40).unwrap_or(&[0; 32]));
-    let request = ReportRequest {
-        report_data: cvm_attest::exchange::report_data(&session.nonce),
-        vmpl: 0,
-        key_sel: 0,
-    };
-    let sealed = guest_msg::seal(
-        &vmpck0,
-        &Message {
-            seqno: 1,
-            msg_type: MSG_REPORT_REQ,
-            msg_version: 1,
-            vmpck: 0,
-            payload: request.encode(),
-        },
-    )
-    .map_err(|e| step("seal the report request")(e.to_string()))?;
-    let answer = model
+    let report_data = cvm_attest::exchange::report_data(&session.nonce);
+    // The first message under VMPCK0 since the launch.
+    let seqno = 1;
+    let sealed = snp_msg::report_request(&vmpck0, seqno, &report_data);
+    let mut answer = model
         .guest_request(&sealed)
         .map_err(|e| step("the guest's report request")(e.to_string()))?;
-    let opened = guest_msg::open(&vmpck0, &answer)
-        .map_err(|e| step("open the firmware's response")(e.to_string()))?;
-    if opened.seqno != 2 || opened.msg_type != MSG_REPORT_RSP {
-        return Err(step("open the firmware's response")(format!(
-            "sequence number {} type {}, expected 2 and MSG_REPORT_RSP",
-            opened.seqno, opened.msg_type
-        )));
-    }
-    let report = guest_msg::parse_report_response(&opened.payload)
-        .map_err(|e| step("read the report")(e.to_string()))?;
+    let report = snp_msg::open_report_response(&vmpck0, seqno, &mut answer)
+        .map_err(|e| step("open the firmware's response")(format!("{e:?}")))?;
+    let report = &report[..];
     let table = vmm::sev::model::test_vcek::cert_table()
         .map_err(step("build the model host's certificate table"))?;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);

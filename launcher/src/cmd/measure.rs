@@ -309,14 +309,17 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     // Check the ID block's inputs and load its keys before any hashing.
     let id_signer = IdSigner::from_args(&args.id, args.policy.unwrap_or(DEFAULT_POLICY))?;
     let firmware = plan_args.read_firmware()?;
-    let fw_path = plan_args.firmware.clone().unwrap_or_default();
+    let fw_path = plan_args.firmware_path(tee);
     // Two cores' worth of work: while the firmware's pages are hashed for the launch
     // digest (SNP: SHA-384 per page) and the file for the report (SHA-256), the other
     // inputs are read and the plan is built (its kernel hashes table: SHA-256 of the
     // kernel). The plan is then measured with the page digests taken ahead of time from
     // the very buffer the plan's firmware pages borrow.
     let prehash = tee == Tee::Snp && args.firmware_digest.is_none();
-    let fw_bytes: &[u8] = firmware.as_deref().unwrap_or_default();
+    let fw_bytes: &[u8] = firmware
+        .as_deref()
+        .or_else(|| plan_args.builtin_firmware(tee))
+        .unwrap_or_default();
     std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {
             (

@@ -160,7 +160,13 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     };
     let (firmware, kernel_file, initrd_file, acpi_file) =
         hashed.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
-    let firmware = firmware.ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
+    // No --firmware: the plan is the built-in attesting guest's.
+    let firmware = firmware
+        .or_else(|| {
+            let image = plan_args.builtin_firmware(Tee::Tdx)?;
+            Some(InputFile::new(&plan_args.firmware_path(Tee::Tdx), image))
+        })
+        .ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
     let log = EventLog::of(&m);
     if let Some(path) = &args.event_log {
         write_event_log(path, &log)?;

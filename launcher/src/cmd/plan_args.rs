@@ -345,6 +345,22 @@ impl PlanArgs {
         Ok(())
     }
 
+    /// The image an SNP or TDX plan without `--firmware`, `--kernel` or `--svsm` is
+    /// built from, for `cvm measure` and `cvm launch` alike: the built-in attesting guest.
+    pub fn builtin_firmware(&self, tee: Tee) -> Option<&'static [u8]> {
+        let none_given = self.firmware.is_none() && self.kernel.is_none() && self.svsm.is_none();
+        (none_given && matches!(tee, Tee::Snp | Tee::Tdx)).then_some(crate::guest::ATTEST_GUEST)
+    }
+
+    /// The path reports give for the firmware of a `tee` plan (empty when there is none).
+    pub fn firmware_path(&self, tee: Tee) -> PathBuf {
+        match (&self.firmware, self.builtin_firmware(tee)) {
+            (Some(path), _) => path.clone(),
+            (None, Some(_)) => PathBuf::from(crate::guest::ATTEST_GUEST_NAME),
+            (None, None) => PathBuf::new(),
+        }
+    }
+
     /// The firmware crate's inputs for a `tee` plan from `firmware` and `files` (memory
     /// defaulting to `default_memory`; for SEV plans 0 lays out no RAM, which only a
     /// launch needs). Options of another TEE must have been refused
@@ -356,10 +372,16 @@ impl PlanArgs {
         files: &'a PlanFiles,
         default_memory: u64,
     ) -> Result<Inputs<'a>, CliError> {
-        let firmware = || {
-            firmware_image.ok_or_else(|| {
-                CliError::Usage(format!("--tee {tee} needs --firmware (the OVMF image)"))
-            })
+        let firmware = || match firmware_image.or_else(|| self.builtin_firmware(tee)) {
+            Some(image) => Ok(image),
+            None => Err(CliError::Usage(format!(
+                "--tee {tee} needs --firmware (the OVMF image){}",
+                if self.kernel.is_some() || self.svsm.is_some() {
+                    " with --kernel or --svsm"
+                } else {
+                    ""
+                }
+            ))),
         };
         let memory = self.memory.unwrap_or(default_memory);
         let cmdline = self.cmdline.as_deref();
