@@ -473,16 +473,26 @@ fn without_images_snp_and_tdx_plan_the_attesting_guest() {
     let (code, launched) = json(&["launch", "--tee", "tdx", "--dry-run"]);
     assert_eq!(code, 0, "{launched}");
     assert_eq!(launched["mrtd"], builtin["mrtd"]);
-    // SEV and SEV-ES have no built-in guest, and a kernel needs firmware to boot it.
-    let (code, err) = json(&["measure", "--tee", "sev-es", "--vcpu-type", "EPYC-Milan"]);
-    assert_eq!(code, 1, "{err}");
-    let (code, err) = json(&["measure", "--tee", "snp", "--kernel", image]);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("needs --firmware"),
-        "{err}"
+    // It runs on one vCPU; SEV and SEV-ES have no built-in guest, and a kernel needs
+    // firmware to boot it. Each is a usage error naming why.
+    let refused = |args: &[&str], why: &str| {
+        let (code, err) = json(args);
+        assert_eq!(code, 1, "{err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{err}");
+    };
+    for tee in ["snp", "tdx"] {
+        refused(
+            &["launch", "--tee", tee, "--dry-run", "--vcpus", "2"],
+            "one vCPU",
+        );
+    }
+    refused(
+        &["measure", "--tee", "sev-es", "--vcpu-type", "EPYC-Milan"],
+        "needs --firmware",
+    );
+    refused(
+        &["measure", "--tee", "snp", "--kernel", image],
+        "needs --firmware",
     );
 }

@@ -14,6 +14,9 @@
 )]
 
 mod common;
+/// The attesting guest's GetQuote buffer code (launcher/guest/attest), as the TD runs it.
+#[path = "../guest/attest/src/td_quote.rs"]
+mod td_quote;
 
 use common::{cvm, vectors};
 use cvm_launcher::vmm::backend::Runtime;
@@ -220,4 +223,48 @@ fn bad_replies_and_bad_buffers_give_the_td_an_error_status() {
         INVALID_OPERAND,
         "version 2"
     );
+}
+
+#[test]
+fn the_attesting_guests_buffer_gets_its_quote_through_the_vmm() {
+    let Some(v) = vectors() else { return };
+    let quote = std::fs::read(v.join("tdx/tdx-v4-phala-b0c06f-uptodate/quote.bin")).unwrap();
+    let tdreport: [u8; 1024] = std::array::from_fn(|i| (i % 253) as u8);
+    // The TD's buffer, built by the guest's code (the size the guest uses, 16 KiB), as
+    // the VMM sees it in shared memory.
+    let run = |qgs: Option<&QgsAddr>| {
+        let ram = Ram::default();
+        let mut buf = vec![0xee; SIZE as usize];
+        assert!(td_quote::request(&mut buf, &tdreport));
+        ram.write(BUF, &buf).unwrap();
+        let (ret, _) = get_quote(&ram, BUF, SIZE, qgs);
+        assert_eq!(ret, SUCCESS);
+        ram.read(BUF, &mut buf).unwrap();
+        // cvm's VMM answers before the TD resumes: never left in flight.
+        assert_ne!(td_quote::status(&buf), td_quote::IN_FLIGHT);
+        buf
+    };
+    let q = quote.clone();
+    let addr = qgs("attesting-guest", move |req| {
+        assert_eq!(
+            &req[24..],
+            &tdreport[..],
+            "the QGS gets the guest's TDREPORT"
+        );
+        response(1, 0, &q)
+    });
+    let buf = run(Some(&addr));
+    assert_eq!(td_quote::quote(&buf), Ok(&quote[..]));
+    // The VMM's failures reach the guest as its status.
+    assert_eq!(
+        td_quote::quote(&run(None)),
+        Err(td_quote::QuoteError::Status(QGS_UNAVAILABLE))
+    );
+    let big = qgs("attesting-guest-big", |_| response(1, 0, &vec![1; 0x4000]));
+    assert_eq!(
+        td_quote::quote(&run(Some(&big))),
+        Err(td_quote::QuoteError::Status(STATUS_ERROR))
+    );
+    // A buffer too small for the request is refused by the guest itself.
+    assert!(!td_quote::request(&mut [0u8; 1000], &tdreport));
 }

@@ -373,6 +373,10 @@ impl PlanArgs {
         default_memory: u64,
     ) -> Result<Inputs<'a>, CliError> {
         let firmware = || match firmware_image.or_else(|| self.builtin_firmware(tee)) {
+            // It starts no APs (and every TDX vCPU would run it from the reset vector).
+            Some(_) if firmware_image.is_none() && self.vcpus > 1 => Err(CliError::Usage(
+                "the built-in attesting guest runs on one vCPU: give --firmware for --vcpus".into(),
+            )),
             Some(image) => Ok(image),
             None => Err(CliError::Usage(format!(
                 "--tee {tee} needs --firmware (the OVMF image){}",

@@ -22,6 +22,7 @@ mod hw;
 mod io;
 mod snp;
 mod snp_msg;
+mod td_quote;
 mod tdx;
 
 use io::Io;

@@ -9,6 +9,7 @@
 use crate::hw::{self, Page, TdRegs};
 use crate::io::Io;
 use crate::layout;
+use crate::td_quote;
 
 /// TDCALL leaves.
 const TDG_VP_VMCALL: u64 = 0;
@@ -22,11 +23,7 @@ const GET_QUOTE: u64 = 0x10002;
 const REPORT_FATAL_ERROR: u64 = 0x10003;
 /// TDVMCALL status RETRY (MapGPA: R11 holds the GPA to resume from).
 const TDVMCALL_RETRY: u64 = 1;
-/// The GetQuote buffer: version u64 @0 (1), status u64 @8, in_len u32 @16, out_len u32
-/// @20, data @24; status IN_FLIGHT until the VMM completes it.
-const QUOTE_IN_FLIGHT: u64 = u64::MAX;
-const TDREPORT_LEN: usize = 1024;
-const TDREPORT_LEN_U32: u32 = 1024;
+const TDREPORT_LEN: usize = td_quote::TDREPORT_LEN;
 /// Polls of the quote buffer before giving up (the VMM answers asynchronously; QEMU
 /// gives its quote service 30 s).
 const QUOTE_POLLS: u64 = 1 << 36;
@@ -137,58 +134,47 @@ pub fn attest() -> ! {
     pd.zero();
     pd.write_u64(0, layout::SHARED_2M as u64 | shared | 0x83);
     hw::write_cr3(hw::read_cr3());
-    let buf = |off: usize| {
+    // The buffer is built and read in private memory (td_quote.rs) and copied to and
+    // from the shared pages, so the host cannot change it under the parser.
+    let shared_page = |off: usize| {
         let va = layout::TD_ALIAS_VA + (layout::TD_QUOTE - layout::SHARED_2M) + off;
         (Page(va & !0xfff), va & 0xfff)
     };
-    let put = |off: usize, bytes: &[u8]| {
-        for (i, &b) in bytes.iter().enumerate() {
-            let (p, o) = buf(off + i);
-            p.write(o, b);
-        }
-    };
-    let get = |off: usize| {
-        let (p, o) = buf(off);
-        p.read(o)
-    };
-    for off in 0..layout::TD_QUOTE_LEN {
-        put(off, &[0]);
-    }
-    put(0, &1u64.to_le_bytes());
-    put(16, &TDREPORT_LEN_U32.to_le_bytes());
+    let mut buf = [0u8; layout::TD_QUOTE_LEN];
     let mut tdreport = [0u8; TDREPORT_LEN];
-    report.read_into(0, &mut tdreport[..1024]);
-    put(24, &tdreport);
+    report.read_into(0, &mut tdreport);
+    if !td_quote::request(&mut buf, &tdreport) {
+        terminate(Fail::Quote as u8);
+    }
+    for (off, &b) in buf.iter().enumerate() {
+        let (p, o) = shared_page(off);
+        p.write(o, b);
+    }
     let r = vmcall(GET_QUOTE, start | shared, len, 0, 0);
     if r.r10 != 0 {
         terminate(Fail::GetQuote as u8);
     }
-    let word =
-        |off: usize, n: usize| (0..n).fold(0u64, |v, i| v | (u64::from(get(off + i)) << (8 * i)));
+    let status = || {
+        let (p, o) = shared_page(8);
+        p.read_u64(o)
+    };
     let mut polls = 0u64;
-    while word(8, 8) == QUOTE_IN_FLIGHT {
+    while status() == td_quote::IN_FLIGHT {
         polls += 1;
         if polls > QUOTE_POLLS {
             terminate(Fail::Quote as u8);
         }
         core::hint::spin_loop();
     }
-    let out_len = usize::try_from(word(20, 4)).unwrap_or(usize::MAX);
-    if word(8, 8) != 0 || out_len == 0 || out_len > layout::TD_QUOTE_LEN - 24 {
-        terminate(Fail::Quote as u8);
+    for (off, b) in buf.iter_mut().enumerate() {
+        let (p, o) = shared_page(off);
+        *b = p.read(o);
     }
+    let Ok(quote) = td_quote::quote(&buf) else {
+        terminate(Fail::Quote as u8)
+    };
     td.write(b"CVM-EVIDENCE 1 tdx ");
-    // The quote, three bytes at a time (base64 groups) without a buffer of its size.
-    let mut off = 0;
-    while off < out_len {
-        let n = (out_len - off).min(3);
-        let mut group = [0u8; 3];
-        for (i, g) in group.iter_mut().enumerate().take(n) {
-            *g = get(24 + off + i);
-        }
-        td.write_base64(&group[..n]);
-        off += n;
-    }
+    td.write_base64(quote);
     td.write(b"\n");
     td.exit(0)
 }
