@@ -51,6 +51,7 @@ fn build_attest(dir: &Path, out: &Path) -> Result<(), String> {
         "attest.ld",
         "attest/Cargo.toml",
         "attest/Cargo.lock",
+        "attest/.cargo/config.toml",
         "attest/src",
     ] {
         println!("cargo:rerun-if-changed={}", dir.join(f).display());
@@ -68,17 +69,11 @@ fn build_attest(dir: &Path, out: &Path) -> Result<(), String> {
         .arg(krate.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
-        // Position-independent code linked at a fixed address: every reference is
-        // RIP-relative, so the code runs where attest.ld puts it (above 2 GiB). No SSE:
-        // the guest uses no floating point, and integer-only code also runs where KVM
-        // emulates kernel-mode instructions (../shared/KVM-HERE.md: no SSE there); rustc
-        // warns that the target's float ABI needs SSE2, which this code never uses. The
-        // crypto crates' software backends: their CPU feature detection runs CPUID,
-        // which an SNP or TDX guest cannot run without a #VC/#VE handler.
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "-Crelocation-model=pic\x1f-Ctarget-feature=-sse,-sse2\x1f--cfg\x1faes_force_soft\x1f--cfg\x1fpolyval_force_soft",
-        )
+        // The freestanding flags are in guest/attest/.cargo/config.toml, which Cargo
+        // reads from the directory it runs in; the outer build's flags (which Cargo
+        // hands build scripts in CARGO_ENCODED_RUSTFLAGS) would override them.
+        .current_dir(&krate)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")

@@ -9,10 +9,11 @@
 //! crate `guest/attest`, built by the build script), which `cvm launch --tee snp|tdx` and
 //! `cvm measure --tee snp|tdx` use when no image is given. It ends at 4 GiB like OVMF,
 //! with SEV metadata and a TDVF descriptor, so it is planned, measured and launched as
-//! any firmware is. In a plain VM it computes the nonce binding and reports that there is
-//! no TEE (exit status 2); under SEV-SNP and TDX this version does not attest yet and
-//! stops through the TEE's termination request (GHCB set 0xc code 1; TDX ReportFatalError
-//! code 1).
+//! any firmware is. Under SEV-SNP it sends an SNP guest request through the GHCB, under
+//! TDX it asks for a quote with GetQuote, and prints the evidence line; a failed step
+//! stops it through the TEE's termination request (GHCB reason set 0xc, TDX
+//! ReportFatalError) with the step's code. In a plain VM it computes the nonce binding
+//! and reports that there is no TEE (exit status 2).
 
 /// The built-in guest's bzImage.
 pub const BUILTIN_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/builtin.bin"));

@@ -1207,7 +1207,7 @@ fn dry_attest(
         .guest_request(&sealed)
         .map_err(|e| step("the guest's report request")(e.to_string()))?;
     let report = snp_msg::open_report_response(&vmpck0, seqno, &mut answer)
-        .map_err(|e| step("open the firmware's response")(format!("{e:?}")))?;
+        .map_err(|e| step("open the firmware's response")(e.to_string()))?;
     let report = &report[..];
     let table = vmm::sev::model::test_vcek::cert_table()
         .map_err(step("build the model host's certificate table"))?;

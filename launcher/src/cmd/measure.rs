@@ -316,9 +316,8 @@ pub fn report(args: &MeasureArgs) -> Result<MeasureReport, CliError> {
     // kernel). The plan is then measured with the page digests taken ahead of time from
     // the very buffer the plan's firmware pages borrow.
     let prehash = tee == Tee::Snp && args.firmware_digest.is_none();
-    let fw_bytes: &[u8] = firmware
-        .as_deref()
-        .or_else(|| plan_args.builtin_firmware(tee))
+    let fw_bytes: &[u8] = plan_args
+        .firmware_bytes(tee, firmware.as_deref())
         .unwrap_or_default();
     std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {

@@ -146,7 +146,10 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     let (m, hashed) = std::thread::scope(|scope| {
         let hashed = scope.spawn(|| {
             (
-                file(&plan_args.firmware, &firmware),
+                // `--firmware`, or the built-in attesting guest the plan was built from.
+                plan_args
+                    .firmware_bytes(Tee::Tdx, firmware.as_deref())
+                    .map(|d| InputFile::new(&plan_args.firmware_path(Tee::Tdx), d)),
                 file(&plan_args.kernel, &files.kernel),
                 file(&plan_args.initrd, &files.initrd),
                 file(&plan_args.acpi_tables, &files.acpi_tables),
@@ -160,13 +163,7 @@ pub fn report(args: &MeasureArgs) -> Result<TdxReport, CliError> {
     };
     let (firmware, kernel_file, initrd_file, acpi_file) =
         hashed.map_err(|_| CliError::Usage("hashing the input files failed".into()))?;
-    // No --firmware: the plan is the built-in attesting guest's.
-    let firmware = firmware
-        .or_else(|| {
-            let image = plan_args.builtin_firmware(Tee::Tdx)?;
-            Some(InputFile::new(&plan_args.firmware_path(Tee::Tdx), image))
-        })
-        .ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
+    let firmware = firmware.ok_or_else(|| CliError::Usage("--tee tdx needs --firmware".into()))?;
     let log = EventLog::of(&m);
     if let Some(path) = &args.event_log {
         write_event_log(path, &log)?;

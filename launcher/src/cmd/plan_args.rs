@@ -352,6 +352,12 @@ impl PlanArgs {
         (none_given && matches!(tee, Tee::Snp | Tee::Tdx)).then_some(crate::guest::ATTEST_GUEST)
     }
 
+    /// The firmware bytes of a `tee` plan: `read` (`--firmware`'s), else the built-in
+    /// attesting guest's where that is the plan's.
+    pub fn firmware_bytes<'a>(&self, tee: Tee, read: Option<&'a [u8]>) -> Option<&'a [u8]> {
+        read.or_else(|| self.builtin_firmware(tee))
+    }
+
     /// The path reports give for the firmware of a `tee` plan (empty when there is none).
     pub fn firmware_path(&self, tee: Tee) -> PathBuf {
         match (&self.firmware, self.builtin_firmware(tee)) {
@@ -372,7 +378,7 @@ impl PlanArgs {
         files: &'a PlanFiles,
         default_memory: u64,
     ) -> Result<Inputs<'a>, CliError> {
-        let firmware = || match firmware_image.or_else(|| self.builtin_firmware(tee)) {
+        let firmware = || match self.firmware_bytes(tee, firmware_image) {
             // It starts no APs (and every TDX vCPU would run it from the reset vector).
             Some(_) if firmware_image.is_none() && self.vcpus > 1 => Err(CliError::Usage(
                 "the built-in attesting guest runs on one vCPU: give --firmware for --vcpus".into(),

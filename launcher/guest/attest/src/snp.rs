@@ -66,9 +66,9 @@ fn msr_call(v: u64) -> u64 {
 
 /// The GHCB MSR protocol's termination request: KVM stops the VM with
 /// `KVM_EXIT_SYSTEM_EVENT` SEV_TERM carrying this value.
-pub fn terminate(code: u8) -> ! {
+pub fn terminate(why: Fail) -> ! {
     loop {
-        msr_call(TERM_REQ | (TERM_SET_CVM << 12) | (u64::from(code) << 16));
+        msr_call(TERM_REQ | (TERM_SET_CVM << 12) | (u64::from(why as u8) << 16));
     }
 }
 
@@ -110,7 +110,7 @@ impl Ghcb {
             (u64::from(port) << 16) | size | IOIO_ADDR_64 | (u64::from(input) * IOIO_TYPE_IN);
         let rax = (!input).then_some(v);
         if self.call(SVM_EXIT_IOIO, info, 0, rax) & 0xffff_ffff != 0 {
-            terminate(Fail::Protocol as u8);
+            terminate(Fail::Protocol);
         }
         self.page.read_u64(RAX)
     }
@@ -148,26 +148,26 @@ pub fn attest(c_bit: u64) -> ! {
     let info = msr_call(SEV_INFO_REQ);
     let (max, min) = (info >> 48, (info >> 32) & 0xffff);
     if info & 0xfff != SEV_INFO_RESP || !(min..=max).contains(&GHCB_VERSION) {
-        terminate(Fail::Protocol as u8);
+        terminate(Fail::Protocol);
     }
     for &page in layout::SNP_SHARED.iter() {
         let gfn = (page as u64) >> 12;
         let r = msr_call(PSC_REQ | (gfn << 12) | (PSC_SHARED << 52));
         if r & 0xfff != PSC_RESP || r >> 32 != 0 {
-            terminate(Fail::PageState as u8);
+            terminate(Fail::PageState);
         }
     }
     map_shared(c_bit);
     let gfn = (layout::GHCB as u64) >> 12;
     if msr_call(REGISTER_REQ | (gfn << 12)) != REGISTER_RESP | (gfn << 12) {
-        terminate(Fail::Register as u8);
+        terminate(Fail::Register);
     }
     let mut ghcb = Ghcb {
         page: Page(layout::GHCB),
     };
     ghcb.page.zero();
     let Some(report_data) = crate::binding(&mut ghcb) else {
-        terminate(Fail::Nonce as u8)
+        terminate(Fail::Nonce)
     };
     let mut key = [0u8; 32];
     Page(layout::SNP_SECRETS).read_into(0x20, &mut key);
@@ -186,14 +186,14 @@ pub fn attest(c_bit: u64) -> ! {
         None,
     );
     if ghcb.page.read_u64(SW_EXIT_INFO_2) != 0 {
-        terminate(Fail::Request as u8);
+        terminate(Fail::Request);
     }
     let mut answer = [0u8; crate::snp_msg::HEADER_LEN + crate::snp_msg::REPORT_RSP_LEN];
     resp.read_into(0, &mut answer);
     key.fill(0);
     Page(layout::SNP_SECRETS).read_into(0x20, &mut key);
     let Ok(report) = crate::snp_msg::open_report_response(&key, seqno, &mut answer) else {
-        terminate(Fail::Response as u8)
+        terminate(Fail::Response)
     };
     key.fill(0);
     ghcb.write(b"CVM-EVIDENCE 1 snp ");

@@ -41,6 +41,19 @@ pub enum MsgError {
     Status(u32),
 }
 
+impl core::fmt::Display for MsgError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Header(off) => write!(
+                f,
+                "the response's header at byte {off:#x} is not the answer to this request"
+            ),
+            Self::Tag => f.write_str("the response's AES-256-GCM tag does not verify"),
+            Self::Status(s) => write!(f, "the firmware refused the request: status {s:#x}"),
+        }
+    }
+}
+
 fn iv(seqno: u64) -> [u8; 12] {
     let mut iv = [0u8; 12];
     if let Some(head) = iv.get_mut(..8) {

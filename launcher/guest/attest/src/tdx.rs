@@ -56,9 +56,9 @@ fn vmcall(subfunction: u64, r12: u64, r13: u64, r14: u64, r15: u64) -> TdRegs {
 
 /// TDG.VP.VMCALL<ReportFatalError>: KVM stops the TD with `KVM_EXIT_SYSTEM_EVENT`
 /// TDX_FATAL, the code in R12.
-pub fn terminate(code: u8) -> ! {
+pub fn terminate(why: Fail) -> ! {
     loop {
-        vmcall(REPORT_FATAL_ERROR, u64::from(code), 0, 0, 0);
+        vmcall(REPORT_FATAL_ERROR, u64::from(why as u8), 0, 0, 0);
     }
 }
 
@@ -70,7 +70,7 @@ impl Td {
     fn io(&mut self, port: u16, size: u64, out: bool, v: u64) -> u64 {
         let r = vmcall(INSTRUCTION_IO, size, u64::from(out), u64::from(port), v);
         if r.r10 != 0 {
-            terminate(Fail::Info as u8);
+            terminate(Fail::Info);
         }
         r.r11
     }
@@ -95,12 +95,12 @@ pub fn attest() -> ! {
     });
     let gpaw = info.rcx & 0x3f;
     if info.rax != 0 || !(48..=52).contains(&gpaw) {
-        terminate(Fail::Info as u8);
+        terminate(Fail::Info);
     }
     let shared = 1u64 << (gpaw - 1);
     let mut td = Td;
     let Some(report_data) = crate::binding(&mut td) else {
-        terminate(Fail::Nonce as u8)
+        terminate(Fail::Nonce)
     };
     // TDG.MR.REPORT: RCX the 1024-aligned TDREPORT, RDX the 64-aligned REPORTDATA, R8
     // sub-type 0.
@@ -114,7 +114,7 @@ pub fn attest() -> ! {
         ..TdRegs::default()
     });
     if r.rax != 0 {
-        terminate(Fail::Report as u8);
+        terminate(Fail::Report);
     }
     // MapGPA the quote buffer to shared, resuming where the VMM says on RETRY.
     let (start, len) = (layout::TD_QUOTE as u64, layout::TD_QUOTE_LEN as u64);
@@ -124,7 +124,7 @@ pub fn attest() -> ! {
         match r.r10 {
             0 => break,
             TDVMCALL_RETRY if (r.r11 & !shared) > at => at = r.r11 & !shared,
-            _ => terminate(Fail::MapGpa as u8),
+            _ => terminate(Fail::MapGpa),
         }
     }
     // The alias window: 2 MiB at TD_ALIAS_VA onto the shared side of the 2 MiB holding
@@ -144,7 +144,7 @@ pub fn attest() -> ! {
     let mut tdreport = [0u8; TDREPORT_LEN];
     report.read_into(0, &mut tdreport);
     if !td_quote::request(&mut buf, &tdreport) {
-        terminate(Fail::Quote as u8);
+        terminate(Fail::Quote);
     }
     for (off, &b) in buf.iter().enumerate() {
         let (p, o) = shared_page(off);
@@ -152,7 +152,7 @@ pub fn attest() -> ! {
     }
     let r = vmcall(GET_QUOTE, start | shared, len, 0, 0);
     if r.r10 != 0 {
-        terminate(Fail::GetQuote as u8);
+        terminate(Fail::GetQuote);
     }
     let status = || {
         let (p, o) = shared_page(8);
@@ -162,7 +162,7 @@ pub fn attest() -> ! {
     while status() == td_quote::IN_FLIGHT {
         polls += 1;
         if polls > QUOTE_POLLS {
-            terminate(Fail::Quote as u8);
+            terminate(Fail::Quote);
         }
         core::hint::spin_loop();
     }
@@ -171,7 +171,7 @@ pub fn attest() -> ! {
         *b = p.read(o);
     }
     let Ok(quote) = td_quote::quote(&buf) else {
-        terminate(Fail::Quote as u8)
+        terminate(Fail::Quote)
     };
     td.write(b"CVM-EVIDENCE 1 tdx ");
     td.write_base64(quote);
