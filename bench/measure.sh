@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p cvm-launcher --bin cvm -p cvm-tests --bin bench_measure --bin bench_tdx --bin bench_cca
-venv=target/bench-venv
+venv=target/tools-venv
 if [ ! -x "$venv/bin/sev-snp-measure" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q sev-snp-measure==0.0.13

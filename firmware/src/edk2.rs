@@ -82,6 +82,18 @@ impl Detected {
             chosen: true,
         }
     }
+
+    /// No recipe: the firmware is not TDVF and extends no RTMR (its CVM_GUEST footer
+    /// entry says so).
+    pub fn none() -> Self {
+        Detected {
+            recipe: Recipe::BEFORE_202505,
+            name: "none",
+            why: "not TDVF: the image's CVM_GUEST footer entry says it extends no RTMR".into(),
+            assumed: false,
+            chosen: false,
+        }
+    }
 }
 
 /// The fw_cfg cache's event data string, NUL included (`QemuFwCfgCacheInit.c`

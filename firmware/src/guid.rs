@@ -93,6 +93,10 @@ pub mod known {
     /// Kernel hash entry.
     pub const SEV_KERNEL_ENTRY: Guid = crate::guid!("4de79437-abd2-427f-b835-d5b172d2045b");
 
+    /// cvm's own footer entry: a u32 of flags saying what the image does not do (see
+    /// [`crate::ovmf::CvmGuestFlags`]); the built-in attesting guest carries it.
+    pub const CVM_GUEST: Guid = crate::guid!("940b618b-cf51-4507-8fe1-75a6172b284b");
+
     /// A short name for a known GUID of the footer table.
     pub fn name(g: &Guid) -> Option<&'static str> {
         [
@@ -101,6 +105,7 @@ pub mod known {
             (SEV_HASH_TABLE_RV, "SEV_HASH_TABLE_RV"),
             (OVMF_SEV_METADATA, "OVMF_SEV_METADATA"),
             (TDX_METADATA_OFFSET, "TDX_METADATA_OFFSET"),
+            (CVM_GUEST, "CVM_GUEST"),
         ]
         .iter()
         .find(|(k, _)| k == g)

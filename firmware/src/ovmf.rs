@@ -247,6 +247,23 @@ impl<'a> OvmfImage<'a> {
             .map(|p| p.map(|(eip, _)| eip))
     }
 
+    /// The flags of cvm's own footer entry (`CVM_GUEST`); `None` when absent. A flag cvm
+    /// does not know is an error: what it would promise cannot be planned.
+    pub fn cvm_guest_flags(&self) -> Result<Option<CvmGuestFlags>> {
+        let Some((bits, _)) = self.u32_pair(&known::CVM_GUEST, 4)? else {
+            return Ok(None);
+        };
+        if bits & !CvmGuestFlags::KNOWN != 0 {
+            let e = self.entry(&known::CVM_GUEST);
+            return Err(Image::new(IMAGE, &[]).invalid(
+                "CVM_GUEST",
+                e.map_or(0, |e| e.offset),
+                format!("unknown flags {:#x}", bits & !CvmGuestFlags::KNOWN),
+            ));
+        }
+        Ok(Some(CvmGuestFlags(bits)))
+    }
+
     /// `(gpa, size)` of the kernel hashes table; `None` when the entry is absent or zero.
     pub fn sev_hashes_table(&self) -> Result<Option<(u32, u32)>> {
         Ok(self
@@ -278,6 +295,24 @@ impl<'a> OvmfImage<'a> {
             0
         };
         Ok(Some((first, second)))
+    }
+}
+
+/// What an image says, in cvm's footer entry, that it does not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CvmGuestFlags(pub u32);
+
+impl CvmGuestFlags {
+    /// The image extends no TDX RTMR: a TD that runs it has RTMR 0-3 at their initial
+    /// value, zero, when it reports. (The promise is the image's, and the image is in
+    /// MRTD: a prediction made from a false one only fails to match the quote.)
+    pub const NO_RTMR_EXTENDS: u32 = 1;
+    /// Every flag cvm knows.
+    const KNOWN: u32 = Self::NO_RTMR_EXTENDS;
+
+    /// Whether the image extends no RTMR.
+    pub fn no_rtmr_extends(self) -> bool {
+        self.0 & Self::NO_RTMR_EXTENDS != 0
     }
 }
 
@@ -530,6 +565,29 @@ pub(crate) mod tests {
         let end = size - 32;
         img[end - table.len()..end].copy_from_slice(&table);
         img
+    }
+
+    #[test]
+    fn cvm_guest_flags_known_unknown_and_short() {
+        let flags = |data: Vec<u8>| {
+            let img = image_with_table(8192, &[(known::CVM_GUEST, data)], &[]);
+            OvmfImage::parse(&img).unwrap().cvm_guest_flags()
+        };
+        let f = flags(1u32.to_le_bytes().to_vec()).unwrap().unwrap();
+        assert!(f.no_rtmr_extends());
+        assert!(!flags(vec![0; 4]).unwrap().unwrap().no_rtmr_extends());
+        let e = flags(3u32.to_le_bytes().to_vec()).unwrap_err().to_string();
+        assert!(
+            e.contains("CVM_GUEST") && e.contains("unknown flags 0x2"),
+            "{e}"
+        );
+        let e = flags(vec![1, 0]).unwrap_err().to_string();
+        assert!(e.contains("needs 4"), "{e}");
+        let img = image_with_table(8192, &[], &[]);
+        assert_eq!(
+            OvmfImage::parse(&img).unwrap().cvm_guest_flags().unwrap(),
+            None
+        );
     }
 
     #[test]

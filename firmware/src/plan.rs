@@ -222,6 +222,9 @@ pub struct SevPart {
 pub struct TdxPart {
     /// The edk2 recipe the TDVF image measures the boot with, and how it was decided.
     pub tdvf: crate::edk2::Detected,
+    /// Whether the firmware extends RTMRs as TDVF does; `false` for an image whose cvm
+    /// footer entry says it extends none ([`crate::ovmf::CvmGuestFlags`]).
+    pub extends_rtmrs: bool,
 }
 
 impl TeePart {

@@ -187,6 +187,14 @@ gdt:    .quad 0
 gdtr:   .word 31
         .long gdt
 
+/* Where an AP would start under SEV-ES/SNP (the SEV-ES reset block below): it parks.
+ * cvm starts one vCPU only; the block is there because QEMU's and sev-snp-measure's SEV-ES
+ * and SNP paths require one (QEMU target/i386/sev.c sev_es_find_reset_vector). */
+ap_park:
+        cli
+        hlt
+        jmp ap_park
+
 start16:
         cli
         .byte 0x66
@@ -202,8 +210,18 @@ start16:
  * {data, u16 size, GUID}, closed by {u16 table size, GUID 96b582de-...}, ending 32 bytes
  * before the end of the image. Each entry here holds a u32 offset counted back from the
  * end of the image. */
-        .set FOOTER_SIZE, 22 + 22 + 18
+        .set FOOTER_SIZE, 22 + 22 + 22 + 22 + 18
         .org 0xfe0 - FOOTER_SIZE
+        .long 1                         /* NO_RTMR_EXTENDS: no TDG.MR.RTMR.EXTEND here */
+        .word 22
+        /* cvm's CVM_GUEST 940b618b-cf51-4507-8fe1-75a6172b284b (firmware/src/ovmf.rs) */
+        .byte 0x8b, 0x61, 0x0b, 0x94, 0x51, 0xcf, 0x07, 0x45
+        .byte 0x8f, 0xe1, 0x75, 0xa6, 0x17, 0x2b, 0x28, 0x4b
+        .long ap_park                   /* CS base 0xffff0000, IP 0xf000 + offset */
+        .word 22
+        /* SEV_ES_RESET_BLOCK 00f771de-1a7e-4fcb-890e-68c77e2fb44e */
+        .byte 0xde, 0x71, 0xf7, 0x00, 0x7e, 0x1a, 0xcb, 0x4f
+        .byte 0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e
         .long IMAGE_SIZE - (0x3f000 + (asev - reset_base))
         .word 22
         /* OVMF_SEV_METADATA dc886566-984a-4798-a75e-5585a7bf67cc */

@@ -470,6 +470,17 @@ fn without_images_snp_and_tdx_plan_the_attesting_guest() {
     let (code, named) = json(&["measure", "--tee", "tdx", "--firmware", image]);
     assert_eq!(code, 0, "{named}");
     assert_eq!(builtin["mrtd"], named["mrtd"]);
+    // It extends no RTMR (its CVM_GUEST footer entry): all four are predicted zero, and
+    // no edk2 recipe applies (choosing one is refused).
+    let zero = "00".repeat(48);
+    for i in 0..4 {
+        assert_eq!(builtin["rtmr"][i], zero.as_str(), "{builtin}");
+    }
+    assert_eq!(builtin["tdvf_recipe"]["name"], "none");
+    let (code, err) = json(&["measure", "--tee", "tdx", "--tdvf-recipe", "202508"]);
+    assert_ne!(code, 0, "{err}");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("extends no RTMR"), "{err}");
     let (code, launched) = json(&["launch", "--tee", "tdx", "--dry-run"]);
     assert_eq!(code, 0, "{launched}");
     assert_eq!(launched["mrtd"], builtin["mrtd"]);

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{available, cvm, have_kvm, temp_file};
+use common::{available, binding, cvm, have_kvm, temp_file};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -240,4 +240,59 @@ fn qemu_serves_the_same_kernel_items() {
         .filter(|k| !differences.contains(&format!("`{k}`")))
         .collect();
     assert!(unnamed.is_empty(), "not named in the README: {unnamed:?}");
+}
+
+/// The attesting guest's fw_cfg code against QEMU's device: booted as `-bios` (its SEV-ES
+/// reset block and footer table are what QEMU's firmware parsing accepts) with the nonce
+/// as `-fw_cfg name=opt/cvm/nonce`, it must print the binding this test computes and stop
+/// with status 2 (a plain VM: no TEE), as under cvm (launcher/tests/launch.rs).
+#[test]
+fn the_attesting_guest_reads_its_nonce_from_qemu() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(qemu) = qemu() else {
+        return;
+    };
+    let nonce: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+    let nonce_file = temp_file("attest-nonce.bin", &nonce);
+    let serial = temp_file("attest-qemu.txt", b"");
+    let out = Command::new("timeout")
+        .arg("180")
+        .arg(&qemu)
+        .args([
+            "-enable-kvm",
+            "-machine",
+            "q35",
+            "-cpu",
+            "host,-arch-capabilities",
+        ])
+        .args(["-m", &MEMORY_MIB.to_string()])
+        .arg("-bios")
+        .arg(payload("attest"))
+        .arg("-fw_cfg")
+        .arg(format!("name=opt/cvm/nonce,file={}", nonce_file.display()))
+        .args(["-nodefaults", "-display", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0x501,iosize=1",
+            "-no-reboot",
+        ])
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&serial).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "cvm attest guest: report data {}\n\
+             cvm attest guest: no TEE (a plain VM has no evidence to give)\n",
+            binding(&nonce)
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // isa-debug-exit: (status << 1) | 1.
+    assert_eq!(out.status.code(), Some(5), "{text}");
 }

@@ -10,9 +10,8 @@
 
 mod common;
 
-use common::{cvm, vectors};
+use common::{binding, cvm, vectors};
 use cvm_attest::exchange::{EvidenceKind, parse_line};
-use sha2::{Digest, Sha512};
 use std::path::{Path, PathBuf};
 
 fn dir(name: &str) -> PathBuf {
@@ -34,13 +33,6 @@ fn entry(root: &Path, provider: &str, outblob: &[u8], auxblob: Option<&[u8]>) ->
         std::fs::write(e.join("auxblob"), a).unwrap();
     }
     e
-}
-
-fn binding(nonce: &[u8]) -> Vec<u8> {
-    let mut h = Sha512::new();
-    h.update(b"cvm-evidence-nonce/1");
-    h.update(nonce);
-    h.finalize().to_vec()
 }
 
 #[test]
@@ -67,7 +59,7 @@ fn an_snp_report_and_its_certificates_become_the_evidence_line() {
     common::succeeded(&run);
     // The request carried the binding of the nonce.
     assert_eq!(
-        std::fs::read(e.join("inblob")).unwrap(),
+        hex::encode(std::fs::read(e.join("inblob")).unwrap()),
         binding(&[9u8; 32])
     );
     let text = std::fs::read_to_string(&out).unwrap();

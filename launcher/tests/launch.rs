@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{cvm, have_kvm, stdout_json, temp_file};
+use common::{binding, cvm, have_kvm, stdout_json, temp_file};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -487,14 +487,6 @@ fn boots_a_real_linux_kernel() {
 
 /// SHA-512 of the exchange's label and `nonce`, computed here from the README's
 /// definition (not by cvm's code).
-fn binding(nonce: &[u8]) -> String {
-    use sha2::{Digest, Sha512};
-    let mut h = Sha512::new();
-    h.update(b"cvm-evidence-nonce/1");
-    h.update(nonce);
-    hex::encode(h.finalize())
-}
-
 #[test]
 fn the_attesting_guest_binds_the_nonce_and_says_a_plain_vm_has_no_tee() {
     if !have_kvm() {

@@ -140,6 +140,36 @@ fn the_model_and_a_test_qgs_attest_a_td() {
     assert_eq!(v["claims"]["td"]["mr_td"], json["mrtd"]);
     assert_eq!(v["claims"]["td"]["mr_config_id"], config_id.as_str());
     std::fs::remove_file(&socket).ok();
+    // The attesting guest (no image given) extends no RTMR: its plan predicts all four
+    // zero, which the model's TDREPORT carries, so they are compared and pass.
+    let socket = qgs("builtin");
+    let addr = format!("unix:{}", socket.display());
+    let (code, json) = run(&[
+        "launch",
+        "--tee",
+        "tdx",
+        "--dry-run",
+        "--attest",
+        "--qgs",
+        &addr,
+        "--collateral",
+        &collateral,
+        "--root",
+        &root,
+        "--at",
+        "2026-03-01T00:00:00Z",
+    ]);
+    let v = &json["attest"]["verdict"];
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(v["verdict"], "pass");
+    let zero = "00".repeat(48);
+    for i in 0..4 {
+        assert_eq!(check(v, &format!("reference.rtmr{i}")), "pass", "rtmr{i}");
+        assert_eq!(json["rtmr_expected_from_plan"][i], zero.as_str());
+        assert_eq!(v["claims"]["td"]["rtmr"][i], zero.as_str(), "{v}");
+    }
+    assert_eq!(json["tdvf_recipe"]["name"], "none");
+    std::fs::remove_file(&socket).ok();
     // Without the test root nothing trusts the quote; without --qgs there is none.
     let socket = qgs("no-root");
     let addr = format!("unix:{}", socket.display());

@@ -527,14 +527,19 @@ pub fn measure(plan: &LaunchPlan<'_>) -> Result<TdxMeasurement> {
             plan.tee().name()
         )));
     }
-    let tdvf = plan
+    let part = plan
         .tdx()
-        .map(|t| t.tdvf.clone())
         .ok_or_else(|| FirmwareError::Unsupported("not a TDX plan".into()))?;
+    let tdvf = part.tdvf.clone();
     // MRTD and the RTMR events hash disjoint inputs: fold MRTD on a second thread.
     std::thread::scope(|scope| {
         let mrtd = scope.spawn(|| mrtd(plan));
-        let (rtmr, events, secure_boot, unpredicted) = rtmrs(plan, &tdvf.recipe)?;
+        let (rtmr, events, secure_boot, unpredicted) = if part.extends_rtmrs {
+            rtmrs(plan, &tdvf.recipe)?
+        } else {
+            // The TDX module starts every RTMR at zero, and nothing extends them.
+            ([Some([0; 48]); 4], Vec::new(), Vec::new(), [None; 4])
+        };
         let mrtd = mrtd
             .join()
             .unwrap_or_else(|_| Err(FirmwareError::Unsupported("the MRTD fold panicked".into())))?;

@@ -134,6 +134,15 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         )
     })?;
     let image = fw.data();
+    let extends_rtmrs = !fw
+        .cvm_guest_flags()?
+        .is_some_and(crate::ovmf::CvmGuestFlags::no_rtmr_extends);
+    if !extends_rtmrs && cfg.recipe.is_some() {
+        return Err(FirmwareError::Unsupported(
+            "an edk2 recipe was chosen, but this firmware is not TDVF: its CVM_GUEST footer              entry says it extends no RTMR"
+                .into(),
+        ));
+    }
     let ram = ram_ranges(cfg.memory);
     let low_end = ram.first().map_or(0, |r| r.len);
     check_sections(&desc.sections, desc.offset, to_u64(image.len()), low_end)?;
@@ -212,9 +221,12 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         fw_cfg: served.with_e820(&ram, false).with_cpus(cfg.vcpus),
         ram,
         part: TeePart::Tdx(TdxPart {
-            tdvf: cfg
-                .recipe
-                .map_or_else(|| crate::edk2::detect(image), crate::edk2::Detected::chosen),
+            tdvf: match (extends_rtmrs, cfg.recipe) {
+                (false, _) => crate::edk2::Detected::none(),
+                (true, Some(r)) => crate::edk2::Detected::chosen(r),
+                (true, None) => crate::edk2::detect(image),
+            },
+            extends_rtmrs,
         }),
     })
 }

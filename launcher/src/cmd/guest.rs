@@ -13,11 +13,61 @@ use serde::Serialize;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// What a guest can do.
+/// The guest side of `cvm launch --attest`.
 #[derive(Debug, Subcommand)]
 pub enum GuestArgs {
-    /// Get evidence bound to the launch's nonce and send it to the host's console.
+    /// Inside a Linux guest: get evidence bound to the launch's nonce and send it to the
+    /// host's console.
     Attest(AttestArgs),
+    /// Write the built-in attesting guest's image (what `cvm launch --tee snp|tdx` runs
+    /// when no image is given), to measure it with another tool or boot it with another
+    /// VMM.
+    Image(ImageArgs),
+}
+
+/// Arguments of `cvm guest image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// The file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// What `cvm guest image` reports.
+#[derive(Debug, Serialize)]
+pub struct GuestImageReport {
+    /// The file written.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: usize,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+impl Render for GuestImageReport {
+    fn render_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "cvm: wrote the attesting guest ({} bytes, sha256 {}) to {}",
+            self.size,
+            self.sha256,
+            self.path.display()
+        )
+    }
+}
+
+fn image(args: &ImageArgs) -> Result<GuestImageReport, CliError> {
+    use sha2::Digest;
+    let bytes = crate::guest::ATTEST_GUEST;
+    std::fs::write(&args.out, bytes).map_err(|source| CliError::WriteFile {
+        path: args.out.clone(),
+        source,
+    })?;
+    Ok(GuestImageReport {
+        path: args.out.clone(),
+        size: bytes.len(),
+        sha256: hex::encode(sha2::Sha256::digest(bytes)),
+    })
 }
 
 /// Where the nonce comes from (qemu_fw_cfg's sysfs file for fw_cfg `opt/cvm/nonce`).
@@ -139,6 +189,7 @@ pub fn run(args: &GuestArgs) -> CmdResult {
             Err(e) => (None, Err(e)),
         },
         GuestArgs::Attest(a) => simple(|| Output::new(&attest(a)?)),
+        GuestArgs::Image(a) => simple(|| Output::new(&image(a)?)),
     }
 }
 

@@ -271,7 +271,8 @@ pub struct LaunchReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mrtd: Option<String>,
     /// TDX dry run: the RTMRs `cvm measure` expects for the plan. The firmware extends
-    /// them at boot, not the host: a model of the launch cannot confirm them.
+    /// them at boot, not the host: a model of the launch cannot confirm them (but for
+    /// a firmware that extends none, whose RTMRs stay zero).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmr_expected_from_plan: Option<[Option<String>; 4]>,
     /// `--attest`: the nonce, the evidence and the verdict.
@@ -944,7 +945,8 @@ fn tdx_dry_run_plan(
 /// the QGS at `--qgs`: TDG.MR.REPORT with REPORTDATA bound to the nonce, the TDREPORT sent
 /// in a GetQuote request (the QGS message code the backend forwards a TD's GetQuote
 /// with), and the quote verified as for a real launch. The model runs no firmware, so its
-/// report's RTMRs are zero and the verdict does not compare them.
+/// report's RTMRs are zero: the verdict compares them only for a firmware that extends
+/// none (the attesting guest), whose plan predicts zero.
 #[cfg(target_arch = "x86_64")]
 fn tdx_dry_attest(
     args: &LaunchArgs,
@@ -974,7 +976,9 @@ fn tdx_dry_attest(
     let mut watch = session.watch(&args.attest, None);
     (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
     let mut reference = launch_reference(args, Tee::Tdx, plan);
-    if let Some(t) = reference.tdx.as_mut() {
+    if let Some(t) = reference.tdx.as_mut()
+        && plan.tdx().is_none_or(|p| p.extends_rtmrs)
+    {
         t.values.rtmr = [None; 4];
     }
     super::attest_launch::verdict(&args.attest, None, Tee::Tdx, &session, &reference)

@@ -150,3 +150,14 @@ pub fn hw_enabled(tee: &str) -> bool {
     }
     on
 }
+
+/// The report data a guest binds `nonce` into (README, `--attest`): SHA-512 of the label
+/// `cvm-evidence-nonce/1` and the nonce, hex; computed here, not by cvm's code.
+#[allow(dead_code, reason = "not every test file that includes common uses it")]
+pub fn binding(nonce: &[u8]) -> String {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new();
+    h.update(b"cvm-evidence-nonce/1");
+    h.update(nonce);
+    hex::encode(h.finalize())
+}
