@@ -20,48 +20,14 @@
 mod fwcfg;
 mod hw;
 mod io;
+mod layout;
+mod nonce;
 mod snp;
 mod snp_msg;
 mod td_quote;
 mod tdx;
 
 use io::Io;
-use sha2::{Digest, Sha512};
-
-/// The guest-physical pages the attesting guest uses (attest.s's and the image's SEV
-/// metadata and TDVF descriptor agree with these). RAM below 16 MiB, inside every guest
-/// cvm launches.
-mod layout {
-    /// attest.s's page tables.
-    pub const PDPT: usize = 0x80_1000;
-    pub const PD_LOW: usize = 0x80_2000;
-    /// SNP: the 4 KiB page table of the 2 MiB holding the shared pages.
-    pub const SNP_PT: usize = 0x80_4000;
-    /// TDX: TDG.MR.REPORT's output (1024 bytes) and its REPORTDATA (at +1024).
-    pub const TD_REPORT: usize = 0x80_5000;
-    /// TDX: the page directory of the shared alias window.
-    pub const TD_ALIAS_PD: usize = 0x80_6000;
-    /// SNP: the secrets page (SEV metadata section type 2).
-    pub const SNP_SECRETS: usize = 0x80_9000;
-    /// The 2 MiB holding the shared pages.
-    pub const SHARED_2M: usize = 0x80_0000;
-    /// SNP: the GHCB and the guest request's request and response pages.
-    pub const GHCB: usize = 0x90_0000;
-    pub const SNP_REQUEST: usize = 0x90_1000;
-    pub const SNP_RESPONSE: usize = 0x90_2000;
-    pub const SNP_SHARED: [usize; 3] = [GHCB, SNP_REQUEST, SNP_RESPONSE];
-    /// TDX: the GetQuote buffer (shared) and the virtual address of its alias window.
-    pub const TD_QUOTE: usize = 0x90_0000;
-    pub const TD_QUOTE_LEN: usize = 0x4000;
-    pub const TD_ALIAS_VA: usize = 0x4000_0000;
-}
-
-/// `cvm_attest::exchange::LABEL`.
-const LABEL: &[u8] = b"cvm-evidence-nonce/1";
-/// `cvm_attest::exchange::NONCE_FILE`.
-const NONCE_FILE: &[u8] = b"opt/cvm/nonce";
-/// The nonce's length.
-const NONCE_LEN: usize = 32;
 
 /// Exit statuses of a plain VM through the debug-exit port.
 mod status {
@@ -71,18 +37,6 @@ mod status {
     pub const NO_NONCE: u8 = 3;
     /// The Rust code panicked.
     pub const PANIC: u8 = 4;
-}
-
-/// The report data for the nonce in `fw_cfg`, or `None` when there is no 32-byte nonce.
-fn binding(io: &mut impl Io) -> Option<[u8; 64]> {
-    let mut nonce = [0u8; NONCE_LEN];
-    if fwcfg::read_file(io, NONCE_FILE, &mut nonce) != Some(NONCE_LEN) {
-        return None;
-    }
-    let mut h = Sha512::new();
-    h.update(LABEL);
-    h.update(nonce);
-    Some(h.finalize().into())
 }
 
 /// Called by attest.s in long mode: `tee` is 0 (none), 1 (SNP) or 2 (TDX), `c_bit` the
@@ -99,7 +53,7 @@ pub extern "C" fn cvm_attest_main(tee: u64, c_bit: u64) -> ! {
 /// A plain VM: the binding is computed and shown, and the guest exits with NO_TEE.
 fn plain() -> ! {
     let mut io = io::Plain;
-    let Some(report_data) = binding(&mut io) else {
+    let Some(report_data) = nonce::binding(&mut io) else {
         io.write(b"cvm attest guest: no 32-byte fw_cfg file opt/cvm/nonce\n");
         io.exit(status::NO_NONCE)
     };

@@ -166,7 +166,7 @@ pub fn attest(c_bit: u64) -> ! {
         page: Page(layout::GHCB),
     };
     ghcb.page.zero();
-    let Some(report_data) = crate::binding(&mut ghcb) else {
+    let Some(report_data) = crate::nonce::binding(&mut ghcb) else {
         terminate(Fail::Nonce)
     };
     let mut key = [0u8; 32];

@@ -99,7 +99,7 @@ pub fn attest() -> ! {
     }
     let shared = 1u64 << (gpaw - 1);
     let mut td = Td;
-    let Some(report_data) = crate::binding(&mut td) else {
+    let Some(report_data) = crate::nonce::binding(&mut td) else {
         terminate(Fail::Nonce)
     };
     // TDG.MR.REPORT: RCX the 1024-aligned TDREPORT, RDX the 64-aligned REPORTDATA, R8
