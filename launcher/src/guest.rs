@@ -98,4 +98,24 @@ mod tests {
             Err(MsgError::Header(0x36))
         );
     }
+
+    /// The guest measures the host's certificate table as the verifier's parser reads
+    /// it (`cvm_attest::snp::cert_table`); an empty table, one whose certificate runs past
+    /// the buffer, or one without its terminating entry gives nothing to send.
+    #[test]
+    fn the_guest_sends_the_whole_certificate_table_and_nothing_else() {
+        use cvm_attest::snp::cert_table;
+        let table = crate::vmm::sev::model::test_vcek::cert_table().unwrap();
+        let mut buffer = table.clone();
+        buffer.resize(4 * 4096, 0);
+        let n = snp_msg::cert_table_len(&buffer);
+        assert_eq!(n, table.len());
+        assert_eq!(cert_table::parse(&buffer[..n]).unwrap().len(), 3);
+        assert_eq!(snp_msg::cert_table_len(&[0; 4096]), 0);
+        // The last certificate one byte past the buffer.
+        assert_eq!(snp_msg::cert_table_len(&table[..table.len() - 1]), 0);
+        // Entries with no all-zero entry after them.
+        let entries = cert_table::parse(&table).unwrap().len() * 24;
+        assert_eq!(snp_msg::cert_table_len(&table[..entries]), 0);
+    }
 }

@@ -591,6 +591,7 @@ impl Sim {
             "the GHCB {gpa:#x} is private: KVM cannot map it"
         );
         const RAX: usize = 0x1f8;
+        const RBX: usize = 0x318;
         const EXIT_CODE: usize = 0x390;
         const INFO_1: usize = 0x398;
         const INFO_2: usize = 0x3a0;
@@ -615,8 +616,8 @@ impl Sim {
             malformed = Some(1);
         }
         assert_eq!(u16::from_le_bytes(version), 2, "GHCB protocol_version");
-        let rax_valid = self.ghcb_valid(RAX);
-        let rax = self.ghcb_u64(RAX);
+        let (rax_valid, rbx_valid) = (self.ghcb_valid(RAX), self.ghcb_valid(RBX));
+        let (rax, rbx) = (self.ghcb_u64(RAX), self.ghcb_u64(RBX));
         // sev_es_sync_from_ghcb clears the valid bitmap once it has read the GHCB.
         self.memory.write(gpa + 0x3f0, &[0; 16]).unwrap();
         let (mut out1, mut out2) = (0u64, 0u64);
@@ -657,6 +658,45 @@ impl Sim {
                     (out1, out2) = (2, 2);
                 } else {
                     out2 = self.guest_request(info1, info2);
+                }
+            }
+            // SVM_VMGEXIT_EXT_GUEST_REQUEST (snp_handle_ext_guest_req): RAX the
+            // certificate buffer (4 KiB aligned, else GHCB_ERR_INVALID_INPUT), RBX its
+            // pages; KVM reads them only if marked valid, else as 0 (a buffer at GPA 0:
+            // a guest bug this model refuses). For MSG_REPORT_REQ, with certificates
+            // enabled (KVM_SEV_SNP_ENABLE_REQ_CERTS: the backend serves a table) the VMM
+            // fills the buffer (KVM_EXIT_SNP_REQ_CERTS, snp_complete_req_certs: ENOSPC
+            // -> RBX = pages needed and VMM error 1, EAGAIN -> 2, other -> 0xffffffff,
+            // the firmware not called); without, KVM writes an empty table (24 zero
+            // bytes). Then the request goes to the firmware as a plain one.
+            (None, 0x8000_0012) => {
+                assert!(rax_valid && rbx_valid, "RAX and RBX marked valid");
+                let (buf, npages) = (rax, rbx);
+                if info1 % PAGE != 0 || info2 % PAGE != 0 || info1 == info2 || buf % PAGE != 0 {
+                    (out1, out2) = (2, 2);
+                } else {
+                    let mut msg_type = [0u8];
+                    self.memory.read(info1 + 0x34, &mut msg_type).unwrap();
+                    let reply = if msg_type[0] == 5 {
+                        match self.backend.snp_certs(0, buf, npages, &*self.memory) {
+                            Some(r) => Some(r),
+                            None => {
+                                self.memory.write(buf, &[0; 24]).unwrap();
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    match reply.map(|r| (r.ret, r.npages)) {
+                        None | Some((0, _)) => out2 = self.guest_request(info1, info2),
+                        Some((28, needed)) => {
+                            self.set_ghcb_u64(RBX, needed);
+                            out2 = 1 << 32;
+                        }
+                        Some((11, _)) => out2 = 2 << 32,
+                        Some(_) => out2 = 0xffff_ffff << 32,
+                    }
                 }
             }
             (None, other) => {
@@ -925,7 +965,7 @@ fn new_sim(
 
 /// Launches the attesting guest's SNP plan through cvm's backend on the AMD-SP model,
 /// then runs the guest's SNP path on the simulated vCPU.
-fn run_snp(host: Host) -> Run {
+fn run_snp(host: Host, certs: Option<Vec<u8>>) -> Run {
     use cvm_firmware::launch::{Inputs, SevInputs};
     let inputs = Inputs::Sev(SevInputs {
         tee: cvm_firmware::Tee::Snp,
@@ -944,10 +984,15 @@ fn run_snp(host: Host) -> Run {
         policy: cvm_firmware::sev::id_block::DEFAULT_POLICY,
         host_data: [0; 32],
         id_block: None,
-        certs: None,
+        certs,
     };
     let mut backend = cvm_launcher::vmm::sev::SevBackend::new(&plan, launch).unwrap();
-    let mut model = cvm_launcher::vmm::sev::model::SevModel::new(Default::default());
+    // A Linux 7.0+ host, which can hand certificate requests to the VMM.
+    let mut model =
+        cvm_launcher::vmm::sev::model::SevModel::new(cvm_launcher::vmm::sev::model::ModelHost {
+            req_certs: true,
+            ..Default::default()
+        });
     let platform = cvm_launcher::vmm::backend::PlatformOptions {
         irqchip: cvm_launcher::vmm::IrqChip::InKernel,
         pit: false,
@@ -1040,23 +1085,39 @@ fn run_tdx(host: Host, qgs: Option<cvm_launcher::vmm::tdx::qgs::QgsAddr>) -> Run
     simulate(sim, || tdx::attest(), tdreport)
 }
 
+/// The guest's SNP path end to end, with each kind of host: no certificates (KVM's empty
+/// table), the model host's table (sent as the auxiliary data), and a table too large for
+/// the guest's buffer (VMM error INVALID_LEN: the same message again as a plain request,
+/// no auxiliary data). Each report verifies, so the sequence numbers stayed in step.
 #[test]
 fn the_guests_snp_path_gets_a_report_that_verifies() {
-    let r = run_snp(Host::Faithful);
-    assert_eq!(r.stopped, Stopped::DebugExit(0), "{}", r.serial);
-    let line = r.serial.strip_suffix('\n').unwrap();
-    assert!(!line.contains('\n'), "one line: {}", r.serial);
-    let evidence = cvm_attest::exchange::parse_line(line.as_bytes()).unwrap();
-    assert_eq!(evidence.kind, cvm_attest::exchange::EvidenceKind::Snp);
-    // Every console byte and fw_cfg access was a GHCB call, and one request.
-    assert!(r.calls > line.len(), "{}", r.calls);
+    let table = cvm_launcher::vmm::sev::model::test_vcek::cert_table().unwrap();
+    let too_large = vec![0x5a; 5 * 4096];
+    for (name, certs, aux) in [
+        ("no-certs", None, None),
+        ("certs", Some(table.clone()), Some(table.clone())),
+        ("too-large", Some(too_large), None),
+    ] {
+        let r = run_snp(Host::Faithful, certs);
+        assert_eq!(r.stopped, Stopped::DebugExit(0), "{name}: {}", r.serial);
+        let line = r.serial.strip_suffix('\n').unwrap();
+        assert!(!line.contains('\n'), "one line: {}", r.serial);
+        let evidence = cvm_attest::exchange::parse_line(line.as_bytes()).unwrap();
+        assert_eq!(evidence.kind, cvm_attest::exchange::EvidenceKind::Snp);
+        assert_eq!(evidence.aux, aux, "{name}");
+        // Every console byte and fw_cfg access was a GHCB call.
+        assert!(r.calls > line.len(), "{}", r.calls);
+        verify_snp(&r, &evidence.evidence, name);
+    }
+}
 
-    // `cvm verify` with the SNP test PKI (the model's VCEK), the plan's measurement as the
-    // reference and the binding of the nonce as the report data.
+/// `cvm verify` of an SNP report with the SNP test PKI (the model's VCEK), the plan's
+/// measurement as the reference and the binding of the nonce as the report data.
+fn verify_snp(r: &Run, report_bytes: &[u8], name: &str) {
     let dir = common::temp_file("snp-sim-marker", b"")
         .parent()
         .unwrap()
-        .join("snp-sim");
+        .join(format!("snp-sim-{name}"));
     let pki =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/snp-test-pki");
     let certs = dir.join("certs");
@@ -1069,7 +1130,7 @@ fn the_guests_snp_path_gets_a_report_that_verifies() {
         .unwrap();
     }
     let report = dir.join("report.bin");
-    std::fs::write(&report, &evidence.evidence).unwrap();
+    std::fs::write(&report, report_bytes).unwrap();
     let reference = dir.join("reference.json");
     std::fs::write(
         &reference,
@@ -1100,8 +1161,8 @@ fn the_guests_snp_path_gets_a_report_that_verifies() {
         &common::binding(&r.nonce),
     ]);
     let v = common::stdout_json(&out);
-    assert_eq!(out.status.code(), Some(0), "{v}");
-    assert_eq!(v["verdict"], "pass", "{v}");
+    assert_eq!(out.status.code(), Some(0), "{name}: {v}");
+    assert_eq!(v["verdict"], "pass", "{name}: {v}");
 }
 
 /// The guest's failure paths: each misbehaving host stops it through the GHCB
@@ -1115,7 +1176,7 @@ fn a_misbehaving_host_stops_the_guest_with_the_step_that_failed() {
         (Host::CounterAhead, 6),
         (Host::TampersResponse, 7),
     ] {
-        let r = run_snp(host);
+        let r = run_snp(host, None);
         assert_eq!(
             r.stopped,
             Stopped::Terminated(0xc, code),

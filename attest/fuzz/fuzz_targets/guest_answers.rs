@@ -1,7 +1,8 @@
 //! What the attesting guest (launcher/guest/attest) parses from its host, from arbitrary
 //! bytes: the SNP guest request's response (`snp_msg::open_report_response`, header and
-//! tag checks before decryption) and the TD's completed GetQuote buffer
-//! (`td_quote::quote`); errors, never a panic. A response the verifier's code seals
+//! tag checks before decryption), the TD's completed GetQuote buffer
+//! (`td_quote::quote`) and the extended request's certificate table
+//! (`snp_msg::cert_table_len`); errors, never a panic. A response the verifier's code seals
 //! around a fuzzed report opens to that report.
 #![no_main]
 
@@ -21,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!q.is_empty() && q.len() + td_quote::HEADER_LEN <= data.len());
     }
     let _ = td_quote::status(data);
+    assert!(snp_msg::cert_table_len(data) <= data.len());
     if data.len() >= snp_msg::REPORT_LEN {
         let report = &data[..snp_msg::REPORT_LEN];
         let m = Message {

@@ -1213,10 +1213,16 @@ fn dry_attest(
     let report = snp_msg::open_report_response(&vmpck0, seqno, &mut answer)
         .map_err(|e| step("open the firmware's response")(e.to_string()))?;
     let report = &report[..];
-    let table = vmm::sev::model::test_vcek::cert_table()
+    // The extended request's buffer as the model host fills it (4 pages, the guest's),
+    // and the table the guest then sends, as its code measures it.
+    let mut buffer = vmm::sev::model::test_vcek::cert_table()
         .map_err(step("build the model host's certificate table"))?;
+    buffer.resize(4 * 4096, 0);
+    let table = buffer
+        .get(..snp_msg::cert_table_len(&buffer))
+        .unwrap_or_default();
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-    let line = format!("CVM-EVIDENCE 1 snp {} {}", b64(report), b64(&table));
+    let line = format!("CVM-EVIDENCE 1 snp {} {}", b64(report), b64(table));
     let mut watch = session.watch(&args.attest, None);
     (watch.on_line)(cvm_attest::exchange::parse_line(line.as_bytes()));
     super::attest_launch::verdict(

@@ -19,7 +19,18 @@ pub const SHARED_2M: usize = 0x80_0000;
 pub const GHCB: usize = 0x90_0000;
 pub const SNP_REQUEST: usize = 0x90_1000;
 pub const SNP_RESPONSE: usize = 0x90_2000;
-pub const SNP_SHARED: [usize; 3] = [GHCB, SNP_REQUEST, SNP_RESPONSE];
+/// SNP: the extended request's certificate buffer (shared), 4 pages.
+pub const SNP_CERTS: usize = 0x90_3000;
+pub const SNP_CERTS_PAGES: usize = 4;
+pub const SNP_SHARED: [usize; 7] = [
+    GHCB,
+    SNP_REQUEST,
+    SNP_RESPONSE,
+    SNP_CERTS,
+    SNP_CERTS + 0x1000,
+    SNP_CERTS + 0x2000,
+    SNP_CERTS + 0x3000,
+];
 /// TDX: the GetQuote buffer (shared) and the virtual address of its alias window.
 pub const TD_QUOTE: usize = 0x90_0000;
 pub const TD_QUOTE_LEN: usize = 0x4000;

@@ -2,11 +2,13 @@
 //! `arch/x86/include/asm/sev-common.h` and `svm.h`, ../shared/MODELS.md 5.1), with no
 //! #VC handler: every intercepted operation (port I/O, the guest request) is a GHCB
 //! call made directly. Steps: negotiate the protocol (SEV_INFO), make the GHCB and
-//! the two message pages shared (page state change to shared: they are RAM the
+//! the message and certificate pages shared (page state change to shared: RAM the
 //! launch never validated, so no PVALIDATE is needed, and the page tables map them
 //! without the C-bit), register the GHCB, read the nonce through fw_cfg, send
-//! MSG_REPORT_REQ sealed with VMPCK0 from the secrets page (guest request exit
-//! 0x8000_0011), open the answer and print the evidence line.
+//! MSG_REPORT_REQ sealed with VMPCK0 from the secrets page as an extended guest request
+//! (exit 0x8000_0012, the host's certificate table into a shared buffer; a plain request,
+//! exit 0x8000_0011, with the same message when the host has none for that buffer), open
+//! the answer and print the evidence line, with the certificate table when there is one.
 
 use crate::hw::{self, Page};
 use crate::io::Io;
@@ -30,6 +32,7 @@ const TERM_SET_CVM: u64 = 0xc;
 
 /// GHCB save-area offsets, and the valid bitmap (bit = offset / 8).
 const RAX: usize = 0x1f8;
+const RBX: usize = 0x318;
 const SW_EXIT_CODE: usize = 0x390;
 const SW_EXIT_INFO_1: usize = 0x398;
 const SW_EXIT_INFO_2: usize = 0x3a0;
@@ -43,8 +46,14 @@ const IOIO_TYPE_IN: u64 = 1;
 const IOIO_DATA_8: u64 = 1 << 4;
 const IOIO_DATA_16: u64 = 1 << 5;
 const IOIO_ADDR_64: u64 = 1 << 9;
-/// SVM_VMGEXIT_GUEST_REQUEST.
+/// SVM_VMGEXIT_GUEST_REQUEST and SVM_VMGEXIT_EXT_GUEST_REQUEST.
 const GUEST_REQUEST: u64 = 0x8000_0011;
+const EXT_GUEST_REQUEST: u64 = 0x8000_0012;
+/// The extended request's VMM errors (exit_info_2 bits 63:32, GHCB spec): the buffer is
+/// too small (RBX then holds the pages needed), or the VMM is busy. Either way the
+/// firmware was not called and the sequence number is still unused.
+const VMM_ERR_INVALID_LEN: u64 = 1;
+const VMM_ERR_BUSY: u64 = 2;
 
 /// Why the SNP path stopped (the termination code, GHCB reason set 0xc).
 #[derive(Clone, Copy)]
@@ -79,6 +88,17 @@ pub struct Ghcb {
 
 impl Ghcb {
     fn call(&mut self, exit_code: u64, info1: u64, info2: u64, rax: Option<u64>) -> u64 {
+        self.call_regs(exit_code, info1, info2, rax, None)
+    }
+
+    fn call_regs(
+        &mut self,
+        exit_code: u64,
+        info1: u64,
+        info2: u64,
+        rax: Option<u64>,
+        rbx: Option<u64>,
+    ) -> u64 {
         let g = self.page;
         for i in 0..16 {
             g.write(VALID_BITMAP + i, 0);
@@ -94,9 +114,11 @@ impl Ghcb {
         valid(SW_EXIT_INFO_1);
         g.write_u64(SW_EXIT_INFO_2, info2);
         valid(SW_EXIT_INFO_2);
-        if let Some(v) = rax {
-            g.write_u64(RAX, v);
-            valid(RAX);
+        for (off, v) in [(RAX, rax), (RBX, rbx)] {
+            if let Some(v) = v {
+                g.write_u64(off, v);
+                valid(off);
+            }
         }
         g.write_from(PROTOCOL_VERSION, &2u16.to_le_bytes());
         g.write_from(GHCB_USAGE, &0u32.to_le_bytes());
@@ -178,14 +200,30 @@ pub fn attest(c_bit: u64) -> ! {
     req.zero();
     req.write_from(0, &request);
     resp.zero();
-    // exit_info_2 after the call: VMM error << 32 | firmware error.
-    ghcb.call(
-        GUEST_REQUEST,
-        layout::SNP_REQUEST as u64,
-        layout::SNP_RESPONSE as u64,
-        None,
+    for i in 0..layout::SNP_CERTS_PAGES {
+        Page(layout::SNP_CERTS + i * 4096).zero();
+    }
+    // The extended request: the host's certificate table comes back in the buffer at RAX
+    // (RBX pages). exit_info_2 after the call: VMM error << 32 | firmware error.
+    let (req_gpa, resp_gpa) = (layout::SNP_REQUEST as u64, layout::SNP_RESPONSE as u64);
+    ghcb.call_regs(
+        EXT_GUEST_REQUEST,
+        req_gpa,
+        resp_gpa,
+        Some(layout::SNP_CERTS as u64),
+        Some(layout::SNP_CERTS_PAGES as u64),
     );
-    if ghcb.page.read_u64(SW_EXIT_INFO_2) != 0 {
+    let mut with_certs = true;
+    let result = ghcb.page.read_u64(SW_EXIT_INFO_2);
+    if matches!(result >> 32, VMM_ERR_INVALID_LEN | VMM_ERR_BUSY) && result & 0xffff_ffff == 0 {
+        // No certificates from this host; the same message as a plain request (Linux's
+        // sev-guest does the same, to keep the sequence numbers in step).
+        with_certs = false;
+        ghcb.call(GUEST_REQUEST, req_gpa, resp_gpa, None);
+        if ghcb.page.read_u64(SW_EXIT_INFO_2) != 0 {
+            terminate(Fail::Request);
+        }
+    } else if result != 0 {
         terminate(Fail::Request);
     }
     let mut answer = [0u8; crate::snp_msg::HEADER_LEN + crate::snp_msg::REPORT_RSP_LEN];
@@ -196,8 +234,24 @@ pub fn attest(c_bit: u64) -> ! {
         terminate(Fail::Response)
     };
     key.fill(0);
+    // The certificate table, read into private memory before it is measured out; sent
+    // as the auxiliary data when there is one (the verifier checks every certificate).
+    let mut certs = [0u8; layout::SNP_CERTS_PAGES * 4096];
+    if with_certs {
+        Page(layout::SNP_CERTS).read_into(0, &mut certs[..4096]);
+        for i in 1..layout::SNP_CERTS_PAGES {
+            if let Some(chunk) = certs.get_mut(i * 4096..(i + 1) * 4096) {
+                Page(layout::SNP_CERTS + i * 4096).read_into(0, chunk);
+            }
+        }
+    }
+    let table_len = crate::snp_msg::cert_table_len(&certs);
     ghcb.write(b"CVM-EVIDENCE 1 snp ");
     ghcb.write_base64(&report);
+    if let Some(table) = certs.get(..table_len).filter(|t| !t.is_empty()) {
+        ghcb.write(b" ");
+        ghcb.write_base64(table);
+    }
     ghcb.write(b"\n");
     ghcb.exit(0)
 }

@@ -151,3 +151,39 @@ pub fn open_report_response(
     );
     Ok(report)
 }
+
+/// A GHCB certificate table's entry: GUID, offset and length (from the table's start).
+const CERT_ENTRY_LEN: usize = 24;
+
+/// How many bytes of `buf` the GHCB certificate table at its start takes (GHCB spec,
+/// SNP Extended Guest Request: 24-byte entries {GUID, u32 offset, u32 length} ended by an
+/// all-zero entry, each certificate inside the buffer): the end of the entries or of the
+/// furthest certificate. 0 when the table is empty or does not fit in `buf` (the host
+/// gave nothing usable: the evidence then goes without it).
+pub fn cert_table_len(buf: &[u8]) -> usize {
+    let mut end = 0usize;
+    for (i, entry) in buf.chunks(CERT_ENTRY_LEN).enumerate() {
+        if entry.len() < CERT_ENTRY_LEN {
+            return 0;
+        }
+        if entry.iter().all(|&b| b == 0) {
+            if i == 0 {
+                return 0;
+            }
+            let entries_end = (i + 1) * CERT_ENTRY_LEN;
+            return end.max(entries_end);
+        }
+        let field = |at: usize| {
+            let mut b = [0u8; 4];
+            if let Some(src) = entry.get(at..at + 4) {
+                b.copy_from_slice(src);
+            }
+            usize::try_from(u32::from_le_bytes(b)).unwrap_or(usize::MAX)
+        };
+        match field(16).checked_add(field(20)) {
+            Some(cert_end) if cert_end <= buf.len() => end = end.max(cert_end),
+            _ => return 0,
+        }
+    }
+    0
+}
