@@ -53,6 +53,8 @@ mod snp;
 mod snp_msg;
 #[path = "../guest/attest/src/td_quote.rs"]
 mod td_quote;
+#[path = "../guest/attest/src/td_regs.rs"]
+mod td_regs;
 #[path = "../guest/attest/src/tdx.rs"]
 mod tdx;
 
@@ -790,19 +792,7 @@ mod hw {
         sim(Sim::vmgexit);
     }
 
-    #[derive(Default, Clone, Copy)]
-    pub struct TdRegs {
-        pub rax: u64,
-        pub rcx: u64,
-        pub rdx: u64,
-        pub r8: u64,
-        pub r10: u64,
-        pub r11: u64,
-        pub r12: u64,
-        pub r13: u64,
-        pub r14: u64,
-        pub r15: u64,
-    }
+    pub use super::td_regs::TdRegs;
 
     pub fn tdcall(r: TdRegs) -> TdRegs {
         sim(|s| s.tdcall(r))
@@ -1009,40 +999,20 @@ fn run_snp(host: Host, certs: Option<Vec<u8>>) -> Run {
     simulate(sim, || snp::attest(C_BIT), measurement)
 }
 
-/// A QGS on a Unix socket that answers one GetQuote with `quote` and hands back the
-/// TDREPORT it was asked to quote.
+/// A QGS that answers one GetQuote with `quote` and hands back the TDREPORT it was asked
+/// to quote.
 fn qgs(
     quote: Vec<u8>,
 ) -> (
     cvm_launcher::vmm::tdx::qgs::QgsAddr,
     std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
-    use std::io::{Read, Write};
-    let path = std::env::temp_dir().join(format!("cvm-sim-qgs-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let mut m = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut m).unwrap();
-        tx.send(m[24..].to_vec()).unwrap();
-        // GET_QUOTE_RESP (QGS message 1.1, type 1), error code 0, the quote.
-        let size = (16 + 8 + quote.len()) as u32;
-        let mut r = size.to_be_bytes().to_vec();
-        r.extend(1u16.to_le_bytes());
-        r.extend(1u16.to_le_bytes());
-        r.extend(1u32.to_le_bytes());
-        r.extend(size.to_le_bytes());
-        r.extend(0u32.to_le_bytes());
-        r.extend(0u32.to_le_bytes());
-        r.extend((quote.len() as u32).to_le_bytes());
-        r.extend(&quote);
-        let _ = s.write_all(&r);
+    let addr = common::qgs("sim", move |request| {
+        tx.send(request[24..].to_vec()).unwrap();
+        common::qgs_response(1, 0, &quote)
     });
-    (cvm_launcher::vmm::tdx::qgs::QgsAddr::Unix(path), rx)
+    (addr, rx)
 }
 
 /// Launches the attesting guest's TDX plan through cvm's backend on the TDX module

@@ -164,6 +164,32 @@ fn qemu() -> Option<PathBuf> {
     available(found.is_some(), what).then(|| found.unwrap())
 }
 
+/// QEMU's q35 on KVM with `MEMORY_MIB` of RAM, no default devices, COM1 into `serial`
+/// and the debug-exit port at 0x501 (QEMU then exits with `(status << 1) | 1`), bounded
+/// to 180 s; the boot arguments are the caller's.
+fn qemu_vm(qemu: &Path, serial: &Path) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg("180")
+        .arg(qemu)
+        .args([
+            "-enable-kvm",
+            "-machine",
+            "q35",
+            "-cpu",
+            "host,-arch-capabilities",
+        ])
+        .args(["-m", &MEMORY_MIB.to_string()])
+        .args(["-nodefaults", "-display", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0x501,iosize=1",
+            "-no-reboot",
+        ]);
+    c
+}
+
 #[test]
 fn qemu_serves_the_same_kernel_items() {
     if !have_kvm() {
@@ -176,29 +202,12 @@ fn qemu_serves_the_same_kernel_items() {
     let ours = under_cvm(&kernel, &initrd);
 
     let serial = temp_file("probe-qemu.txt", b"");
-    let out = Command::new("timeout")
-        .arg("180")
-        .arg(&qemu)
-        .args([
-            "-enable-kvm",
-            "-machine",
-            "q35",
-            "-cpu",
-            "host,-arch-capabilities",
-        ])
-        .args(["-m", &MEMORY_MIB.to_string()])
+    let out = qemu_vm(&qemu, &serial)
         .arg("-kernel")
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", CMDLINE, "-nodefaults", "-display", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .args([
-            "-device",
-            "isa-debug-exit,iobase=0x501,iosize=1",
-            "-no-reboot",
-        ])
+        .args(["-append", CMDLINE])
         .output()
         .unwrap();
     let text = std::fs::read_to_string(&serial).unwrap();
@@ -257,29 +266,11 @@ fn the_attesting_guest_reads_its_nonce_from_qemu() {
     let nonce: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
     let nonce_file = temp_file("attest-nonce.bin", &nonce);
     let serial = temp_file("attest-qemu.txt", b"");
-    let out = Command::new("timeout")
-        .arg("180")
-        .arg(&qemu)
-        .args([
-            "-enable-kvm",
-            "-machine",
-            "q35",
-            "-cpu",
-            "host,-arch-capabilities",
-        ])
-        .args(["-m", &MEMORY_MIB.to_string()])
+    let out = qemu_vm(&qemu, &serial)
         .arg("-bios")
         .arg(payload("attest"))
         .arg("-fw_cfg")
         .arg(format!("name=opt/cvm/nonce,file={}", nonce_file.display()))
-        .args(["-nodefaults", "-display", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .args([
-            "-device",
-            "isa-debug-exit,iobase=0x501,iosize=1",
-            "-no-reboot",
-        ])
         .output()
         .unwrap();
     let text = std::fs::read_to_string(&serial).unwrap();

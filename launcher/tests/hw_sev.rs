@@ -104,7 +104,9 @@ fn the_attesting_guest_attests_on_snp() {
     }
     // No image: the built-in attesting guest. Its report must carry the dry run's
     // measurement and the nonce binding; the chain needs the host's VCEK, which
-    // `CVM_HW_SNP_CERTS` (a `cvm verify --certs` directory) provides when set.
+    // `CVM_HW_SNP_CERTS` (a `cvm verify --certs` directory) provides when set: served to
+    // the guest's extended request (Linux 7.0+, KVM_X86_SEV_SNP_REQ_CERTS; an older
+    // host refuses --certs) and sent back with its report.
     let base = [
         "--format",
         "json",

@@ -18,13 +18,11 @@ mod common;
 #[path = "../guest/attest/src/td_quote.rs"]
 mod td_quote;
 
-use common::{cvm, vectors};
+use common::{cvm, qgs, qgs_response as response, vectors};
 use cvm_launcher::vmm::backend::Runtime;
 use cvm_launcher::vmm::tdx::get_quote;
 use cvm_launcher::vmm::tdx::qgs::QgsAddr;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
 use std::sync::Mutex;
 
 /// Guest RAM at [0, 16 MiB), as the VMM's shared mapping shows it.
@@ -85,39 +83,6 @@ fn u64_at(ram: &Ram, gpa: u64) -> u64 {
     let mut b = [0u8; 8];
     ram.read(gpa, &mut b).unwrap();
     u64::from_le_bytes(b)
-}
-
-/// A QGS that answers one connection with `reply(request)`, framed; returns its address.
-fn qgs(name: &str, reply: impl FnOnce(Vec<u8>) -> Vec<u8> + Send + 'static) -> QgsAddr {
-    let path = std::env::temp_dir().join(format!("cvm-qgs-{}-{name}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let mut m = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut m).unwrap();
-        let out = reply(m);
-        let _ = s.write_all(&out);
-    });
-    QgsAddr::Unix(path)
-}
-
-/// A framed GET_QUOTE_RESP carrying `quote` (`kind` and `code` as given).
-fn response(kind: u32, code: u32, quote: &[u8]) -> Vec<u8> {
-    let size = 16 + 8 + quote.len();
-    let mut m = Vec::new();
-    m.extend_from_slice(&(size as u32).to_be_bytes());
-    m.extend_from_slice(&1u16.to_le_bytes());
-    m.extend_from_slice(&1u16.to_le_bytes());
-    m.extend_from_slice(&kind.to_le_bytes());
-    m.extend_from_slice(&(size as u32).to_le_bytes());
-    m.extend_from_slice(&code.to_le_bytes());
-    m.extend_from_slice(&0u32.to_le_bytes());
-    m.extend_from_slice(&(quote.len() as u32).to_le_bytes());
-    m.extend_from_slice(quote);
-    m
 }
 
 #[test]

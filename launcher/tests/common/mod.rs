@@ -161,3 +161,43 @@ pub fn binding(nonce: &[u8]) -> String {
     h.update(nonce);
     hex::encode(h.finalize())
 }
+
+#[allow(dead_code, reason = "only the TDX tests use it")]
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+/// A QGS that answers one connection with `reply(request)`, framed; returns its address.
+pub fn qgs(
+    name: &str,
+    reply: impl FnOnce(Vec<u8>) -> Vec<u8> + Send + 'static,
+) -> cvm_launcher::vmm::tdx::qgs::QgsAddr {
+    let path = std::env::temp_dir().join(format!("cvm-qgs-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        use std::io::{Read, Write};
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut m = vec![0u8; usize::try_from(u32::from_be_bytes(len)).unwrap()];
+        s.read_exact(&mut m).unwrap();
+        let out = reply(m);
+        let _ = s.write_all(&out);
+    });
+    cvm_launcher::vmm::tdx::qgs::QgsAddr::Unix(path)
+}
+
+#[allow(dead_code, reason = "only the TDX tests use it")]
+/// A framed GET_QUOTE_RESP carrying `quote` (`kind` and `code` as given).
+pub fn qgs_response(kind: u32, code: u32, quote: &[u8]) -> Vec<u8> {
+    let size = u32::try_from(16 + 8 + quote.len()).unwrap();
+    let mut m = Vec::new();
+    m.extend_from_slice(&size.to_be_bytes());
+    m.extend_from_slice(&1u16.to_le_bytes());
+    m.extend_from_slice(&1u16.to_le_bytes());
+    m.extend_from_slice(&kind.to_le_bytes());
+    m.extend_from_slice(&size.to_le_bytes());
+    m.extend_from_slice(&code.to_le_bytes());
+    m.extend_from_slice(&0u32.to_le_bytes());
+    m.extend_from_slice(&u32::try_from(quote.len()).unwrap().to_le_bytes());
+    m.extend_from_slice(quote);
+    m
+}

@@ -63,21 +63,7 @@ pub fn vmgexit() {
     unsafe { asm!("rep vmmcall", options(nostack)) }
 }
 
-/// The registers of a TDCALL (TDX module ABI: RAX leaf in, status out; RCX, RDX, R8-R15
-/// as the leaf defines them).
-#[derive(Default, Clone, Copy)]
-pub struct TdRegs {
-    pub rax: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub r8: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-}
+pub use crate::td_regs::TdRegs;
 
 /// TDCALL (66 0f 01 cc) with `r`, returning the registers after it.
 pub fn tdcall(mut r: TdRegs) -> TdRegs {

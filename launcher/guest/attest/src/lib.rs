@@ -25,6 +25,7 @@ mod nonce;
 mod snp;
 mod snp_msg;
 mod td_quote;
+mod td_regs;
 mod tdx;
 
 use io::Io;
