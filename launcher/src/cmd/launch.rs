@@ -19,7 +19,7 @@ use crate::output::{Format, Render};
 use crate::probe::{self, Arch, SystemDevices, Tee};
 use crate::tee_arg::TeeChoice;
 #[cfg(target_arch = "x86_64")]
-use crate::vmm::{self, IrqChip, RunOptions, SerialOut};
+use crate::vmm::{self, IrqChip, RunOptions};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -1290,8 +1290,13 @@ fn dry_report(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn serial_out(dest: &SerialDest, format: Format) -> Result<SerialOut, CliError> {
+/// Where `--serial` sends the guest's console: stdout (stderr with `--format json`, which
+/// keeps stdout for the result), a file, or nowhere.
+#[cfg(any(target_arch = "x86_64", feature = "cca"))]
+pub(super) fn serial_out(
+    dest: &SerialDest,
+    format: Format,
+) -> Result<Box<dyn Write + Send>, CliError> {
     Ok(match (dest, format) {
         (SerialDest::Stdio, Format::Text) => Box::new(io::stdout()),
         (SerialDest::Stdio, Format::Json) => Box::new(io::stderr()),

@@ -190,19 +190,7 @@ fn real(
     let deadline = std::time::Instant::now()
         .checked_add(args.timeout.unwrap_or(std::time::Duration::from_secs(3600)))
         .unwrap_or_else(std::time::Instant::now);
-    // --serial: stdout (stderr with --format json, which keeps stdout for the result),
-    // a file, or nowhere.
-    let mut console: Box<dyn Write> = match &args.serial {
-        super::launch::SerialDest::Stdio if format == Format::Json => Box::new(io::stderr()),
-        super::launch::SerialDest::Stdio => Box::new(io::stdout()),
-        super::launch::SerialDest::File(p) => Box::new(std::fs::File::create(p).map_err(
-            |source| CliError::WriteFile {
-                path: p.clone(),
-                source,
-            },
-        )?),
-        super::launch::SerialDest::None => Box::new(io::sink()),
-    };
+    let mut console = super::launch::serial_out(&args.serial, format)?;
     let outcome = hw
         .run(UART, deadline, &mut console)
         .map_err(CliError::Realm)?;
