@@ -51,6 +51,10 @@ pub struct Manifest {
     pub pcs_url: String,
     /// The root CA CRL's URL.
     pub intel_root_crl_url: String,
+    /// Which TCB evaluation the Intel responses are for (`early`, or a TCB evaluation
+    /// data number); empty (and left out) for the standard one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pcs_tcb_update: String,
     /// The time everything verified at when the bundle was made.
     pub verified_at: String,
     /// The evidence it was made for.
@@ -153,6 +157,7 @@ mod tests {
             kds_url: "k".into(),
             pcs_url: "p".into(),
             intel_root_crl_url: "r".into(),
+            pcs_tcb_update: String::new(),
             verified_at: "2026-01-01T00:00:00Z".into(),
             evidence: Vec::new(),
             responses: vec!["u".into()],

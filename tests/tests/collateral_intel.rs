@@ -563,3 +563,114 @@ fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&[0u8; 1024]);
     out
 }
+
+/// `--tcb-update`: `early` and a TCB evaluation data number are asked for on both signed
+/// items (Intel PCS API v4: `update=early`, `tcbEvaluationDataNumber=N`; the server
+/// answers only those routes), a number is checked against what is served, a bundle
+/// remembers which evaluation it holds, and a value that is none of these is a usage
+/// error.
+#[test]
+fn an_early_or_numbered_tcb_evaluation_is_asked_for_and_checked() {
+    let Some(v) = vectors() else { return };
+    let case = v.join(UPTODATE);
+    let quote = case.join("quote.bin");
+    // The case's TCB Info and QE Identity both carry evaluation data number 17.
+    let served = |param: &str| {
+        let mut p = paths("tdx", "B0C06F000000", "platform");
+        p.tcb = format!("{}&{param}", p.tcb);
+        p.qe = format!("{}?{param}", p.qe);
+        (pccs(&case, &p), p)
+    };
+    let fetch = |server: &Server, update: &str, out: &Path| {
+        run(&[
+            "collateral",
+            "fetch",
+            "--evidence",
+            quote.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--pcs-url",
+            &server.url,
+            "--tcb-update",
+            update,
+            "--at",
+            AT,
+        ])
+    };
+    for (update, param) in [
+        ("early", "update=early"),
+        ("17", "tcbEvaluationDataNumber=17"),
+    ] {
+        let (server, p) = served(param);
+        let out = temp(&format!("update-{update}"));
+        let (code, json, _) = fetch(&server, update, &out);
+        assert_eq!(code, 0, "{update}: {json} {:?}", server.log());
+        assert_eq!(server.count(&p.tcb), 1, "{:?}", server.log());
+        assert_eq!(server.count(&p.qe), 1, "{:?}", server.log());
+        std::fs::remove_dir_all(&out).ok();
+    }
+    // `cvm verify --fetch` asks the same.
+    let (server, p) = served("update=early");
+    let (code, json, err) = run(&[
+        "verify",
+        "--evidence",
+        quote.to_str().unwrap(),
+        "--fetch",
+        "--pcs-url",
+        &server.url,
+        "--tcb-update",
+        "early",
+        "--no-reference",
+        "--at",
+        AT,
+    ]);
+    assert_eq!(code, 0, "{json} {err}");
+    assert_eq!(server.count(&p.tcb), 1, "{:?}", server.log());
+    // Asked for 18, served 17: refused, nothing written.
+    let (server, _) = served("tcbEvaluationDataNumber=18");
+    let out = temp("update-18");
+    let (code, json, _) = fetch(&server, "18", &out);
+    assert_eq!(code, 4, "{json}");
+    assert!(
+        error(&json).contains("asked for TCB evaluation data number 18, the TCB Info has 17"),
+        "{json}"
+    );
+    assert!(!out.exists());
+    // A bundle made with update=early verifies offline from it (the manifest says which
+    // evaluation its responses are for).
+    let (server, _) = served("update=early");
+    let work = temp("update-bundle");
+    std::fs::create_dir_all(&work).unwrap();
+    let bundle = work.join("early.tar");
+    let (code, json, _) = run(&[
+        "collateral",
+        "bundle",
+        "--evidence",
+        quote.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+        "--pcs-url",
+        &server.url,
+        "--tcb-update",
+        "early",
+        "--at",
+        AT,
+    ]);
+    assert_eq!(code, 0, "{json}");
+    let asked = server.log().len();
+    let (code, json, err) = run(&[
+        "verify",
+        "--evidence",
+        quote.to_str().unwrap(),
+        "--collateral",
+        bundle.to_str().unwrap(),
+        "--no-reference",
+        "--at",
+        AT,
+    ]);
+    assert_eq!(code, 0, "{json} {err}");
+    assert_eq!(server.log().len(), asked, "offline");
+    std::fs::remove_dir_all(&work).ok();
+    let (code, json, _) = fetch(&server, "soon", &temp("update-soon"));
+    assert_eq!(code, 1, "{json}");
+}

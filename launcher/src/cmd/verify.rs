@@ -95,6 +95,10 @@ pub struct VerifyArgs {
     /// PCS, the PCCS's otherwise).
     #[arg(long, value_name = "URL", requires = "fetch")]
     pub intel_root_crl_url: Option<String>,
+    /// With --fetch: which of Intel's TCB evaluations to fetch the TCB Info and QE
+    /// Identity for: `standard`, `early`, or a TCB evaluation data number.
+    #[arg(long, value_name = "standard|early|N", requires = "fetch")]
+    pub tcb_update: Option<super::collateral::TcbUpdate>,
     /// With --fetch: the product, for reports that do not name it.
     #[arg(long, value_name = "Milan|Genoa|Turin", requires = "fetch",
           value_parser = super::collateral::parse_product)]
@@ -547,7 +551,7 @@ fn services_for<'s>(
     args: &VerifyArgs,
     bundle: Option<&Path>,
 ) -> Result<&'s mut super::collateral::Services, CliError> {
-    use super::collateral::{Kds, Pcs, Services, bundle::Bundle};
+    use super::collateral::{Kds, Pcs, Services, TcbUpdate, bundle::Bundle};
     if let Some(s) = slot {
         return Ok(s);
     }
@@ -555,15 +559,25 @@ fn services_for<'s>(
         Some(p) => {
             let b = Bundle::read(p)?;
             let m = b.manifest.clone();
+            let update = match m.pcs_tcb_update.as_str() {
+                "" => TcbUpdate::Standard,
+                u => u.parse().map_err(|e: String| CliError::Evidence {
+                    path: p.to_owned(),
+                    source: crate::error::InputError::Other(format!(
+                        "the bundle's manifest: pcs_tcb_update {e}"
+                    )),
+                })?,
+            };
             Services {
                 kds: Kds::new(&m.kds_url),
-                pcs: Pcs::new(&m.pcs_url, Some(&m.intel_root_crl_url)),
+                pcs: Pcs::new(&m.pcs_url, Some(&m.intel_root_crl_url)).with_update(update),
                 session: crate::fetch::Session::new(Box::new(b), None),
             }
         }
         None => Services {
             kds: Kds::new(&args.kds_url),
-            pcs: Pcs::new(&args.pcs_url, args.intel_root_crl_url.as_deref()),
+            pcs: Pcs::new(&args.pcs_url, args.intel_root_crl_url.as_deref())
+                .with_update(args.tcb_update.unwrap_or_default()),
             session: crate::fetch::Session::network(args.fetch_timeout, args.cache.as_deref()),
         },
     }))

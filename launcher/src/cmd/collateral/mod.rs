@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use kds::{KDS_URL, Kds};
-pub use pcs::{PCS_URL, Pcs, ROOT_CRL_URL};
+pub use pcs::{PCS_URL, Pcs, ROOT_CRL_URL, TcbUpdate};
 
 /// What `cvm collateral` does.
 #[derive(Debug, Subcommand)]
@@ -53,6 +53,11 @@ pub struct ServiceArgs {
     /// PCCS's `/sgx/certification/v4/rootcacrl` for any other --pcs-url).
     #[arg(long, value_name = "URL")]
     pub intel_root_crl_url: Option<String>,
+    /// TDX, SGX: which of Intel's TCB evaluations the TCB Info and QE Identity are
+    /// fetched for: `standard` (the service's default), `early` (a TCB recovery visible
+    /// sooner), or a TCB evaluation data number (which both must then carry).
+    #[arg(long, value_name = "standard|early|N", default_value = "standard")]
+    pub tcb_update: TcbUpdate,
     /// SNP: the product, for reports that do not name it (version 2 has no CPUID fields).
     #[arg(long, value_name = "Milan|Genoa|Turin", value_parser = parse_product)]
     pub product: Option<Product>,
@@ -296,7 +301,7 @@ fn obtain_all(a: &ServiceArgs) -> Result<(Services, AllObtained, cvm_attest::Tim
     };
     let mut services = Services {
         kds: Kds::new(&a.kds_url),
-        pcs: Pcs::new(&a.pcs_url, a.intel_root_crl_url.as_deref()),
+        pcs: Pcs::new(&a.pcs_url, a.intel_root_crl_url.as_deref()).with_update(a.tcb_update),
         session: Session::network(a.timeout, a.cache.as_deref()),
     };
     let mut all = Vec::new();
@@ -346,6 +351,10 @@ fn make_bundle(args: &BundleArgs) -> Result<FetchReport, CliError> {
         kds_url: services.kds.base().to_owned(),
         pcs_url: services.pcs.base().to_owned(),
         intel_root_crl_url: services.pcs.root_crl_url().to_owned(),
+        pcs_tcb_update: match services.pcs.update() {
+            TcbUpdate::Standard => String::new(),
+            other => other.to_string(),
+        },
         verified_at: at.to_string(),
         evidence: all
             .iter()

@@ -9,6 +9,8 @@
 //! which PCCS answers in hex). The issuer chains are percent-encoded PEM, kept exactly as
 //! sent; the TCB Info and QE Identity are kept exactly as served (their signatures cover
 //! the bytes of the `tcbInfo` / `enclaveIdentity` value as it appears in the response).
+//! The TCB Info and QE Identity are those of the standard TCB evaluation unless asked
+//! otherwise ([`TcbUpdate`]).
 
 use super::super::verify;
 use crate::error::{CliError, InputError};
@@ -31,6 +33,57 @@ const TCB_CHAIN: [&str; 2] = ["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chai
 const QE_CHAIN: [&str; 1] = ["SGX-Enclave-Identity-Issuer-Chain"];
 const PCK_CRL_CHAIN: [&str; 1] = ["SGX-PCK-CRL-Issuer-Chain"];
 
+/// Which TCB evaluation the TCB Info and QE Identity come from (Intel PCS API v4, "Get
+/// TCB Info V4" and "Get Quoting Enclave Identity V4": query `update=early|standard`, or
+/// `tcbEvaluationDataNumber=N`, never both): the standard one (the service's default, no
+/// parameter sent), the early one (a TCB recovery visible sooner), or a numbered one. A
+/// number is checked against what comes back: both items must carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcbUpdate {
+    /// `update=standard`, the default: no parameter sent.
+    #[default]
+    Standard,
+    /// `update=early`.
+    Early,
+    /// `tcbEvaluationDataNumber=N`.
+    Number(u32),
+}
+
+impl TcbUpdate {
+    /// The query parameter, if one is sent.
+    fn param(self) -> Option<String> {
+        match self {
+            TcbUpdate::Standard => None,
+            TcbUpdate::Early => Some("update=early".into()),
+            TcbUpdate::Number(n) => Some(format!("tcbEvaluationDataNumber={n}")),
+        }
+    }
+}
+
+impl std::fmt::Display for TcbUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TcbUpdate::Standard => f.write_str("standard"),
+            TcbUpdate::Early => f.write_str("early"),
+            TcbUpdate::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TcbUpdate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "standard" => Ok(TcbUpdate::Standard),
+            "early" => Ok(TcbUpdate::Early),
+            n => n
+                .parse()
+                .map(TcbUpdate::Number)
+                .map_err(|_| format!("{n:?}: standard, early, or a TCB evaluation data number")),
+        }
+    }
+}
+
 /// A quote's collateral, verified with it.
 pub struct TdxCollateral {
     /// The platform's FMSPC (hex, upper case, as Intel writes it).
@@ -49,6 +102,7 @@ pub struct TdxCollateral {
 pub struct Pcs {
     base: String,
     root_crl: String,
+    update: TcbUpdate,
 }
 
 impl Pcs {
@@ -66,7 +120,21 @@ impl Pcs {
             None if base == PCS_URL => ROOT_CRL_URL.to_owned(),
             None => format!("{base}/sgx/certification/v4/rootcacrl"),
         };
-        Pcs { base, root_crl }
+        Pcs {
+            base,
+            root_crl,
+            update: TcbUpdate::Standard,
+        }
+    }
+
+    /// The same service, asked for the TCB evaluation `update`.
+    pub fn with_update(self, update: TcbUpdate) -> Self {
+        Pcs { update, ..self }
+    }
+
+    /// The TCB evaluation asked for.
+    pub fn update(&self) -> TcbUpdate {
+        self.update
     }
 
     /// The base URL.
@@ -109,13 +177,17 @@ impl Pcs {
             PckCa::Platform => "platform",
             PckCa::Processor => "processor",
         };
+        let (and, query) = match self.update.param() {
+            Some(p) => (format!("&{p}"), format!("?{p}")),
+            None => (String::new(), String::new()),
+        };
         let wants = [
             Want {
-                url: format!("{base}/{tee}/certification/v4/tcb?fmspc={fmspc}"),
+                url: format!("{base}/{tee}/certification/v4/tcb?fmspc={fmspc}{and}"),
                 expiry: |r| signed_expiry(r, "tcbInfo", &TCB_CHAIN),
             },
             Want {
-                url: format!("{base}/{tee}/certification/v4/qe/identity"),
+                url: format!("{base}/{tee}/certification/v4/qe/identity{query}"),
                 expiry: |r| signed_expiry(r, "enclaveIdentity", &QE_CHAIN),
             },
             Want {
@@ -141,6 +213,26 @@ impl Pcs {
                 })
             })?;
             check(path, bytes, &collateral, roots, at)?;
+            if let TcbUpdate::Number(n) = self.update {
+                for (i, (item, body)) in [
+                    ("TCB Info", &collateral.tcb_info.body),
+                    ("QE Identity", &collateral.qe_identity.body),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let served = evaluation_number(body);
+                    if served != Some(n) {
+                        return Err(unavailable(FetchError {
+                            url: wants.get(i).map(|w| w.url.clone()).unwrap_or_default(),
+                            reason: format!(
+                                "asked for TCB evaluation data number {n}, the {item} has {}",
+                                served.map_or_else(|| "none".to_owned(), |s| s.to_string())
+                            ),
+                        }));
+                    }
+                }
+            }
             Ok(TdxCollateral {
                 fmspc: fmspc.clone(),
                 ca,
@@ -150,6 +242,12 @@ impl Pcs {
             })
         })
     }
+}
+
+/// The `tcbEvaluationDataNumber` of a TCB Info or QE Identity body.
+fn evaluation_number(body: &str) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    u32::try_from(v.get("tcbEvaluationDataNumber")?.as_u64()?).ok()
 }
 
 /// The end of a certificate chain header's validity (its earliest notAfter).
