@@ -139,7 +139,8 @@ pub fn plan<'a>(cfg: &TdxConfig<'a>) -> Result<LaunchPlan<'a>> {
         .is_some_and(crate::ovmf::CvmGuestFlags::no_rtmr_extends);
     if !extends_rtmrs && cfg.recipe.is_some() {
         return Err(FirmwareError::Unsupported(
-            "an edk2 recipe was chosen, but this firmware is not TDVF: its CVM_GUEST footer              entry says it extends no RTMR"
+            "an edk2 recipe was chosen, but this firmware is not TDVF: its CVM_GUEST footer \
+             entry says it extends no RTMR"
                 .into(),
         ));
     }

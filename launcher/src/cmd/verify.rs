@@ -559,15 +559,13 @@ fn services_for<'s>(
         Some(p) => {
             let b = Bundle::read(p)?;
             let m = b.manifest.clone();
-            let update = match m.pcs_tcb_update.as_str() {
-                "" => TcbUpdate::Standard,
-                u => u.parse().map_err(|e: String| CliError::Evidence {
+            let update =
+                TcbUpdate::from_manifest(&m.pcs_tcb_update).map_err(|e| CliError::Evidence {
                     path: p.to_owned(),
                     source: crate::error::InputError::Other(format!(
                         "the bundle's manifest: pcs_tcb_update {e}"
                     )),
-                })?,
-            };
+                })?;
             Services {
                 kds: Kds::new(&m.kds_url),
                 pcs: Pcs::new(&m.pcs_url, Some(&m.intel_root_crl_url)).with_update(update),

@@ -238,11 +238,8 @@ pub fn attest(c_bit: u64) -> ! {
     // as the auxiliary data when there is one (the verifier checks every certificate).
     let mut certs = [0u8; layout::SNP_CERTS_PAGES * 4096];
     if with_certs {
-        Page(layout::SNP_CERTS).read_into(0, &mut certs[..4096]);
-        for i in 1..layout::SNP_CERTS_PAGES {
-            if let Some(chunk) = certs.get_mut(i * 4096..(i + 1) * 4096) {
-                Page(layout::SNP_CERTS + i * 4096).read_into(0, chunk);
-            }
+        for (i, chunk) in certs.chunks_mut(4096).enumerate() {
+            Page(layout::SNP_CERTS + i * 4096).read_into(0, chunk);
         }
     }
     let table_len = crate::snp_msg::cert_table_len(&certs);

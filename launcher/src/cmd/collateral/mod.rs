@@ -351,10 +351,7 @@ fn make_bundle(args: &BundleArgs) -> Result<FetchReport, CliError> {
         kds_url: services.kds.base().to_owned(),
         pcs_url: services.pcs.base().to_owned(),
         intel_root_crl_url: services.pcs.root_crl_url().to_owned(),
-        pcs_tcb_update: match services.pcs.update() {
-            TcbUpdate::Standard => String::new(),
-            other => other.to_string(),
-        },
+        pcs_tcb_update: services.pcs.update().manifest_value(),
         verified_at: at.to_string(),
         evidence: all
             .iter()

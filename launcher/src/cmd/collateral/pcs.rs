@@ -50,6 +50,22 @@ pub enum TcbUpdate {
 }
 
 impl TcbUpdate {
+    /// How a bundle's manifest records it (`pcs_tcb_update`): empty for the standard one.
+    pub fn manifest_value(self) -> String {
+        match self {
+            TcbUpdate::Standard => String::new(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The value a manifest recorded.
+    pub fn from_manifest(v: &str) -> Result<Self, String> {
+        match v {
+            "" => Ok(TcbUpdate::Standard),
+            v => v.parse(),
+        }
+    }
+
     /// The query parameter, if one is sent.
     fn param(self) -> Option<String> {
         match self {
